@@ -1,0 +1,111 @@
+//! Map names, layouts and the prefilter's addressing, shared by the program and the daemon.
+
+use crate::verdict::REASON_COUNT;
+
+/// IPv4 LPM trie: key `Key<[u8; 4]>` (network order), value: entry id.
+pub const ALLOW_V4: &str = "ALLOW_V4";
+/// IPv6 LPM trie: key `Key<[u8; 16]>`, value: entry id.
+pub const ALLOW_V6: &str = "ALLOW_V6";
+/// Bitmap of protected TCP ports: `PORT_WORDS` u64 words, bit `port % 64` of word `port / 64`.
+pub const PORTS: &str = "PORTS";
+/// One [`Settings`] at index 0.
+pub const SETTINGS: &str = "SETTINGS";
+/// Per-CPU [`Counters`] keyed by ingress ifindex (u32).
+pub const COUNTERS: &str = "COUNTERS";
+/// IPv4 prefilter: two bits per /24 (see [`V4Slot`]).
+pub const PREFILTER_V4: &str = "PREFILTER_V4";
+/// IPv6 prefilter: one bit per hashed /32, set when an entry may cover addresses in it.
+pub const PREFILTER_V6: &str = "PREFILTER_V6";
+
+pub const PORT_WORDS: u32 = 65536 / 64;
+pub const MAX_INTERFACES: u32 = 1024;
+
+/// 2^24 /24 networks, 2 bits each, 32 per u64 word: 4 MiB.
+pub const PREFILTER_V4_WORDS: u32 = (1 << 24) * 2 / 64;
+/// 2^24 bits: 2 MiB, small enough to stay in cache under a flood.
+pub const PREFILTER_V6_BITS: u32 = 1 << 24;
+pub const PREFILTER_V6_WORDS: u32 = PREFILTER_V6_BITS / 64;
+/// An IPv6 entry of this length or longer marks at most 2^(32-20) = 4096 bits of the IPv6
+/// prefilter; a shorter one turns the prefilter off (see [`Settings::v6_wide_entries`]).
+pub const V6_PREFILTER_MIN_PREFIX: u8 = 20;
+
+/// The state of one IPv4 /24 in the prefilter. Only `Whole` and `None` decide on their own;
+/// the daemon moves a slot through `Partial` around every change so that neither a wrong drop
+/// nor a wrong allow is possible at any instant.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V4Slot {
+    /// No entry covers any address in this /24: an uncovered source, decided in one read.
+    None = 0,
+    /// Some entries cover part of it: ask the LPM trie.
+    Partial = 1,
+    /// An entry of length /24 or shorter covers all of it.
+    Whole = 2,
+}
+
+impl V4Slot {
+    pub const fn from_bits(bits: u64) -> V4Slot {
+        match bits & 3 {
+            0 => V4Slot::None,
+            2 => V4Slot::Whole,
+            _ => V4Slot::Partial,
+        }
+    }
+}
+
+/// Word index and bit shift of the /24 holding `addr`.
+#[inline(always)]
+pub const fn v4_slot_position(addr: [u8; 4]) -> (u32, u32) {
+    let slot = (addr[0] as u32) << 16 | (addr[1] as u32) << 8 | addr[2] as u32;
+    (slot / 32, (slot % 32) * 2)
+}
+
+/// Bit of the IPv6 prefilter for the /32 holding `addr` (a multiplicative hash of the first
+/// 32 bits, so that allocations next to each other spread over the whole bitmap).
+#[inline(always)]
+pub const fn v6_bit(first32: u32) -> u32 {
+    first32.wrapping_mul(0x9E37_79B1) >> 8
+}
+
+#[inline(always)]
+pub const fn v6_first32(addr: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])
+}
+
+/// Global settings, index 0 of `SETTINGS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// 1 while the list is enforced. u32 rather than bool so the struct has no padding.
+    pub active: u32,
+    /// How many ports are protected: a fragment that hides its port is judged only if any is.
+    pub protected_ports: u32,
+    /// IPv6 entries shorter than [`V6_PREFILTER_MIN_PREFIX`]: too wide to mark in the IPv6
+    /// prefilter, so while any exists every IPv6 source goes to the trie.
+    pub v6_wide_entries: u32,
+    pub _pad: u32,
+    /// Reserved for the timed emergency disable (boot-time ns deadline; 0 = none).
+    pub emergency_until_ns: u64,
+}
+
+/// Per-interface, per-CPU packet counts by [`crate::verdict::Reason`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub by_reason: [u64; REASON_COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            by_reason: [0; REASON_COUNT],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are #[repr(C)], made only of integers, with no implicit padding.
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::Counters {}
+}

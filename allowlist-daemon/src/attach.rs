@@ -1,0 +1,256 @@
+//! XDP links on the protected interfaces, pinned under `<bpffs_dir>/links` so that the filter
+//! keeps enforcing when the daemon dies. A new daemon adopts a pinned link by swapping its own
+//! program into it (`bpf_link_update`: atomic, no moment without a filter) instead of
+//! detaching and attaching again.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use aya::programs::{
+    Xdp,
+    links::{FdLink, PinnedLink},
+    xdp::{XdpLink, XdpMode},
+};
+use tracing::{info, warn};
+
+use crate::config::XdpModeSetting;
+use crate::filter::remove_pin;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Driver,
+    Generic,
+}
+
+impl Mode {
+    fn xdp(self) -> XdpMode {
+        match self {
+            Mode::Driver => XdpMode::Driver,
+            Mode::Generic => XdpMode::Skb,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Mode> {
+        match text {
+            "driver" => Some(Mode::Driver),
+            "generic" => Some(Mode::Generic),
+            _ => None,
+        }
+    }
+
+    /// The modes to try, in order, for a setting: "auto" prefers the driver's fast path.
+    fn candidates(setting: XdpModeSetting) -> &'static [Mode] {
+        match setting {
+            XdpModeSetting::Auto => &[Mode::Driver, Mode::Generic],
+            XdpModeSetting::Driver => &[Mode::Driver],
+            XdpModeSetting::Generic => &[Mode::Generic],
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Driver => "driver",
+            Mode::Generic => "generic",
+        })
+    }
+}
+
+/// One interface's link. Dropping it only closes our fd: the pin keeps the link alive.
+struct Link {
+    ifindex: u32,
+    mode: Mode,
+    pin: PathBuf,
+    _fd: FdLink,
+}
+
+/// The interfaces the program is attached to, by name.
+pub struct Attachments {
+    links_dir: PathBuf,
+    links: BTreeMap<String, Link>,
+}
+
+pub fn ifindex(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: a valid NUL-terminated string; the call only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+impl Attachments {
+    /// Attaches to `interfaces`, adopting links a previous daemon pinned under `bpffs_dir`,
+    /// and detaches pinned links of interfaces no longer listed.
+    pub fn adopt_or_attach(
+        bpffs_dir: &Path,
+        program: &mut Xdp,
+        interfaces: &[String],
+        setting: XdpModeSetting,
+    ) -> Result<Attachments> {
+        let links_dir = bpffs_dir.join("links");
+        std::fs::create_dir_all(&links_dir)
+            .with_context(|| format!("creating {}", links_dir.display()))?;
+        let mut pinned = pinned_links(&links_dir)?;
+        let mut attachments = Attachments {
+            links_dir,
+            links: BTreeMap::new(),
+        };
+        for name in interfaces {
+            if let Some((mode, pin)) = pinned.remove(name) {
+                match adopt(program, name, mode, &pin) {
+                    Ok(link) => {
+                        info!(interface = %name, mode = %mode, "adopted the pinned XDP link; program replaced atomically");
+                        attachments.links.insert(name.clone(), link);
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(interface = %name, "pinned link is stale ({e:#}); attaching afresh");
+                        remove_pin(&pin)?;
+                    }
+                }
+            }
+            attachments.attach(program, name, setting)?;
+        }
+        for (name, (_, pin)) in pinned {
+            remove_pin(&pin)?;
+            info!(interface = %name, "detached: no longer listed in `interfaces`");
+        }
+        Ok(attachments)
+    }
+
+    fn attach(&mut self, program: &mut Xdp, name: &str, setting: XdpModeSetting) -> Result<()> {
+        let ifindex = ifindex(name).with_context(|| format!("interface {name} does not exist"))?;
+        let mut failures = Vec::new();
+        for &mode in Mode::candidates(setting) {
+            match program.attach_to_if_index(ifindex, mode.xdp()) {
+                Ok(id) => {
+                    let link = FdLink::try_from(program.take_link(id)?)
+                        .context("the kernel gave a netlink XDP attachment, which cannot be pinned")?;
+                    let pin = self.links_dir.join(format!("{name}@{mode}"));
+                    let pinned = link
+                        .pin(&pin)
+                        .with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
+                    info!(interface = %name, mode = %mode, "attached");
+                    self.links.insert(
+                        name.to_string(),
+                        Link {
+                            ifindex,
+                            mode,
+                            pin,
+                            _fd: FdLink::from(pinned),
+                        },
+                    );
+                    return Ok(());
+                }
+                Err(e) => failures.push(format!("{mode} mode: {e}")),
+            }
+        }
+        bail!(
+            "cannot attach XDP to {name} ({}); is another XDP program attached to it?",
+            failures.join("; ")
+        )
+    }
+
+    /// Reload: attach to newly listed interfaces, detach from unlisted ones.
+    pub fn sync(
+        &mut self,
+        program: &mut Xdp,
+        interfaces: &[String],
+        setting: XdpModeSetting,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let mut attached = Vec::new();
+        for name in interfaces {
+            if !self.links.contains_key(name) {
+                self.attach(program, name, setting)?;
+                attached.push(name.clone());
+            }
+        }
+        let gone: Vec<String> = self
+            .links
+            .keys()
+            .filter(|name| !interfaces.contains(name))
+            .cloned()
+            .collect();
+        for name in &gone {
+            self.detach(name)?;
+        }
+        Ok((attached, gone))
+    }
+
+    /// Notices interfaces that vanished (their links went with them) or came back.
+    pub fn watch(&mut self, program: &mut Xdp, interfaces: &[String], setting: XdpModeSetting) {
+        for name in interfaces {
+            let now = ifindex(name);
+            match self.links.get(name) {
+                Some(link) if now != Some(link.ifindex) => {
+                    warn!(interface = %name, "interface vanished; its XDP link went with it (will re-attach if it returns)");
+                    if let Err(e) = self.detach(name) {
+                        warn!(interface = %name, "{e:#}");
+                    }
+                }
+                None if now.is_some() => match self.attach(program, name, setting) {
+                    Ok(()) => info!(interface = %name, "interface is back; re-attached"),
+                    Err(e) => warn!(interface = %name, "{e:#}"),
+                },
+                _ => {}
+            }
+        }
+    }
+
+    fn detach(&mut self, name: &str) -> Result<()> {
+        if let Some(link) = self.links.remove(name) {
+            // With the pin gone, dropping our fd releases the link: the program detaches.
+            remove_pin(&link.pin)?;
+            info!(interface = %name, "detached");
+        }
+        Ok(())
+    }
+
+    pub fn detach_all(&mut self) -> Result<()> {
+        let names: Vec<String> = self.links.keys().cloned().collect();
+        for name in names {
+            self.detach(&name)?;
+        }
+        Ok(())
+    }
+
+    /// (interface, ifindex, mode) of every live attachment.
+    pub fn describe(&self) -> impl Iterator<Item = (&str, u32, Mode)> {
+        self.links
+            .iter()
+            .map(|(name, link)| (name.as_str(), link.ifindex, link.mode))
+    }
+}
+
+fn adopt(program: &mut Xdp, name: &str, mode: Mode, pin: &Path) -> Result<Link> {
+    let ifindex = ifindex(name).with_context(|| format!("interface {name} does not exist"))?;
+    let fd = FdLink::from(PinnedLink::from_pin(pin)?);
+    let id = program
+        .attach_to_link(XdpLink::try_from(fd)?)
+        .context("replacing the program in the pinned link")?;
+    Ok(Link {
+        ifindex,
+        mode,
+        pin: pin.to_path_buf(),
+        _fd: FdLink::try_from(program.take_link(id)?)?,
+    })
+}
+
+/// Pins are named `<interface>@<mode>`; anything else there is not ours and is left alone.
+fn pinned_links(dir: &Path) -> Result<BTreeMap<String, (Mode, PathBuf)>> {
+    let mut found = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some((name, mode)) = file_name.to_str().and_then(|n| n.rsplit_once('@')) else {
+            continue;
+        };
+        if let Some(mode) = Mode::parse(mode) {
+            found.insert(name.to_string(), (mode, entry.path()));
+        }
+    }
+    Ok(found)
+}

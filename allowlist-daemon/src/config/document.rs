@@ -1,0 +1,467 @@
+//! Reading the TOML document into a [`Config`]: every key type-checked, and every problem
+//! located at the line it comes from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Document, Item, TableLike, Value};
+
+use super::entries::{check_comment, parse_net};
+use super::error::{LineIndex, Problem, Report, quoted};
+use super::{Config, Entry, MAX_ENTRIES_LIMIT, Origin, XdpModeSetting};
+
+const KEYS: &[&str] = &[
+    "active",
+    "interfaces",
+    "protected_tcp_ports",
+    "max_entries",
+    "control_socket",
+    "state_dir",
+    "audit_log",
+    "bpffs_dir",
+    "xdp_mode",
+    "detach_on_exit",
+    "list_files",
+    "entries",
+];
+const ENTRY_KEYS: &[&str] = &["cidr", "comment"];
+
+/// Where things are in the file, for the checks that combine several keys.
+#[derive(Debug, Default)]
+pub struct Layout {
+    /// Line of each known top-level key present.
+    lines: BTreeMap<String, Option<usize>>,
+    /// Keys with a problem already reported, so that follow-on checks stay quiet.
+    invalid: BTreeSet<String>,
+    /// For each of `Config::list_files`: the line listing it, and how to name it.
+    pub list_files: Vec<(Option<usize>, String)>,
+    /// For each `[[entries]]` entry at the start of `Config::entries`: its 1-based number.
+    pub inline: Vec<usize>,
+}
+
+impl Layout {
+    pub fn line(&self, key: &str) -> Option<usize> {
+        self.lines.get(key).copied().flatten()
+    }
+
+    pub fn is_set(&self, key: &str) -> bool {
+        self.lines.contains_key(key)
+    }
+
+    pub fn is_valid(&self, key: &str) -> bool {
+        !self.invalid.contains(key)
+    }
+}
+
+/// Fills `config` (already holding the defaults) from `doc`, the parsed text of `path`.
+/// List files are only listed here, not read.
+pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut Report) -> Layout {
+    let mut reader = Reader {
+        path,
+        text: doc.raw(),
+        lines: LineIndex::new(doc.raw()),
+        report,
+        layout: Layout::default(),
+    };
+    let root = doc.as_table();
+    for (key, item) in root.iter() {
+        let key_line = reader.lines.line_of(root.key(key).and_then(|k| k.span()));
+        if KEYS.contains(&key) {
+            reader.layout.lines.insert(key.to_owned(), key_line);
+        }
+        match key {
+            "active" => config.active = reader.boolean(key, item).unwrap_or(config.active),
+            "detach_on_exit" => {
+                config.detach_on_exit = reader.boolean(key, item).unwrap_or(config.detach_on_exit);
+            }
+            "interfaces" => config.interfaces = reader.interfaces(item),
+            "protected_tcp_ports" => config.protected_tcp_ports = reader.ports(item),
+            "max_entries" => config.max_entries = reader.max_entries(item).unwrap_or(config.max_entries),
+            "control_socket" => reader.absolute_path(key, item, &mut config.control_socket),
+            "state_dir" => reader.absolute_path(key, item, &mut config.state_dir),
+            "audit_log" => reader.absolute_path(key, item, &mut config.audit_log),
+            "bpffs_dir" => reader.absolute_path(key, item, &mut config.bpffs_dir),
+            "xdp_mode" => config.xdp_mode = reader.xdp_mode(item).unwrap_or(config.xdp_mode),
+            "list_files" => {
+                let base = path.parent().unwrap_or(Path::new(""));
+                config.list_files = reader.list_files(item, base);
+            }
+            "entries" => reader.entries(item, &mut config.entries),
+            _ => reader.report.push(Problem::new(path, key_line, unknown_key(key, KEYS))),
+        }
+    }
+    reader.layout
+}
+
+/// "unknown key `activ`; did you mean `active`?", or the known keys if none is close.
+pub fn unknown_key(key: &str, known: &[&str]) -> String {
+    let lower = key.to_lowercase();
+    // Part of a longer key ("ports") or a near miss ("activ", "interface").
+    let close = known
+        .iter()
+        .find(|k| lower.len() >= 4 && k.contains(lower.as_str()))
+        .or_else(|| {
+            known
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&lower, k), k))
+                .filter(|(score, _)| *score >= 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| k)
+        });
+    match close {
+        Some(k) => format!("unknown key `{key}`; did you mean `{k}`?"),
+        None => format!("unknown key `{key}` (known keys: {})", known.join(", ")),
+    }
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    lines: LineIndex<'a>,
+    report: &'a mut Report,
+    layout: Layout,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, key: &str, span: Option<Range<usize>>, entry: Option<String>, message: String) {
+        self.layout.invalid.insert(key.to_owned());
+        let mut problem = Problem::new(self.path, self.lines.line_of(span), message).key(key);
+        problem.entry = entry;
+        self.report.push(problem);
+    }
+
+    /// The source text of `value`, as the admin wrote it.
+    fn raw(&self, value: &Value) -> &str {
+        value.span().and_then(|span| self.text.get(span)).unwrap_or_default().trim()
+    }
+
+    /// What was found instead of what a key needs, e.g. "not `\"yes\"`".
+    fn found(&self, item: &Item) -> String {
+        match item {
+            Item::Value(value) => format!("not {}", quoted(self.raw(value))),
+            other => format!("not a {}", other.type_name()),
+        }
+    }
+
+    /// How problems name list element `number`: by its string content, or its source text.
+    fn label(&self, number: usize, value: &Value) -> String {
+        let text = value.as_str().unwrap_or_else(|| self.raw(value));
+        format!("entry {number} {}", quoted(text))
+    }
+
+    fn boolean(&mut self, key: &str, item: &Item) -> Option<bool> {
+        let value = item.as_bool();
+        if value.is_none() {
+            let message = format!("must be true or false, {}", self.found(item));
+            self.fail(key, item.span(), None, message);
+        }
+        value
+    }
+
+    /// The elements of the list at `key`, numbered from 1; anything else is reported with
+    /// `expected`.
+    fn array<'i>(&mut self, key: &str, item: &'i Item, expected: &str) -> Vec<(usize, &'i Value)> {
+        match item.as_array() {
+            Some(array) => array.iter().enumerate().map(|(i, v)| (i + 1, v)).collect(),
+            None => {
+                let message = format!("{expected}, {}", self.found(item));
+                self.fail(key, item.span(), None, message);
+                Vec::new()
+            }
+        }
+    }
+
+    fn interfaces(&mut self, item: &Item) -> Vec<String> {
+        const KEY: &str = "interfaces";
+        let expected = "must be a list of interface names, e.g. interfaces = [\"eth0\"]";
+        let mut names = Vec::new();
+        let mut seen = HashMap::new();
+        for (number, value) in self.array(KEY, item, expected) {
+            let label = Some(self.label(number, value));
+            let checked = match value.as_str() {
+                None => Err("must be a quoted interface name, e.g. \"eth0\"".to_owned()),
+                Some(name) => check_interface_name(name).and_then(|()| match seen.get(name) {
+                    Some(first) => Err(format!("listed twice (entries {first} and {number}); remove one")),
+                    None => Ok(name),
+                }),
+            };
+            match checked {
+                Ok(name) => {
+                    seen.insert(name, number);
+                    names.push(name.to_owned());
+                }
+                Err(message) => self.fail(KEY, value.span(), label, message),
+            }
+        }
+        names
+    }
+
+    fn ports(&mut self, item: &Item) -> std::collections::BTreeSet<u16> {
+        const KEY: &str = "protected_tcp_ports";
+        let expected = "must be a list of port numbers, e.g. protected_tcp_ports = [22, 443]";
+        let mut seen = BTreeMap::new();
+        for (number, value) in self.array(KEY, item, expected) {
+            let checked = match value.as_integer() {
+                None if value.is_str() => Err("must be a port number without quotes, e.g. 22".to_owned()),
+                None => Err("must be a port number, e.g. 22".to_owned()),
+                Some(port) => match u16::try_from(port) {
+                    Ok(port) if port > 0 => match seen.get(&port) {
+                        Some(first) => Err(format!("listed twice (entries {first} and {number}); remove one")),
+                        None => Ok(port),
+                    },
+                    _ => Err("ports are 1..=65535".to_owned()),
+                },
+            };
+            match checked {
+                Ok(port) => {
+                    seen.insert(port, number);
+                }
+                Err(message) => {
+                    let label = Some(self.label(number, value));
+                    self.fail(KEY, value.span(), label, message);
+                }
+            }
+        }
+        seen.into_keys().collect()
+    }
+
+    fn max_entries(&mut self, item: &Item) -> Option<u32> {
+        let value = item.as_integer().and_then(|n| u32::try_from(n).ok());
+        match value {
+            Some(n) if (1..=MAX_ENTRIES_LIMIT).contains(&n) => Some(n),
+            _ => {
+                let message = format!(
+                    "must be a whole number in 1..={MAX_ENTRIES_LIMIT} (the capacity of each \
+                     address family's map), {}",
+                    self.found(item)
+                );
+                self.fail("max_entries", item.span(), None, message);
+                None
+            }
+        }
+    }
+
+    /// Replaces `path` with the absolute path at `key`; its current value (the default) is
+    /// the example in the error.
+    fn absolute_path(&mut self, key: &str, item: &Item, path: &mut PathBuf) {
+        match item.as_str() {
+            Some(text) if Path::new(text).is_absolute() => *path = PathBuf::from(text),
+            _ => {
+                let message = format!(
+                    "must be a quoted absolute path, e.g. \"{}\", {}",
+                    path.display(),
+                    self.found(item)
+                );
+                self.fail(key, item.span(), None, message);
+            }
+        }
+    }
+
+    fn xdp_mode(&mut self, item: &Item) -> Option<XdpModeSetting> {
+        let text = item.as_str().unwrap_or_default();
+        let mode = match text {
+            "auto" => return Some(XdpModeSetting::Auto),
+            "driver" => return Some(XdpModeSetting::Driver),
+            "generic" => return Some(XdpModeSetting::Generic),
+            _ => match text.to_lowercase().as_str() {
+                "auto" => Some("auto"),
+                "driver" | "native" | "drv" => Some("driver"),
+                "generic" | "skb" => Some("generic"),
+                _ => None,
+            },
+        };
+        let hint = mode.map_or_else(String::new, |m| format!("; did you mean \"{m}\"?"));
+        let message = format!(
+            "must be \"auto\", \"driver\" or \"generic\", {}{hint}",
+            self.found(item)
+        );
+        self.fail("xdp_mode", item.span(), None, message);
+        None
+    }
+
+    fn list_files(&mut self, item: &Item, base: &Path) -> Vec<PathBuf> {
+        const KEY: &str = "list_files";
+        let expected = "must be a list of file paths, e.g. list_files = [\"partners.list\"]";
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut numbers = Vec::new();
+        for (number, value) in self.array(KEY, item, expected) {
+            let label = self.label(number, value);
+            let file = match value.as_str().map(str::trim) {
+                None => Err("must be a quoted file path, e.g. \"partners.list\"".to_owned()),
+                Some("") => Err("empty file path".to_owned()),
+                Some(name) => {
+                    let file = base.join(name);
+                    match files.iter().position(|f| *f == file) {
+                        Some(i) => Err(format!(
+                            "listed twice (entries {} and {number}); remove one",
+                            numbers[i]
+                        )),
+                        None => Ok(file),
+                    }
+                }
+            };
+            match file {
+                Ok(file) => {
+                    let line = self.lines.line_of(value.span());
+                    self.layout.list_files.push((line, label));
+                    files.push(file);
+                    numbers.push(number);
+                }
+                Err(message) => self.fail(KEY, value.span(), Some(label), message),
+            }
+        }
+        files
+    }
+
+    fn entries(&mut self, item: &Item, out: &mut Vec<Entry>) {
+        const KEY: &str = "entries";
+        let mut tables: Vec<(usize, &dyn TableLike, Option<Range<usize>>)> = Vec::new();
+        match item {
+            Item::ArrayOfTables(array) => {
+                for (i, table) in array.iter().enumerate() {
+                    tables.push((i + 1, table, table.span()));
+                }
+            }
+            Item::Value(Value::Array(array)) => {
+                for (number, value) in array.iter().enumerate().map(|(i, v)| (i + 1, v)) {
+                    match value.as_inline_table() {
+                        Some(table) => tables.push((number, table, table.span())),
+                        None => self.fail(
+                            KEY,
+                            value.span(),
+                            Some(format!("entry {number}")),
+                            "must be a table such as { cidr = \"198.18.0.0/24\", comment = \"office\" }"
+                                .to_owned(),
+                        ),
+                    }
+                }
+            }
+            other => {
+                let message = format!(
+                    "must be [[entries]] tables (double brackets), each with `cidr` and \
+                     optionally `comment`, {}",
+                    self.found(other)
+                );
+                self.fail(KEY, other.span(), None, message);
+            }
+        }
+        for (number, table, span) in tables {
+            if let Some(entry) = self.entry(number, table, span) {
+                out.push(entry);
+                self.layout.inline.push(number);
+            }
+        }
+    }
+
+    /// One `[[entries]]` table, `number` counting from 1.
+    fn entry(&mut self, number: usize, table: &dyn TableLike, span: Option<Range<usize>>) -> Option<Entry> {
+        const KEY: &str = "entries";
+        let mut cidr = None;
+        let mut comment = None;
+        let mut valid = true;
+        for (key, item) in table.iter() {
+            let key_span = table.key(key).and_then(|k| k.span());
+            match (key, item.as_str()) {
+                ("cidr", Some(text)) => cidr = Some((text.trim(), item.span())),
+                ("comment", Some(text)) => comment = Some((text, item.span())),
+                ("cidr" | "comment", None) => {
+                    valid = false;
+                    let message = match key {
+                        "cidr" => "`cidr` must be a quoted address or CIDR, e.g. cidr = \"198.18.0.0/24\"",
+                        _ => "`comment` must be a quoted string",
+                    };
+                    let message = format!("{message}, {}", self.found(item));
+                    self.fail(KEY, item.span().or(key_span), Some(format!("entry {number}")), message);
+                }
+                _ => self.fail(KEY, key_span, Some(format!("entry {number}")), unknown_key(key, ENTRY_KEYS)),
+            }
+        }
+        let Some((text, cidr_span)) = cidr else {
+            if valid {
+                let message = "missing `cidr`, e.g. cidr = \"198.18.0.0/24\"".to_owned();
+                self.fail(KEY, span, Some(format!("entry {number}")), message);
+            }
+            return None;
+        };
+        let label = Some(format!("entry {number} {}", quoted(text)));
+        let net = parse_net(text).map_err(|message| self.fail(KEY, cidr_span.clone(), label.clone(), message));
+        let comment = match comment {
+            None => Ok(String::new()),
+            Some((text, comment_span)) => check_comment(text)
+                .map(|()| text.to_owned())
+                .map_err(|message| self.fail(KEY, comment_span, label, message)),
+        };
+        let (Ok(net), Ok(comment)) = (net, comment) else {
+            return None;
+        };
+        valid.then(|| Entry {
+            net,
+            comment,
+            origin: Origin {
+                file: self.path.to_path_buf(),
+                line: self.lines.line_of(cidr_span).unwrap_or_default(),
+            },
+        })
+    }
+}
+
+/// The kernel's rules for a network interface name (`dev_valid_name`).
+fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err("not an interface name; see `ip -br link` for the names".to_owned());
+    }
+    if name.len() >= 16 {
+        return Err(format!(
+            "is {} bytes long; interface names are at most 15 (IFNAMSIZ)",
+            name.len()
+        ));
+    }
+    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err("interface names cannot contain '/', ':' or whitespace".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_get_the_closest_known_key() {
+        let cases = [
+            ("activ", "did you mean `active`?"),
+            ("Active", "did you mean `active`?"),
+            ("interface", "did you mean `interfaces`?"),
+            ("ports", "did you mean `protected_tcp_ports`?"),
+            ("protected_ports", "did you mean `protected_tcp_ports`?"),
+            ("max_entry", "did you mean `max_entries`?"),
+            ("mode", "did you mean `xdp_mode`?"),
+            ("list_file", "did you mean `list_files`?"),
+            ("entry", "did you mean `entries`?"),
+        ];
+        for (key, hint) in cases {
+            let message = unknown_key(key, KEYS);
+            assert!(message.starts_with(&format!("unknown key `{key}`; ")), "{message}");
+            assert!(message.ends_with(hint), "{key}: {message}");
+        }
+        assert_eq!(unknown_key("cidrr", ENTRY_KEYS), "unknown key `cidrr`; did you mean `cidr`?");
+        assert_eq!(
+            unknown_key("network", ENTRY_KEYS),
+            "unknown key `network` (known keys: cidr, comment)"
+        );
+        assert!(unknown_key("zzz", KEYS).contains("(known keys: active, interfaces, "));
+    }
+
+    #[test]
+    fn interface_names_follow_kernel_rules() {
+        assert_eq!(check_interface_name("eth0"), Ok(()));
+        assert_eq!(check_interface_name("enp3s0f1.100"), Ok(()));
+        assert_eq!(check_interface_name("a23456789012345"), Ok(()));
+        let too_long = check_interface_name("a234567890123456").expect_err("16 bytes");
+        assert!(too_long.contains("at most 15 (IFNAMSIZ)"), "{too_long}");
+        for name in ["", ".", "..", "eth/0", "eth0:1", "eth 0", "eth0\n", "\u{a0}eth"] {
+            assert!(check_interface_name(name).is_err(), "{name:?}");
+        }
+    }
+}

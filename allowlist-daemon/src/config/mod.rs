@@ -1,0 +1,258 @@
+//! The configuration file (TOML, [`DEFAULT_PATH`]) and the list files it names.
+//!
+//! ```toml
+//! active = true
+//! interfaces = ["eth0"]
+//! protected_tcp_ports = [22, 443]
+//! list_files = ["partners.list"]   # relative to this file's directory
+//!
+//! [[entries]]
+//! cidr = "198.18.0.0/24"
+//! comment = "office"
+//! ```
+//!
+//! Loading validates everything it can without touching the system and reports every problem
+//! at once, each located at its file and line: a config that is refused leaves the running
+//! filter as it was, so the admin should be able to fix all of it in one go.
+
+mod document;
+mod entries;
+mod error;
+mod list_file;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use toml_edit::{Document, Item, Value};
+
+use crate::rules::Rules;
+use document::Layout;
+pub use error::{ConfigError, MAX_PROBLEMS, Problem};
+use error::{LineIndex, Report, quoted};
+
+pub const DEFAULT_PATH: &str = "/etc/allowlist/allowlist.toml";
+
+/// Largest accepted `max_entries`: beyond this the per-family maps would pin an unreasonable
+/// amount of kernel memory.
+pub const MAX_ENTRIES_LIMIT: u32 = 16_777_216;
+
+/// How to attach the XDP program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpModeSetting {
+    /// Driver mode where the driver supports it, generic mode otherwise.
+    Auto,
+    /// Driver (native) mode only; attaching fails if the driver lacks XDP support.
+    Driver,
+    /// Generic (skb) mode: works everywhere, slower.
+    Generic,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    /// Whether to enforce at all; `false` lets everything through.
+    pub active: bool,
+    pub interfaces: Vec<String>,
+    pub protected_tcp_ports: BTreeSet<u16>,
+    /// Capacity of each address family's map (IPv4 and IPv6 separately).
+    pub max_entries: u32,
+    pub control_socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit_log: PathBuf,
+    pub bpffs_dir: PathBuf,
+    pub xdp_mode: XdpModeSetting,
+    /// Whether to detach the program when the daemon exits (otherwise it keeps enforcing).
+    pub detach_on_exit: bool,
+    /// Resolved against the config file's directory.
+    pub list_files: Vec<PathBuf>,
+    /// `[[entries]]` first, then each list file's, in file order.
+    pub entries: Vec<Entry>,
+}
+
+/// One allowlisted network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Normalised: host bits clear; single addresses are /32 or /128; never IPv4-mapped.
+    pub net: IpNet,
+    pub comment: String,
+    pub origin: Origin,
+}
+
+/// Where an entry was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+impl Config {
+    fn defaults(path: &Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            active: true,
+            interfaces: Vec::new(),
+            protected_tcp_ports: BTreeSet::new(),
+            max_entries: 1024,
+            control_socket: PathBuf::from("/run/allowlist/allowlist.sock"),
+            state_dir: PathBuf::from("/var/lib/allowlist"),
+            audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),
+            bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
+            xdp_mode: XdpModeSetting::Auto,
+            detach_on_exit: true,
+            list_files: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Reads and validates the config file at `path` and the list files it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as the contents of the config file at `path`. List files are still
+    /// read from disk, relative to `path`'s directory.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = Document::parse(text).map_err(|err| syntax_error(path, text, &err))?;
+        let mut report = Report::default();
+        let mut config = Config::defaults(path);
+        let layout = document::read(&doc, path, &mut config, &mut report);
+        for (file, (line, label)) in config.list_files.iter().zip(&layout.list_files) {
+            if let Err(err) = list_file::read(file, &mut config.entries, &mut report) {
+                let message = format!("reading {}: {err}", file.display());
+                let problem = Problem::new(path, *line, message).key("list_files");
+                report.push(problem.entry(label.clone()));
+            }
+        }
+        entries::check_overlaps(&config.entries, &layout.inline, &mut report);
+        config.check_capacity(&layout, &mut report);
+        config.check_protection(&layout, &mut report);
+        report.finish(config)
+    }
+
+    /// What the filter should enforce.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            active: self.active,
+            ports: self.protected_tcp_ports.clone(),
+            entries: self
+                .entries
+                .iter()
+                .map(|e| (e.net, e.comment.clone()))
+                .collect(),
+        }
+    }
+
+    /// Checks that every listed interface exists now. Kept apart from loading because
+    /// interfaces come and go (and tests load configs on machines without them).
+    pub fn check_interfaces_exist(&self) -> Result<(), ConfigError> {
+        let mut report = Report::default();
+        // Only an error needs line numbers, so the file is re-read only then.
+        let mut text: Option<Option<String>> = None;
+        for (i, name) in self.interfaces.iter().enumerate() {
+            if nix::net::if_::if_nametoindex(name.as_str()).is_ok() {
+                continue;
+            }
+            let text = text.get_or_insert_with(|| std::fs::read_to_string(&self.path).ok());
+            let line = text.as_deref().and_then(|text| interface_line(text, name));
+            let message = "no such network interface (`ip -br link` lists them)";
+            let problem = Problem::new(&self.path, line, message).key("interfaces");
+            report.push(problem.entry(format!("entry {} {}", i + 1, quoted(name))));
+        }
+        report.finish(())
+    }
+
+    /// Each family's map holds at most `max_entries`.
+    fn check_capacity(&self, layout: &Layout, report: &mut Report) {
+        if !layout.is_valid("max_entries") {
+            return;
+        }
+        let v4 = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.net, IpNet::V4(_)))
+            .count();
+        let v6 = self.entries.len() - v4;
+        let default = if layout.is_set("max_entries") { "" } else { " (the default)" };
+        for (count, family) in [(v4, "IPv4"), (v6, "IPv6")] {
+            if count > self.max_entries as usize {
+                let message = format!(
+                    "{count} {family} entries but max_entries = {}{default}; raise max_entries",
+                    self.max_entries
+                );
+                let line = layout.line("max_entries");
+                report.push(Problem::new(&self.path, line, message).key("max_entries"));
+            }
+        }
+    }
+
+    /// An active filter with nothing to protect is almost certainly a mistake.
+    fn check_protection(&self, layout: &Layout, report: &mut Report) {
+        if !self.active || !layout.is_valid("active") {
+            return;
+        }
+        let checks = [
+            (
+                "interfaces",
+                self.interfaces.is_empty(),
+                "no interfaces to protect: list them, e.g. interfaces = [\"eth0\"], or set \
+                 active = false",
+            ),
+            (
+                "protected_tcp_ports",
+                self.protected_tcp_ports.is_empty(),
+                "no ports to protect: list them, e.g. protected_tcp_ports = [22], or set \
+                 active = false",
+            ),
+        ];
+        for (key, empty, message) in checks {
+            if empty && layout.is_valid(key) {
+                let line = layout.line(key).or_else(|| layout.line("active"));
+                report.push(Problem::new(&self.path, line, message).key(key));
+            }
+        }
+    }
+}
+
+fn syntax_error(path: &Path, text: &str, err: &toml_edit::TomlError) -> ConfigError {
+    let lines = LineIndex::new(text);
+    let offset = err.span().map(|span| span.start);
+    let problem = Problem {
+        line: offset.map(|o| lines.line(o)),
+        column: offset.map(|o| lines.column(o)),
+        ..Problem::new(path, None, err.message().replace('\n', " "))
+    };
+    ConfigError::Invalid {
+        problems: vec![problem],
+        omitted: 0,
+    }
+}
+
+/// The line of `name` in the `interfaces` list of `text`, else of the `interfaces` key. The
+/// file may have changed since it was loaded, so this is best effort.
+fn interface_line(text: &str, name: &str) -> Option<usize> {
+    let doc = Document::parse(text).ok()?;
+    let root = doc.as_table();
+    let span = root
+        .get("interfaces")
+        .and_then(Item::as_array)
+        .and_then(|list| list.iter().find(|v| v.as_str() == Some(name)))
+        .and_then(Value::span)
+        .or_else(|| root.key("interfaces").and_then(|key| key.span()));
+    LineIndex::new(text).line_of(span)
+}

@@ -1,0 +1,354 @@
+//! The loaded XDP program and its maps, kept in step with a [`Rules`].
+//!
+//! `apply` writes only the difference from what the maps hold, in an order that never blocks
+//! a source both the old and the new rules allow: new entries go in before old ones come out,
+//! and the prefilters are widened before and narrowed after every trie change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+use allowlist_common::maps::{
+    self as names, Counters, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
+};
+use anyhow::{Context, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, Map, MapData, PerCpuHashMap, lpm_trie::Key},
+    programs::Xdp,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+
+use crate::prefilter::{V4Prefilter, V6Prefilter};
+use crate::rules::Rules;
+
+/// The compiled XDP object, built by `cargo xtask build` and embedded by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
+const PROGRAM: &str = "allowlist";
+/// Every map, for pinning.
+pub const MAP_NAMES: [&str; 7] = [
+    names::ALLOW_V4,
+    names::ALLOW_V6,
+    names::PREFILTER_V4,
+    names::PREFILTER_V6,
+    names::PORTS,
+    names::SETTINGS,
+    names::COUNTERS,
+];
+
+/// A memory-mapped BPF array of u64 words (created with BPF_F_MMAPABLE).
+struct MappedWords {
+    ptr: NonNull<AtomicU64>,
+    len: usize,
+}
+
+impl MappedWords {
+    fn new(map: &Map, words: u32) -> Result<Self> {
+        let Map::Array(data) = map else {
+            bail!("prefilter map is not an array");
+        };
+        let bytes = NonZeroUsize::new(words as usize * 8).context("empty prefilter map")?;
+        // SAFETY: maps the whole array, which the kernel sized to `words` u64 values; the
+        // mapping lives until Drop, and only atomics touch it.
+        let ptr = unsafe {
+            mmap(
+                None,
+                bytes,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                data.fd().as_fd(),
+                0,
+            )
+        }
+        .context("mmap of a prefilter map")?;
+        Ok(MappedWords {
+            ptr: ptr.cast(),
+            len: words as usize,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: see new(); AtomicU64 has the layout of u64.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedWords {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what new() mapped; no slice outlives self.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len * 8) };
+    }
+}
+
+/// What `apply` changed, for the one-line reload summary.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: usize,
+    pub removed: usize,
+    pub recommented: usize,
+    pub ports_added: Vec<u16>,
+    pub ports_removed: Vec<u16>,
+    pub active: Option<bool>,
+}
+
+pub struct Filter {
+    ebpf: Ebpf,
+    prefilter_v4_words: MappedWords,
+    prefilter_v6_words: MappedWords,
+    v4: V4Prefilter,
+    v6: V6Prefilter,
+    applied: Rules,
+    ids: BTreeMap<IpNet, u32>,
+    next_id: u32,
+    settings: Settings,
+    capacity: u32,
+}
+
+impl Filter {
+    /// Loads the program with fresh, empty maps sized for `max_entries` per address family;
+    /// nothing is attached or pinned yet.
+    pub fn load(max_entries: u32) -> Result<Filter> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::ALLOW_V4, max_entries)
+            .map_max_entries(names::ALLOW_V6, max_entries)
+            .load(OBJECT)
+            .context("loading the XDP object into the kernel")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .context("the XDP object has no program `allowlist`")?
+            .try_into()?;
+        program
+            .load()
+            .context("the kernel refused the XDP program")?;
+        let prefilter_v4_words = MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?;
+        let prefilter_v6_words = MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?;
+        Ok(Filter {
+            ebpf,
+            prefilter_v4_words,
+            prefilter_v6_words,
+            v4: V4Prefilter::default(),
+            v6: V6Prefilter::default(),
+            applied: Rules::default(),
+            ids: BTreeMap::new(),
+            next_id: 1,
+            settings: Settings::default(),
+            capacity: max_entries,
+        })
+    }
+
+    pub fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .expect("load() checked the program exists and is XDP")
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.applied
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Brings the maps from what they hold to `rules`.
+    pub fn apply(&mut self, rules: &Rules) -> Result<Changes> {
+        let old = &self.applied;
+        let added: Vec<IpNet> = rules
+            .entries
+            .keys()
+            .filter(|net| !old.entries.contains_key(net))
+            .copied()
+            .collect();
+        let removed: Vec<IpNet> = old
+            .entries
+            .keys()
+            .filter(|net| !rules.entries.contains_key(net))
+            .copied()
+            .collect();
+        let recommented = rules
+            .entries
+            .iter()
+            .filter(|(net, comment)| old.entries.get(net).is_some_and(|c| c != *comment))
+            .count();
+        let ports_added: Vec<u16> = rules.ports.difference(&old.ports).copied().collect();
+        let ports_removed: Vec<u16> = old.ports.difference(&rules.ports).copied().collect();
+        let active = (rules.active != old.active).then_some(rules.active);
+
+        self.insert_entries(&added)?;
+        self.write_ports(&rules.ports)?;
+        self.settings.active = u32::from(rules.active);
+        self.settings.protected_ports = rules.ports.len() as u32;
+        self.write_settings()?;
+        self.remove_entries(&removed)?;
+
+        self.applied = rules.clone();
+        Ok(Changes {
+            added: added.len(),
+            removed: removed.len(),
+            recommented,
+            ports_added,
+            ports_removed,
+            active,
+        })
+    }
+
+    fn insert_entries(&mut self, nets: &[IpNet]) -> Result<()> {
+        let (v4, v6) = split(nets);
+        self.v4.before_insert(self.prefilter_v4_words.words(), &v4);
+        self.v6.before_insert(self.prefilter_v6_words.words(), &v6);
+        if self.v6.wide() != self.settings.v6_wide_entries {
+            self.settings.v6_wide_entries = self.v6.wide();
+            self.write_settings()?;
+        }
+        for net in nets {
+            let id = self.next_id;
+            self.next_id += 1;
+            let result = match net {
+                IpNet::V4(n) => trie_v4(&mut self.ebpf)?.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+                    id,
+                    0,
+                ),
+                IpNet::V6(n) => trie_v6(&mut self.ebpf)?.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+                    id,
+                    0,
+                ),
+            };
+            result.with_context(|| format!("inserting {net} into the kernel's allowlist"))?;
+            self.ids.insert(*net, id);
+        }
+        self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
+        Ok(())
+    }
+
+    fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
+        let (v4, v6) = split(nets);
+        self.v4.before_remove(self.prefilter_v4_words.words(), &v4);
+        for net in nets {
+            let result = match net {
+                IpNet::V4(n) => trie_v4(&mut self.ebpf)?
+                    .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
+                IpNet::V6(n) => trie_v6(&mut self.ebpf)?
+                    .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
+            };
+            result.with_context(|| format!("removing {net} from the kernel's allowlist"))?;
+            self.ids.remove(net);
+        }
+        self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
+        self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
+        if self.v6.wide() != self.settings.v6_wide_entries {
+            self.settings.v6_wide_entries = self.v6.wide();
+            self.write_settings()?;
+        }
+        Ok(())
+    }
+
+    fn write_ports(&mut self, ports: &BTreeSet<u16>) -> Result<()> {
+        let mut words = [0u64; PORT_WORDS as usize];
+        for port in ports {
+            words[usize::from(*port / 64)] |= 1 << (port % 64);
+        }
+        let mut old = [0u64; PORT_WORDS as usize];
+        for port in &self.applied.ports {
+            old[usize::from(*port / 64)] |= 1 << (port % 64);
+        }
+        let mut map: Array<_, u64> = Array::try_from(map_mut(&mut self.ebpf, names::PORTS)?)?;
+        for (index, (new, old)) in words.iter().zip(old.iter()).enumerate() {
+            if new != old {
+                map.set(index as u32, new, 0)
+                    .context("writing the protected ports")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_settings(&mut self) -> Result<()> {
+        let mut map: Array<_, Settings> =
+            Array::try_from(map_mut(&mut self.ebpf, names::SETTINGS)?)?;
+        map.set(0, self.settings, 0)
+            .context("writing the settings map")
+    }
+
+    /// Packet counts per ingress ifindex, summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<u32, Counters>> {
+        let map: PerCpuHashMap<_, u32, Counters> =
+            PerCpuHashMap::try_from(map(&self.ebpf, names::COUNTERS)?)?;
+        let mut out = BTreeMap::new();
+        for item in map.iter() {
+            let (ifindex, per_cpu) = item.context("reading the counters map")?;
+            let mut sum = Counters::default();
+            for cpu in per_cpu.iter() {
+                for (total, n) in sum.by_reason.iter_mut().zip(cpu.by_reason) {
+                    *total += n;
+                }
+            }
+            out.insert(ifindex, sum);
+        }
+        Ok(out)
+    }
+
+    /// Pins the program and every map under `dir` (which must exist), replacing older pins
+    /// of the same names (a previous daemon's, whose program this one has replaced).
+    pub fn pin(&mut self, dir: &Path) -> Result<()> {
+        let maps_dir = dir.join("maps");
+        std::fs::create_dir_all(&maps_dir)
+            .with_context(|| format!("creating {}", maps_dir.display()))?;
+        for name in MAP_NAMES {
+            let path = maps_dir.join(name);
+            remove_pin(&path)?;
+            map(&self.ebpf, name)?
+                .pin(&path)
+                .with_context(|| format!("pinning map {}", path.display()))?;
+        }
+        let prog_path = dir.join("prog");
+        remove_pin(&prog_path)?;
+        self.program()
+            .pin(&prog_path)
+            .with_context(|| format!("pinning the program at {}", prog_path.display()))
+    }
+}
+
+pub fn remove_pin(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing pin {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn split(nets: &[IpNet]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for net in nets {
+        match net {
+            IpNet::V4(n) => v4.push(*n),
+            IpNet::V6(n) => v6.push(*n),
+        }
+    }
+    (v4, v6)
+}
+
+fn map<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Map> {
+    ebpf.map(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+}
+
+fn trie_v4(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>> {
+    Ok(LpmTrie::try_from(map_mut(ebpf, names::ALLOW_V4)?)?)
+}
+
+fn trie_v6(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>> {
+    Ok(LpmTrie::try_from(map_mut(ebpf, names::ALLOW_V6)?)?)
+}

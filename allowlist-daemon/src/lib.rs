@@ -1,0 +1,9 @@
+//! allowlistd's library: everything the two binaries and the end-to-end tests share.
+
+pub mod attach;
+pub mod bpffs;
+pub mod config;
+pub mod daemon;
+pub mod filter;
+pub mod prefilter;
+pub mod rules;

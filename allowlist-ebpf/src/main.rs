@@ -1,0 +1,307 @@
+//! The XDP program: parse just enough of each frame to find TCP connection openers, then let
+//! `allowlist_common::verdict::decide` judge them against the maps the daemon fills.
+//!
+//! Parsing decisions (also in the README's verdict table):
+//! - Frames shorter than their headers, or with a malformed IP header, pass: the kernel's own
+//!   checks discard them, and dropping here would only hide them from its counters.
+//! - Non-first fragments pass: without the first fragment they cannot open a connection.
+//! - A first fragment too short to show the TCP flags (RFC 1858's tiny-fragment attack), or an
+//!   IPv6 header chain longer than `MAX_V6_EXT_HEADERS`, is judged as a possible SYN: dropped
+//!   from uncovered sources when it could reach a protected port.
+#![no_std]
+#![no_main]
+
+use core::mem::size_of;
+
+use allowlist_common::{
+    maps::{
+        Counters, MAX_INTERFACES, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
+        V4Slot, v4_slot_position, v6_bit, v6_first32,
+    },
+    verdict::{Parsed, Reason, Rules, Source, decide},
+};
+use aya_ebpf::{
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
+    macros::{map, xdp},
+    maps::{Array, LpmTrie, PerCpuHashMap, lpm_trie::Key},
+    programs::XdpContext,
+};
+
+// Sizes of the tries are placeholders: the daemon sets them from `max_entries` at load time.
+#[map]
+static ALLOW_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1024, 0);
+#[map]
+static ALLOW_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1024, 0);
+// Memory-mappable so the daemon updates prefilter bits with plain stores, not one syscall each.
+#[map]
+static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BPF_F_MMAPABLE);
+#[map]
+static PREFILTER_V6: Array<u64> = Array::with_max_entries(PREFILTER_V6_WORDS, BPF_F_MMAPABLE);
+#[map]
+static PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
+#[map]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+#[map]
+static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(MAX_INTERFACES, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const NEXTHDR_HOP: u8 = 0;
+const NEXTHDR_ROUTING: u8 = 43;
+const NEXTHDR_FRAGMENT: u8 = 44;
+const NEXTHDR_AUTH: u8 = 51;
+const NEXTHDR_DEST: u8 = 60;
+/// Real traffic carries one or two extension headers; six leaves room for odd but legitimate
+/// stacks while keeping the verifier's work bounded. Longer chains are judged as opaque.
+const MAX_V6_EXT_HEADERS: usize = 6;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+/// Bytes of TCP header up to and including the flags byte.
+const TCP_THROUGH_FLAGS: usize = 14;
+
+#[xdp]
+pub fn allowlist(ctx: XdpContext) -> u32 {
+    let reason = decide(parse(&ctx), &KernelRules);
+    count(&ctx, reason);
+    if reason.is_drop() {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// Bytes `offset..offset + N` of the frame, or `None` past its end. Every read goes through
+/// here, so no header is ever read before its bounds are checked.
+#[inline(always)]
+fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    let start = ctx.data() + offset;
+    if start + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: the range was just checked against data_end; [u8; N] has alignment 1.
+    Some(unsafe { *(start as *const [u8; N]) })
+}
+
+#[inline(always)]
+fn be16(b0: u8, b1: u8) -> u16 {
+    u16::from_be_bytes([b0, b1])
+}
+
+fn parse(ctx: &XdpContext) -> Parsed {
+    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
+        return Parsed::Truncated;
+    };
+    let mut ethertype = be16(eth[12], eth[13]);
+    let mut offset = ETH_HLEN;
+    // Up to two tags (802.1Q, or QinQ with 802.1ad outside); a third tag stays a VLAN
+    // ethertype below and passes as non-IP.
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        let Some(tag) = bytes::<4>(ctx, offset) else {
+            return Parsed::Truncated;
+        };
+        ethertype = be16(tag[2], tag[3]);
+        offset += 4;
+    }
+    match ethertype {
+        ETH_P_IP => parse_v4(ctx, offset),
+        ETH_P_IPV6 => parse_v6(ctx, offset),
+        _ => Parsed::NotIp,
+    }
+}
+
+fn parse_v4(ctx: &XdpContext, offset: usize) -> Parsed {
+    let Some(ip) = bytes::<20>(ctx, offset) else {
+        return Parsed::Truncated;
+    };
+    let header_len = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || header_len < 20 {
+        return Parsed::Truncated;
+    }
+    if ip[9] != IPPROTO_TCP {
+        return Parsed::NotTcp;
+    }
+    let frag = be16(ip[6], ip[7]);
+    if frag & 0x1fff != 0 {
+        return Parsed::NonFirstFragment;
+    }
+    let more_fragments = frag & 0x2000 != 0;
+    let src = Source::V4([ip[12], ip[13], ip[14], ip[15]]);
+    parse_tcp(ctx, offset + header_len, src, more_fragments)
+}
+
+fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
+    let Some(ip) = bytes::<40>(ctx, offset) else {
+        return Parsed::Truncated;
+    };
+    if ip[0] >> 4 != 6 {
+        return Parsed::Truncated;
+    }
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&ip[8..24]);
+    let src = Source::from_v6(addr);
+    let mut next = ip[6];
+    let mut offset = offset + 40;
+    let mut more_fragments = false;
+    // A cut-off chain is opaque in a first fragment (the rest may follow in the next one) and
+    // merely truncated otherwise.
+    let cut = |more_fragments: bool| {
+        if more_fragments {
+            Parsed::Opaque { src, dport: None }
+        } else {
+            Parsed::Truncated
+        }
+    };
+    for _ in 0..MAX_V6_EXT_HEADERS {
+        match next {
+            IPPROTO_TCP => return parse_tcp(ctx, offset, src, more_fragments),
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
+                let Some(ext) = bytes::<2>(ctx, offset) else {
+                    return cut(more_fragments);
+                };
+                next = ext[0];
+                offset += (usize::from(ext[1]) + 1) * 8;
+            }
+            NEXTHDR_AUTH => {
+                let Some(ext) = bytes::<2>(ctx, offset) else {
+                    return cut(more_fragments);
+                };
+                next = ext[0];
+                offset += (usize::from(ext[1]) + 2) * 4;
+            }
+            NEXTHDR_FRAGMENT => {
+                let Some(frag) = bytes::<8>(ctx, offset) else {
+                    return cut(more_fragments);
+                };
+                if be16(frag[2], frag[3]) >> 3 != 0 {
+                    return Parsed::NonFirstFragment;
+                }
+                next = frag[0];
+                more_fragments = frag[3] & 1 != 0;
+                offset += 8;
+            }
+            _ => return Parsed::NotTcp,
+        }
+    }
+    if next == IPPROTO_TCP {
+        return parse_tcp(ctx, offset, src, more_fragments);
+    }
+    if matches!(
+        next,
+        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT
+    ) {
+        // Longer than the bound: whatever follows could be TCP.
+        return Parsed::Opaque { src, dport: None };
+    }
+    Parsed::NotTcp
+}
+
+fn parse_tcp(ctx: &XdpContext, offset: usize, src: Source, more_fragments: bool) -> Parsed {
+    if let Some(tcp) = bytes::<TCP_THROUGH_FLAGS>(ctx, offset) {
+        let flags = tcp[13];
+        return if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+            Parsed::Syn {
+                src,
+                dport: be16(tcp[2], tcp[3]),
+            }
+        } else {
+            Parsed::NotSyn
+        };
+    }
+    if !more_fragments {
+        return Parsed::Truncated;
+    }
+    // A tiny first fragment: the flags arrive later, so it could be a SYN (RFC 1858).
+    let dport = bytes::<4>(ctx, offset).map(|ports| be16(ports[2], ports[3]));
+    Parsed::Opaque { src, dport }
+}
+
+/// The decision's view of the maps.
+struct KernelRules;
+
+impl KernelRules {
+    #[inline(always)]
+    fn settings() -> Settings {
+        SETTINGS.get(0).copied().unwrap_or_default()
+    }
+}
+
+impl Rules for KernelRules {
+    #[inline(always)]
+    fn active(&self) -> bool {
+        Self::settings().active != 0
+    }
+
+    #[inline(always)]
+    fn protected(&self, port: u16) -> bool {
+        let word = PORTS.get(u32::from(port) / 64).copied().unwrap_or(0);
+        word & (1 << (port % 64)) != 0
+    }
+
+    #[inline(always)]
+    fn any_protected(&self) -> bool {
+        Self::settings().protected_ports != 0
+    }
+
+    #[inline(always)]
+    fn covered(&self, src: &Source) -> bool {
+        match *src {
+            Source::V4(addr) => {
+                let (word, shift) = v4_slot_position(addr);
+                let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
+                match V4Slot::from_bits(bits) {
+                    V4Slot::None => false,
+                    V4Slot::Whole => true,
+                    V4Slot::Partial => ALLOW_V4.get(Key::new(32, addr)).is_some(),
+                }
+            }
+            Source::V6(addr) => {
+                if Self::settings().v6_wide_entries == 0 {
+                    let bit = v6_bit(v6_first32(&addr));
+                    let word = PREFILTER_V6.get(bit / 64).copied().unwrap_or(0);
+                    if word & (1 << (bit % 64)) == 0 {
+                        return false;
+                    }
+                }
+                ALLOW_V6.get(Key::new(128, addr)).is_some()
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn count(ctx: &XdpContext, reason: Reason) {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let index = reason as usize;
+    if let Some(counters) = COUNTERS.get_ptr_mut(ifindex) {
+        // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+        if let Some(slot) = unsafe { (*counters).by_reason.get_mut(index) } {
+            *slot += 1;
+        }
+        return;
+    }
+    let mut first = Counters::default();
+    if let Some(slot) = first.by_reason.get_mut(index) {
+        *slot = 1;
+    }
+    // Fails only when MAX_INTERFACES interfaces are counted already: then this one is not.
+    let _ = COUNTERS.insert(ifindex, first, u64::from(BPF_NOEXIST));
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+const _: () = assert!(size_of::<Settings>() == 24);

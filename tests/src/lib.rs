@@ -1,0 +1,21 @@
+//! Shared harness for the end-to-end tests and the demo: network namespaces, TCP probes, the
+//! real daemon as a child process, a private bpffs, and crafted frames.
+
+pub mod bpffs;
+pub mod daemon;
+pub mod frames;
+pub mod netns;
+pub mod tcp;
+
+/// Privileged tests call this first. Outside CI a non-root run skips visibly; under CI=true a
+/// skip would hide a failure, so it panics instead.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} needs root (BPF, XDP, network namespaces); under CI=true a skip is a failure");
+    }
+    eprintln!("SKIPPED {test}: needs root (BPF, XDP, network namespaces); run `cargo xtask test` as root");
+    false
+}

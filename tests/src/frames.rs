@@ -28,7 +28,7 @@
 //! the packet as built, before [`Frame::cut`]. Checksums are computed (XDP ignores them, but
 //! the frames stay valid for a real interface).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
@@ -205,7 +205,7 @@ impl Ext {
             }
             Ext::Ah { len } => {
                 assert!(
-                    len >= 1 && len % 2 == 0,
+                    len >= 1 && len.is_multiple_of(2),
                     "IPv6 AH payload length {len} must be even and >= 1"
                 );
                 out.extend_from_slice(&[next, len, 0, 0]);
@@ -258,8 +258,11 @@ pub struct Frame {
     pub net: Net,
     /// Keep only this many bytes of the built frame (headers keep their full lengths).
     pub cut: Option<usize>,
-    /// Zero bytes appended up to this frame length, as an Ethernet sender pads short frames
-    /// to 60 bytes. Outside the reference parse: see [`Frame::expected_parsed`].
+    /// Bytes after the IP packet, outside every length field (as a sender may append).
+    /// Outside the reference parse: see [`Frame::try_expected_parsed`].
+    pub trailer: Vec<u8>,
+    /// Zero bytes appended (after the trailer) up to this frame length, as an Ethernet sender
+    /// pads short frames to 60 bytes. Outside the reference parse, like the trailer.
     pub pad_to: Option<usize>,
 }
 
@@ -269,6 +272,7 @@ impl Frame {
             vlans: Vec::new(),
             net,
             cut: None,
+            trailer: Vec::new(),
             pad_to: None,
         }
     }
@@ -430,7 +434,7 @@ impl Frame {
     /// TCP options, padded with NOPs to a multiple of 4 bytes (at most 40).
     pub fn tcp_options(mut self, options: &[u8]) -> Frame {
         let mut options = options.to_vec();
-        while options.len() % 4 != 0 {
+        while !options.len().is_multiple_of(4) {
             options.push(1);
         }
         assert!(options.len() <= 40, "TCP options longer than 40 bytes");
@@ -478,7 +482,7 @@ impl Frame {
     /// IPv4 options, padded with End-of-Options to a multiple of 4 bytes (at most 40).
     pub fn ipv4_options(mut self, options: &[u8]) -> Frame {
         let mut options = options.to_vec();
-        while options.len() % 4 != 0 {
+        while !options.len().is_multiple_of(4) {
             options.push(0);
         }
         assert!(options.len() <= 40, "IPv4 options longer than 40 bytes");
@@ -564,6 +568,12 @@ impl Frame {
         self
     }
 
+    /// Appends bytes after the packet that no length field counts.
+    pub fn trailer(mut self, bytes: &[u8]) -> Frame {
+        self.trailer = bytes.to_vec();
+        self
+    }
+
     /// Appends zero bytes up to `n` bytes, as Ethernet pads frames shorter than 60 bytes.
     pub fn pad_to(mut self, n: usize) -> Frame {
         self.pad_to = Some(n);
@@ -601,6 +611,7 @@ impl Frame {
                 out.extend_from_slice(payload);
             }
         }
+        out.extend_from_slice(&self.trailer);
         if let Some(n) = self.pad_to
             && out.len() < n
         {
@@ -626,10 +637,11 @@ impl Frame {
         self.len() == 0
     }
 
-    /// The frame's length before any [`Frame::cut`] or padding.
+    /// The frame's length before any [`Frame::cut`], trailer or padding.
     pub fn full_len(&self) -> usize {
         Frame {
             cut: None,
+            trailer: Vec::new(),
             pad_to: None,
             ..self.clone()
         }
@@ -646,23 +658,47 @@ impl Frame {
         }
     }
 
+    /// Length of the whole L4 segment (before [`Frame::l4_bytes`] shortens it).
+    pub fn l4_segment_len(&self) -> usize {
+        let l4 = match &self.net {
+            Net::V4(ip) => &ip.l4,
+            Net::V6(ip) => &ip.l4,
+            _ => panic!("l4_segment_len: not an IP frame"),
+        };
+        match l4 {
+            L4::Tcp(tcp) => 20 + tcp.options.len() + tcp.payload.len(),
+            L4::Udp { payload, .. } | L4::Icmp { payload } => 8 + payload.len(),
+            L4::Other { payload, .. } => payload.len(),
+        }
+    }
+
     /// The reference parse of this frame (see the module documentation), from the builder's
     /// parameters. Frames shorter than the Ethernet header are `Truncated` here; the kernel
     /// refuses to run a program on them at all.
     ///
-    /// Panics when padding was added: the specification reads "bytes in the frame", so padding
-    /// would be parsed as TCP; what the program should do there is a separate question (see
-    /// the padding test).
+    /// Panics when a trailer or padding is in the frame: see [`Frame::try_expected_parsed`].
     pub fn expected_parsed(&self) -> Parsed {
+        self.try_expected_parsed()
+            .expect("expected_parsed: trailing bytes are outside the reference parse")
+    }
+
+    /// [`Frame::expected_parsed`], or `None` when bytes beyond the IP packet (a trailer or
+    /// padding) are in the frame: the specification speaks of "bytes in the frame", which
+    /// would parse them as headers, while the IP stack discards them; what the program should
+    /// do there is a separate question (see the trailing-bytes test).
+    pub fn try_expected_parsed(&self) -> Option<Parsed> {
         let unpadded = Frame {
+            trailer: Vec::new(),
             pad_to: None,
             ..self.clone()
         };
-        assert_eq!(
-            self.len(),
-            unpadded.len(),
-            "expected_parsed: padded frames are outside the reference parse"
-        );
+        if self.len() != unpadded.len() {
+            return None;
+        }
+        Some(self.reference_parse())
+    }
+
+    fn reference_parse(&self) -> Parsed {
         let len = self.len();
         if len < ETH_HLEN {
             return Parsed::Truncated;
@@ -691,13 +727,84 @@ impl Frame {
     }
 }
 
+/// One line: tags, addresses, header fields, flags, lengths; for failure messages.
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for vlan in &self.vlans {
+            write!(f, "tag {:04x}:{} | ", vlan.tpid, vlan.vid)?;
+        }
+        match &self.net {
+            Net::V4(ip) => {
+                write!(f, "IPv4 {} > {}", ip.src, ip.dst)?;
+                if ip.version != 4 {
+                    write!(f, " version {}", ip.version)?;
+                }
+                match ip.bad_ihl {
+                    Some(ihl) => write!(f, " IHL {ihl} (bad)")?,
+                    None => write!(f, " IHL {}", ip.header_len() / 4)?,
+                }
+                if ip.dont_fragment {
+                    write!(f, " DF")?;
+                }
+                if ip.more_fragments || ip.fragment_offset != 0 {
+                    write!(
+                        f,
+                        " frag offset {}{}",
+                        ip.fragment_offset,
+                        if ip.more_fragments { " MF" } else { "" }
+                    )?;
+                }
+                write!(f, " | ")?;
+                ip.l4.describe(f, ip.l4_len)?;
+            }
+            Net::V6(ip) => {
+                write!(f, "IPv6 {} > {}", ip.src, ip.dst)?;
+                if ip.version != 6 {
+                    write!(f, " version {}", ip.version)?;
+                }
+                for ext in &ip.ext {
+                    match ext {
+                        Ext::HopByHop { len } => write!(f, " | hop-by-hop {len}")?,
+                        Ext::Routing { len, segments_left } => {
+                            write!(f, " | routing {len} left {segments_left}")?
+                        }
+                        Ext::DestOpts { len } => write!(f, " | dest-opts {len}")?,
+                        Ext::Fragment { offset, more, .. } => write!(
+                            f,
+                            " | fragment offset {offset}{}",
+                            if *more { " M" } else { "" }
+                        )?,
+                        Ext::Ah { len } => write!(f, " | AH {len}")?,
+                    }
+                }
+                write!(f, " | ")?;
+                ip.l4.describe(f, ip.l4_len)?;
+            }
+            Net::Arp { sender, target } => write!(f, "ARP who-has {target} tell {sender}")?,
+            Net::Other { ethertype, payload } => {
+                write!(f, "ethertype {ethertype:04x}, {} bytes", payload.len())?
+            }
+        }
+        if !self.trailer.is_empty() {
+            write!(f, " | trailer {:02x?}", self.trailer)?;
+        }
+        if let Some(n) = self.pad_to {
+            write!(f, " | padded to {n}")?;
+        }
+        if let Some(n) = self.cut {
+            write!(f, " | cut to {n} of {}", self.full_len())?;
+        }
+        Ok(())
+    }
+}
+
 impl Ipv4 {
     fn header_len(&self) -> usize {
         20 + self.options.len()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        assert!(self.options.len() % 4 == 0 && self.options.len() <= 40);
+        assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
         let segment = self.l4.segment(
             &self.src.octets(),
             &self.dst.octets(),
@@ -854,6 +961,44 @@ impl Tcp {
 }
 
 impl L4 {
+    fn describe(&self, f: &mut fmt::Formatter<'_>, l4_len: Option<usize>) -> fmt::Result {
+        match self {
+            L4::Tcp(tcp) => {
+                write!(f, "TCP {} > {} [", tcp.sport, tcp.dport)?;
+                for (bit, name) in [
+                    (SYN, 'S'),
+                    (ACK, 'A'),
+                    (FIN, 'F'),
+                    (RST, 'R'),
+                    (PSH, 'P'),
+                    (URG, 'U'),
+                    (ECE, 'E'),
+                    (CWR, 'C'),
+                ] {
+                    if tcp.flags & bit != 0 {
+                        write!(f, "{name}")?;
+                    }
+                }
+                write!(f, "]")?;
+                if !tcp.options.is_empty() {
+                    write!(f, " options {}", tcp.options.len())?;
+                }
+                if !tcp.payload.is_empty() {
+                    write!(f, " payload {}", tcp.payload.len())?;
+                }
+            }
+            L4::Udp { sport, dport, .. } => write!(f, "UDP {sport} > {dport}")?,
+            L4::Icmp { .. } => write!(f, "ICMP echo")?,
+            L4::Other { protocol, payload } => {
+                write!(f, "protocol {protocol}, {} bytes", payload.len())?
+            }
+        }
+        if let Some(n) = l4_len {
+            write!(f, " (only {n} bytes in the packet)")?;
+        }
+        Ok(())
+    }
+
     pub fn protocol(&self, v6: bool) -> u8 {
         match self {
             L4::Tcp(_) => PROTO_TCP,
@@ -875,7 +1020,7 @@ impl L4 {
         let mut seg = Vec::new();
         let checksum_at = match self {
             L4::Tcp(tcp) => {
-                assert!(tcp.options.len() % 4 == 0 && tcp.options.len() <= 40);
+                assert!(tcp.options.len().is_multiple_of(4) && tcp.options.len() <= 40);
                 let data_offset = (20 + tcp.options.len()) / 4;
                 seg.extend_from_slice(&tcp.sport.to_be_bytes());
                 seg.extend_from_slice(&tcp.dport.to_be_bytes());

@@ -1,15 +1,16 @@
 //! Reading the TOML document into a [`Config`]: every key type-checked, and every problem
 //! located at the line it comes from.
 
+mod entry_tables;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{Document, Item, TableLike, Value};
+use toml_edit::{Document, Item, Value};
 
-use super::entries::{check_comment, parse_net};
 use super::error::{LineIndex, Problem, Report, quoted};
-use super::{Config, Entry, MAX_ENTRIES_LIMIT, Origin, XdpModeSetting};
+use super::{Config, MAX_ENTRIES_LIMIT, XdpModeSetting};
 
 const KEYS: &[&str] = &[
     "active",
@@ -77,7 +78,9 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
             }
             "interfaces" => config.interfaces = reader.interfaces(item),
             "protected_tcp_ports" => config.protected_tcp_ports = reader.ports(item),
-            "max_entries" => config.max_entries = reader.max_entries(item).unwrap_or(config.max_entries),
+            "max_entries" => {
+                config.max_entries = reader.max_entries(item).unwrap_or(config.max_entries)
+            }
             "control_socket" => reader.absolute_path(key, item, &mut config.control_socket),
             "state_dir" => reader.absolute_path(key, item, &mut config.state_dir),
             "audit_log" => reader.absolute_path(key, item, &mut config.audit_log),
@@ -88,7 +91,9 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
                 config.list_files = reader.list_files(item, base);
             }
             "entries" => reader.entries(item, &mut config.entries),
-            _ => reader.report.push(Problem::new(path, key_line, unknown_key(key, KEYS))),
+            _ => reader
+                .report
+                .push(Problem::new(path, key_line, unknown_key(key, KEYS))),
         }
     }
     reader.layout
@@ -124,7 +129,13 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn fail(&mut self, key: &str, span: Option<Range<usize>>, entry: Option<String>, message: String) {
+    fn fail(
+        &mut self,
+        key: &str,
+        span: Option<Range<usize>>,
+        entry: Option<String>,
+        message: String,
+    ) {
         self.layout.invalid.insert(key.to_owned());
         let mut problem = Problem::new(self.path, self.lines.line_of(span), message).key(key);
         problem.entry = entry;
@@ -133,7 +144,11 @@ impl Reader<'_> {
 
     /// The source text of `value`, as the admin wrote it.
     fn raw(&self, value: &Value) -> &str {
-        value.span().and_then(|span| self.text.get(span)).unwrap_or_default().trim()
+        value
+            .span()
+            .and_then(|span| self.text.get(span))
+            .unwrap_or_default()
+            .trim()
     }
 
     /// What was found instead of what a key needs, e.g. "not `\"yes\"`".
@@ -182,7 +197,9 @@ impl Reader<'_> {
             let checked = match value.as_str() {
                 None => Err("must be a quoted interface name, e.g. \"eth0\"".to_owned()),
                 Some(name) => check_interface_name(name).and_then(|()| match seen.get(name) {
-                    Some(first) => Err(format!("listed twice (entries {first} and {number}); remove one")),
+                    Some(first) => Err(format!(
+                        "listed twice (entries {first} and {number}); remove one"
+                    )),
                     None => Ok(name),
                 }),
             };
@@ -197,17 +214,21 @@ impl Reader<'_> {
         names
     }
 
-    fn ports(&mut self, item: &Item) -> std::collections::BTreeSet<u16> {
+    fn ports(&mut self, item: &Item) -> BTreeSet<u16> {
         const KEY: &str = "protected_tcp_ports";
         let expected = "must be a list of port numbers, e.g. protected_tcp_ports = [22, 443]";
         let mut seen = BTreeMap::new();
         for (number, value) in self.array(KEY, item, expected) {
             let checked = match value.as_integer() {
-                None if value.is_str() => Err("must be a port number without quotes, e.g. 22".to_owned()),
+                None if value.is_str() => {
+                    Err("must be a port number without quotes, e.g. 22".to_owned())
+                }
                 None => Err("must be a port number, e.g. 22".to_owned()),
                 Some(port) => match u16::try_from(port) {
                     Ok(port) if port > 0 => match seen.get(&port) {
-                        Some(first) => Err(format!("listed twice (entries {first} and {number}); remove one")),
+                        Some(first) => Err(format!(
+                            "listed twice (entries {first} and {number}); remove one"
+                        )),
                         None => Ok(port),
                     },
                     _ => Err("ports are 1..=65535".to_owned()),
@@ -313,97 +334,6 @@ impl Reader<'_> {
         }
         files
     }
-
-    fn entries(&mut self, item: &Item, out: &mut Vec<Entry>) {
-        const KEY: &str = "entries";
-        let mut tables: Vec<(usize, &dyn TableLike, Option<Range<usize>>)> = Vec::new();
-        match item {
-            Item::ArrayOfTables(array) => {
-                for (i, table) in array.iter().enumerate() {
-                    tables.push((i + 1, table, table.span()));
-                }
-            }
-            Item::Value(Value::Array(array)) => {
-                for (number, value) in array.iter().enumerate().map(|(i, v)| (i + 1, v)) {
-                    match value.as_inline_table() {
-                        Some(table) => tables.push((number, table, table.span())),
-                        None => self.fail(
-                            KEY,
-                            value.span(),
-                            Some(format!("entry {number}")),
-                            "must be a table such as { cidr = \"198.18.0.0/24\", comment = \"office\" }"
-                                .to_owned(),
-                        ),
-                    }
-                }
-            }
-            other => {
-                let message = format!(
-                    "must be [[entries]] tables (double brackets), each with `cidr` and \
-                     optionally `comment`, {}",
-                    self.found(other)
-                );
-                self.fail(KEY, other.span(), None, message);
-            }
-        }
-        for (number, table, span) in tables {
-            if let Some(entry) = self.entry(number, table, span) {
-                out.push(entry);
-                self.layout.inline.push(number);
-            }
-        }
-    }
-
-    /// One `[[entries]]` table, `number` counting from 1.
-    fn entry(&mut self, number: usize, table: &dyn TableLike, span: Option<Range<usize>>) -> Option<Entry> {
-        const KEY: &str = "entries";
-        let mut cidr = None;
-        let mut comment = None;
-        let mut valid = true;
-        for (key, item) in table.iter() {
-            let key_span = table.key(key).and_then(|k| k.span());
-            match (key, item.as_str()) {
-                ("cidr", Some(text)) => cidr = Some((text.trim(), item.span())),
-                ("comment", Some(text)) => comment = Some((text, item.span())),
-                ("cidr" | "comment", None) => {
-                    valid = false;
-                    let message = match key {
-                        "cidr" => "`cidr` must be a quoted address or CIDR, e.g. cidr = \"198.18.0.0/24\"",
-                        _ => "`comment` must be a quoted string",
-                    };
-                    let message = format!("{message}, {}", self.found(item));
-                    self.fail(KEY, item.span().or(key_span), Some(format!("entry {number}")), message);
-                }
-                _ => self.fail(KEY, key_span, Some(format!("entry {number}")), unknown_key(key, ENTRY_KEYS)),
-            }
-        }
-        let Some((text, cidr_span)) = cidr else {
-            if valid {
-                let message = "missing `cidr`, e.g. cidr = \"198.18.0.0/24\"".to_owned();
-                self.fail(KEY, span, Some(format!("entry {number}")), message);
-            }
-            return None;
-        };
-        let label = Some(format!("entry {number} {}", quoted(text)));
-        let net = parse_net(text).map_err(|message| self.fail(KEY, cidr_span.clone(), label.clone(), message));
-        let comment = match comment {
-            None => Ok(String::new()),
-            Some((text, comment_span)) => check_comment(text)
-                .map(|()| text.to_owned())
-                .map_err(|message| self.fail(KEY, comment_span, label, message)),
-        };
-        let (Ok(net), Ok(comment)) = (net, comment) else {
-            return None;
-        };
-        valid.then(|| Entry {
-            net,
-            comment,
-            origin: Origin {
-                file: self.path.to_path_buf(),
-                line: self.lines.line_of(cidr_span).unwrap_or_default(),
-            },
-        })
-    }
 }
 
 /// The kernel's rules for a network interface name (`dev_valid_name`).
@@ -417,7 +347,10 @@ fn check_interface_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
         return Err("interface names cannot contain '/', ':' or whitespace".to_owned());
     }
     Ok(())
@@ -442,10 +375,16 @@ mod tests {
         ];
         for (key, hint) in cases {
             let message = unknown_key(key, KEYS);
-            assert!(message.starts_with(&format!("unknown key `{key}`; ")), "{message}");
+            assert!(
+                message.starts_with(&format!("unknown key `{key}`; ")),
+                "{message}"
+            );
             assert!(message.ends_with(hint), "{key}: {message}");
         }
-        assert_eq!(unknown_key("cidrr", ENTRY_KEYS), "unknown key `cidrr`; did you mean `cidr`?");
+        assert_eq!(
+            unknown_key("cidrr", ENTRY_KEYS),
+            "unknown key `cidrr`; did you mean `cidr`?"
+        );
         assert_eq!(
             unknown_key("network", ENTRY_KEYS),
             "unknown key `network` (known keys: cidr, comment)"
@@ -460,7 +399,16 @@ mod tests {
         assert_eq!(check_interface_name("a23456789012345"), Ok(()));
         let too_long = check_interface_name("a234567890123456").expect_err("16 bytes");
         assert!(too_long.contains("at most 15 (IFNAMSIZ)"), "{too_long}");
-        for name in ["", ".", "..", "eth/0", "eth0:1", "eth 0", "eth0\n", "\u{a0}eth"] {
+        for name in [
+            "",
+            ".",
+            "..",
+            "eth/0",
+            "eth0:1",
+            "eth 0",
+            "eth0\n",
+            "\u{a0}eth",
+        ] {
             assert!(check_interface_name(name).is_err(), "{name:?}");
         }
     }

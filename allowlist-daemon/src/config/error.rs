@@ -73,10 +73,16 @@ pub enum ConfigError {
     /// The configuration file itself could not be read (list files are problems instead, so
     /// that they can name the config line that lists them).
     #[error("reading {}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// Everything found wrong, in file order; `omitted` more were found past the cap.
     #[error("{}", render(problems, *omitted))]
-    Invalid { problems: Vec<Problem>, omitted: usize },
+    Invalid {
+        problems: Vec<Problem>,
+        omitted: usize,
+    },
 }
 
 impl ConfigError {
@@ -199,7 +205,10 @@ mod tests {
             ..Problem::new(Path::new("a.toml"), Some(1), "bad")
         };
         assert_eq!(p.to_string(), "a.toml:1:7: bad");
-        assert_eq!(Problem::new(Path::new("x.list"), None, "gone").to_string(), "x.list: gone");
+        assert_eq!(
+            Problem::new(Path::new("x.list"), None, "gone").to_string(),
+            "x.list: gone"
+        );
     }
 
     #[test]
@@ -231,7 +240,10 @@ mod tests {
             path: PathBuf::from("/etc/allowlist/allowlist.toml"),
             error: std::io::Error::from(std::io::ErrorKind::NotFound),
         };
-        assert!(err.to_string().starts_with("reading /etc/allowlist/allowlist.toml: "));
+        assert!(
+            err.to_string()
+                .starts_with("reading /etc/allowlist/allowlist.toml: ")
+        );
         assert!(err.problems().is_empty());
     }
 }

@@ -50,9 +50,7 @@ pub fn parse(path: &Path, text: &str, entries: &mut Vec<Entry>, report: &mut Rep
             continue; // blank, or only a comment
         }
         let line = index + 1;
-        let problem = |message: String| {
-            Problem::new(path, Some(line), message).entry(quoted(addr))
-        };
+        let problem = |message: String| Problem::new(path, Some(line), message).entry(quoted(addr));
         let net = match parse_net(addr) {
             Ok(net) => net,
             Err(message) => {
@@ -90,7 +88,12 @@ mod tests {
     fn parse_str(text: &str) -> (Vec<Entry>, Vec<String>) {
         let mut entries = Vec::new();
         let mut report = Report::default();
-        parse(Path::new("/etc/allowlist/partners.list"), text, &mut entries, &mut report);
+        parse(
+            Path::new("/etc/allowlist/partners.list"),
+            text,
+            &mut entries,
+            &mut report,
+        );
         let problems = match report.finish(()) {
             Ok(()) => Vec::new(),
             Err(err) => err.problems().iter().map(Problem::to_string).collect(),
@@ -125,7 +128,11 @@ mod tests {
                 ("2001:db8::1/128".to_owned(), "ops laptop", 7),
             ]
         );
-        assert!(entries.iter().all(|e| e.origin.file == Path::new("/etc/allowlist/partners.list")));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.origin.file == Path::new("/etc/allowlist/partners.list"))
+        );
     }
 
     #[test]
@@ -163,7 +170,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_comments() {
-        let long = format!("198.18.0.0/24 # {}\n198.18.1.0/24 # a\tb\n", "x".repeat(300));
+        let long = format!(
+            "198.18.0.0/24 # {}\n198.18.1.0/24 # a\tb\n",
+            "x".repeat(300)
+        );
         let (entries, problems) = parse_str(&long);
         assert!(entries.is_empty());
         assert_eq!(problems.len(), 2);

@@ -19,8 +19,13 @@ mod document;
 mod entries;
 mod error;
 mod list_file;
+mod overlaps;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_entries;
+#[cfg(test)]
+mod tests_values;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -139,7 +144,7 @@ impl Config {
                 report.push(problem.entry(label.clone()));
             }
         }
-        entries::check_overlaps(&config.entries, &layout.inline, &mut report);
+        overlaps::check_overlaps(&config.entries, &layout.inline, &mut report);
         config.check_capacity(&layout, &mut report);
         config.check_protection(&layout, &mut report);
         report.finish(config)
@@ -188,7 +193,11 @@ impl Config {
             .filter(|e| matches!(e.net, IpNet::V4(_)))
             .count();
         let v6 = self.entries.len() - v4;
-        let default = if layout.is_set("max_entries") { "" } else { " (the default)" };
+        let default = if layout.is_set("max_entries") {
+            ""
+        } else {
+            " (the default)"
+        };
         for (count, family) in [(v4, "IPv4"), (v6, "IPv6")] {
             if count > self.max_entries as usize {
                 let message = format!(

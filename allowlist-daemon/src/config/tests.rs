@@ -1,1 +1,294 @@
+//! Whole-file tests of the top-level keys, their types and the checks combining them.
+//! Values of individual keys are tested in `tests_values.rs`, entries and list files in
+//! `tests_entries.rs`.
+
 use super::*;
+
+pub const PATH: &str = "/etc/allowlist/allowlist.toml";
+/// Enough for `active = true` to be valid.
+pub const PROTECT: &str = "interfaces = [\"eth0\"]\nprotected_tcp_ports = [22]\n";
+
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new(PATH), text)
+}
+
+/// The problems with `text`, displayed; panics if it is valid.
+pub fn problems(text: &str) -> Vec<String> {
+    problems_of(parse(text))
+}
+
+pub fn problems_of(result: Result<Config, ConfigError>) -> Vec<String> {
+    match result {
+        Ok(config) => panic!("expected problems, got {config:#?}"),
+        Err(err) => err.problems().iter().map(Problem::to_string).collect(),
+    }
+}
+
+pub fn at(line: usize, rest: &str) -> String {
+    format!("{PATH}:{line}: {rest}")
+}
+
+#[test]
+fn defaults() -> Result<(), ConfigError> {
+    let config = parse("active = false\n")?;
+    let expected = Config {
+        path: PathBuf::from(PATH),
+        active: false,
+        interfaces: vec![],
+        protected_tcp_ports: BTreeSet::new(),
+        max_entries: 1024,
+        control_socket: PathBuf::from("/run/allowlist/allowlist.sock"),
+        state_dir: PathBuf::from("/var/lib/allowlist"),
+        audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),
+        bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
+        xdp_mode: XdpModeSetting::Auto,
+        detach_on_exit: true,
+        list_files: vec![],
+        entries: vec![],
+    };
+    assert_eq!(config, expected);
+    // `active` defaults to true.
+    assert!(parse(PROTECT)?.active);
+    Ok(())
+}
+
+#[test]
+fn full_valid_file() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("partners.list"),
+        "198.19.0.0/16 # partner A\n",
+    )?;
+    let path = dir.path().join("allowlist.toml");
+    let text = r#"# allowlist
+active = true
+interfaces = ["eth0", "enp3s0f1.100"]
+protected_tcp_ports = [443, 22, 8443]
+max_entries = 4096
+control_socket = "/run/al/sock"
+state_dir = "/var/lib/al"
+audit_log = "/var/log/al/audit.jsonl"
+bpffs_dir = "/sys/fs/bpf/al"
+xdp_mode = "generic"
+detach_on_exit = false
+list_files = ["partners.list"]
+
+[[entries]]
+cidr = "198.18.0.0/24"
+comment = "office"
+
+[[entries]]
+cidr = "2001:db8::/32"
+"#;
+    std::fs::write(&path, text)?;
+    let config = Config::load(&path)?;
+    let entry = |net: &str, comment: &str, file: &Path, line| Entry {
+        net: net.parse().expect("test network"),
+        comment: comment.to_owned(),
+        origin: Origin {
+            file: file.to_path_buf(),
+            line,
+        },
+    };
+    let list = dir.path().join("partners.list");
+    let expected = Config {
+        path: path.clone(),
+        active: true,
+        interfaces: vec!["eth0".to_owned(), "enp3s0f1.100".to_owned()],
+        protected_tcp_ports: BTreeSet::from([22, 443, 8443]),
+        max_entries: 4096,
+        control_socket: PathBuf::from("/run/al/sock"),
+        state_dir: PathBuf::from("/var/lib/al"),
+        audit_log: PathBuf::from("/var/log/al/audit.jsonl"),
+        bpffs_dir: PathBuf::from("/sys/fs/bpf/al"),
+        xdp_mode: XdpModeSetting::Generic,
+        detach_on_exit: false,
+        list_files: vec![list.clone()],
+        entries: vec![
+            entry("198.18.0.0/24", "office", &path, 15),
+            entry("2001:db8::/32", "", &path, 19),
+            entry("198.19.0.0/16", "partner A", &list, 1),
+        ],
+    };
+    assert_eq!(config, expected);
+    assert_eq!(
+        config.entries[2].origin.to_string(),
+        format!("{}:1", list.display())
+    );
+    Ok(())
+}
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    let err = parse("active = false\ninterfaces = [\"eth0\"\n").expect_err("unclosed array");
+    let [problem] = err.problems() else {
+        panic!("one problem: {err}")
+    };
+    assert_eq!(problem.file, Path::new(PATH));
+    assert_eq!(problem.line, Some(2));
+    assert!(problem.column.is_some());
+    assert!(err.to_string().starts_with(&format!("{PATH}:2:")), "{err}");
+
+    let err = parse("active = false\n\nactive = true\n").expect_err("duplicate key");
+    assert_eq!(err.problems()[0].line, Some(3));
+    assert_eq!(err.problems()[0].column, Some(1));
+    assert!(err.to_string().contains("duplicate key"), "{err}");
+    assert_eq!(err.to_string().lines().count(), 1);
+}
+
+#[test]
+fn unknown_keys_are_refused_with_a_suggestion() {
+    let text = format!("{PROTECT}activ = true\n\n[xdp]\nmode = \"auto\"\n[logging]\n");
+    assert_eq!(
+        problems(&text),
+        [
+            at(3, "unknown key `activ`; did you mean `active`?"),
+            at(5, "unknown key `xdp`; did you mean `xdp_mode`?"),
+            at(
+                7,
+                "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
+                 max_entries, control_socket, state_dir, audit_log, bpffs_dir, xdp_mode, \
+                 detach_on_exit, list_files, entries)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_are_refused() {
+    let text = r#"active = "yes"
+detach_on_exit = 1
+interfaces = "eth0"
+protected_tcp_ports = 22
+max_entries = "1024"
+control_socket = 5
+state_dir = "var/lib/allowlist"
+list_files = "partners.list"
+entries = "198.18.0.0/24"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            at(1, "key `active`: must be true or false, not `\"yes\"`"),
+            at(2, "key `detach_on_exit`: must be true or false, not `1`"),
+            at(
+                3,
+                "key `interfaces`: must be a list of interface names, e.g. interfaces = \
+                   [\"eth0\"], not `\"eth0\"`"
+            ),
+            at(
+                4,
+                "key `protected_tcp_ports`: must be a list of port numbers, e.g. \
+                   protected_tcp_ports = [22, 443], not `22`"
+            ),
+            at(
+                5,
+                "key `max_entries`: must be a whole number in 1..=16777216 (the capacity of \
+                   each address family's map), not `\"1024\"`"
+            ),
+            at(
+                6,
+                "key `control_socket`: must be a quoted absolute path, e.g. \
+                   \"/run/allowlist/allowlist.sock\", not `5`"
+            ),
+            at(
+                7,
+                "key `state_dir`: must be a quoted absolute path, e.g. \"/var/lib/allowlist\", \
+                   not `\"var/lib/allowlist\"`"
+            ),
+            at(
+                8,
+                "key `list_files`: must be a list of file paths, e.g. list_files = \
+                   [\"partners.list\"], not `\"partners.list\"`"
+            ),
+            at(
+                9,
+                "key `entries`: must be [[entries]] tables (double brackets), each with `cidr` \
+                   and optionally `comment`, not `\"198.18.0.0/24\"`"
+            ),
+        ]
+    );
+    // A table where a value belongs.
+    assert_eq!(
+        problems("active = false\n[audit_log]\npath = \"/x\"\n"),
+        [at(
+            2,
+            "key `audit_log`: must be a quoted absolute path, e.g. \
+                \"/var/log/allowlist/audit.jsonl\", not a table"
+        )]
+    );
+}
+
+#[test]
+fn rules_carry_active_ports_and_entries() -> Result<(), ConfigError> {
+    let text = "interfaces = [\"eth0\"]\nprotected_tcp_ports = [443, 22]\n\
+                [[entries]]\ncidr = \"198.18.0.5\"\ncomment = \"ops\"\n\
+                [[entries]]\ncidr = \"2001:db8::/48\"\n";
+    let rules = parse(text)?.rules();
+    assert!(rules.active);
+    assert_eq!(rules.ports, BTreeSet::from([22, 443]));
+    let net = |s: &str| s.parse::<IpNet>().expect("test network");
+    assert_eq!(
+        rules.entries,
+        [
+            (net("198.18.0.5/32"), "ops".to_owned()),
+            (net("2001:db8::/48"), String::new())
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert!(!parse("active = false")?.rules().active);
+    Ok(())
+}
+
+#[test]
+fn load_reports_unreadable_config() {
+    let err = Config::load(Path::new("/nonexistent/allowlist.toml")).expect_err("missing");
+    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("reading /nonexistent/allowlist.toml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_interfaces_exist_names_missing_ones() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("allowlist.toml");
+    std::fs::write(
+        &path,
+        "protected_tcp_ports = [22]\ninterfaces = [\n  \"lo\",\n  \"nosuch0\",\n]\n",
+    )?;
+    let config = Config::load(&path)?;
+    let err = config
+        .check_interfaces_exist()
+        .expect_err("nosuch0 is missing");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:4: key `interfaces`: entry 2 `nosuch0`: no such network interface \
+             (`ip -br link` lists them)",
+            path.display()
+        )
+    );
+    // Without the file there is no line, but still a useful error.
+    let detached = Config {
+        path: dir.path().join("gone.toml"),
+        ..config.clone()
+    };
+    assert_eq!(
+        detached
+            .check_interfaces_exist()
+            .expect_err("missing")
+            .problems()[0]
+            .line,
+        None
+    );
+    let only_lo = Config {
+        interfaces: vec!["lo".to_owned()],
+        ..config
+    };
+    only_lo.check_interfaces_exist()?;
+    Ok(())
+}

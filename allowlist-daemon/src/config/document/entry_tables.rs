@@ -1,0 +1,122 @@
+//! The `[[entries]]` tables (or an inline array of `{ cidr = ..., comment = ... }` tables).
+
+use std::ops::Range;
+
+use toml_edit::{Item, TableLike, Value};
+
+use super::{ENTRY_KEYS, Reader, unknown_key};
+use crate::config::entries::{check_comment, parse_net};
+use crate::config::error::quoted;
+use crate::config::{Entry, Origin};
+
+impl Reader<'_> {
+    pub(super) fn entries(&mut self, item: &Item, out: &mut Vec<Entry>) {
+        const KEY: &str = "entries";
+        let mut tables: Vec<(usize, &dyn TableLike, Option<Range<usize>>)> = Vec::new();
+        match item {
+            Item::ArrayOfTables(array) => {
+                for (i, table) in array.iter().enumerate() {
+                    tables.push((i + 1, table, table.span()));
+                }
+            }
+            Item::Value(Value::Array(array)) => {
+                for (number, value) in array.iter().enumerate().map(|(i, v)| (i + 1, v)) {
+                    match value.as_inline_table() {
+                        Some(table) => tables.push((number, table, table.span())),
+                        None => self.fail(
+                            KEY,
+                            value.span(),
+                            Some(format!("entry {number}")),
+                            "must be a table such as { cidr = \"198.18.0.0/24\", comment = \"office\" }"
+                                .to_owned(),
+                        ),
+                    }
+                }
+            }
+            other => {
+                let message = format!(
+                    "must be [[entries]] tables (double brackets), each with `cidr` and \
+                     optionally `comment`, {}",
+                    self.found(other)
+                );
+                self.fail(KEY, other.span(), None, message);
+            }
+        }
+        for (number, table, span) in tables {
+            if let Some(entry) = self.entry(number, table, span) {
+                out.push(entry);
+                self.layout.inline.push(number);
+            }
+        }
+    }
+
+    /// One `[[entries]]` table, `number` counting from 1.
+    fn entry(
+        &mut self,
+        number: usize,
+        table: &dyn TableLike,
+        span: Option<Range<usize>>,
+    ) -> Option<Entry> {
+        const KEY: &str = "entries";
+        let mut cidr = None;
+        let mut comment = None;
+        // Whether the table is free of problems; if not, a missing `cidr` goes unmentioned
+        // (it is usually the misspelt key).
+        let mut valid = true;
+        for (key, item) in table.iter() {
+            let key_span = table.key(key).and_then(|k| k.span());
+            match (key, item.as_str()) {
+                ("cidr", Some(text)) => cidr = Some((text.trim(), item.span())),
+                ("comment", Some(text)) => comment = Some((text, item.span())),
+                ("cidr" | "comment", None) => {
+                    valid = false;
+                    let message = match key {
+                        "cidr" => {
+                            "`cidr` must be a quoted address or CIDR, e.g. cidr = \"198.18.0.0/24\""
+                        }
+                        _ => "`comment` must be a quoted string",
+                    };
+                    let message = format!("{message}, {}", self.found(item));
+                    self.fail(
+                        KEY,
+                        item.span().or(key_span),
+                        Some(format!("entry {number}")),
+                        message,
+                    );
+                }
+                _ => {
+                    valid = false;
+                    let message = unknown_key(key, ENTRY_KEYS);
+                    self.fail(KEY, key_span, Some(format!("entry {number}")), message);
+                }
+            }
+        }
+        let Some((text, cidr_span)) = cidr else {
+            if valid {
+                let message = "missing `cidr`, e.g. cidr = \"198.18.0.0/24\"".to_owned();
+                self.fail(KEY, span, Some(format!("entry {number}")), message);
+            }
+            return None;
+        };
+        let label = Some(format!("entry {number} {}", quoted(text)));
+        let net = parse_net(text)
+            .map_err(|message| self.fail(KEY, cidr_span.clone(), label.clone(), message));
+        let comment = match comment {
+            None => Ok(String::new()),
+            Some((text, comment_span)) => check_comment(text)
+                .map(|()| text.to_owned())
+                .map_err(|message| self.fail(KEY, comment_span, label, message)),
+        };
+        let (Ok(net), Ok(comment)) = (net, comment) else {
+            return None;
+        };
+        valid.then(|| Entry {
+            net,
+            comment,
+            origin: Origin {
+                file: self.path.to_path_buf(),
+                line: self.lines.line_of(cidr_span).unwrap_or_default(),
+            },
+        })
+    }
+}

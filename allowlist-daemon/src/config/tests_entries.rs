@@ -1,0 +1,389 @@
+//! Whole-file tests of `[[entries]]` and list files.
+
+use std::fmt::Write as _;
+
+use super::tests::{PROTECT, at, parse, problems, problems_of};
+use super::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn nets(config: &Config) -> Vec<String> {
+    config.entries.iter().map(|e| e.net.to_string()).collect()
+}
+
+/// A config file `allowlist.toml` in a fresh directory, with the given list files beside it.
+fn with_files(text: &str, lists: &[(&str, &str)]) -> std::io::Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    for (name, contents) in lists {
+        std::fs::write(dir.path().join(name), contents)?;
+    }
+    let path = dir.path().join("allowlist.toml");
+    std::fs::write(&path, text)?;
+    Ok((dir, path))
+}
+
+#[test]
+fn single_addresses_are_normalised() -> Result<(), ConfigError> {
+    let text = format!(
+        "{PROTECT}[[entries]]\ncidr = \"198.18.0.5\"\n[[entries]]\ncidr = \"2001:db8::1\"\n\
+         [[entries]]\ncidr = \" 198.18.1.0/24\\t\"\n"
+    );
+    let config = parse(&text)?;
+    assert_eq!(
+        nets(&config),
+        ["198.18.0.5/32", "2001:db8::1/128", "198.18.1.0/24"]
+    );
+    assert_eq!(
+        config.entries[0].origin,
+        Origin {
+            file: PathBuf::from(super::tests::PATH),
+            line: 4
+        }
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_entries_are_refused_with_their_line_and_number() {
+    let long = "x".repeat(300);
+    let cidrs = [
+        "*",
+        "0.0.0.0/0",
+        "::/0",
+        "any",
+        "10.0.0.1/33",
+        "10.0.0.5/24",
+        "not-an-ip",
+        "::ffff:198.18.0.0/112",
+        "::ffff:198.18.0.7",
+        "all",
+    ];
+    let mut text = PROTECT.to_owned();
+    for cidr in cidrs {
+        let _ = write!(text, "[[entries]]\ncidr = \"{cidr}\"\n");
+    }
+    let _ = write!(
+        text,
+        "[[entries]]\ncidr = \"198.18.0.0/24\"\ncomment = \"{long}\"\n\
+         [[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"line\\nbreak\"\n\
+         [[entries]]\ncidrr = \"198.18.2.0/24\"\n\
+         [[entries]]\ncomment = \"no cidr\"\n\
+         [[entries]]\ncidr = 198\n"
+    );
+    let everyone = "allows everyone; to lift the restriction set active = false";
+    let entry = |line: usize, n: usize, text: &str, message: &str| {
+        at(
+            line,
+            &format!("key `entries`: entry {n} `{text}`: {message}"),
+        )
+    };
+    assert_eq!(
+        problems(&text),
+        [
+            entry(4, 1, "*", everyone),
+            entry(6, 2, "0.0.0.0/0", everyone),
+            entry(8, 3, "::/0", everyone),
+            entry(10, 4, "any", everyone),
+            entry(12, 5, "10.0.0.1/33", "prefix longer than 32"),
+            entry(
+                14,
+                6,
+                "10.0.0.5/24",
+                "host bits set; did you mean 10.0.0.0/24?"
+            ),
+            entry(
+                16,
+                7,
+                "not-an-ip",
+                "not an IP address or CIDR (write e.g. 198.18.0.5, \
+                                        198.18.0.0/24 or 2001:db8::/32)"
+            ),
+            entry(
+                18,
+                8,
+                "::ffff:198.18.0.0/112",
+                "IPv4-mapped addresses are judged as IPv4: \
+                                                    write 198.18.0.0/16"
+            ),
+            entry(
+                20,
+                9,
+                "::ffff:198.18.0.7",
+                "IPv4-mapped addresses are judged as IPv4: \
+                                                write 198.18.0.7"
+            ),
+            entry(22, 10, "all", everyone),
+            entry(
+                25,
+                11,
+                "198.18.0.0/24",
+                "comment is 300 characters long; shorten it to at \
+                                             most 256"
+            ),
+            entry(
+                28,
+                12,
+                "198.18.1.0/24",
+                "comment contains a control character (newline, \
+                                             tab, ...); keep it to one line"
+            ),
+            at(
+                30,
+                "key `entries`: entry 13: unknown key `cidrr`; did you mean `cidr`?"
+            ),
+            at(
+                31,
+                "key `entries`: entry 14: missing `cidr`, e.g. cidr = \"198.18.0.0/24\""
+            ),
+            at(
+                34,
+                "key `entries`: entry 15: `cidr` must be a quoted address or CIDR, e.g. \
+                    cidr = \"198.18.0.0/24\", not `198`"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn inline_entries_are_accepted() -> Result<(), ConfigError> {
+    let text = format!(
+        "{PROTECT}entries = [\n  {{ cidr = \"198.18.0.0/24\", comment = \"office\" }},\n  \
+         {{ cidr = \"2001:db8::/32\" }},\n]\n"
+    );
+    let config = parse(&text)?;
+    assert_eq!(nets(&config), ["198.18.0.0/24", "2001:db8::/32"]);
+    assert_eq!(config.entries[0].comment, "office");
+    assert_eq!(config.entries[1].origin.line, 5);
+
+    let text = format!("{PROTECT}entries = [{{ cidr = \"198.18.0.0/24\" }}, \"198.18.1.0/24\"]\n");
+    assert_eq!(
+        problems(&text),
+        [at(
+            3,
+            "key `entries`: entry 2: must be a table such as { cidr = \"198.18.0.0/24\", \
+                comment = \"office\" }"
+        )]
+    );
+    let text = format!("{PROTECT}[entries]\ncidr = \"198.18.0.0/24\"\n");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].starts_with(&at(3, "key `entries`: must be [[entries]] tables")),
+        "{found:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn duplicates_and_covered_entries_in_the_config_file() {
+    let entries: String = [
+        "198.18.1.0/24",   // line 4, entry 1
+        "198.18.1.7",      // 6: inside entry 1
+        "2001:db8::/32",   // 8
+        "2001:db8:1::/48", // 10: inside entry 3
+        "198.18.1.0/24",   // 12: repeats entry 1
+    ]
+    .iter()
+    .map(|c| format!("[[entries]]\ncidr = \"{c}\"\n"))
+    .collect();
+    assert_eq!(
+        problems(&format!("{PROTECT}{entries}")),
+        [
+            at(
+                6,
+                "key `entries`: entry 2 `198.18.1.7/32`: already covered by `198.18.1.0/24` \
+                   (/etc/allowlist/allowlist.toml:4); remove one"
+            ),
+            at(
+                10,
+                "key `entries`: entry 4 `2001:db8:1::/48`: already covered by `2001:db8::/32` \
+                    (/etc/allowlist/allowlist.toml:8); remove one"
+            ),
+            at(
+                12,
+                "key `entries`: entry 5 `198.18.1.0/24`: listed twice: \
+                    /etc/allowlist/allowlist.toml:4 and /etc/allowlist/allowlist.toml:12; \
+                    remove one"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn adjacent_and_sibling_networks_are_not_covered() -> Result<(), ConfigError> {
+    let entries: String = [
+        "198.18.0.0/24",
+        "198.18.1.0/24",
+        "198.18.2.0/23",
+        "198.18.4.0/32",
+        "198.18.4.1/32",
+        "2001:db8::/48",
+        "2001:db8:1::/48",
+        "2001:db8:2::/47",
+    ]
+    .iter()
+    .map(|c| format!("[[entries]]\ncidr = \"{c}\"\n"))
+    .collect();
+    assert_eq!(parse(&format!("{PROTECT}{entries}"))?.entries.len(), 8);
+    Ok(())
+}
+
+#[test]
+fn list_files_are_read_relative_to_the_config() -> TestResult {
+    let list = "# partners\n198.19.0.0/24   # partner A\n\n2001:db8:42::/48\n198.19.1.5 #\n";
+    let text = format!("{PROTECT}list_files = [\"lists/partners.list\"]\n");
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("lists"))?;
+    let list_path = dir.path().join("lists/partners.list");
+    std::fs::write(&list_path, list)?;
+    let path = dir.path().join("allowlist.toml");
+    std::fs::write(&path, text)?;
+
+    let config = Config::load(&path)?;
+    assert_eq!(config.list_files, std::slice::from_ref(&list_path));
+    let summary: Vec<_> = config
+        .entries
+        .iter()
+        .map(|e| (e.net.to_string(), e.comment.as_str(), e.origin.line))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("198.19.0.0/24".to_owned(), "partner A", 2),
+            ("2001:db8:42::/48".to_owned(), "partners.list", 4),
+            ("198.19.1.5/32".to_owned(), "partners.list", 5),
+        ]
+    );
+    assert!(config.entries.iter().all(|e| e.origin.file == list_path));
+    Ok(())
+}
+
+#[test]
+fn list_file_errors_name_the_list_file_and_line() -> TestResult {
+    let text = format!("{PROTECT}list_files = [\"a.list\"]\n");
+    let (dir, path) = with_files(
+        &text,
+        &[("a.list", "198.19.0.0/24\n\n198.19.0.5/24 # typo\nany\n")],
+    )?;
+    let list = dir.path().join("a.list");
+    assert_eq!(
+        problems_of(Config::load(&path)),
+        [
+            format!(
+                "{}:3: `198.19.0.5/24`: host bits set; did you mean 198.19.0.0/24?",
+                list.display()
+            ),
+            format!(
+                "{}:4: `any`: allows everyone; to lift the restriction set active = false",
+                list.display()
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_and_repeated_list_files_name_the_config_line() -> TestResult {
+    let text = format!(
+        "{PROTECT}list_files = [\n  \"a.list\",\n  \"missing.list\",\n  \"./a.list\",\n  \"\",\n]\n"
+    );
+    let (dir, path) = with_files(&text, &[("a.list", "198.19.0.0/24\n")])?;
+    let found = problems_of(Config::load(&path));
+    let config = path.display();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with(&format!(
+            "{config}:6: key `list_files`: entry 3 `./a.list`: listed twice (entries 1 and 3)"
+        )),
+        "{found:#?}"
+    );
+    assert_eq!(
+        found[1],
+        format!("{config}:7: key `list_files`: entry 4 ``: empty file path")
+    );
+    let missing = dir.path().join("missing.list");
+    assert!(
+        found[2].starts_with(&format!(
+            "{config}:5: key `list_files`: entry 2 `missing.list`: reading {}: ",
+            missing.display()
+        )),
+        "{found:#?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn overlaps_across_config_and_list_files_name_both_origins() -> TestResult {
+    let text = format!(
+        "{PROTECT}list_files = [\"b.list\"]\n\
+         [[entries]]\ncidr = \"198.18.1.0/24\"\n\
+         [[entries]]\ncidr = \"2001:db8:7::/48\"\n"
+    );
+    let list = "2001:db8::/32\n198.18.1.0/24 # again\n198.18.1.7\n";
+    let (dir, path) = with_files(&text, &[("b.list", list)])?;
+    let (config, list) = (path.display(), dir.path().join("b.list"));
+    assert_eq!(
+        problems_of(Config::load(&path)),
+        [
+            format!(
+                "{config}:7: key `entries`: entry 2 `2001:db8:7::/48`: already covered by \
+                 `2001:db8::/32` ({}:1); remove one",
+                list.display()
+            ),
+            format!(
+                "{0}:2: `198.18.1.0/24`: listed twice: {config}:5 and {0}:2; remove one",
+                list.display()
+            ),
+            format!(
+                "{0}:3: `198.18.1.7/32`: already covered by `198.18.1.0/24` ({config}:5); \
+                 remove one",
+                list.display()
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn problems_are_capped() -> TestResult {
+    let text = format!("{PROTECT}list_files = [\"bad.list\"]\n");
+    let (_dir, path) = with_files(&text, &[("bad.list", &"nonsense\n".repeat(120))])?;
+    let err = Config::load(&path).expect_err("120 bad lines");
+    assert_eq!(err.problems().len(), MAX_PROBLEMS);
+    assert!(
+        err.to_string().ends_with("\n... and 70 more problems"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn loads_a_200_000_line_list_file() -> TestResult {
+    // Disjoint networks only: 65,536 IPv4 /32s, 256 IPv4 /24s, and IPv6 /128s and /64s.
+    let mut list = String::with_capacity(200_000 * 30);
+    let mut lines = 0;
+    for i in 0..65_536u32 {
+        let _ = writeln!(list, "198.18.{}.{}", i >> 8, i & 255);
+        lines += 1;
+    }
+    for i in 0..256 {
+        let _ = writeln!(list, "198.19.{i}.0/24 # site {i}");
+        lines += 1;
+    }
+    // Alternating /128s in 2001:db8::/64 and /64s from 2001:db8:1::/48 on.
+    let mut i = 0u32;
+    while lines < 200_000 {
+        let (hi, lo) = (i >> 16, i & 0xffff);
+        let _ = writeln!(list, "2001:db8::{hi:x}:{lo:x}");
+        let _ = writeln!(list, "2001:db8:{:x}:{lo:x}::/64", hi + 1);
+        i += 1;
+        lines += 2;
+    }
+    let text = format!("{PROTECT}max_entries = 200000\nlist_files = [\"big.list\"]\n");
+    let (_dir, path) = with_files(&text, &[("big.list", &list)])?;
+    let config = Config::load(&path)?;
+    assert_eq!(config.entries.len(), 200_000);
+    assert_eq!(config.entries[65_536].comment, "site 0");
+    assert_eq!(config.rules().entries.len(), 200_000);
+    Ok(())
+}

@@ -4,7 +4,7 @@
 //! a source both the old and the new rules allow: new entries go in before old ones come out,
 //! and the prefilters are widened before and narrowed after every trie change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -14,12 +14,15 @@ use std::sync::atomic::AtomicU64;
 use allowlist_common::maps::{
     self as names, Counters, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
 };
+use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, Map, MapData, PerCpuHashMap, lpm_trie::Key},
     programs::Xdp,
 };
+use std::net::IpAddr;
+
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
@@ -103,6 +106,7 @@ pub struct Filter {
     v6: V6Prefilter,
     applied: Rules,
     ids: BTreeMap<IpNet, u32>,
+    nets: HashMap<u32, IpNet>,
     next_id: u32,
     settings: Settings,
     capacity: u32,
@@ -134,6 +138,7 @@ impl Filter {
             v6: V6Prefilter::default(),
             applied: Rules::default(),
             ids: BTreeMap::new(),
+            nets: HashMap::new(),
             next_id: 1,
             settings: Settings::default(),
             capacity: max_entries,
@@ -222,6 +227,7 @@ impl Filter {
             };
             result.with_context(|| format!("inserting {net} into the kernel's allowlist"))?;
             self.ids.insert(*net, id);
+            self.nets.insert(id, *net);
         }
         self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
         Ok(())
@@ -238,7 +244,9 @@ impl Filter {
                     .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
             };
             result.with_context(|| format!("removing {net} from the kernel's allowlist"))?;
-            self.ids.remove(net);
+            if let Some(id) = self.ids.remove(net) {
+                self.nets.remove(&id);
+            }
         }
         self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
         self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
@@ -293,6 +301,34 @@ impl Filter {
         Ok(out)
     }
 
+    /// What the kernel would do now with a SYN from `ip` to `port`, read from the live maps
+    /// (not from any config) and judged by the same `decide` the program runs; with the entry
+    /// whose network covers `ip`, if any.
+    pub fn verdict(&self, ip: IpAddr, port: u16) -> Result<(Reason, Option<IpNet>)> {
+        let settings: Array<_, Settings> = Array::try_from(map(&self.ebpf, names::SETTINGS)?)?;
+        let ports: Array<_, u64> = Array::try_from(map(&self.ebpf, names::PORTS)?)?;
+        let src = match ip {
+            IpAddr::V4(a) => Source::V4(a.octets()),
+            IpAddr::V6(a) => Source::from_v6(a.octets()),
+        };
+        let covering = match src {
+            Source::V4(a) => lookup(&trie_v4_ref(&self.ebpf)?, Key::new(32, a))?,
+            Source::V6(a) => lookup(&trie_v6_ref(&self.ebpf)?, Key::new(128, a))?,
+        };
+        let settings = settings.get(&0, 0).context("reading the settings map")?;
+        let word = ports
+            .get(&u32::from(port / 64), 0)
+            .context("reading the ports map")?;
+        let covering = covering.and_then(|id| self.nets.get(&id).copied());
+        let view = MapView {
+            settings,
+            port_protected: word & (1 << (port % 64)) != 0,
+            covered: covering.is_some(),
+        };
+        let reason = verdict::decide(Parsed::Syn { src, dport: port }, &view);
+        Ok((reason, covering))
+    }
+
     /// Pins the program and every map under `dir` (which must exist), replacing older pins
     /// of the same names (a previous daemon's, whose program this one has replaced).
     pub fn pin(&mut self, dir: &Path) -> Result<()> {
@@ -343,6 +379,48 @@ fn map<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Map> {
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
     ebpf.map_mut(name)
         .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+}
+
+fn lookup<K: aya::Pod>(trie: &LpmTrie<&MapData, K, u32>, key: Key<K>) -> Result<Option<u32>> {
+    match trie.get(&key, 0) {
+        Ok(id) => Ok(Some(id)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e).context("looking up the kernel's allowlist"),
+    }
+}
+
+/// The live maps seen through the decision's `Rules`, for one SYN: its port's bit and its
+/// source's trie answer are read up front.
+struct MapView {
+    settings: Settings,
+    port_protected: bool,
+    covered: bool,
+}
+
+impl verdict::Rules for MapView {
+    fn active(&self) -> bool {
+        self.settings.active != 0
+    }
+
+    fn protected(&self, _: u16) -> bool {
+        self.port_protected
+    }
+
+    fn any_protected(&self) -> bool {
+        self.settings.protected_ports != 0
+    }
+
+    fn covered(&self, _: &Source) -> bool {
+        self.covered
+    }
+}
+
+fn trie_v4_ref(ebpf: &Ebpf) -> Result<LpmTrie<&MapData, [u8; 4], u32>> {
+    Ok(LpmTrie::try_from(map(ebpf, names::ALLOW_V4)?)?)
+}
+
+fn trie_v6_ref(ebpf: &Ebpf) -> Result<LpmTrie<&MapData, [u8; 16], u32>> {
+    Ok(LpmTrie::try_from(map(ebpf, names::ALLOW_V6)?)?)
 }
 
 fn trie_v4(ebpf: &mut Ebpf) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>> {

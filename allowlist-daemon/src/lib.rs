@@ -2,7 +2,9 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod filter;
 pub mod prefilter;

@@ -2,8 +2,11 @@
 //! `allowlist_common::verdict::decide` judge them against the maps the daemon fills.
 //!
 //! Parsing decisions (also in the README's verdict table):
-//! - Frames shorter than their headers, or with a malformed IP header, pass: the kernel's own
-//!   checks discard them, and dropping here would only hide them from its counters.
+//! - Frames shorter than their headers or than the IP packet they claim to carry, or with a
+//!   malformed IP header, pass: the kernel's IP layer discards them, and dropping here would
+//!   only hide them from its counters.
+//! - Nothing past the end of the IP packet (Ethernet padding, a trailer) is read as a header:
+//!   the kernel trims it, so a tiny fragment cannot borrow TCP flags from its padding.
 //! - Non-first fragments pass: without the first fragment they cannot open a connection.
 //! - A first fragment too short to show the TCP flags (RFC 1858's tiny-fragment attack), or an
 //!   IPv6 header chain longer than `MAX_V6_EXT_HEADERS`, is judged as a possible SYN: dropped
@@ -74,10 +77,14 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Bytes `offset..offset + N` of the frame, or `None` past its end. Every read goes through
-/// here, so no header is ever read before its bounds are checked.
+/// Bytes `offset..offset + N` of the frame, or `None` past `end` (the end of the IP packet,
+/// so Ethernet padding or a trailer is never read as a header) or past the frame. Every read
+/// goes through here, so no header is ever read before its bounds are checked.
 #[inline(always)]
-fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+fn bytes<const N: usize>(ctx: &XdpContext, offset: usize, end: usize) -> Option<[u8; N]> {
+    if offset + N > end {
+        return None;
+    }
     let start = ctx.data() + offset;
     if start + N > ctx.data_end() {
         return None;
@@ -86,13 +93,27 @@ fn bytes<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
     Some(unsafe { *(start as *const [u8; N]) })
 }
 
+/// The frame's length for the scalar checks against IP lengths. Read with volatile loads so
+/// that the compiler cannot prove the pointer check in `bytes` redundant and drop it: the
+/// verifier accepts packet reads only after a check on the pointer itself.
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> usize {
+    // SAFETY: ctx points at the kernel's xdp_md for this invocation.
+    unsafe {
+        let md = ctx.ctx;
+        core::ptr::read_volatile(&raw const (*md).data_end) as usize
+            - core::ptr::read_volatile(&raw const (*md).data) as usize
+    }
+}
+
 #[inline(always)]
 fn be16(b0: u8, b1: u8) -> u16 {
     u16::from_be_bytes([b0, b1])
 }
 
 fn parse(ctx: &XdpContext) -> Parsed {
-    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
+    let len = frame_len(ctx);
+    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0, len) else {
         return Parsed::Truncated;
     };
     let mut ethertype = be16(eth[12], eth[13]);
@@ -103,7 +124,7 @@ fn parse(ctx: &XdpContext) -> Parsed {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        let Some(tag) = bytes::<4>(ctx, offset) else {
+        let Some(tag) = bytes::<4>(ctx, offset, len) else {
             return Parsed::Truncated;
         };
         ethertype = be16(tag[2], tag[3]);
@@ -117,11 +138,18 @@ fn parse(ctx: &XdpContext) -> Parsed {
 }
 
 fn parse_v4(ctx: &XdpContext, offset: usize) -> Parsed {
-    let Some(ip) = bytes::<20>(ctx, offset) else {
+    let Some(ip) = bytes::<20>(ctx, offset, frame_len(ctx)) else {
         return Parsed::Truncated;
     };
     let header_len = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || header_len < 20 {
+    let total_len = usize::from(be16(ip[2], ip[3]));
+    // A packet longer than the frame, or shorter than its own header, is discarded by the
+    // kernel's IP layer; judging it here could only be fooled by it.
+    if ip[0] >> 4 != 4 || header_len < 20 || total_len < header_len {
+        return Parsed::Truncated;
+    }
+    let end = offset + total_len;
+    if end > frame_len(ctx) {
         return Parsed::Truncated;
     }
     if ip[9] != IPPROTO_TCP {
@@ -133,14 +161,17 @@ fn parse_v4(ctx: &XdpContext, offset: usize) -> Parsed {
     }
     let more_fragments = frag & 0x2000 != 0;
     let src = Source::V4([ip[12], ip[13], ip[14], ip[15]]);
-    parse_tcp(ctx, offset + header_len, src, more_fragments)
+    parse_tcp(ctx, offset + header_len, end, src, more_fragments)
 }
 
 fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
-    let Some(ip) = bytes::<40>(ctx, offset) else {
+    let Some(ip) = bytes::<40>(ctx, offset, frame_len(ctx)) else {
         return Parsed::Truncated;
     };
-    if ip[0] >> 4 != 6 {
+    // Payload length 0 would mean a jumbogram, which cannot arrive over Ethernet: the kernel
+    // then sees a bare header, as the parser does.
+    let end = offset + 40 + usize::from(be16(ip[4], ip[5]));
+    if ip[0] >> 4 != 6 || end > frame_len(ctx) {
         return Parsed::Truncated;
     }
     let mut addr = [0u8; 16];
@@ -160,23 +191,23 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
     };
     for _ in 0..MAX_V6_EXT_HEADERS {
         match next {
-            IPPROTO_TCP => return parse_tcp(ctx, offset, src, more_fragments),
+            IPPROTO_TCP => return parse_tcp(ctx, offset, end, src, more_fragments),
             NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
-                let Some(ext) = bytes::<2>(ctx, offset) else {
+                let Some(ext) = bytes::<2>(ctx, offset, end) else {
                     return cut(more_fragments);
                 };
                 next = ext[0];
                 offset += (usize::from(ext[1]) + 1) * 8;
             }
             NEXTHDR_AUTH => {
-                let Some(ext) = bytes::<2>(ctx, offset) else {
+                let Some(ext) = bytes::<2>(ctx, offset, end) else {
                     return cut(more_fragments);
                 };
                 next = ext[0];
                 offset += (usize::from(ext[1]) + 2) * 4;
             }
             NEXTHDR_FRAGMENT => {
-                let Some(frag) = bytes::<8>(ctx, offset) else {
+                let Some(frag) = bytes::<8>(ctx, offset, end) else {
                     return cut(more_fragments);
                 };
                 if be16(frag[2], frag[3]) >> 3 != 0 {
@@ -190,7 +221,7 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
         }
     }
     if next == IPPROTO_TCP {
-        return parse_tcp(ctx, offset, src, more_fragments);
+        return parse_tcp(ctx, offset, end, src, more_fragments);
     }
     if matches!(
         next,
@@ -202,8 +233,14 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
     Parsed::NotTcp
 }
 
-fn parse_tcp(ctx: &XdpContext, offset: usize, src: Source, more_fragments: bool) -> Parsed {
-    if let Some(tcp) = bytes::<TCP_THROUGH_FLAGS>(ctx, offset) {
+fn parse_tcp(
+    ctx: &XdpContext,
+    offset: usize,
+    end: usize,
+    src: Source,
+    more_fragments: bool,
+) -> Parsed {
+    if let Some(tcp) = bytes::<TCP_THROUGH_FLAGS>(ctx, offset, end) {
         let flags = tcp[13];
         return if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
             Parsed::Syn {
@@ -218,7 +255,7 @@ fn parse_tcp(ctx: &XdpContext, offset: usize, src: Source, more_fragments: bool)
         return Parsed::Truncated;
     }
     // A tiny first fragment: the flags arrive later, so it could be a SYN (RFC 1858).
-    let dport = bytes::<4>(ctx, offset).map(|ports| be16(ports[2], ports[3]));
+    let dport = bytes::<4>(ctx, offset, end).map(|ports| be16(ports[2], ports[3]));
     Parsed::Opaque { src, dport }
 }
 

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
+/// Files a kernel built with `CONFIG_BPF_PRELOAD` puts at the root of every new bpffs
+/// (iterators, not anybody's pins).
+pub const KERNEL_PRELOADED: [&str; 2] = ["maps.debug", "progs.debug"];
+
 /// A temporary directory holding `bpffs/` (a bpffs mount) and `state/`; config files, the
 /// control socket and the audit log of a test go here too. Unmounted and removed on drop.
 #[derive(Debug)]
@@ -19,14 +23,17 @@ pub struct TestDir {
 
 impl TestDir {
     /// Creates the directory and mounts the bpffs; panics with the reason if it cannot.
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates kernel objects; a `Default` would hide that"
+    )]
     pub fn new() -> TestDir {
         let dir = tempfile::Builder::new()
             .prefix("allowlist-e2e-")
             .tempdir()
             .expect("creating a temporary test directory");
         let bpffs = dir.path().join("bpffs");
-        std::fs::create_dir(&bpffs)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", bpffs.display()));
+        std::fs::create_dir(&bpffs).unwrap_or_else(|e| panic!("creating {}: {e}", bpffs.display()));
         std::fs::create_dir(dir.path().join("state")).expect("creating the state directory");
         mount(
             Some("bpf"),
@@ -59,10 +66,13 @@ impl TestDir {
     }
 
     /// Everything under the bpffs (pins and directories), as paths relative to the mount,
-    /// sorted. Empty once a daemon has detached and removed its pins.
+    /// sorted, except the files the kernel puts in every new bpffs ([`KERNEL_PRELOADED`]).
+    /// Empty once a daemon has detached and removed its pins.
     pub fn bpffs_entries(&self) -> Vec<PathBuf> {
-        list_tree(&self.bpffs)
-            .unwrap_or_else(|e| panic!("listing {}: {e}", self.bpffs.display()))
+        let mut entries = list_tree(&self.bpffs)
+            .unwrap_or_else(|e| panic!("listing {}: {e}", self.bpffs.display()));
+        entries.retain(|p| !KERNEL_PRELOADED.iter().any(|k| p == Path::new(k)));
+        entries
     }
 }
 

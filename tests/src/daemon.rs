@@ -262,8 +262,10 @@ impl Daemon {
     /// Waits for `allowlistd ready`; panics with the log if it does not come.
     #[track_caller]
     pub fn wait_ready(&self) -> String {
-        self.wait_for_log("allowlistd ready", READY_TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e:#}"))
+        match self.wait_for_log("allowlistd ready", READY_TIMEOUT) {
+            Ok(line) => line,
+            Err(e) => panic!("{e:#}"),
+        }
     }
 
     /// Sends `signal`; panics (with the log) if the process is gone.

@@ -5,8 +5,8 @@
 //! headers and fragment fields, a TCP/UDP/ICMP segment, or a non-IP payload) that
 //! [`Frame::build`] turns into bytes. [`Frame::expected_parsed`] is the reference parse: it is
 //! derived from the builder's own parameters and byte offsets, never by reading the built
-//! bytes back, so it cannot share a bug with a parser. Tests compare the kernel's verdict with
-//! `decide(frame.expected_parsed(), &ReferenceRules(&rules))`.
+//! bytes back, so it shares no parsing code with the program. Tests compare the kernel's
+//! verdict with `decide(frame.expected_parsed(), &ReferenceRules(&rules))`.
 //!
 //! What the reference parse follows (the program's specification):
 //! - Ethernet, then at most two VLAN tags (802.1Q or 802.1ad, any order); a third tag is not IP.
@@ -25,8 +25,10 @@
 //!   destination port when at least 4 bytes are there; otherwise truncated.
 //!
 //! Lengths in the headers (IPv4 total length, IPv6 payload length, UDP length) always describe
-//! the packet as built, before [`Frame::cut`]. Checksums are computed (XDP ignores them, but
-//! the frames stay valid for a real interface).
+//! the packet as built, before [`Frame::cut`], and never count a [`Frame::trailer`] or
+//! [`Frame::pad_to`] padding (bytes after the IP packet, which the reference parse does not
+//! cover). Checksums are computed (XDP ignores them, but the frames stay valid for a real
+//! interface; checked with tcpdump).
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -304,7 +306,6 @@ impl Frame {
             ext: Vec::new(),
             l4,
             l4_len: None,
-            // hop limit is fixed at 64 when built
         }))
     }
 

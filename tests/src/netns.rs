@@ -68,6 +68,10 @@ pub struct Netns {
 
 impl Netns {
     /// Creates `alw-<pid>-<n>`. Panics (with the `ip` error) if that fails.
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates kernel objects; a `Default` would hide that"
+    )]
     pub fn new() -> Netns {
         let name = format!("alw-{}-{}", std::process::id(), next_id());
         run_cmd(Command::new("ip").args(["netns", "add", &name]))
@@ -156,6 +160,10 @@ pub struct Lab {
 
 impl Lab {
     /// Builds the topology; panics with the failing `ip` command if it cannot.
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates kernel objects; a `Default` would hide that"
+    )]
     pub fn new() -> Lab {
         let server = Netns::new();
         let client = Netns::new();
@@ -187,8 +195,13 @@ impl Lab {
             "netns",
             self.client.name(),
         ])?;
-        self.server
-            .ip(&["addr", "add", &format!("{SERVER_V4}/{V4_PREFIX}"), "dev", sv])?;
+        self.server.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_V4}/{V4_PREFIX}"),
+            "dev",
+            sv,
+        ])?;
         self.server.ip(&[
             "addr",
             "add",

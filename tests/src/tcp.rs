@@ -246,8 +246,7 @@ fn accept_loop(listener: &TcpListener, stop: &Arc<AtomicBool>, accepted: &Atomic
 }
 
 fn echo(mut stream: TcpStream, stop: &AtomicBool) {
-    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(POLL_STEP)).is_err()
-    {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(POLL_STEP)).is_err() {
         return;
     }
     let mut buf = [0u8; 4096];
@@ -262,14 +261,16 @@ fn echo(mut stream: TcpStream, stop: &AtomicBool) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => return,
         }
     }
 }
 
-/// Sends one ICMP (or ICMPv6) echo request from `src` to `dst` inside `ns` and waits up to
+/// Sends one ICMP (or `ICMPv6`) echo request from `src` to `dst` inside `ns` and waits up to
 /// `timeout` for the matching reply. `Ok(true)`: a reply came; `Ok(false)`: none did.
 pub fn ping(ns: &Netns, src: IpAddr, dst: IpAddr, timeout: Duration) -> io::Result<bool> {
     ns.run_in(|| ping_here(src, dst, timeout))
@@ -285,7 +286,10 @@ fn ping_here(src: IpAddr, dst: IpAddr, timeout: Duration) -> io::Result<bool> {
         IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6, 128, 129),
     };
     let fd = socket(family, SockType::Raw, SockFlag::SOCK_CLOEXEC, protocol)?;
-    bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(src, 0)))?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(src, 0)),
+    )?;
 
     let counter = NEXT_ECHO_ID.fetch_add(1, Ordering::Relaxed);
     let pid_bits = u16::try_from(std::process::id() & 0xffff).expect("masked to 16 bits");

@@ -1,1 +1,5 @@
-fn main() {}
+//! allowlistctl: manage the live allowlist through allowlistd's control socket.
+
+fn main() -> std::process::ExitCode {
+    allowlist_daemon::cli::main()
+}

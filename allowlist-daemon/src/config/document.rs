@@ -18,6 +18,7 @@ const KEYS: &[&str] = &[
     "protected_tcp_ports",
     "max_entries",
     "control_socket",
+    "control_group",
     "state_dir",
     "audit_log",
     "bpffs_dir",
@@ -82,6 +83,7 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
                 config.max_entries = reader.max_entries(item).unwrap_or(config.max_entries)
             }
             "control_socket" => reader.absolute_path(key, item, &mut config.control_socket),
+            "control_group" => reader.group_name(item, &mut config.control_group),
             "state_dir" => reader.absolute_path(key, item, &mut config.state_dir),
             "audit_log" => reader.absolute_path(key, item, &mut config.audit_log),
             "bpffs_dir" => reader.absolute_path(key, item, &mut config.bpffs_dir),
@@ -275,6 +277,24 @@ impl Reader<'_> {
                     self.found(item)
                 );
                 self.fail(key, item.span(), None, message);
+            }
+        }
+    }
+
+    /// A group name as getgrnam(3) takes it; whether it exists is checked when binding.
+    fn group_name(&mut self, item: &Item, group: &mut String) {
+        match item.as_str() {
+            Some(name)
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
+            {
+                *group = name.to_owned();
+            }
+            _ => {
+                let message = format!("must be a quoted group name, e.g. \"adm\", {}", self.found(item));
+                self.fail("control_group", item.span(), None, message);
             }
         }
     }

@@ -16,6 +16,7 @@
 //! filter as it was, so the admin should be able to fix all of it in one go.
 
 mod document;
+pub mod edit;
 mod entries;
 mod error;
 mod list_file;
@@ -36,6 +37,7 @@ use toml_edit::{Document, Item, Value};
 
 use crate::rules::Rules;
 use document::Layout;
+pub use entries::parse_net;
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
 use error::{LineIndex, Report, quoted};
 
@@ -67,6 +69,8 @@ pub struct Config {
     /// Capacity of each address family's map (IPv4 and IPv6 separately).
     pub max_entries: u32,
     pub control_socket: PathBuf,
+    /// Members of this group (and root) may use the control socket.
+    pub control_group: String,
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
     pub bpffs_dir: PathBuf,
@@ -111,6 +115,7 @@ impl Config {
             protected_tcp_ports: BTreeSet::new(),
             max_entries: 1024,
             control_socket: PathBuf::from("/run/allowlist/allowlist.sock"),
+            control_group: "root".to_owned(),
             state_dir: PathBuf::from("/var/lib/allowlist"),
             audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),
             bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),

@@ -38,6 +38,7 @@ fn defaults() -> Result<(), ConfigError> {
         protected_tcp_ports: BTreeSet::new(),
         max_entries: 1024,
         control_socket: PathBuf::from("/run/allowlist/allowlist.sock"),
+        control_group: "root".to_owned(),
         state_dir: PathBuf::from("/var/lib/allowlist"),
         audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),
         bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
@@ -66,6 +67,7 @@ interfaces = ["eth0", "enp3s0f1.100"]
 protected_tcp_ports = [443, 22, 8443]
 max_entries = 4096
 control_socket = "/run/al/sock"
+control_group = "adm"
 state_dir = "/var/lib/al"
 audit_log = "/var/log/al/audit.jsonl"
 bpffs_dir = "/sys/fs/bpf/al"
@@ -98,6 +100,7 @@ cidr = "2001:db8::/32"
         protected_tcp_ports: BTreeSet::from([22, 443, 8443]),
         max_entries: 4096,
         control_socket: PathBuf::from("/run/al/sock"),
+        control_group: "adm".to_owned(),
         state_dir: PathBuf::from("/var/lib/al"),
         audit_log: PathBuf::from("/var/log/al/audit.jsonl"),
         bpffs_dir: PathBuf::from("/sys/fs/bpf/al"),
@@ -105,8 +108,8 @@ cidr = "2001:db8::/32"
         detach_on_exit: false,
         list_files: vec![list.clone()],
         entries: vec![
-            entry("198.18.0.0/24", "office", &path, 15),
-            entry("2001:db8::/32", "", &path, 19),
+            entry("198.18.0.0/24", "office", &path, 16),
+            entry("2001:db8::/32", "", &path, 20),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
     };
@@ -147,7 +150,7 @@ fn unknown_keys_are_refused_with_a_suggestion() {
             at(
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
-                 max_entries, control_socket, state_dir, audit_log, bpffs_dir, xdp_mode, \
+                 max_entries, control_socket, control_group, state_dir, audit_log, bpffs_dir, xdp_mode, \
                  detach_on_exit, list_files, entries)"
             ),
         ]

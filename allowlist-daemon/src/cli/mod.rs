@@ -1,0 +1,279 @@
+//! allowlistctl: the admin's everyday tool, a thin client of the control socket.
+//!
+//! Exit codes: 0 success (for `test`: allowed); 1 `test` says blocked; 2 the daemon refused
+//! or the input is invalid (the reason is on stderr); 3 the daemon could not be reached.
+
+mod output;
+
+use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::control::protocol::{
+    self, Caller, ChangeOptions, Command, Outcome, Reply, Request, Response,
+};
+
+pub const DEFAULT_SOCKET: &str = "/run/allowlist/allowlist.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "allowlistctl",
+    version,
+    about = "Manage the live allowlist: entries, activation, tests.",
+    after_help = "Exit codes: 0 ok (test: allowed), 1 test: blocked, 2 refused or invalid, 3 daemon unreachable."
+)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the daemon's answer as JSON (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Active or not, entries and capacity, ports, interfaces, revision, counters, uptime.
+    Status,
+    /// Every entry with its comment and where it is written.
+    List,
+    /// Add a network or single address.
+    Add {
+        /// e.g. 198.18.1.0/24, 2001:db8::/48, 198.18.7.7
+        #[arg(required_unless_present = "current", conflicts_with = "current")]
+        cidr: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Add your own address (from SSH_CONNECTION, or --current-ip).
+        #[arg(long)]
+        current: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Change an entry's network and/or comment in place.
+    Edit {
+        cidr: String,
+        /// The new network.
+        #[arg(long = "cidr")]
+        new_cidr: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Remove an entry.
+    Remove {
+        cidr: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Enforce the list.
+    Activate {
+        /// Add your own address first, in the same change.
+        #[arg(long)]
+        add_current: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Stop enforcing (entries are kept).
+    Deactivate {
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The live verdict for a SYN from IP, read from the kernel's maps.
+    Test {
+        ip: String,
+        /// Only this port (default: every protected port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Re-read the config file.
+    Reload {
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Keep a change made with --confirm-within.
+    Confirm,
+}
+
+#[derive(Args)]
+struct ChangeArgs {
+    /// Refuse unless the list is still at this revision (see `list` or `status`).
+    #[arg(long, value_name = "N")]
+    if_revision: Option<u64>,
+    /// Apply even if the change blocks your own address.
+    #[arg(long)]
+    force: bool,
+    /// Roll the change back unless `allowlistctl confirm` follows within this time (e.g. 60s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    confirm_within: Option<Duration>,
+    /// Your address, when not in an SSH session (SSH_CONNECTION is used otherwise).
+    #[arg(long, value_name = "IP")]
+    current_ip: Option<IpAddr>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}`: {e} (e.g. 60s, 5m, 1h30m)"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+/// The admin's own address and the local port of their session: from --current-ip, else
+/// from the SSH environment ("client_ip client_port server_ip server_port").
+fn caller(current_ip: Option<IpAddr>) -> Option<Caller> {
+    if let Some(ip) = current_ip {
+        return Some(Caller { ip, port: None });
+    }
+    if let Ok(conn) = std::env::var("SSH_CONNECTION") {
+        let fields: Vec<&str> = conn.split_whitespace().collect();
+        if let [ip, _, _, port] = fields[..] {
+            return Some(Caller {
+                ip: ip.parse().ok()?,
+                port: port.parse().ok(),
+            });
+        }
+    }
+    let client = std::env::var("SSH_CLIENT").ok()?;
+    let fields: Vec<&str> = client.split_whitespace().collect();
+    match fields[..] {
+        [ip, _, port] => Some(Caller {
+            ip: ip.parse().ok()?,
+            port: port.parse().ok(),
+        }),
+        _ => None,
+    }
+}
+
+impl ChangeArgs {
+    fn options(&self) -> ChangeOptions {
+        ChangeOptions {
+            if_revision: self.if_revision,
+            force: self.force,
+            caller: caller(self.current_ip),
+            confirm_within_secs: self.confirm_within.map(|d| d.as_secs().max(1)),
+        }
+    }
+}
+
+/// Turns the parsed command line into a request; `Err` is a message for stderr.
+fn request(command: Cmd) -> Result<Request, String> {
+    let (command, options) = match command {
+        Cmd::Status => (Command::Status, ChangeOptions::default()),
+        Cmd::List => (Command::List, ChangeOptions::default()),
+        Cmd::Add {
+            cidr,
+            comment,
+            current,
+            change,
+        } => {
+            let options = change.options();
+            let cidr = match (cidr, current) {
+                (Some(cidr), _) => cidr,
+                (None, _) => options
+                    .caller
+                    .ok_or("--current needs your address: run it from your SSH session or pass --current-ip")?
+                    .ip
+                    .to_string(),
+            };
+            (Command::Add { cidr, comment }, options)
+        }
+        Cmd::Edit {
+            cidr,
+            new_cidr,
+            comment,
+            change,
+        } => (
+            Command::Edit {
+                cidr,
+                new_cidr,
+                comment,
+            },
+            change.options(),
+        ),
+        Cmd::Remove { cidr, change } => (Command::Remove { cidr }, change.options()),
+        Cmd::Activate {
+            add_current,
+            change,
+        } => (Command::Activate { add_current }, change.options()),
+        Cmd::Deactivate { change } => (Command::Deactivate, change.options()),
+        Cmd::Test { ip, port } => (Command::Test { ip, port }, ChangeOptions::default()),
+        Cmd::Reload { dry_run } => (Command::Reload { dry_run }, ChangeOptions::default()),
+        Cmd::Confirm => (Command::Confirm, ChangeOptions::default()),
+    };
+    Ok(Request {
+        version: protocol::VERSION,
+        command,
+        options,
+    })
+}
+
+fn exchange(socket: &Path, request: &Request) -> Result<Response, String> {
+    let unreachable = |e: std::io::Error| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::PermissionDenied => " (only root and members of control_group may use it)",
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                " (is allowlistd running? --socket names another socket)"
+            }
+            _ => "",
+        };
+        format!("cannot reach allowlistd at {}: {e}{hint}", socket.display())
+    };
+    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
+    protocol::write_frame(&mut stream, request).map_err(unreachable)?;
+    let body = protocol::read_frame(&mut stream)
+        .map_err(|e| format!("no answer from allowlistd at {}: {e}", socket.display()))?;
+    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer from allowlistd: {e}"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (socket, json) = (cli.socket, cli.json);
+    let request = match request(cli.command) {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("allowlistctl: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let response = match exchange(&socket, &request) {
+        Ok(response) => response,
+        Err(message) => {
+            eprintln!("allowlistctl: {message}");
+            return ExitCode::from(3);
+        }
+    };
+    match response.outcome {
+        Outcome::Ok { reply } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reply).expect("replies serialize")
+                );
+            } else {
+                print!("{}", output::render(&reply));
+            }
+            match reply {
+                Reply::Test(report) if report.verdicts.iter().any(|v| !v.allowed) => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Outcome::Error { kind, message } => {
+            if json {
+                let error = serde_json::json!({ "error": { "kind": kind, "message": message } });
+                println!("{}", serde_json::to_string_pretty(&error).expect("json"));
+            }
+            eprintln!("allowlistctl: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

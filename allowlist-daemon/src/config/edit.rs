@@ -1,0 +1,286 @@
+//! Changes to the config file made on the admin's behalf (by allowlistctl through the
+//! daemon). toml_edit keeps the admin's comments, order and formatting around the change, and
+//! the new text replaces the old atomically, so a crash leaves either the old file or the new.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use ipnet::IpNet;
+use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value, value};
+
+use super::parse_net;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("the config file does not parse: {0}")]
+    Parse(#[from] toml_edit::TomlError),
+    #[error("no entry `{0}` in [[entries]] of the config file")]
+    NotFound(IpNet),
+    #[error("`entries` in the config file is neither [[entries]] tables nor a list of inline tables")]
+    Shape,
+}
+
+/// A parsed config file with the entry tables findable by their (normalised) network.
+pub struct ConfigDoc {
+    doc: DocumentMut,
+}
+
+impl ConfigDoc {
+    pub fn parse(text: &str) -> Result<ConfigDoc, EditError> {
+        Ok(ConfigDoc {
+            doc: text.parse()?,
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        self.doc.to_string()
+    }
+
+    pub fn add_entry(&mut self, net: IpNet, comment: &str) -> Result<(), EditError> {
+        match self.doc.get_mut("entries") {
+            None => {
+                let mut tables = ArrayOfTables::new();
+                tables.push(entry_table(net, comment));
+                self.doc.insert("entries", Item::ArrayOfTables(tables));
+            }
+            Some(Item::ArrayOfTables(tables)) => tables.push(entry_table(net, comment)),
+            Some(Item::Value(Value::Array(list))) => {
+                let mut table = InlineTable::new();
+                table.insert("cidr", net.to_string().into());
+                if !comment.is_empty() {
+                    table.insert("comment", comment.into());
+                }
+                list.push(table);
+            }
+            Some(_) => return Err(EditError::Shape),
+        }
+        Ok(())
+    }
+
+    /// Changes the network and/or comment of the entry for `net`, in place.
+    pub fn edit_entry(
+        &mut self,
+        net: IpNet,
+        new_net: Option<IpNet>,
+        comment: Option<&str>,
+    ) -> Result<(), EditError> {
+        let set = |cidr: &mut Value, comment_slot: Option<&mut Value>| {
+            if let Some(new_net) = new_net {
+                replace_keeping_decor(cidr, new_net.to_string().into());
+            }
+            if let (Some(text), Some(slot)) = (comment, comment_slot) {
+                replace_keeping_decor(slot, text.into());
+            }
+        };
+        match self.doc.get_mut("entries") {
+            Some(Item::ArrayOfTables(tables)) => {
+                let table = tables
+                    .iter_mut()
+                    .find(|t| table_net(t.get("cidr").and_then(Item::as_value)) == Some(net))
+                    .ok_or(EditError::NotFound(net))?;
+                if let Some(text) = comment
+                    && !table.contains_key("comment")
+                {
+                    table.insert("comment", value(text));
+                }
+                let mut comment_value = None;
+                let mut cidr_value = None;
+                for (key, item) in table.iter_mut() {
+                    match key.get() {
+                        "cidr" => cidr_value = item.as_value_mut(),
+                        "comment" => comment_value = item.as_value_mut(),
+                        _ => {}
+                    }
+                }
+                set(cidr_value.ok_or(EditError::Shape)?, comment_value);
+            }
+            Some(Item::Value(Value::Array(list))) => {
+                let table = list
+                    .iter_mut()
+                    .filter_map(Value::as_inline_table_mut)
+                    .find(|t| table_net(t.get("cidr")) == Some(net))
+                    .ok_or(EditError::NotFound(net))?;
+                if let Some(text) = comment
+                    && !table.contains_key("comment")
+                {
+                    table.insert("comment", text.into());
+                }
+                let mut comment_value = None;
+                let mut cidr_value = None;
+                for (key, item) in table.iter_mut() {
+                    match key.get() {
+                        "cidr" => cidr_value = Some(item),
+                        "comment" => comment_value = Some(item),
+                        _ => {}
+                    }
+                }
+                set(cidr_value.ok_or(EditError::Shape)?, comment_value);
+            }
+            _ => return Err(EditError::NotFound(net)),
+        }
+        Ok(())
+    }
+
+    pub fn remove_entry(&mut self, net: IpNet) -> Result<(), EditError> {
+        match self.doc.get_mut("entries") {
+            Some(Item::ArrayOfTables(tables)) => {
+                let index = tables
+                    .iter()
+                    .position(|t| table_net(t.get("cidr").and_then(Item::as_value)) == Some(net))
+                    .ok_or(EditError::NotFound(net))?;
+                tables.remove(index);
+            }
+            Some(Item::Value(Value::Array(list))) => {
+                let index = list
+                    .iter()
+                    .position(|v| {
+                        v.as_inline_table().and_then(|t| table_net(t.get("cidr"))) == Some(net)
+                    })
+                    .ok_or(EditError::NotFound(net))?;
+                list.remove(index);
+            }
+            _ => return Err(EditError::NotFound(net)),
+        }
+        Ok(())
+    }
+
+    pub fn set_active(&mut self, active: bool) {
+        match self.doc.get_mut("active").and_then(Item::as_value_mut) {
+            Some(current) => replace_keeping_decor(current, active.into()),
+            None => {
+                self.doc.insert("active", value(active));
+            }
+        }
+    }
+}
+
+fn entry_table(net: IpNet, comment: &str) -> Table {
+    let mut table = Table::new();
+    table.insert("cidr", value(net.to_string()));
+    if !comment.is_empty() {
+        table.insert("comment", value(comment));
+    }
+    table
+}
+
+fn table_net(cidr: Option<&Value>) -> Option<IpNet> {
+    parse_net(cidr?.as_str()?).ok()
+}
+
+/// Replaces a value but keeps the whitespace and comments around it.
+fn replace_keeping_decor(slot: &mut Value, mut new: Value) {
+    *new.decor_mut() = slot.decor().clone();
+    *slot = new;
+}
+
+/// Replaces `path` with `text`: temp file in the same directory, fsync, rename over the
+/// original, fsync the directory. Keeps the original file's permissions.
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"# Hosts allowed to reach SSH.
+active = true   # enforce
+interfaces = ["eth0"]
+protected_tcp_ports = [22]
+
+# The office.
+[[entries]]
+cidr = "198.18.1.0/24"   # NAT range
+comment = "office"
+
+[[entries]]
+cidr = "2001:db8::a"
+"#;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn add_appends_and_keeps_everything_else() {
+        let mut doc = ConfigDoc::parse(FILE).unwrap();
+        doc.add_entry(net("198.18.2.0/24"), "lab B").unwrap();
+        let text = doc.to_text();
+        assert!(text.starts_with(FILE), "the original bytes are untouched:\n{text}");
+        assert!(text.ends_with("[[entries]]\ncidr = \"198.18.2.0/24\"\ncomment = \"lab B\"\n"), "{text}");
+    }
+
+    #[test]
+    fn edit_changes_only_the_values() {
+        let mut doc = ConfigDoc::parse(FILE).unwrap();
+        doc.edit_entry(net("198.18.1.0/24"), Some(net("198.18.4.0/22")), Some("office, wider"))
+            .unwrap();
+        let expected = FILE
+            .replace("\"198.18.1.0/24\"   # NAT range", "\"198.18.4.0/22\"   # NAT range")
+            .replace("comment = \"office\"", "comment = \"office, wider\"");
+        assert_eq!(doc.to_text(), expected);
+
+        // Matching is by network, so a single address written without /128 is found.
+        let mut doc = ConfigDoc::parse(FILE).unwrap();
+        doc.edit_entry(net("2001:db8::a/128"), None, Some("jump host")).unwrap();
+        assert!(doc.to_text().ends_with("cidr = \"2001:db8::a\"\ncomment = \"jump host\"\n"));
+    }
+
+    #[test]
+    fn remove_and_activate() {
+        let mut doc = ConfigDoc::parse(FILE).unwrap();
+        doc.remove_entry(net("2001:db8::a/128")).unwrap();
+        doc.set_active(false);
+        let text = doc.to_text();
+        assert!(text.contains("active = false   # enforce"), "{text}");
+        assert!(!text.contains("2001:db8::a"));
+        assert!(text.contains("# The office.\n[[entries]]\ncidr = \"198.18.1.0/24\"   # NAT range"));
+        assert!(matches!(
+            doc.remove_entry(net("198.18.9.0/24")),
+            Err(EditError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn inline_entries_are_edited_too() {
+        let text = "entries = [{ cidr = \"198.18.1.0/24\", comment = \"a\" }]\n";
+        let mut doc = ConfigDoc::parse(text).unwrap();
+        doc.add_entry(net("198.18.2.0/24"), "b").unwrap();
+        doc.edit_entry(net("198.18.1.0/24"), None, Some("A")).unwrap();
+        let out = doc.to_text();
+        assert!(out.contains("comment = \"A\""), "{out}");
+        assert!(out.contains("cidr = \"198.18.2.0/24\""), "{out}");
+        doc.remove_entry(net("198.18.1.0/24")).unwrap();
+        assert!(!doc.to_text().contains("198.18.1.0"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("allowlist.toml");
+        std::fs::write(&path, "old").unwrap();
+        write_atomic(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+    }
+}

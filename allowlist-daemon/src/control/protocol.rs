@@ -1,0 +1,335 @@
+//! The control protocol spoken over `control_socket`, shared by allowlistd and allowlistctl so
+//! that the two cannot drift: each message is a 4-byte big-endian length, then that many bytes
+//! of JSON. One request and one response per connection.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+/// Versions this build understands, named in the error for any other.
+pub const SUPPORTED_VERSIONS: &[u32] = &[VERSION];
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub version: u32,
+    pub command: Command,
+    #[serde(default)]
+    pub options: ChangeOptions,
+}
+
+/// Guards every change carries (ignored by read-only commands).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ChangeOptions {
+    /// Refuse unless the list is still at this revision.
+    pub if_revision: Option<u64>,
+    /// Apply even if it blocks `caller`.
+    pub force: bool,
+    /// The address the admin is connected from, to refuse changes that lock them out.
+    pub caller: Option<Caller>,
+    /// Roll the change back unless `confirm` arrives within this many seconds.
+    pub confirm_within_secs: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub ip: IpAddr,
+    /// The local port the caller's session uses (from SSH_CONNECTION), if known; otherwise
+    /// every protected port counts.
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum Command {
+    Status,
+    List,
+    Add { cidr: String, comment: Option<String> },
+    Edit { cidr: String, new_cidr: Option<String>, comment: Option<String> },
+    Remove { cidr: String },
+    Activate { add_current: bool },
+    Deactivate,
+    Test { ip: String, port: Option<u16> },
+    Reload { dry_run: bool },
+    Confirm,
+}
+
+impl Command {
+    pub fn changes_rules(&self) -> bool {
+        matches!(
+            self,
+            Command::Add { .. }
+                | Command::Edit { .. }
+                | Command::Remove { .. }
+                | Command::Activate { .. }
+                | Command::Deactivate
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub version: u32,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok { reply: Reply },
+    Error { kind: ErrorKind, message: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    PermissionDenied,
+    BadRequest,
+    UnsupportedVersion,
+    /// The change is invalid (bad CIDR, duplicate, capacity ...).
+    Invalid,
+    /// The list changed since the admin looked (`--if-revision`, or the file on disk).
+    Conflict,
+    /// The change would block the caller's own address.
+    Lockout,
+    /// A change awaits confirmation.
+    Pending,
+    Internal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reply {
+    Status(Status),
+    List(EntryList),
+    Changed(Changed),
+    Test(TestReport),
+    Reload(ReloadReport),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub active: bool,
+    pub entries: usize,
+    pub entries_v4: usize,
+    pub entries_v6: usize,
+    /// Per address family.
+    pub capacity: u32,
+    pub protected_tcp_ports: Vec<u16>,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub revision: u64,
+    pub config: String,
+    pub uptime_secs: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// Every reason's count over all interfaces, by reason name.
+    pub counters: BTreeMap<String, u64>,
+    pub pending_confirmation: Option<Pending>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    /// "driver", "generic", or "detached" when the interface has vanished.
+    pub xdp_mode: String,
+    pub passed: u64,
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pending {
+    pub change: String,
+    pub rollback_in_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EntryList {
+    pub revision: u64,
+    pub active: bool,
+    pub entries: Vec<EntryInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    pub cidr: String,
+    pub comment: String,
+    /// "FILE:LINE".
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Changed {
+    pub revision: u64,
+    pub summary: String,
+    pub pending_confirmation: Option<Pending>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TestReport {
+    pub ip: String,
+    pub active: bool,
+    pub verdicts: Vec<PortVerdict>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PortVerdict {
+    pub port: u16,
+    pub protected: bool,
+    pub allowed: bool,
+    /// The entry whose network covers the address, as "CIDR" and its comment.
+    pub entry: Option<EntryInfo>,
+    pub explanation: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub dry_run: bool,
+    pub revision: u64,
+    pub added: Vec<EntryInfo>,
+    pub removed: Vec<EntryInfo>,
+    pub summary: String,
+}
+
+impl Response {
+    pub fn ok(reply: Reply) -> Response {
+        Response {
+            version: VERSION,
+            outcome: Outcome::Ok { reply },
+        }
+    }
+
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response {
+            version: VERSION,
+            outcome: Outcome::Error {
+                kind,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("message of {0} bytes is larger than the limit of {MAX_MESSAGE} bytes")]
+    TooLarge(usize),
+    #[error("connection closed in the middle of a message")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(message).expect("protocol types always serialize");
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Blocking read of one frame's body (the CLI side).
+pub fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len).map_err(eof_is_truncated)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).map_err(eof_is_truncated)?;
+    Ok(body)
+}
+
+pub fn write_frame<T: Serialize>(writer: &mut impl Write, message: &T) -> std::io::Result<()> {
+    writer.write_all(&encode(message))?;
+    writer.flush()
+}
+
+/// Async read of one frame's body (the daemon side).
+pub async fn read_frame_async(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> Result<Vec<u8>, FrameError> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len).await.map_err(eof_is_truncated)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await.map_err(eof_is_truncated)?;
+    Ok(body)
+}
+
+fn eof_is_truncated(e: std::io::Error) -> FrameError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        FrameError::Truncated
+    } else {
+        FrameError::Io(e)
+    }
+}
+
+/// Parses a request, telling a version mismatch apart from plain garbage.
+pub fn parse_request(body: &[u8]) -> Result<Request, Response> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Response::error(ErrorKind::BadRequest, format!("malformed request: {e}")))?;
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(VERSION)) {
+        return Err(Response::error(
+            ErrorKind::UnsupportedVersion,
+            format!(
+                "unsupported protocol version {}; this allowlistd speaks {SUPPORTED_VERSIONS:?}",
+                version.map_or("(none)".into(), |v| v.to_string())
+            ),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        Response::error(
+            ErrorKind::BadRequest,
+            format!("request not understood by protocol version {VERSION}: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_version_errors() {
+        let request = Request {
+            version: VERSION,
+            command: Command::Add {
+                cidr: "198.18.1.0/24".into(),
+                comment: Some("lab".into()),
+            },
+            options: ChangeOptions::default(),
+        };
+        let frame = encode(&request);
+        let body = read_frame(&mut &frame[..]).unwrap();
+        assert_eq!(parse_request(&body).unwrap().command, request.command);
+
+        let err = parse_request(br#"{"version": 7, "command": {"name": "status"}}"#).unwrap_err();
+        let Outcome::Error { kind, message } = err.outcome else { panic!() };
+        assert_eq!(kind, ErrorKind::UnsupportedVersion);
+        assert!(message.contains("version 7") && message.contains("[1]"), "{message}");
+
+        let err = parse_request(br#"{"version": 1, "command": {"name": "explode"}}"#).unwrap_err();
+        let Outcome::Error { kind, .. } = err.outcome else { panic!() };
+        assert_eq!(kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn oversized_and_truncated_frames() {
+        let mut big = (MAX_MESSAGE as u32 + 1).to_be_bytes().to_vec();
+        big.extend_from_slice(b"{}");
+        assert!(matches!(read_frame(&mut &big[..]), Err(FrameError::TooLarge(_))));
+        let cut = [0u8, 0, 0, 10, b'{'];
+        assert!(matches!(read_frame(&mut &cut[..]), Err(FrameError::Truncated)));
+    }
+}

@@ -1,0 +1,143 @@
+//! The listening side of the control socket. Each connection gets its own task that checks
+//! the peer (SO_PEERCRED), reads one request within a deadline and hands it to the daemon's
+//! main loop, which owns all state and so serializes every change. A slow or garbage client
+//! only ever holds up its own task.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::{Gid, Group, Uid, User, chown, getgrouplist};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::protocol::{self, ErrorKind, Request, Response};
+
+/// A client has this long to send its whole request.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Who sent a request, from the kernel (SO_PEERCRED), not from the client's say-so.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<i32>,
+}
+
+pub struct Incoming {
+    pub request: Request,
+    pub peer: Peer,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Binds the socket with mode 0660, owned by root and `group`.
+pub fn bind(path: &Path, group: &str) -> Result<(UnixListener, Gid)> {
+    let gid = Group::from_name(group)
+        .with_context(|| format!("looking up control_group {group}"))?
+        .with_context(|| format!("control_group {group} does not exist"))?
+        .gid;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another daemon is listening on control_socket {}; give each daemon its own",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", path.display()))?;
+    chown(path, Some(Uid::from_raw(0)), Some(gid))
+        .with_context(|| format!("chown root:{group} {}", path.display()))?;
+    Ok((listener, gid))
+}
+
+/// Accepts connections until the daemon stops.
+pub async fn serve(listener: UnixListener, gid: Gid, socket: PathBuf, tx: mpsc::Sender<Incoming>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, gid, tx.clone()));
+            }
+            Err(e) => {
+                warn!(socket = %socket.display(), "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn authorized(uid: u32, gid: Gid) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    if user.gid == gid {
+        return true;
+    }
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return false;
+    };
+    getgrouplist(&name, user.gid).is_ok_and(|groups| groups.contains(&gid))
+}
+
+async fn connection(mut stream: UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) {
+    let response = match handle(&mut stream, gid, tx).await {
+        Some(response) => response,
+        None => return,
+    };
+    let _ = tokio::time::timeout(READ_DEADLINE, stream.write_all(&protocol::encode(&response))).await;
+}
+
+/// The response to send, or None when the client is gone.
+async fn handle(stream: &mut UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) -> Option<Response> {
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
+        Err(e) => return Some(Response::error(ErrorKind::Internal, format!("SO_PEERCRED: {e}"))),
+    };
+    if !authorized(cred.uid(), gid) {
+        debug!(uid = cred.uid(), "control request refused: not root or in control_group");
+        return Some(Response::error(
+            ErrorKind::PermissionDenied,
+            "permission denied: only root and members of control_group may use allowlistd",
+        ));
+    }
+    let body = match tokio::time::timeout(READ_DEADLINE, protocol::read_frame_async(stream)).await {
+        Err(_) => {
+            return Some(Response::error(
+                ErrorKind::BadRequest,
+                format!("no complete request within {}s", READ_DEADLINE.as_secs()),
+            ));
+        }
+        Ok(Err(protocol::FrameError::Truncated)) => return None,
+        Ok(Err(e)) => return Some(Response::error(ErrorKind::BadRequest, e.to_string())),
+        Ok(Ok(body)) => body,
+    };
+    let request = match protocol::parse_request(&body) {
+        Ok(request) => request,
+        Err(response) => return Some(response),
+    };
+    let (reply, answer) = oneshot::channel();
+    let peer = Peer {
+        uid: cred.uid(),
+        pid: cred.pid(),
+    };
+    if tx.send(Incoming { request, peer, reply }).await.is_err() {
+        return Some(Response::error(ErrorKind::Internal, "allowlistd is shutting down"));
+    }
+    Some(
+        answer
+            .await
+            .unwrap_or_else(|_| Response::error(ErrorKind::Internal, "allowlistd dropped the request")),
+    )
+}

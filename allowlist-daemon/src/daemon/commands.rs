@@ -1,0 +1,377 @@
+//! Requests from allowlistctl. A change is validated exactly as the config file is (it *is*
+//! the config file, edited), checked against the caller's own address, written to disk
+//! atomically, and only then applied and acknowledged.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use allowlist_common::verdict::Reason;
+use ipnet::IpNet;
+use tracing::info;
+
+use super::{Daemon, PendingChange, read_config, totals};
+use crate::config::edit::{ConfigDoc, write_atomic};
+use crate::config::{Config, Entry, parse_net};
+use crate::control::protocol::{
+    ChangeOptions, Changed, Command, EntryInfo, EntryList, ErrorKind, InterfaceStatus, Pending,
+    PortVerdict, ReloadReport, Reply, Response, Status, TestReport,
+};
+use crate::control::server::Peer;
+
+/// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
+/// list hostage for long.
+const MAX_CONFIRM_WINDOW: Duration = Duration::from_secs(3600);
+
+type Refusal = (ErrorKind, String);
+
+fn entry_info(entry: &Entry) -> EntryInfo {
+    EntryInfo {
+        cidr: entry.net.to_string(),
+        comment: entry.comment.clone(),
+        origin: entry.origin.to_string(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    (ErrorKind::Invalid, message.into())
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, Refusal> {
+    parse_net(text).map_err(|e| invalid(format!("`{text}`: {e}")))
+}
+
+impl Daemon {
+    pub(super) fn handle(&mut self, command: Command, options: ChangeOptions, peer: &Peer) -> Response {
+        let result = match command {
+            Command::Status => Ok(Reply::Status(self.status())),
+            Command::List => Ok(Reply::List(EntryList {
+                revision: self.revision,
+                active: self.config.active,
+                entries: self.config.entries.iter().map(entry_info).collect(),
+            })),
+            Command::Test { ip, port } => self.test(&ip, port),
+            Command::Reload { dry_run } => self.reload_request(dry_run, peer),
+            Command::Confirm => self.confirm(peer),
+            change => self.change(change, &options, peer).map(Reply::Changed),
+        };
+        match result {
+            Ok(reply) => Response::ok(reply),
+            Err((kind, message)) => Response::error(kind, message),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let counters = self.filter.counters().unwrap_or_default();
+        let mut by_reason = std::collections::BTreeMap::new();
+        for c in counters.values() {
+            for reason in Reason::ALL {
+                *by_reason.entry(reason.name().to_owned()).or_insert(0) += c.by_reason[reason as usize];
+            }
+        }
+        let mut interfaces: Vec<InterfaceStatus> = self
+            .config
+            .interfaces
+            .iter()
+            .map(|name| {
+                let attached = self.attachments.describe().find(|(n, _, _)| n == name);
+                let (passed, dropped) = attached
+                    .and_then(|(_, ifindex, _)| counters.get(&ifindex))
+                    .map_or((0, 0), totals);
+                InterfaceStatus {
+                    name: name.clone(),
+                    xdp_mode: attached.map_or("detached".into(), |(_, _, mode)| mode.to_string()),
+                    passed,
+                    dropped,
+                }
+            })
+            .collect();
+        interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let v4 = self.config.entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
+        Status {
+            active: self.config.active,
+            entries: self.config.entries.len(),
+            entries_v4: v4,
+            entries_v6: self.config.entries.len() - v4,
+            capacity: self.filter.capacity(),
+            protected_tcp_ports: self.config.protected_tcp_ports.iter().copied().collect(),
+            passed: interfaces.iter().map(|i| i.passed).sum(),
+            dropped: interfaces.iter().map(|i| i.dropped).sum(),
+            interfaces,
+            revision: self.revision,
+            config: self.config.path.display().to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            counters: by_reason,
+            pending_confirmation: self.pending_info(),
+        }
+    }
+
+    fn pending_info(&self) -> Option<Pending> {
+        self.pending.as_ref().map(|p| Pending {
+            change: p.description.clone(),
+            rollback_in_secs: p
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs(),
+        })
+    }
+
+    /// The live verdict from the kernel's maps for a SYN from `ip`, per port.
+    fn test(&self, ip: &str, port: Option<u16>) -> Result<Reply, Refusal> {
+        let addr: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("`{ip}` is not an IP address")))?;
+        let ports: Vec<u16> = match port {
+            Some(p) => vec![p],
+            None => self.filter.rules().ports.iter().copied().collect(),
+        };
+        let mut verdicts = Vec::new();
+        for port in ports {
+            let (reason, covering) = self
+                .filter
+                .verdict(addr, port)
+                .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+            let entry = covering.and_then(|net| self.config.entries.iter().find(|e| e.net == net));
+            let explanation = match (reason, entry) {
+                (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) if e.comment.is_empty() => {
+                    format!("allowed by {}", e.net)
+                }
+                (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) => {
+                    format!("allowed by {} ({})", e.net, e.comment)
+                }
+                (Reason::PassInactive, _) => "allowed: the list is inactive".to_owned(),
+                (Reason::PassUnprotectedPort, _) => format!("allowed: port {port} is not protected"),
+                (r, _) if r.is_drop() => {
+                    format!("blocked: no entry covers {addr}; port {port} is protected; list active")
+                }
+                (r, _) => format!("allowed ({})", r.name()),
+            };
+            verdicts.push(PortVerdict {
+                port,
+                protected: reason != Reason::PassUnprotectedPort,
+                allowed: !reason.is_drop(),
+                entry: entry.map(entry_info),
+                explanation,
+            });
+        }
+        Ok(Reply::Test(TestReport {
+            ip: addr.to_string(),
+            active: self.filter.rules().active,
+            verdicts,
+        }))
+    }
+
+    fn reload_request(&mut self, dry_run: bool, peer: &Peer) -> Result<Reply, Refusal> {
+        if dry_run {
+            let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
+            let (added, removed) = entry_diff(&self.config, &new);
+            let summary = format!(
+                "would apply +{} -{} entries{}",
+                added.len(),
+                removed.len(),
+                if new.active == self.config.active { String::new() } else if new.active { ", activate".into() } else { ", deactivate".into() }
+            );
+            return Ok(Reply::Reload(ReloadReport {
+                dry_run,
+                revision: self.revision,
+                added,
+                removed,
+                summary,
+            }));
+        }
+        let old = self.config.clone();
+        let summary = self.reload().map_err(|e| invalid(format!("{e:#}")))?;
+        info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
+        let (added, removed) = entry_diff(&old, &self.config);
+        Ok(Reply::Reload(ReloadReport {
+            dry_run,
+            revision: self.revision,
+            added,
+            removed,
+            summary,
+        }))
+    }
+
+    fn confirm(&mut self, peer: &Peer) -> Result<Reply, Refusal> {
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| invalid("nothing awaits confirmation"))?;
+        info!(uid = peer.uid, "confirmed `{}`", pending.description);
+        Ok(Reply::Changed(Changed {
+            revision: self.revision,
+            summary: format!("confirmed: {}", pending.description),
+            pending_confirmation: None,
+        }))
+    }
+
+    fn change(&mut self, command: Command, options: &ChangeOptions, peer: &Peer) -> Result<Changed, Refusal> {
+        if let Some(pending) = &self.pending {
+            return Err((
+                ErrorKind::Pending,
+                format!(
+                    "`{}` awaits confirmation: run `allowlistctl confirm` (or let it roll back) before the next change",
+                    pending.description
+                ),
+            ));
+        }
+        if let Some(expected) = options.if_revision
+            && expected != self.revision
+        {
+            return Err((
+                ErrorKind::Conflict,
+                format!(
+                    "the list is at revision {}, not {expected}: it changed since you looked; review it with `allowlistctl list`",
+                    self.revision
+                ),
+            ));
+        }
+        let path = self.config.path.clone();
+        let on_disk = std::fs::read_to_string(&path)
+            .map_err(|e| (ErrorKind::Internal, format!("reading {}: {e}", path.display())))?;
+        if on_disk != self.config_text {
+            return Err((
+                ErrorKind::Conflict,
+                "config changed on disk; run `allowlistctl reload` first (or `reload --dry-run` to see how)".into(),
+            ));
+        }
+        let (new_text, description) = self.edited_text(&command, options)?;
+        let new = Config::parse(&path, &new_text).map_err(|e| invalid(e.to_string()))?;
+        new.check_interfaces_exist().map_err(|e| invalid(e.to_string()))?;
+        if let Some(caller) = options.caller
+            && !options.force
+            && let Some(port) = self.config.rules().locks_out(&new.rules(), caller.ip, caller.port)
+        {
+            let own = IpNet::from(caller.ip);
+            return Err((
+                ErrorKind::Lockout,
+                format!(
+                    "refused: `{description}` would block your own address {} on port {port}; add {own} first, or pass --force",
+                    caller.ip
+                ),
+            ));
+        }
+        write_atomic(&path, &new_text).map_err(|e| {
+            (ErrorKind::Internal, format!("writing {}: {e}; nothing changed", path.display()))
+        })?;
+        let old_config = self.config.clone();
+        let old_text = self.config_text.clone();
+        let summary = match self.switch_to(new, new_text) {
+            Ok(summary) => summary,
+            Err(e) => {
+                // Put the file back so that it keeps describing what the kernel enforces.
+                let restored = write_atomic(&path, &old_text);
+                let reapplied = self.filter.apply(&old_config.rules());
+                return Err((
+                    ErrorKind::Internal,
+                    format!(
+                        "applying `{description}` failed: {e:#}; {}",
+                        match (restored, reapplied) {
+                            (Ok(()), Ok(_)) => "the config file and maps were restored".to_owned(),
+                            (r, a) => format!("restoring also failed: file {r:?}, maps {:?}", a.err()),
+                        }
+                    ),
+                ));
+            }
+        };
+        info!(uid = peer.uid, pid = peer.pid, "{description}: {summary}");
+        if let Some(secs) = options.confirm_within_secs {
+            let window = Duration::from_secs(secs).min(MAX_CONFIRM_WINDOW);
+            self.pending = Some(PendingChange {
+                deadline: tokio::time::Instant::now() + window,
+                description: description.clone(),
+                restore_text: old_text,
+                restore_config: old_config,
+            });
+            info!("`{description}` rolls back in {}s unless confirmed", window.as_secs());
+        }
+        Ok(Changed {
+            revision: self.revision,
+            summary: format!("{description}: {summary}"),
+            pending_confirmation: self.pending_info(),
+        })
+    }
+
+    /// The config text after `command`, and a one-line description of the change.
+    fn edited_text(&self, command: &Command, options: &ChangeOptions) -> Result<(String, String), Refusal> {
+        let mut doc = ConfigDoc::parse(&self.config_text).map_err(|e| invalid(e.to_string()))?;
+        let description = match command {
+            Command::Add { cidr, comment } => {
+                let net = parse_cidr(cidr)?;
+                doc.add_entry(net, comment.as_deref().unwrap_or_default())
+                    .map_err(|e| invalid(e.to_string()))?;
+                format!("add {net}")
+            }
+            Command::Edit { cidr, new_cidr, comment } => {
+                let net = self.own_entry(cidr)?;
+                let new_net = new_cidr.as_deref().map(parse_cidr).transpose()?;
+                if new_net.is_none() && comment.is_none() {
+                    return Err(invalid("nothing to change: give --cidr and/or --comment"));
+                }
+                doc.edit_entry(net, new_net, comment.as_deref())
+                    .map_err(|e| invalid(e.to_string()))?;
+                match new_net {
+                    Some(new_net) => format!("edit {net} -> {new_net}"),
+                    None => format!("edit {net}"),
+                }
+            }
+            Command::Remove { cidr } => {
+                let net = self.own_entry(cidr)?;
+                doc.remove_entry(net).map_err(|e| invalid(e.to_string()))?;
+                format!("remove {net}")
+            }
+            Command::Activate { add_current } => {
+                if *add_current {
+                    let caller = options.caller.ok_or_else(|| {
+                        invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
+                    })?;
+                    let own = IpNet::from(caller.ip);
+                    if !self.config.entries.iter().any(|e| e.net.contains(&caller.ip)) {
+                        doc.add_entry(own, "added by activate --add-current")
+                            .map_err(|e| invalid(e.to_string()))?;
+                    }
+                }
+                doc.set_active(true);
+                "activate".to_owned()
+            }
+            Command::Deactivate => {
+                doc.set_active(false);
+                "deactivate".to_owned()
+            }
+            Command::Status
+            | Command::List
+            | Command::Test { .. }
+            | Command::Reload { .. }
+            | Command::Confirm => unreachable!("handle() routes read-only commands elsewhere"),
+        };
+        Ok((doc.to_text(), description))
+    }
+
+    /// The network of an entry written in the main config file (list files are the admin's
+    /// own files, edited by hand).
+    fn own_entry(&self, cidr: &str) -> Result<IpNet, Refusal> {
+        let net = parse_cidr(cidr)?;
+        let entry = self
+            .config
+            .entries
+            .iter()
+            .find(|e| e.net == net)
+            .ok_or_else(|| invalid(format!("no entry `{net}`; `allowlistctl list` shows them")))?;
+        if entry.origin.file != self.config.path {
+            return Err(invalid(format!(
+                "`{net}` comes from the list file {}; edit that file and run `allowlistctl reload`",
+                entry.origin
+            )));
+        }
+        Ok(net)
+    }
+}
+
+/// Entries only in `new` and entries only in `old`.
+fn entry_diff(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
+    let old_nets: std::collections::HashSet<IpNet> = old.entries.iter().map(|e| e.net).collect();
+    let new_nets: std::collections::HashSet<IpNet> = new.entries.iter().map(|e| e.net).collect();
+    let added = new.entries.iter().filter(|e| !old_nets.contains(&e.net)).map(entry_info).collect();
+    let removed = old.entries.iter().filter(|e| !new_nets.contains(&e.net)).map(entry_info).collect();
+    (added, removed)
+}

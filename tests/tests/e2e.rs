@@ -1,0 +1,469 @@
+//! End-to-end: the real `allowlistd` in a network namespace, filtering what a client in
+//! another namespace sees. Each test builds its own lab (namespaces, veth, private bpffs),
+//! which is removed when the test ends, even on failure.
+//!
+//! Needs root and the built binaries (`cargo xtask test`, or `cargo xtask build` then
+//! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test e2e`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use allowlist_tests::bpffs::TestDir;
+use allowlist_tests::daemon::{self, Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT};
+use allowlist_tests::netns::{
+    ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, Lab, Netns, SERVER_V4, SERVER_V6, next_id,
+};
+use allowlist_tests::require_root;
+use allowlist_tests::tcp::{self, Listener, assert_connects, assert_times_out};
+use nix::sys::signal::Signal;
+
+const PROTECTED: u16 = 2222;
+const UNPROTECTED: u16 = 8080;
+
+const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
+const A6: IpAddr = IpAddr::V6(ALLOWED_V6);
+const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
+const B6: IpAddr = IpAddr::V6(BLOCKED_V6);
+
+/// The server address of `src`'s family, on `port`.
+fn to(src: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(Lab::server_addr_for(src), port)
+}
+
+/// The entries that allow the lab's "allowed" clients.
+fn allow_allowed_clients(config: Config) -> Config {
+    config
+        .entry("198.18.1.0/24", "allowed client, IPv4")
+        .entry("2001:db8::a/128", "allowed client, IPv6")
+}
+
+/// A lab with listeners on both ports, a config file and a ready daemon. Fields drop in
+/// order: the daemon first, the lab last.
+struct Fixture {
+    daemon: Daemon,
+    config: Config,
+    config_path: PathBuf,
+    _listeners: [Listener; 2],
+    dir: TestDir,
+    lab: Lab,
+}
+
+impl Fixture {
+    /// Starts a daemon on a config that `configure` shapes (from the defaults: active,
+    /// port 2222 protected, no entries) and waits until it is ready.
+    fn start(configure: impl FnOnce(Config) -> Config) -> Fixture {
+        let lab = Lab::new();
+        let dir = TestDir::new();
+        let listeners = [PROTECTED, UNPROTECTED].map(|port| {
+            // `[::]` takes IPv4 connections too.
+            Listener::start(&lab.server, SocketAddr::new("::".parse().unwrap(), port))
+        });
+        let config = configure(Config::new(&dir, lab.server_if()));
+        let config_path = dir.join("allowlist.toml");
+        config.write(&config_path);
+        let daemon = Daemon::spawn(&lab.server, &config_path);
+        daemon.wait_ready();
+        Fixture {
+            daemon,
+            config,
+            config_path,
+            _listeners: listeners,
+            dir,
+            lab,
+        }
+    }
+
+    fn client(&self) -> &Netns {
+        &self.lab.client
+    }
+
+    /// Writes `config`, sends SIGHUP and returns the `reload applied` line (panics on
+    /// `reload failed`, with the log).
+    fn reload(&mut self, config: Config) -> String {
+        config.write(&self.config_path);
+        self.config = config;
+        self.daemon.signal(Signal::SIGHUP);
+        let (which, line) = self
+            .daemon
+            .wait_for_any(&["reload applied", "reload failed"], RELOAD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(which, 0, "reload should apply, got: {line}");
+        line
+    }
+
+    /// Sends `signal` and expects a clean exit (status 0).
+    fn stop(&mut self, signal: Signal) {
+        self.daemon.signal(signal);
+        let status = self
+            .daemon
+            .wait_exit(RELOAD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            status.success(),
+            "{} should exit 0 on {signal}, got {status}; log:\n{}",
+            self.daemon.tag(),
+            self.daemon.log()
+        );
+    }
+
+    #[track_caller]
+    fn assert_bpffs_empty(&self, why: &str) {
+        let left = self.dir.bpffs_entries();
+        assert!(
+            left.is_empty(),
+            "{why}: {} still holds {left:?}; log:\n{}",
+            self.dir.bpffs().display(),
+            self.daemon.log()
+        );
+    }
+}
+
+#[test]
+fn filters_v4_and_v6_by_source_and_port_and_spares_icmp_and_established() {
+    if !require_root("filters_v4_and_v6_by_source_and_port_and_spares_icmp_and_established") {
+        return;
+    }
+    let mut fx = Fixture::start(allow_allowed_clients);
+    let client = fx.client();
+
+    for src in [A4, A6] {
+        assert_connects(client, src, to(src, PROTECTED), "listed source");
+    }
+    for src in [B4, B6] {
+        assert_times_out(client, src, to(src, PROTECTED), "unlisted source");
+        assert_connects(client, src, to(src, UNPROTECTED), "unprotected port");
+        let dst = Lab::server_addr_for(src);
+        let answered = tcp::ping(client, src, dst, Duration::from_secs(1))
+            .unwrap_or_else(|e| panic!("ping {src} -> {dst}: {e}"));
+        assert!(answered, "ICMP echo {src} -> {dst} must pass the filter");
+    }
+
+    // Connections made while allowed survive a reload that removes their entries.
+    let mut established: Vec<_> = [A4, A6]
+        .into_iter()
+        .map(|src| {
+            let mut stream = tcp::open(client, src, to(src, PROTECTED), tcp::ALLOWED_PROBE)
+                .unwrap_or_else(|e| panic!("{src} -> {PROTECTED}: {e}"));
+            tcp::exchange(&mut stream, b"before reload").expect("echo before the reload");
+            (src, stream)
+        })
+        .collect();
+    let mut without = fx.config.clone();
+    without.entries = vec![("198.18.3.0/24".into(), "nobody in the lab".into())];
+    fx.reload(without);
+    let client = fx.client();
+    for (src, stream) in &mut established {
+        tcp::exchange(stream, b"after reload").unwrap_or_else(|e| {
+            panic!("established connection from {src} broke after the reload: {e}")
+        });
+    }
+    for src in [A4, A6] {
+        assert_times_out(
+            client,
+            src,
+            to(src, PROTECTED),
+            "entry removed by the reload",
+        );
+    }
+}
+
+#[test]
+fn sighup_adds_and_removes_entries() {
+    if !require_root("sighup_adds_and_removes_entries") {
+        return;
+    }
+    let mut fx = Fixture::start(|c| c.entry("198.18.1.0/24", "allowed client"));
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "listed");
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "not listed yet");
+
+    let mut swapped = fx.config.clone();
+    swapped.entries = vec![("198.18.2.0/24".into(), "was blocked".into())];
+    let line = fx.reload(swapped);
+    assert!(
+        line.contains("+1") && line.contains("-1"),
+        "the reload summary should count one added and one removed entry: {line}"
+    );
+    assert_connects(fx.client(), B4, to(B4, PROTECTED), "added by SIGHUP");
+    assert_times_out(fx.client(), A4, to(A4, PROTECTED), "removed by SIGHUP");
+}
+
+#[test]
+fn invalid_config_on_sighup_keeps_the_old_rules() {
+    if !require_root("invalid_config_on_sighup_keeps_the_old_rules") {
+        return;
+    }
+    let mut fx = Fixture::start(|c| c.entry("198.18.1.0/24", "allowed client"));
+
+    let bad = fx
+        .config
+        .clone()
+        .entry("198.18.2.5/24", "host bits set: invalid");
+    bad.write(&fx.config_path);
+    fx.daemon.signal(Signal::SIGHUP);
+    let (which, line) = fx
+        .daemon
+        .wait_for_any(&["reload failed", "reload applied"], RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(which, 0, "an invalid file must not be applied: {line}");
+    let log = fx.daemon.log();
+    assert!(
+        log.contains("198.18.2.5/24"),
+        "the failure should name the bad entry; log:\n{log}"
+    );
+    assert!(
+        fx.daemon.try_status().is_none(),
+        "the daemon must keep running after a failed reload; log:\n{log}"
+    );
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "old rules kept");
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "old rules kept");
+
+    let fixed = fx
+        .config
+        .clone()
+        .entry("198.18.2.0/24", "fixed: the blocked client's network");
+    fx.reload(fixed);
+    assert_connects(fx.client(), B4, to(B4, PROTECTED), "fixed file applied");
+}
+
+#[test]
+fn sigkill_keeps_enforcing_and_a_restart_adopts_the_pins() {
+    if !require_root("sigkill_keeps_enforcing_and_a_restart_adopts_the_pins") {
+        return;
+    }
+    let mut fx = Fixture::start(allow_allowed_clients);
+    fx.daemon.kill9();
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "pinned after SIGKILL");
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "pinned after SIGKILL");
+
+    // While the new daemon starts, no SYN from the blocked client may get through: a prober
+    // keeps trying from before the spawn until the daemon is ready.
+    let stop = AtomicBool::new(false);
+    let client = &fx.lab.client;
+    let outcomes = std::thread::scope(|s| {
+        let prober = s.spawn(|| {
+            let mut outcomes = Vec::new();
+            while !stop.load(Ordering::Relaxed) && outcomes.len() < 500 {
+                let src = if outcomes.len() % 2 == 0 { B4 } else { B6 };
+                let probe = Duration::from_millis(200);
+                outcomes.push((src, tcp::connect(client, src, to(src, PROTECTED), probe)));
+            }
+            outcomes
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        fx.daemon = Daemon::spawn(&fx.lab.server, &fx.config_path);
+        let ready = fx.daemon.wait_for_log("allowlistd ready", READY_TIMEOUT);
+        // A few more probes once it is ready.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let outcomes = prober.join().expect("the prober thread");
+        ready.unwrap_or_else(|e| panic!("restarted daemon: {e:#}"));
+        outcomes
+    });
+    let through: Vec<_> = outcomes.iter().filter(|(_, o)| !o.is_timed_out()).collect();
+    assert!(
+        through.is_empty() && !outcomes.is_empty(),
+        "{} probes during the restart, not dropped: {through:?}; log:\n{}",
+        outcomes.len(),
+        fx.daemon.log()
+    );
+    for src in [B4, B6] {
+        assert_times_out(fx.client(), src, to(src, PROTECTED), "after adoption");
+    }
+    for src in [A4, A6] {
+        assert_connects(fx.client(), src, to(src, PROTECTED), "after adoption");
+    }
+
+    fx.stop(Signal::SIGTERM);
+    fx.assert_bpffs_empty("after SIGTERM");
+    assert_connects(fx.client(), B4, to(B4, PROTECTED), "filter detached");
+}
+
+#[test]
+fn sigterm_detaches_and_removes_the_pins() {
+    if !require_root("sigterm_detaches_and_removes_the_pins") {
+        return;
+    }
+    let mut fx = Fixture::start(allow_allowed_clients);
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "while running");
+    fx.stop(Signal::SIGTERM);
+    fx.assert_bpffs_empty("after SIGTERM");
+    for src in [B4, B6] {
+        assert_connects(fx.client(), src, to(src, PROTECTED), "filter detached");
+    }
+}
+
+#[test]
+fn detach_on_exit_false_keeps_enforcing_after_sigterm() {
+    if !require_root("detach_on_exit_false_keeps_enforcing_after_sigterm") {
+        return;
+    }
+    let mut fx = Fixture::start(|c| {
+        let mut c = allow_allowed_clients(c);
+        c.detach_on_exit = Some(false);
+        c
+    });
+    fx.stop(Signal::SIGTERM);
+    let left = fx.dir.bpffs_entries();
+    assert!(
+        !left.is_empty(),
+        "with detach_on_exit = false the pins must stay; log:\n{}",
+        fx.daemon.log()
+    );
+    for src in [B4, B6] {
+        assert_times_out(fx.client(), src, to(src, PROTECTED), "left attached");
+    }
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "left attached");
+    // Dropping the fixture unmounts the bpffs (releasing the pins) and deletes the lab.
+}
+
+/// `--check` accepts a good file, rejects bad ones naming file and line, and never pins.
+#[test]
+fn check_validates_without_touching_the_kernel() {
+    if !require_root("check_validates_without_touching_the_kernel") {
+        return;
+    }
+    let dir = TestDir::new();
+    // `lo` exists wherever `--check` runs, should it look the interfaces up.
+    let good = allow_allowed_clients(Config::new(&dir, "lo"));
+    let good_path = dir.join("good.toml");
+    good.write(&good_path);
+    let out = daemon::check(&good_path);
+    assert!(
+        out.status.success(),
+        "--check rejected a valid file ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        good.render()
+    );
+
+    let host_bits = good.clone().entry("198.18.2.5/24", "host bits set");
+    let long_prefix = good.clone().entry("2001:db8::/129", "prefix too long");
+    let mut bad_mode = good.clone();
+    bad_mode.xdp_mode = Some("turbo".into());
+    let bad_value = good.render().replace("active = true", "active = maybe");
+    let cases = [
+        ("host-bits", host_bits.render(), "198.18.2.5/24"),
+        ("long-prefix", long_prefix.render(), "2001:db8::/129"),
+        ("bad-mode", bad_mode.render(), "turbo"),
+        ("bad-value", bad_value, "maybe"),
+    ];
+    for (name, text, needle) in cases {
+        let path = dir.join(&format!("{name}.toml"));
+        daemon::write_atomically(&path, &text);
+        let line = 1 + text
+            .lines()
+            .position(|l| l.contains(needle))
+            .expect("the case's text has its bad line");
+        let out = daemon::check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "--check on {name} should exit 1; stderr:\n{stderr}"
+        );
+        let file = path.display().to_string();
+        assert!(
+            stderr.contains(&file)
+                && (stderr.contains(&format!(":{line}"))
+                    || stderr.contains(&format!("line {line}"))),
+            "--check on {name} should name {file} and line {line}; stderr:\n{stderr}"
+        );
+    }
+    let left = dir.bpffs_entries();
+    assert!(left.is_empty(), "--check left {left:?} in the bpffs");
+}
+
+#[test]
+fn two_daemons_side_by_side_each_enforce_their_own_list() {
+    if !require_root("two_daemons_side_by_side_each_enforce_their_own_list") {
+        return;
+    }
+    let mut first = Fixture::start(allow_allowed_clients);
+    let mut second = Fixture::start(|c| {
+        c.entry("198.18.2.0/24", "the other lab's blocked client")
+            .entry("2001:db8::b/128", "the other lab's blocked client")
+    });
+    assert_ne!(first.lab.server_if(), second.lab.server_if());
+
+    for src in [A4, A6] {
+        assert_connects(first.client(), src, to(src, PROTECTED), "first list");
+        assert_times_out(second.client(), src, to(src, PROTECTED), "second list");
+    }
+    for src in [B4, B6] {
+        assert_times_out(first.client(), src, to(src, PROTECTED), "first list");
+        assert_connects(second.client(), src, to(src, PROTECTED), "second list");
+    }
+
+    first.stop(Signal::SIGTERM);
+    first.assert_bpffs_empty("first daemon after SIGTERM");
+    assert_connects(first.client(), B4, to(B4, PROTECTED), "first detached");
+    assert_times_out(
+        second.client(),
+        A4,
+        to(A4, PROTECTED),
+        "the second daemon must not notice the first one leaving",
+    );
+    second.stop(Signal::SIGINT);
+    second.assert_bpffs_empty("second daemon after SIGINT");
+}
+
+#[test]
+fn inactive_config_does_not_filter() {
+    if !require_root("inactive_config_does_not_filter") {
+        return;
+    }
+    let fx = Fixture::start(|c| {
+        let mut c = allow_allowed_clients(c);
+        c.active = false;
+        c
+    });
+    for src in [B4, B6, A4] {
+        assert_connects(fx.client(), src, to(src, PROTECTED), "active = false");
+    }
+}
+
+#[test]
+fn missing_interface_at_start_exits_nonzero_naming_it() {
+    if !require_root("missing_interface_at_start_exits_nonzero_naming_it") {
+        return;
+    }
+    let ns = Netns::new();
+    let dir = TestDir::new();
+    let missing = format!("alnone{}", next_id());
+    let config = allow_allowed_clients(Config::new(&dir, &missing));
+    let path = dir.join("allowlist.toml");
+    config.write(&path);
+    let mut daemon = Daemon::spawn(&ns, &path);
+    let status = daemon
+        .wait_exit(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let log = daemon.log();
+    assert!(
+        !status.success(),
+        "a daemon without its interface should fail, got {status}; log:\n{log}"
+    );
+    assert!(
+        log.contains(&missing),
+        "the error should name {missing}; log:\n{log}"
+    );
+    assert!(
+        !log.contains("allowlistd ready"),
+        "it must not claim to be ready; log:\n{log}"
+    );
+}
+
+#[test]
+fn lab_addresses_are_in_the_test_ranges() {
+    // Guards the harness itself: the tests must never address anything outside
+    // 198.18.0.0/15 and 2001:db8::/32.
+    let v4: ipnet::Ipv4Net = "198.18.0.0/15".parse().unwrap();
+    let v6: ipnet::Ipv6Net = "2001:db8::/32".parse().unwrap();
+    for a in [SERVER_V4, ALLOWED_V4, BLOCKED_V4] {
+        assert!(v4.contains(&a), "{a}");
+    }
+    for a in [SERVER_V6, ALLOWED_V6, BLOCKED_V6] {
+        assert!(v6.contains(&a), "{a}");
+    }
+}

@@ -18,7 +18,9 @@ fn main() {
             object.display()
         );
     }
-    let object = object.canonicalize().expect("canonical path of the XDP object");
+    let object = object
+        .canonicalize()
+        .expect("canonical path of the XDP object");
     println!("cargo:rerun-if-changed={}", object.display());
     println!("cargo:rustc-env=ALLOWLIST_EBPF_OBJECT={}", object.display());
 }

@@ -104,10 +104,16 @@ pub enum Parsed {
     NotSyn,
     NonFirstFragment,
     /// A TCP segment with SYN set and ACK clear.
-    Syn { src: Source, dport: u16 },
+    Syn {
+        src: Source,
+        dport: u16,
+    },
     /// A first fragment or header chain that might be a SYN but does not show enough to tell:
     /// `dport` is known when the fragment holds at least the TCP ports.
-    Opaque { src: Source, dport: Option<u16> },
+    Opaque {
+        src: Source,
+        dport: Option<u16>,
+    },
 }
 
 /// The state the decision reads: the kernel answers from maps, a reference model from a
@@ -130,7 +136,10 @@ pub fn decide(parsed: Parsed, rules: &impl Rules) -> Reason {
         Parsed::NotSyn => return Reason::PassNotSyn,
         Parsed::NonFirstFragment => return Reason::PassNonFirstFragment,
         Parsed::Syn { src, dport } => (src, rules.protected(dport)),
-        Parsed::Opaque { src, dport: Some(dport) } => (src, rules.protected(dport)),
+        Parsed::Opaque {
+            src,
+            dport: Some(dport),
+        } => (src, rules.protected(dport)),
         Parsed::Opaque { src, dport: None } => (src, rules.any_protected()),
     };
     if !port_matters {

@@ -127,8 +127,9 @@ impl Attachments {
         for &mode in Mode::candidates(setting) {
             match program.attach_to_if_index(ifindex, mode.xdp()) {
                 Ok(id) => {
-                    let link = FdLink::try_from(program.take_link(id)?)
-                        .context("the kernel gave a netlink XDP attachment, which cannot be pinned")?;
+                    let link = FdLink::try_from(program.take_link(id)?).context(
+                        "the kernel gave a netlink XDP attachment, which cannot be pinned",
+                    )?;
                     let pin = self.links_dir.join(format!("{name}@{mode}"));
                     let pinned = link
                         .pin(&pin)

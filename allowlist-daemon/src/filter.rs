@@ -128,8 +128,10 @@ impl Filter {
         program
             .load()
             .context("the kernel refused the XDP program")?;
-        let prefilter_v4_words = MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?;
-        let prefilter_v6_words = MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?;
+        let prefilter_v4_words =
+            MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?;
+        let prefilter_v6_words =
+            MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?;
         Ok(Filter {
             ebpf,
             prefilter_v4_words,

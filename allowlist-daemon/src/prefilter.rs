@@ -78,7 +78,10 @@ impl V4Prefilter {
                 self.wide.insert((u32::from(net.network()), len));
                 self.wide_by_len[len as usize] += 1;
             } else {
-                *self.narrow_per_slot.entry(u32::from(net.network()) >> 8).or_default() += 1;
+                *self
+                    .narrow_per_slot
+                    .entry(u32::from(net.network()) >> 8)
+                    .or_default() += 1;
             }
         }
     }
@@ -274,8 +277,15 @@ mod tests {
         let mut p = V6Prefilter::default();
         let a: Ipv6Net = "2001:db8:1::/48".parse().unwrap();
         let b: Ipv6Net = "2001:db8::a/128".parse().unwrap();
-        let bit = v6_bit(v6_first32(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets()));
-        let is_set = |w: &[AtomicU64]| w[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0;
+        let bit = v6_bit(v6_first32(
+            &"2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        ));
+        let is_set = |w: &[AtomicU64]| {
+            w[(bit / 64) as usize].load(Ordering::Relaxed) & (1 << (bit % 64)) != 0
+        };
         p.before_insert(&w, &[a, b]);
         assert!(is_set(&w));
         p.after_remove(&w, &[a]);
@@ -293,7 +303,10 @@ mod tests {
         let allocation: Ipv6Net = "2001:db8::/29".parse().unwrap();
         p.before_insert(&w, &[wide, allocation]);
         assert_eq!(p.wide(), 1);
-        let set: u32 = w.iter().map(|x| x.load(Ordering::Relaxed).count_ones()).sum();
+        let set: u32 = w
+            .iter()
+            .map(|x| x.load(Ordering::Relaxed).count_ones())
+            .sum();
         assert!(set > 1 && set <= 8, "a /29 marks its 8 /32s: {set}");
         p.after_remove(&w, &[wide, allocation]);
         assert_eq!(p.wide(), 0);

@@ -23,7 +23,9 @@ impl Rules {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        !self.active || !self.ports.contains(&port) || self.entries.keys().any(|net| net.contains(&ip))
+        !self.active
+            || !self.ports.contains(&port)
+            || self.entries.keys().any(|net| net.contains(&ip))
     }
 
     /// The first port (of `port`, or of every protected port when unknown) on which `ip` is
@@ -59,14 +61,31 @@ mod tests {
         let me: IpAddr = "198.18.1.2".parse().unwrap();
         let now = rules(true, &["198.18.1.0/24"]);
         assert_eq!(now.locks_out(&rules(true, &[]), me, Some(22)), Some(22));
-        assert_eq!(now.locks_out(&rules(true, &["198.18.1.2/32"]), me, Some(22)), None);
-        assert_eq!(now.locks_out(&rules(true, &[]), me, Some(8080)), None, "unprotected port");
-        assert_eq!(now.locks_out(&rules(true, &[]), me, None), Some(22), "every protected port");
+        assert_eq!(
+            now.locks_out(&rules(true, &["198.18.1.2/32"]), me, Some(22)),
+            None
+        );
+        assert_eq!(
+            now.locks_out(&rules(true, &[]), me, Some(8080)),
+            None,
+            "unprotected port"
+        );
+        assert_eq!(
+            now.locks_out(&rules(true, &[]), me, None),
+            Some(22),
+            "every protected port"
+        );
         // Activating while not covered; deactivating never locks out.
-        assert_eq!(rules(false, &[]).locks_out(&rules(true, &[]), me, None), Some(22));
+        assert_eq!(
+            rules(false, &[]).locks_out(&rules(true, &[]), me, None),
+            Some(22)
+        );
         assert_eq!(now.locks_out(&rules(false, &[]), me, None), None);
         // Already blocked: the change does not make it worse.
-        assert_eq!(rules(true, &[]).locks_out(&rules(true, &[]), me, None), None);
+        assert_eq!(
+            rules(true, &[]).locks_out(&rules(true, &[]), me, None),
+            None
+        );
         let mapped: IpAddr = "::ffff:198.18.1.2".parse().unwrap();
         assert_eq!(now.locks_out(&rules(true, &[]), mapped, Some(22)), Some(22));
     }

@@ -14,8 +14,12 @@ pub fn require_root(test: &str) -> bool {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} needs root (BPF, XDP, network namespaces); under CI=true a skip is a failure");
+        panic!(
+            "{test} needs root (BPF, XDP, network namespaces); under CI=true a skip is a failure"
+        );
     }
-    eprintln!("SKIPPED {test}: needs root (BPF, XDP, network namespaces); run `cargo xtask test` as root");
+    eprintln!(
+        "SKIPPED {test}: needs root (BPF, XDP, network namespaces); run `cargo xtask test` as root"
+    );
     false
 }

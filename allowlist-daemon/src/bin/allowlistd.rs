@@ -9,7 +9,10 @@ use clap::Parser;
 use tracing::error;
 
 #[derive(Parser)]
-#[command(version, about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP).")]
+#[command(
+    version,
+    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP)."
+)]
 struct Args {
     /// The config file.
     #[arg(long, short, default_value = config::DEFAULT_PATH)]
@@ -32,7 +35,10 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args.config);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             error!("starting the runtime: {e}");

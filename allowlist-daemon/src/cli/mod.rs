@@ -220,7 +220,9 @@ fn request(command: Cmd) -> Result<Request, String> {
 fn exchange(socket: &Path, request: &Request) -> Result<Response, String> {
     let unreachable = |e: std::io::Error| {
         let hint = match e.kind() {
-            std::io::ErrorKind::PermissionDenied => " (only root and members of control_group may use it)",
+            std::io::ErrorKind::PermissionDenied => {
+                " (only root and members of control_group may use it)"
+            }
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
                 " (is allowlistd running? --socket names another socket)"
             }
@@ -263,7 +265,9 @@ pub fn main() -> ExitCode {
                 print!("{}", output::render(&reply));
             }
             match reply {
-                Reply::Test(report) if report.verdicts.iter().any(|v| !v.allowed) => ExitCode::from(1),
+                Reply::Test(report) if report.verdicts.iter().any(|v| !v.allowed) => {
+                    ExitCode::from(1)
+                }
                 _ => ExitCode::SUCCESS,
             }
         }

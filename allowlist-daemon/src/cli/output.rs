@@ -23,7 +23,11 @@ pub fn render(reply: &Reply) -> String {
             let _ = writeln!(
                 out,
                 "ports:      {}",
-                if ports.is_empty() { "none".to_owned() } else { ports.join(", ") }
+                if ports.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ports.join(", ")
+                }
             );
             for i in &s.interfaces {
                 let _ = writeln!(
@@ -33,8 +37,16 @@ pub fn render(reply: &Reply) -> String {
                 );
             }
             let _ = writeln!(out, "revision:   {} ({})", s.revision, s.config);
-            let _ = writeln!(out, "counters:   passed {}, dropped {}", s.passed, s.dropped);
-            let _ = writeln!(out, "uptime:     {}", humantime::format_duration(std::time::Duration::from_secs(s.uptime_secs)));
+            let _ = writeln!(
+                out,
+                "counters:   passed {}, dropped {}",
+                s.passed, s.dropped
+            );
+            let _ = writeln!(
+                out,
+                "uptime:     {}",
+                humantime::format_duration(std::time::Duration::from_secs(s.uptime_secs))
+            );
             if let Some(p) = &s.pending_confirmation {
                 render_pending(&mut out, p);
             }
@@ -70,7 +82,11 @@ pub fn render(reply: &Reply) -> String {
                 out,
                 "{}{}",
                 report.summary,
-                if report.dry_run { " (dry run: nothing changed)" } else { "" }
+                if report.dry_run {
+                    " (dry run: nothing changed)"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -88,7 +104,11 @@ fn render_pending(out: &mut String, p: &Pending) {
 fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str) {
     let width = entries.iter().map(|e| e.cidr.len()).max().unwrap_or(0);
     for e in entries {
-        let comment = if e.comment.is_empty() { "-" } else { &e.comment };
+        let comment = if e.comment.is_empty() {
+            "-"
+        } else {
+            &e.comment
+        };
         let _ = writeln!(out, "{prefix}{:width$}  {comment}  [{}]", e.cidr, e.origin);
     }
 }

@@ -293,7 +293,10 @@ impl Reader<'_> {
                 *group = name.to_owned();
             }
             _ => {
-                let message = format!("must be a quoted group name, e.g. \"adm\", {}", self.found(item));
+                let message = format!(
+                    "must be a quoted group name, e.g. \"adm\", {}",
+                    self.found(item)
+                );
                 self.fail("control_group", item.span(), None, message);
             }
         }

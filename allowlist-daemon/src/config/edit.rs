@@ -17,7 +17,9 @@ pub enum EditError {
     Parse(#[from] toml_edit::TomlError),
     #[error("no entry `{0}` in [[entries]] of the config file")]
     NotFound(IpNet),
-    #[error("`entries` in the config file is neither [[entries]] tables nor a list of inline tables")]
+    #[error(
+        "`entries` in the config file is neither [[entries]] tables nor a list of inline tables"
+    )]
     Shape,
 }
 
@@ -28,9 +30,7 @@ pub struct ConfigDoc {
 
 impl ConfigDoc {
     pub fn parse(text: &str) -> Result<ConfigDoc, EditError> {
-        Ok(ConfigDoc {
-            doc: text.parse()?,
-        })
+        Ok(ConfigDoc { doc: text.parse()? })
     }
 
     pub fn to_text(&self) -> String {
@@ -226,24 +226,41 @@ cidr = "2001:db8::a"
         let mut doc = ConfigDoc::parse(FILE).unwrap();
         doc.add_entry(net("198.18.2.0/24"), "lab B").unwrap();
         let text = doc.to_text();
-        assert!(text.starts_with(FILE), "the original bytes are untouched:\n{text}");
-        assert!(text.ends_with("[[entries]]\ncidr = \"198.18.2.0/24\"\ncomment = \"lab B\"\n"), "{text}");
+        assert!(
+            text.starts_with(FILE),
+            "the original bytes are untouched:\n{text}"
+        );
+        assert!(
+            text.ends_with("[[entries]]\ncidr = \"198.18.2.0/24\"\ncomment = \"lab B\"\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn edit_changes_only_the_values() {
         let mut doc = ConfigDoc::parse(FILE).unwrap();
-        doc.edit_entry(net("198.18.1.0/24"), Some(net("198.18.4.0/22")), Some("office, wider"))
-            .unwrap();
+        doc.edit_entry(
+            net("198.18.1.0/24"),
+            Some(net("198.18.4.0/22")),
+            Some("office, wider"),
+        )
+        .unwrap();
         let expected = FILE
-            .replace("\"198.18.1.0/24\"   # NAT range", "\"198.18.4.0/22\"   # NAT range")
+            .replace(
+                "\"198.18.1.0/24\"   # NAT range",
+                "\"198.18.4.0/22\"   # NAT range",
+            )
             .replace("comment = \"office\"", "comment = \"office, wider\"");
         assert_eq!(doc.to_text(), expected);
 
         // Matching is by network, so a single address written without /128 is found.
         let mut doc = ConfigDoc::parse(FILE).unwrap();
-        doc.edit_entry(net("2001:db8::a/128"), None, Some("jump host")).unwrap();
-        assert!(doc.to_text().ends_with("cidr = \"2001:db8::a\"\ncomment = \"jump host\"\n"));
+        doc.edit_entry(net("2001:db8::a/128"), None, Some("jump host"))
+            .unwrap();
+        assert!(
+            doc.to_text()
+                .ends_with("cidr = \"2001:db8::a\"\ncomment = \"jump host\"\n")
+        );
     }
 
     #[test]
@@ -254,7 +271,9 @@ cidr = "2001:db8::a"
         let text = doc.to_text();
         assert!(text.contains("active = false   # enforce"), "{text}");
         assert!(!text.contains("2001:db8::a"));
-        assert!(text.contains("# The office.\n[[entries]]\ncidr = \"198.18.1.0/24\"   # NAT range"));
+        assert!(
+            text.contains("# The office.\n[[entries]]\ncidr = \"198.18.1.0/24\"   # NAT range")
+        );
         assert!(matches!(
             doc.remove_entry(net("198.18.9.0/24")),
             Err(EditError::NotFound(_))
@@ -266,7 +285,8 @@ cidr = "2001:db8::a"
         let text = "entries = [{ cidr = \"198.18.1.0/24\", comment = \"a\" }]\n";
         let mut doc = ConfigDoc::parse(text).unwrap();
         doc.add_entry(net("198.18.2.0/24"), "b").unwrap();
-        doc.edit_entry(net("198.18.1.0/24"), None, Some("A")).unwrap();
+        doc.edit_entry(net("198.18.1.0/24"), None, Some("A"))
+            .unwrap();
         let out = doc.to_text();
         assert!(out.contains("comment = \"A\""), "{out}");
         assert!(out.contains("cidr = \"198.18.2.0/24\""), "{out}");
@@ -281,6 +301,10 @@ cidr = "2001:db8::a"
         std::fs::write(&path, "old").unwrap();
         write_atomic(&path, "new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

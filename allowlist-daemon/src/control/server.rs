@@ -96,17 +96,29 @@ async fn connection(mut stream: UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>
         Some(response) => response,
         None => return,
     };
-    let _ = tokio::time::timeout(READ_DEADLINE, stream.write_all(&protocol::encode(&response))).await;
+    let _ = tokio::time::timeout(
+        READ_DEADLINE,
+        stream.write_all(&protocol::encode(&response)),
+    )
+    .await;
 }
 
 /// The response to send, or None when the client is gone.
 async fn handle(stream: &mut UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) -> Option<Response> {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
-        Err(e) => return Some(Response::error(ErrorKind::Internal, format!("SO_PEERCRED: {e}"))),
+        Err(e) => {
+            return Some(Response::error(
+                ErrorKind::Internal,
+                format!("SO_PEERCRED: {e}"),
+            ));
+        }
     };
     if !authorized(cred.uid(), gid) {
-        debug!(uid = cred.uid(), "control request refused: not root or in control_group");
+        debug!(
+            uid = cred.uid(),
+            "control request refused: not root or in control_group"
+        );
         return Some(Response::error(
             ErrorKind::PermissionDenied,
             "permission denied: only root and members of control_group may use allowlistd",
@@ -125,19 +137,30 @@ async fn handle(stream: &mut UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) -
     };
     let request = match protocol::parse_request(&body) {
         Ok(request) => request,
-        Err(response) => return Some(response),
+        Err((kind, message)) => return Some(Response::error(kind, message)),
     };
     let (reply, answer) = oneshot::channel();
     let peer = Peer {
         uid: cred.uid(),
         pid: cred.pid(),
     };
-    if tx.send(Incoming { request, peer, reply }).await.is_err() {
-        return Some(Response::error(ErrorKind::Internal, "allowlistd is shutting down"));
+    if tx
+        .send(Incoming {
+            request,
+            peer,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return Some(Response::error(
+            ErrorKind::Internal,
+            "allowlistd is shutting down",
+        ));
     }
     Some(
-        answer
-            .await
-            .unwrap_or_else(|_| Response::error(ErrorKind::Internal, "allowlistd dropped the request")),
+        answer.await.unwrap_or_else(|_| {
+            Response::error(ErrorKind::Internal, "allowlistd dropped the request")
+        }),
     )
 }

@@ -41,7 +41,12 @@ fn parse_cidr(text: &str) -> Result<IpNet, Refusal> {
 }
 
 impl Daemon {
-    pub(super) fn handle(&mut self, command: Command, options: ChangeOptions, peer: &Peer) -> Response {
+    pub(super) fn handle(
+        &mut self,
+        command: Command,
+        options: ChangeOptions,
+        peer: &Peer,
+    ) -> Response {
         let result = match command {
             Command::Status => Ok(Reply::Status(self.status())),
             Command::List => Ok(Reply::List(EntryList {
@@ -65,7 +70,8 @@ impl Daemon {
         let mut by_reason = std::collections::BTreeMap::new();
         for c in counters.values() {
             for reason in Reason::ALL {
-                *by_reason.entry(reason.name().to_owned()).or_insert(0) += c.by_reason[reason as usize];
+                *by_reason.entry(reason.name().to_owned()).or_insert(0) +=
+                    c.by_reason[reason as usize];
             }
         }
         let mut interfaces: Vec<InterfaceStatus> = self
@@ -86,7 +92,12 @@ impl Daemon {
             })
             .collect();
         interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-        let v4 = self.config.entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
+        let v4 = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| e.net.addr().is_ipv4())
+            .count();
         Status {
             active: self.config.active,
             entries: self.config.entries.len(),
@@ -133,16 +144,22 @@ impl Daemon {
                 .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
             let entry = covering.and_then(|net| self.config.entries.iter().find(|e| e.net == net));
             let explanation = match (reason, entry) {
-                (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) if e.comment.is_empty() => {
+                (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e))
+                    if e.comment.is_empty() =>
+                {
                     format!("allowed by {}", e.net)
                 }
                 (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) => {
                     format!("allowed by {} ({})", e.net, e.comment)
                 }
                 (Reason::PassInactive, _) => "allowed: the list is inactive".to_owned(),
-                (Reason::PassUnprotectedPort, _) => format!("allowed: port {port} is not protected"),
+                (Reason::PassUnprotectedPort, _) => {
+                    format!("allowed: port {port} is not protected")
+                }
                 (r, _) if r.is_drop() => {
-                    format!("blocked: no entry covers {addr}; port {port} is protected; list active")
+                    format!(
+                        "blocked: no entry covers {addr}; port {port} is protected; list active"
+                    )
                 }
                 (r, _) => format!("allowed ({})", r.name()),
             };
@@ -169,7 +186,13 @@ impl Daemon {
                 "would apply +{} -{} entries{}",
                 added.len(),
                 removed.len(),
-                if new.active == self.config.active { String::new() } else if new.active { ", activate".into() } else { ", deactivate".into() }
+                if new.active == self.config.active {
+                    String::new()
+                } else if new.active {
+                    ", activate".into()
+                } else {
+                    ", deactivate".into()
+                }
             );
             return Ok(Reply::Reload(ReloadReport {
                 dry_run,
@@ -205,7 +228,12 @@ impl Daemon {
         }))
     }
 
-    fn change(&mut self, command: Command, options: &ChangeOptions, peer: &Peer) -> Result<Changed, Refusal> {
+    fn change(
+        &mut self,
+        command: Command,
+        options: &ChangeOptions,
+        peer: &Peer,
+    ) -> Result<Changed, Refusal> {
         if let Some(pending) = &self.pending {
             return Err((
                 ErrorKind::Pending,
@@ -227,8 +255,12 @@ impl Daemon {
             ));
         }
         let path = self.config.path.clone();
-        let on_disk = std::fs::read_to_string(&path)
-            .map_err(|e| (ErrorKind::Internal, format!("reading {}: {e}", path.display())))?;
+        let on_disk = std::fs::read_to_string(&path).map_err(|e| {
+            (
+                ErrorKind::Internal,
+                format!("reading {}: {e}", path.display()),
+            )
+        })?;
         if on_disk != self.config_text {
             return Err((
                 ErrorKind::Conflict,
@@ -237,10 +269,14 @@ impl Daemon {
         }
         let (new_text, description) = self.edited_text(&command, options)?;
         let new = Config::parse(&path, &new_text).map_err(|e| invalid(e.to_string()))?;
-        new.check_interfaces_exist().map_err(|e| invalid(e.to_string()))?;
+        new.check_interfaces_exist()
+            .map_err(|e| invalid(e.to_string()))?;
         if let Some(caller) = options.caller
             && !options.force
-            && let Some(port) = self.config.rules().locks_out(&new.rules(), caller.ip, caller.port)
+            && let Some(port) = self
+                .config
+                .rules()
+                .locks_out(&new.rules(), caller.ip, caller.port)
         {
             let own = IpNet::from(caller.ip);
             return Err((
@@ -252,7 +288,10 @@ impl Daemon {
             ));
         }
         write_atomic(&path, &new_text).map_err(|e| {
-            (ErrorKind::Internal, format!("writing {}: {e}; nothing changed", path.display()))
+            (
+                ErrorKind::Internal,
+                format!("writing {}: {e}; nothing changed", path.display()),
+            )
         })?;
         let old_config = self.config.clone();
         let old_text = self.config_text.clone();
@@ -268,7 +307,8 @@ impl Daemon {
                         "applying `{description}` failed: {e:#}; {}",
                         match (restored, reapplied) {
                             (Ok(()), Ok(_)) => "the config file and maps were restored".to_owned(),
-                            (r, a) => format!("restoring also failed: file {r:?}, maps {:?}", a.err()),
+                            (r, a) =>
+                                format!("restoring also failed: file {r:?}, maps {:?}", a.err()),
                         }
                     ),
                 ));
@@ -283,7 +323,10 @@ impl Daemon {
                 restore_text: old_text,
                 restore_config: old_config,
             });
-            info!("`{description}` rolls back in {}s unless confirmed", window.as_secs());
+            info!(
+                "`{description}` rolls back in {}s unless confirmed",
+                window.as_secs()
+            );
         }
         Ok(Changed {
             revision: self.revision,
@@ -293,18 +336,30 @@ impl Daemon {
     }
 
     /// The config text after `command`, and a one-line description of the change.
-    fn edited_text(&self, command: &Command, options: &ChangeOptions) -> Result<(String, String), Refusal> {
+    fn edited_text(
+        &self,
+        command: &Command,
+        options: &ChangeOptions,
+    ) -> Result<(String, String), Refusal> {
         let mut doc = ConfigDoc::parse(&self.config_text).map_err(|e| invalid(e.to_string()))?;
         let description = match command {
             Command::Add { cidr, comment } => {
                 let net = parse_cidr(cidr)?;
+                self.check_overlap(net, None)?;
                 doc.add_entry(net, comment.as_deref().unwrap_or_default())
                     .map_err(|e| invalid(e.to_string()))?;
                 format!("add {net}")
             }
-            Command::Edit { cidr, new_cidr, comment } => {
+            Command::Edit {
+                cidr,
+                new_cidr,
+                comment,
+            } => {
                 let net = self.own_entry(cidr)?;
                 let new_net = new_cidr.as_deref().map(parse_cidr).transpose()?;
+                if let Some(new_net) = new_net {
+                    self.check_overlap(new_net, Some(net))?;
+                }
                 if new_net.is_none() && comment.is_none() {
                     return Err(invalid("nothing to change: give --cidr and/or --comment"));
                 }
@@ -326,7 +381,12 @@ impl Daemon {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
                     })?;
                     let own = IpNet::from(caller.ip);
-                    if !self.config.entries.iter().any(|e| e.net.contains(&caller.ip)) {
+                    if !self
+                        .config
+                        .entries
+                        .iter()
+                        .any(|e| e.net.contains(&caller.ip))
+                    {
                         doc.add_entry(own, "added by activate --add-current")
                             .map_err(|e| invalid(e.to_string()))?;
                     }
@@ -345,6 +405,39 @@ impl Daemon {
             | Command::Confirm => unreachable!("handle() routes read-only commands elsewhere"),
         };
         Ok((doc.to_text(), description))
+    }
+
+    /// Names the entry `net` duplicates or overlaps, in the admin's terms (the full config
+    /// check would refuse it too, but worded for a file).
+    fn check_overlap(&self, net: IpNet, except: Option<IpNet>) -> Result<(), Refusal> {
+        let describe = |e: &Entry| {
+            if e.comment.is_empty() {
+                format!("{} [{}]", e.net, e.origin)
+            } else {
+                format!("{} ({}) [{}]", e.net, e.comment, e.origin)
+            }
+        };
+        for e in self.config.entries.iter().filter(|e| Some(e.net) != except) {
+            if e.net == net {
+                return Err(invalid(format!(
+                    "`{net}` is already listed: {}",
+                    describe(e)
+                )));
+            }
+            if e.net.contains(&net) {
+                return Err(invalid(format!(
+                    "`{net}` is already covered by {}",
+                    describe(e)
+                )));
+            }
+            if net.contains(&e.net) {
+                return Err(invalid(format!(
+                    "`{net}` would cover the existing entry {}; remove or edit that entry first",
+                    describe(e)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The network of an entry written in the main config file (list files are the admin's
@@ -371,7 +464,17 @@ impl Daemon {
 fn entry_diff(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
     let old_nets: std::collections::HashSet<IpNet> = old.entries.iter().map(|e| e.net).collect();
     let new_nets: std::collections::HashSet<IpNet> = new.entries.iter().map(|e| e.net).collect();
-    let added = new.entries.iter().filter(|e| !old_nets.contains(&e.net)).map(entry_info).collect();
-    let removed = old.entries.iter().filter(|e| !new_nets.contains(&e.net)).map(entry_info).collect();
+    let added = new
+        .entries
+        .iter()
+        .filter(|e| !old_nets.contains(&e.net))
+        .map(entry_info)
+        .collect();
+    let removed = old
+        .entries
+        .iter()
+        .filter(|e| !new_nets.contains(&e.net))
+        .map(entry_info)
+        .collect();
     (added, removed)
 }

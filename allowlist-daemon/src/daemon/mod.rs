@@ -89,7 +89,11 @@ pub async fn run(config_path: &Path) -> Result<()> {
         "allowlistd ready: {} entries, ports {:?}, {}, interfaces {}, revision {}, control socket {}",
         daemon.config.entries.len(),
         daemon.config.protected_tcp_ports,
-        if daemon.config.active { "active" } else { "inactive" },
+        if daemon.config.active {
+            "active"
+        } else {
+            "inactive"
+        },
         daemon.describe_interfaces(),
         daemon.revision,
         socket.display(),
@@ -169,7 +173,11 @@ impl Daemon {
             summary += &format!(", ports +{ports_added:?} -{ports_removed:?}");
         }
         if let Some(active) = active {
-            summary += if active { ", now active" } else { ", now inactive" };
+            summary += if active {
+                ", now active"
+            } else {
+                ", now inactive"
+            };
         }
         if !attached.is_empty() || !detached.is_empty() {
             summary += &format!(", interfaces attached {attached:?} detached {detached:?}");
@@ -268,7 +276,11 @@ impl Daemon {
             info!(
                 "counters {}: passed {p}, dropped {d}{}",
                 self.interface_name(*ifindex),
-                if drops.is_empty() { String::new() } else { format!(" ({})", drops.join(", ")) }
+                if drops.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", drops.join(", "))
+                }
             );
             passed += p;
             dropped += d;
@@ -282,9 +294,7 @@ impl Daemon {
             info!("{signal}: exiting and leaving the filter enforcing (detach_on_exit = false)");
             return Ok(());
         }
-        self.attachments
-            .detach_all()
-            .context("detaching on exit")?;
+        self.attachments.detach_all().context("detaching on exit")?;
         let dir = self.pins.path().display().to_string();
         self.pins.remove()?;
         info!("{signal}: detached from every interface and removed the pins under {dir}");

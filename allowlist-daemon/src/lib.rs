@@ -1,6 +1,7 @@
 //! allowlistd's library: everything the two binaries and the end-to-end tests share.
 
 pub mod attach;
+pub mod audit;
 pub mod bpffs;
 pub mod cli;
 pub mod config;

@@ -10,25 +10,34 @@
 //!
 //! What the reference parse follows (the program's specification):
 //! - Ethernet, then at most two VLAN tags (802.1Q or 802.1ad, any order); a third tag is not IP.
-//! - IPv4: version 4 and IHL >= 5, and the whole header (options included) in the frame, else
-//!   truncated; protocol other than TCP is not TCP; a non-zero fragment offset is a non-first
-//!   fragment.
-//! - IPv6: version 6 and the fixed header in the frame, else truncated; `::ffff:a.b.c.d`
-//!   sources count as IPv4; hop-by-hop, routing, destination options, fragment and AH headers
-//!   are followed, at most [`MAX_V6_EXT_HEADERS`]; a longer chain is opaque. A parser reads the
-//!   first 2 bytes of a hop-by-hop, routing, destination options or AH header (next header and
-//!   length) and all 8 bytes of a fragment header: a frame that ends before those bytes (or
-//!   before the TCP bytes that follow) is "cut short". Cut short in a first fragment (M set) is
-//!   opaque, otherwise truncated.
+//! - IPv4: the fixed 20-byte header in the frame, version 4, IHL >= 5, a total length at least
+//!   the header length (IHL * 4), and the whole packet (IP offset + total length) in the frame,
+//!   else truncated: a frame shorter than the packet it claims is discarded by the kernel's IP
+//!   layer, so a frame cut anywhere inside the packet (options included) is truncated, whatever
+//!   else it is. Then: protocol other than TCP is not TCP; a non-zero fragment offset is a
+//!   non-first fragment.
+//! - IPv6: the fixed header in the frame, version 6, and the whole packet (IP offset + 40 +
+//!   payload length) in the frame, else truncated; `::ffff:a.b.c.d` sources count as IPv4;
+//!   hop-by-hop, routing, destination options, fragment and AH headers are followed, at most
+//!   [`MAX_V6_EXT_HEADERS`]; a longer chain is opaque. A parser reads the first 2 bytes of a
+//!   hop-by-hop, routing, destination options or AH header (next header and length) and all 8
+//!   bytes of a fragment header: a packet that ends (by its payload length) before those bytes,
+//!   or before the TCP bytes that follow, is "cut short". Cut short in a first fragment (M set)
+//!   is opaque, otherwise truncated. As the whole packet is in the frame, only a payload length
+//!   ([`Frame::ipv6_payload_len`]) can end a packet inside its chain, never a [`Frame::cut`].
 //! - TCP: the first 14 bytes (through the flags) decide: SYN without ACK is a SYN, anything
 //!   else is not. Fewer than 14 bytes in a first fragment (IPv4 MF, IPv6 M) is opaque, with the
 //!   destination port when at least 4 bytes are there; otherwise truncated.
+//! - Nothing past the end of the IP packet (IPv4 total length, IPv6 payload length) is read:
+//!   Ethernet padding and trailers ([`Frame::pad_to`], [`Frame::trailer`]) never change the
+//!   parse, so a tiny first fragment padded to 60 bytes is still opaque.
 //!
-//! Lengths in the headers (IPv4 total length, IPv6 payload length, UDP length) always describe
-//! the packet as built, before [`Frame::cut`], and never count a [`Frame::trailer`] or
-//! [`Frame::pad_to`] padding (bytes after the IP packet, which the reference parse does not
-//! cover). Checksums are computed (XDP ignores them, but the frames stay valid for a real
-//! interface; checked with tcpdump).
+//! Lengths in the headers (IPv4 total length, IPv6 payload length, UDP length) describe the
+//! packet as built, before [`Frame::cut`], unless [`Frame::ipv4_total_len`] or
+//! [`Frame::ipv6_payload_len`] writes another value; they never count a trailer or padding.
+//! A length written shorter than the built packet leaves the rest of the built bytes in the
+//! frame after the packet, like a trailer. Checksums are computed (XDP ignores them, but the
+//! frames stay valid for a real interface; checked with tcpdump).
 
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -120,6 +129,9 @@ pub struct Ipv4 {
     /// Only this many bytes of the L4 segment are in the packet (a fragment); the IPv4 total
     /// length says so.
     pub l4_len: Option<usize>,
+    /// Written as the total length instead of the packet's real one (a malformed or shortened
+    /// packet): see [`Frame::ipv4_total_len`].
+    pub total_len: Option<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,6 +146,9 @@ pub struct Ipv6 {
     /// Only this many bytes of the L4 segment are in the packet (a fragment); the payload
     /// length says so.
     pub l4_len: Option<usize>,
+    /// Written as the payload length instead of the packet's real one: see
+    /// [`Frame::ipv6_payload_len`].
+    pub payload_len: Option<u16>,
 }
 
 /// An IPv6 extension header.
@@ -260,11 +275,11 @@ pub struct Frame {
     pub net: Net,
     /// Keep only this many bytes of the built frame (headers keep their full lengths).
     pub cut: Option<usize>,
-    /// Bytes after the IP packet, outside every length field (as a sender may append).
-    /// Outside the reference parse: see [`Frame::try_expected_parsed`].
+    /// Bytes after the IP packet, outside every length field (as a sender may append). The
+    /// parser never reads past the IP packet, so they do not change the reference parse.
     pub trailer: Vec<u8>,
     /// Zero bytes appended (after the trailer) up to this frame length, as an Ethernet sender
-    /// pads short frames to 60 bytes. Outside the reference parse, like the trailer.
+    /// pads short frames to 60 bytes. Ignored by the parse, like the trailer.
     pub pad_to: Option<usize>,
 }
 
@@ -294,6 +309,7 @@ impl Frame {
             ttl: 64,
             l4,
             l4_len: None,
+            total_len: None,
         }))
     }
 
@@ -306,6 +322,7 @@ impl Frame {
             ext: Vec::new(),
             l4,
             l4_len: None,
+            payload_len: None,
         }))
     }
 
@@ -563,13 +580,35 @@ impl Frame {
         self
     }
 
+    /// Writes `n` as the IPv4 total length instead of the packet's real length (header plus
+    /// the L4 bytes in the packet); the bytes built stay the same. Below the header length the
+    /// header is malformed; above the header length but below the real length the packet ends
+    /// early and the rest of the built bytes follow it in the frame, outside the packet, like a
+    /// trailer. Above the real length only for frames shorter than the packet then claims (the
+    /// reference parse cannot judge bytes that the builder did not lay out as the packet, and
+    /// panics).
+    pub fn ipv4_total_len(mut self, n: u16) -> Frame {
+        self.v4_mut("ipv4_total_len").total_len = Some(n);
+        self
+    }
+
+    /// Writes `n` as the IPv6 payload length instead of the real length (extension headers
+    /// plus the L4 bytes in the packet), as [`Frame::ipv4_total_len`] does for IPv4: shorter,
+    /// the packet can end inside its extension header chain (a first fragment whose chain
+    /// continues in the next fragment), and the rest of the built bytes follow it in the frame.
+    pub fn ipv6_payload_len(mut self, n: u16) -> Frame {
+        self.v6_mut("ipv6_payload_len").payload_len = Some(n);
+        self
+    }
+
     /// Keeps only the first `n` bytes of the built frame (at most its full length).
     pub fn cut(mut self, n: usize) -> Frame {
         self.cut = Some(n);
         self
     }
 
-    /// Appends bytes after the packet that no length field counts.
+    /// Appends bytes after the packet (and after any bytes an [`Frame::ipv4_total_len`] or
+    /// [`Frame::ipv6_payload_len`] left outside it) that no length field counts.
     pub fn trailer(mut self, bytes: &[u8]) -> Frame {
         self.trailer = bytes.to_vec();
         self
@@ -661,45 +700,29 @@ impl Frame {
 
     /// Length of the whole L4 segment (before [`Frame::l4_bytes`] shortens it).
     pub fn l4_segment_len(&self) -> usize {
-        let l4 = match &self.net {
-            Net::V4(ip) => &ip.l4,
-            Net::V6(ip) => &ip.l4,
+        match &self.net {
+            Net::V4(ip) => ip.l4.len(),
+            Net::V6(ip) => ip.l4.len(),
             _ => panic!("l4_segment_len: not an IP frame"),
-        };
-        match l4 {
-            L4::Tcp(tcp) => 20 + tcp.options.len() + tcp.payload.len(),
-            L4::Udp { payload, .. } | L4::Icmp { payload } => 8 + payload.len(),
-            L4::Other { payload, .. } => payload.len(),
+        }
+    }
+
+    /// Length of the IP packet as built (header, extension headers and the L4 bytes in the
+    /// packet): what the IPv4 total length, or 40 + the IPv6 payload length, says unless
+    /// [`Frame::ipv4_total_len`] or [`Frame::ipv6_payload_len`] writes another value.
+    pub fn ip_len(&self) -> usize {
+        match &self.net {
+            Net::V4(ip) => ip.built_len(),
+            Net::V6(ip) => 40 + ip.built_payload_len(),
+            _ => panic!("ip_len: not an IP frame"),
         }
     }
 
     /// The reference parse of this frame (see the module documentation), from the builder's
-    /// parameters. Frames shorter than the Ethernet header are `Truncated` here; the kernel
-    /// refuses to run a program on them at all.
-    ///
-    /// Panics when a trailer or padding is in the frame: see [`Frame::try_expected_parsed`].
+    /// parameters and the frame's length (cut, trailer and padding included). Frames shorter
+    /// than the Ethernet header are `Truncated` here; the kernel refuses to run a program on
+    /// them at all.
     pub fn expected_parsed(&self) -> Parsed {
-        self.try_expected_parsed()
-            .expect("expected_parsed: trailing bytes are outside the reference parse")
-    }
-
-    /// [`Frame::expected_parsed`], or `None` when bytes beyond the IP packet (a trailer or
-    /// padding) are in the frame: the specification speaks of "bytes in the frame", which
-    /// would parse them as headers, while the IP stack discards them; what the program should
-    /// do there is a separate question (see the trailing-bytes test).
-    pub fn try_expected_parsed(&self) -> Option<Parsed> {
-        let unpadded = Frame {
-            trailer: Vec::new(),
-            pad_to: None,
-            ..self.clone()
-        };
-        if self.len() != unpadded.len() {
-            return None;
-        }
-        Some(self.reference_parse())
-    }
-
-    fn reference_parse(&self) -> Parsed {
         let len = self.len();
         if len < ETH_HLEN {
             return Parsed::Truncated;
@@ -744,6 +767,9 @@ impl fmt::Display for Frame {
                     Some(ihl) => write!(f, " IHL {ihl} (bad)")?,
                     None => write!(f, " IHL {}", ip.header_len() / 4)?,
                 }
+                if let Some(n) = ip.total_len {
+                    write!(f, " total length {n} (built {})", ip.built_len())?;
+                }
                 if ip.dont_fragment {
                     write!(f, " DF")?;
                 }
@@ -762,6 +788,9 @@ impl fmt::Display for Frame {
                 write!(f, "IPv6 {} > {}", ip.src, ip.dst)?;
                 if ip.version != 6 {
                     write!(f, " version {}", ip.version)?;
+                }
+                if let Some(n) = ip.payload_len {
+                    write!(f, " payload length {n} (built {})", ip.built_payload_len())?;
                 }
                 for ext in &ip.ext {
                     match ext {
@@ -804,6 +833,21 @@ impl Ipv4 {
         20 + self.options.len()
     }
 
+    /// The L4 bytes in the packet as built.
+    fn l4_in_packet(&self) -> usize {
+        self.l4_len.unwrap_or(self.l4.len())
+    }
+
+    /// The packet's length as built (its real total length).
+    fn built_len(&self) -> usize {
+        self.header_len() + self.l4_in_packet()
+    }
+
+    /// The total length as written.
+    fn total_len(&self) -> usize {
+        self.total_len.map_or(self.built_len(), usize::from)
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
         assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
         let segment = self.l4.segment(
@@ -818,7 +862,8 @@ impl Ipv4 {
             "l4_bytes({l4_len}) past the segment's {} bytes",
             segment.len()
         );
-        let total = self.header_len() + l4_len;
+        let total = self.total_len();
+        assert!(total <= 0xffff);
         let ihl = self.bad_ihl.unwrap_or((self.header_len() / 4) as u8);
         let mut frag = self.fragment_offset;
         if self.dont_fragment {
@@ -844,22 +889,35 @@ impl Ipv4 {
         out.extend_from_slice(&segment[..l4_len]);
     }
 
+    /// `len`: the frame's length; `offset`: where the IP header starts.
     fn expected(&self, len: usize, offset: usize) -> Parsed {
+        if len < offset + 20 {
+            return Parsed::Truncated;
+        }
         let header_len = match self.bad_ihl {
             Some(ihl) => usize::from(ihl) * 4,
             None => self.header_len(),
         };
-        if len < offset + 20 || self.version != 4 || header_len < 20 || len < offset + header_len {
+        let total = self.total_len();
+        // Malformed, or a frame shorter than the packet it claims (options included).
+        if self.version != 4 || header_len < 20 || total < header_len || offset + total > len {
             return Parsed::Truncated;
         }
+        assert!(
+            total <= self.built_len(),
+            "ipv4_total_len({total}) past the {} bytes built, in a frame that holds them: the \
+             reference cannot tell what the bytes after the built packet would say",
+            self.built_len()
+        );
         let L4::Tcp(tcp) = &self.l4 else {
             return Parsed::NotTcp;
         };
         if self.fragment_offset != 0 {
             return Parsed::NonFirstFragment;
         }
+        // Only the packet's own bytes count: nothing after `offset + total` is read.
         tcp.expected(
-            len - (offset + header_len),
+            total - header_len,
             self.more_fragments,
             Source::V4(self.src.octets()),
         )
@@ -867,6 +925,18 @@ impl Ipv4 {
 }
 
 impl Ipv6 {
+    /// The payload length as built (extension headers and the L4 bytes in the packet).
+    fn built_payload_len(&self) -> usize {
+        let ext_len: usize = self.ext.iter().map(|e| e.wire_len()).sum();
+        ext_len + self.l4_len.unwrap_or(self.l4.len())
+    }
+
+    /// The payload length as written.
+    fn payload_len(&self) -> usize {
+        self.payload_len
+            .map_or(self.built_payload_len(), usize::from)
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
         let protocol = self.l4.protocol(true);
         let segment = self
@@ -878,8 +948,7 @@ impl Ipv6 {
             "l4_bytes({l4_len}) past the segment's {} bytes",
             segment.len()
         );
-        let ext_len: usize = self.ext.iter().map(|e| e.wire_len()).sum();
-        let payload_len = ext_len + l4_len;
+        let payload_len = self.payload_len();
         assert!(payload_len <= 0xffff);
         let first_next = self.ext.first().map_or(protocol, |e| e.protocol());
         out.extend_from_slice(&[self.version << 4, 0, 0, 0]);
@@ -895,10 +964,23 @@ impl Ipv6 {
         out.extend_from_slice(&segment[..l4_len]);
     }
 
+    /// `len`: the frame's length; `offset`: where the IP header starts.
     fn expected(&self, len: usize, offset: usize) -> Parsed {
-        if len < offset + 40 || self.version != 6 {
+        if len < offset + 40 {
             return Parsed::Truncated;
         }
+        // The end of the packet: nothing after it is read.
+        let end = offset + 40 + self.payload_len();
+        if self.version != 6 || end > len {
+            return Parsed::Truncated;
+        }
+        assert!(
+            self.payload_len() <= self.built_payload_len(),
+            "ipv6_payload_len({}) past the {} bytes built, in a frame that holds them: the \
+             reference cannot tell what the bytes after the built packet would say",
+            self.payload_len(),
+            self.built_payload_len()
+        );
         let src = Source::from_v6(self.src.octets());
         let cut = |more: bool| {
             if more {
@@ -914,7 +996,7 @@ impl Ipv6 {
                 // Still an extension header after the bound: whatever follows could be TCP.
                 return Parsed::Opaque { src, dport: None };
             }
-            if len < offset + ext.bytes_read() {
+            if end < offset + ext.bytes_read() {
                 return cut(more);
             }
             if let Ext::Fragment {
@@ -931,15 +1013,15 @@ impl Ipv6 {
             offset += ext.wire_len();
         }
         match &self.l4 {
-            // A frame cut inside the last extension header's body has no TCP bytes at all.
-            L4::Tcp(tcp) => tcp.expected(len.saturating_sub(offset), more, src),
+            // A packet ending inside the last extension header's body has no TCP bytes at all.
+            L4::Tcp(tcp) => tcp.expected(end.saturating_sub(offset), more, src),
             _ => Parsed::NotTcp,
         }
     }
 }
 
 impl Tcp {
-    /// `available`: bytes of the TCP header in the frame.
+    /// `available`: bytes of the TCP header in the packet (not past its end).
     fn expected(&self, available: usize, more_fragments: bool, src: Source) -> Parsed {
         if available >= TCP_THROUGH_FLAGS {
             return if self.flags & SYN != 0 && self.flags & ACK == 0 {
@@ -962,6 +1044,15 @@ impl Tcp {
 }
 
 impl L4 {
+    /// Length of the whole segment.
+    fn len(&self) -> usize {
+        match self {
+            L4::Tcp(tcp) => 20 + tcp.options.len() + tcp.payload.len(),
+            L4::Udp { payload, .. } | L4::Icmp { payload } => 8 + payload.len(),
+            L4::Other { payload, .. } => payload.len(),
+        }
+    }
+
     fn describe(&self, f: &mut fmt::Formatter<'_>, l4_len: Option<usize>) -> fmt::Result {
         match self {
             L4::Tcp(tcp) => {

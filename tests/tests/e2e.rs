@@ -268,6 +268,10 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_the_pins() {
         outcomes.len(),
         fx.daemon.log()
     );
+    eprintln!(
+        "{} probes from the blocked clients during the restart, all dropped",
+        outcomes.len()
+    );
     for src in [B4, B6] {
         assert_times_out(fx.client(), src, to(src, PROTECTED), "after adoption");
     }
@@ -414,7 +418,7 @@ fn inactive_config_does_not_filter() {
     if !require_root("inactive_config_does_not_filter") {
         return;
     }
-    let fx = Fixture::start(|c| {
+    let mut fx = Fixture::start(|c| {
         let mut c = allow_allowed_clients(c);
         c.active = false;
         c
@@ -422,6 +426,12 @@ fn inactive_config_does_not_filter() {
     for src in [B4, B6, A4] {
         assert_connects(fx.client(), src, to(src, PROTECTED), "active = false");
     }
+    // The same daemon enforces once the file says so: it was loaded, only inactive.
+    let mut active = fx.config.clone();
+    active.active = true;
+    fx.reload(active);
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "active = true again");
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "active = true again");
 }
 
 #[test]

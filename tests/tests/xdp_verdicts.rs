@@ -23,7 +23,7 @@ use allowlist_common::verdict::{
 };
 use allowlist_daemon::{filter::Filter, rules::Rules};
 use allowlist_tests::frames::{
-    ACK, CWR, ECE, ETHERTYPE_LLDP, Ext, FIN, Frame, L4, PROTO_ESP, PROTO_NONE, PSH, RST,
+    ACK, CWR, ECE, ETHERTYPE_LLDP, Ext, FIN, Frame, L4, Net, PROTO_ESP, PROTO_NONE, PSH, RST,
     ReferenceRules, SYN, TPID_8021AD, TPID_8021Q, Tcp, URG, hex,
 };
 use aya::{TestRun, TestRunOptions, programs::ProgramError, sys::SyscallError};
@@ -233,13 +233,11 @@ impl Lab {
             Err(e) => format!("an error from BPF_PROG_TEST_RUN: {e} ({e:?})"),
         };
         self.failures.push(format!(
-            "{name}\n  expected {} ({}), reference parse {}\n  got      {got}\n  frame    \
+            "{name}\n  expected {} ({}), reference parse {:?}\n  got      {got}\n  frame    \
              {frame}\n{}",
             action(verdict_of(want)),
             want.name(),
-            frame
-                .try_expected_parsed()
-                .map_or("none (trailing bytes)".to_string(), |p| format!("{p:?}")),
+            frame.expected_parsed(),
             hex(&bytes),
         ));
     }
@@ -1033,29 +1031,58 @@ fn ipv6_fragments() {
         );
     }
     // A first fragment whose header chain ends inside the fragment: the rest (and the TCP
-    // header) would follow in the next fragment.
+    // header) would follow in the next fragment. Its payload length ends one byte into the
+    // destination options header (after the 8-byte fragment header); the rest of the built
+    // bytes stay in the frame, after the packet, and are not read.
     let chain_cut = |src, more| {
-        let frame = syn6(src, 22)
+        syn6(src, 22)
             .fragment(0, more)
             .ext(Ext::DestOpts { len: 1 })
-            .vlan(TPID_8021Q, 7);
-        // Keep one byte of the destination options header.
-        let keep = frame.l4_offset() - 16 + 1;
-        frame.cut(keep)
+            .vlan(TPID_8021Q, 7)
+            .ipv6_payload_len(8 + 1)
     };
     lab.expect(
-        "first fragment whose chain is cut in a destination options header, from outside",
+        "first fragment whose chain ends in a destination options header, from outside",
         &chain_cut(BLOCKED6, true),
         DropFragmentEvasion,
     );
     lab.expect(
-        "first fragment whose chain is cut, from lab A",
+        "first fragment whose chain ends early, from lab A",
         &chain_cut(ALLOWED6, true),
         PassAllowedV6,
     );
     lab.expect(
-        "atomic fragment (M clear) whose chain is cut",
+        "first fragment whose chain ends early, to port 80 (port unseen)",
+        &syn6(BLOCKED6, 80)
+            .fragment(0, true)
+            .ext(Ext::DestOpts { len: 1 })
+            .ipv6_payload_len(8 + 1),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "atomic fragment (M clear) whose chain ends early",
         &chain_cut(BLOCKED6, false),
+        PassTruncated,
+    );
+    lab.expect(
+        "payload length ending inside the fragment header (M unseen)",
+        &syn6(BLOCKED6, 22)
+            .fragment(0, true)
+            .ext(Ext::DestOpts { len: 1 })
+            .ipv6_payload_len(4),
+        PassTruncated,
+    );
+    // The same first fragment with its real payload length, in a frame that ends one byte
+    // into the destination options header: shorter than the packet it claims, so discarded by
+    // the kernel's IP layer, and passed.
+    let frame = syn6(BLOCKED6, 22)
+        .fragment(0, true)
+        .ext(Ext::DestOpts { len: 1 })
+        .vlan(TPID_8021Q, 7);
+    let keep = frame.l4_offset() - 16 + 1;
+    lab.expect(
+        "first fragment cut inside its chain (frame shorter than the packet), from outside",
+        &frame.cut(keep),
         PassTruncated,
     );
     lab.expect(
@@ -1577,22 +1604,16 @@ fn malformed_ip_headers_pass() {
     lab.finish();
 }
 
-/// Expected verdict of a blocked SYN (no fragment) cut to `len` bytes: a pass (truncated)
-/// until the TCP flags are in the frame, then a drop.
-fn cut_syn_reason(frame: &Frame, len: usize, drop: Reason) -> Reason {
-    if len >= frame.l4_offset() + 14 {
-        drop
-    } else {
-        PassTruncated
-    }
-}
-
 #[test]
 fn truncated_frames_at_every_length() {
     if !allowlist_tests::require_root("truncated_frames_at_every_length") {
         return;
     }
     let mut lab = Lab::new(lab_rules());
+    // Cut anywhere before its end, a frame is shorter than the IP packet its length fields
+    // claim (or than its Ethernet, VLAN or fixed IP header): the kernel's IP layer discards it,
+    // so it passes as truncated, even once the TCP flags of a SYN are in it. Only the whole
+    // frame is judged as a SYN.
     let v4_options = syn4(BLOCKED4, 22).ipv4_ihl(8).tcp_options(&SYN_OPTIONS);
     let v6_ext = syn6(BLOCKED6, 22)
         .ext(Ext::HopByHop { len: 0 })
@@ -1605,6 +1626,12 @@ fn truncated_frames_at_every_length() {
             len: 0,
             segments_left: 0,
         });
+    // First fragments too: cut, they are not tiny fragments (which the kernel would keep for
+    // reassembly) but broken packets, even when the frame ends before the TCP flags.
+    let v4_fragment = syn4(BLOCKED4, 22).fragment(0, true);
+    let v6_fragment = syn6(BLOCKED6, 22)
+        .ext(Ext::HopByHop { len: 0 })
+        .fragment(0, true);
     let cases = [
         ("v4 SYN with IHL 8 and TCP options", v4_options, DropSynV4),
         (
@@ -1614,8 +1641,14 @@ fn truncated_frames_at_every_length() {
         ),
         ("802.1Q v4 SYN", vlan, DropSynV4),
         ("QinQ v6 SYN behind a routing header", qinq_v6, DropSynV6),
+        ("v4 first fragment", v4_fragment, DropSynV4),
+        (
+            "v6 first fragment behind hop-by-hop",
+            v6_fragment,
+            DropSynV6,
+        ),
     ];
-    for (what, frame, drop) in cases {
+    for (what, frame, syn) in cases {
         let full = frame.full_len();
         for len in 0..=full {
             let cut = frame.clone().cut(len);
@@ -1632,57 +1665,9 @@ fn truncated_frames_at_every_length() {
                 }
                 continue;
             }
-            lab.expect(&name, &cut, cut_syn_reason(&frame, len, drop));
+            let want = if len == full { syn } else { PassTruncated };
+            lab.expect(&name, &cut, want);
         }
-    }
-    // First fragments cut anywhere: opaque (dropped, from outside) once the IP header is
-    // complete and until the flags are there; the port is known from 4 TCP bytes on.
-    let fragments = [
-        (
-            "v4 first fragment",
-            syn4(BLOCKED4, 22).fragment(0, true),
-            DropSynV4,
-        ),
-        (
-            "v6 first fragment behind hop-by-hop",
-            syn6(BLOCKED6, 22)
-                .ext(Ext::HopByHop { len: 0 })
-                .fragment(0, true),
-            DropSynV6,
-        ),
-    ];
-    for (what, frame, drop) in fragments {
-        let full = frame.full_len();
-        let ip_start = 14;
-        // The v6 frame's fragment header (after 40 + 8 bytes) must be whole to show M.
-        let m_known = if what.starts_with("v6") {
-            ip_start + 40 + 8 + 8
-        } else {
-            ip_start + 20
-        };
-        for len in 14..=full {
-            let want = if len >= frame.l4_offset() + 14 {
-                drop
-            } else if len >= m_known {
-                DropFragmentEvasion
-            } else {
-                PassTruncated
-            };
-            lab.expect(
-                &format!("{what} cut to {len} of {full} bytes"),
-                &frame.clone().cut(len),
-                want,
-            );
-        }
-    }
-    // An IPv4 first fragment cut inside its options: the header is incomplete.
-    let frame = syn4(BLOCKED4, 22).ipv4_ihl(15).fragment(0, true);
-    for len in 14 + 20..14 + 60 {
-        lab.expect(
-            &format!("v4 first fragment with IHL 15 cut to {len} bytes (inside the options)"),
-            &frame.clone().cut(len),
-            PassTruncated,
-        );
     }
     // The same with no data at all.
     match lab.run(&[]) {
@@ -1698,15 +1683,404 @@ fn truncated_frames_at_every_length() {
     lab.finish();
 }
 
+/// The IPv4 length checks, made right after reading the fixed header and before the protocol
+/// and fragment fields: version 4, IHL >= 5 (`malformed_ip_headers_pass`), a total length at
+/// least the header length (IHL * 4), and the whole packet (total length) in the frame, else
+/// the frame passes as truncated: the kernel's IP layer discards it.
+#[test]
+fn ipv4_header_and_total_length() {
+    if !allowlist_tests::require_root("ipv4_header_and_total_length") {
+        return;
+    }
+    let mut lab = Lab::new(lab_rules());
+    // IHL 15 (40 bytes of options), the frame ending inside the options: the fixed header is
+    // there, the rest of the header and of the packet is not.
+    let ihl15 = [
+        ("SYN", syn4(BLOCKED4, 22).ipv4_ihl(15)),
+        (
+            "first fragment",
+            syn4(BLOCKED4, 22).ipv4_ihl(15).fragment(0, true),
+        ),
+        (
+            "tiny first fragment (8 TCP bytes)",
+            syn4(BLOCKED4, 22)
+                .ipv4_ihl(15)
+                .fragment(0, true)
+                .l4_bytes(8),
+        ),
+        ("UDP", Frame::udp_v4(BLOCKED4, DST4, 5000, 22).ipv4_ihl(15)),
+    ];
+    for (what, frame) in &ihl15 {
+        for len in 14 + 20..14 + 60 {
+            lab.expect(
+                &format!("{what} with IHL 15 cut to {len} bytes (inside the options)"),
+                &frame.clone().cut(len),
+                PassTruncated,
+            );
+        }
+    }
+    // A total length below the header length, the whole built packet still in the frame.
+    for total in [0, 1, 19, 20, 21, 40, 56, 59] {
+        lab.expect(
+            &format!("SYN with IHL 15 and total length {total}"),
+            &syn4(BLOCKED4, 22).ipv4_ihl(15).ipv4_total_len(total),
+            PassTruncated,
+        );
+        lab.expect(
+            &format!("first fragment with IHL 15 and total length {total}"),
+            &syn4(BLOCKED4, 22)
+                .ipv4_ihl(15)
+                .fragment(0, true)
+                .ipv4_total_len(total),
+            PassTruncated,
+        );
+        lab.expect(
+            &format!("non-first fragment with IHL 15 and total length {total}"),
+            &syn4(BLOCKED4, 22)
+                .ipv4_ihl(15)
+                .fragment(8, true)
+                .ipv4_total_len(total),
+            PassTruncated,
+        );
+        lab.expect(
+            &format!("UDP with IHL 15 and total length {total}"),
+            &Frame::udp_v4(BLOCKED4, DST4, 5000, 22)
+                .ipv4_ihl(15)
+                .ipv4_total_len(total),
+            PassTruncated,
+        );
+    }
+    for total in [0, 1, 19] {
+        lab.expect(
+            &format!("SYN with IHL 5 and total length {total}"),
+            &syn4(BLOCKED4, 22).ipv4_total_len(total),
+            PassTruncated,
+        );
+        lab.expect(
+            &format!("ICMP with IHL 5 and total length {total}"),
+            &Frame::icmp_v4(BLOCKED4, DST4).ipv4_total_len(total),
+            PassTruncated,
+        );
+    }
+    // A total length of exactly the header: a packet without TCP bytes.
+    lab.expect(
+        "SYN with IHL 15 and total length 60 (no TCP bytes)",
+        &syn4(BLOCKED4, 22).ipv4_ihl(15).ipv4_total_len(60),
+        PassTruncated,
+    );
+    lab.expect(
+        "first fragment with IHL 15 and total length 60 (no TCP bytes), from outside",
+        &syn4(BLOCKED4, 80)
+            .ipv4_ihl(15)
+            .fragment(0, true)
+            .ipv4_total_len(60),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "first fragment with IHL 15 and total length 60 (no TCP bytes), from lab A",
+        &syn4(ALLOWED4, 22)
+            .ipv4_ihl(15)
+            .fragment(0, true)
+            .ipv4_total_len(60),
+        PassAllowedV4,
+    );
+    lab.expect(
+        "UDP with IHL 15 and total length 60",
+        &Frame::udp_v4(BLOCKED4, DST4, 5000, 22)
+            .ipv4_ihl(15)
+            .ipv4_total_len(60),
+        PassNotTcp,
+    );
+    // A total length past the frame: a frame shorter than the packet it claims.
+    for ihl in [5, 15] {
+        let frame = syn4(BLOCKED4, 22).ipv4_ihl(ihl);
+        let built = frame.ip_len() as u16;
+        for total in [built + 1, built + 6, 1500, 65535] {
+            lab.expect(
+                &format!("SYN with IHL {ihl}, total length {total} of {built} bytes built"),
+                &frame.clone().ipv4_total_len(total),
+                PassTruncated,
+            );
+            lab.expect(
+                &format!("first fragment with IHL {ihl}, total length {total} of {built}"),
+                &frame.clone().fragment(0, true).ipv4_total_len(total),
+                PassTruncated,
+            );
+            lab.expect(
+                &format!("non-first fragment with IHL {ihl}, total length {total} of {built}"),
+                &frame.clone().fragment(8, false).ipv4_total_len(total),
+                PassTruncated,
+            );
+        }
+        lab.expect(
+            &format!("UDP with IHL {ihl}, total length 1500"),
+            &Frame::udp_v4(BLOCKED4, DST4, 5000, 22)
+                .ipv4_ihl(ihl)
+                .ipv4_total_len(1500),
+            PassTruncated,
+        );
+        // The written total length equal to the real one changes nothing.
+        lab.expect(
+            &format!("SYN with IHL {ihl}, total length {built} written explicitly"),
+            &frame.clone().ipv4_total_len(built),
+            DropSynV4,
+        );
+    }
+    lab.finish();
+}
+
+/// The IPv6 length check: the whole packet (40 + payload length) in the frame, else the
+/// frame passes as truncated.
+#[test]
+fn ipv6_payload_length() {
+    if !allowlist_tests::require_root("ipv6_payload_length") {
+        return;
+    }
+    let mut lab = Lab::new(lab_rules());
+    for (what, frame) in [
+        ("SYN", syn6(BLOCKED6, 22)),
+        ("first fragment", syn6(BLOCKED6, 22).fragment(0, true)),
+        (
+            "tiny first fragment (8 TCP bytes)",
+            syn6(BLOCKED6, 22).fragment(0, true).l4_bytes(8),
+        ),
+        (
+            "SYN behind hop-by-hop",
+            syn6(BLOCKED6, 22).ext(Ext::HopByHop { len: 0 }),
+        ),
+        ("mapped SYN", mapped(BLOCKED4, 22)),
+        ("UDP", Frame::udp_v6(BLOCKED6, DST6, 5000, 22)),
+    ] {
+        let built = (frame.ip_len() - 40) as u16;
+        for payload in [built + 1, built + 6, 1500, 65535] {
+            lab.expect(
+                &format!("{what}, payload length {payload} of {built} bytes built"),
+                &frame.clone().ipv6_payload_len(payload),
+                PassTruncated,
+            );
+        }
+        // The fixed header is there, the packet is not.
+        let full = frame.full_len();
+        for len in [14 + 40, full - 1] {
+            lab.expect(
+                &format!("{what} cut to {len} of {full} bytes"),
+                &frame.clone().cut(len),
+                PassTruncated,
+            );
+        }
+    }
+    // Shorter payload lengths: the packet ends early, the rest of the built bytes follow it.
+    lab.expect(
+        "SYN with payload length 0 (a bare header)",
+        &syn6(BLOCKED6, 22).ipv6_payload_len(0),
+        PassTruncated,
+    );
+    lab.expect(
+        "SYN with payload length 13 (no flags), not a fragment",
+        &syn6(BLOCKED6, 22).ipv6_payload_len(13),
+        PassTruncated,
+    );
+    lab.expect(
+        "first fragment with payload length 8 + 13 (no flags), from outside",
+        &syn6(BLOCKED6, 22)
+            .fragment(0, true)
+            .ipv6_payload_len(8 + 13),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "first fragment with payload length 8 + 4 (the ports), to port 80",
+        &syn6(BLOCKED6, 80).fragment(0, true).ipv6_payload_len(8 + 4),
+        PassUnprotectedPort,
+    );
+    lab.expect(
+        "UDP with payload length 0",
+        &Frame::udp_v6(BLOCKED6, DST6, 5000, 22).ipv6_payload_len(0),
+        PassNotTcp,
+    );
+    lab.finish();
+}
+
 /// Bytes after the IP packet: Ethernet pads frames shorter than 60 bytes with zeros (and XDP
-/// sees the padding), and a sender may append anything after the length its IP header
-/// declares; the IP stack trims both (IPv4 total length, IPv6 payload length) before
-/// reassembly. A tiny first fragment (8 bytes of TCP, so no flags) followed by such bytes
-/// looks, to a parser bounded by the frame rather than the packet, like a whole TCP header
-/// whose flags are whatever the trailing bytes say, e.g. ACK or zero: "not a SYN", passed,
-/// and reassembled behind the filter into a SYN. The specification says "if the frame has the
-/// first 14 bytes", which reads as a pass; the tiny-fragment rule exists to stop exactly these
-/// frames, so this test asserts the drop.
+/// sees the padding), a sender may append anything after the length its IP header declares,
+/// and a packet whose length field is shorter than its bytes leaves the rest in the frame. The
+/// parser reads nothing past the IP packet (IPv4 total length, IPv6 payload length), as the
+/// kernel trims it before reassembly: such bytes change no verdict.
+#[test]
+fn bytes_after_the_ip_packet_are_ignored() {
+    if !allowlist_tests::require_root("bytes_after_the_ip_packet_are_ignored") {
+        return;
+    }
+    let mut lab = Lab::new(lab_rules());
+    // Trailing bytes that would read as a SYN to port 22, or as flags with every bit set.
+    let syn_header: [u8; 20] = [
+        0x9c, 0x40, 0, 22, 1, 2, 3, 4, 0, 0, 0, 0, 0x50, SYN, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    let ones = [0xff; 20];
+    // Whole segments: judged on the packet alone, whatever follows.
+    let whole = [
+        ("v4 SYN from outside", syn4(BLOCKED4, 22), DropSynV4),
+        ("v4 SYN from lab A", syn4(ALLOWED4, 22), PassAllowedV4),
+        ("v4 SYN to port 80", syn4(BLOCKED4, 80), PassUnprotectedPort),
+        (
+            "v4 ACK from outside",
+            syn4(BLOCKED4, 22).flags(ACK),
+            PassNotSyn,
+        ),
+        (
+            "802.1Q v4 SYN from outside with IHL 15",
+            syn4(BLOCKED4, 2222).vlan(TPID_8021Q, 42).ipv4_ihl(15),
+            DropSynV4,
+        ),
+        (
+            "v4 first fragment, SYN from outside",
+            syn4(BLOCKED4, 22).fragment(0, true),
+            DropSynV4,
+        ),
+        (
+            "v4 non-first fragment",
+            syn4(BLOCKED4, 22).fragment(8, false).l4_bytes(8),
+            PassNonFirstFragment,
+        ),
+        (
+            "v4 UDP to 22",
+            Frame::udp_v4(BLOCKED4, DST4, 5000, 22),
+            PassNotTcp,
+        ),
+        ("v6 SYN from outside", syn6(BLOCKED6, 22), DropSynV6),
+        ("v6 SYN from lab A", syn6(ALLOWED6, 22), PassAllowedV6),
+        (
+            "v6 SYN+ACK from outside",
+            syn6(BLOCKED6, 22).flags(SYN | ACK),
+            PassNotSyn,
+        ),
+        (
+            "v6 SYN from outside behind hop-by-hop",
+            syn6(BLOCKED6, 2222).ext(Ext::HopByHop { len: 0 }),
+            DropSynV6,
+        ),
+        ("mapped SYN from outside", mapped(BLOCKED4, 22), DropSynV4),
+    ];
+    for (what, frame, want) in whole {
+        let padded = (frame.len() + 6).max(60);
+        lab.expect(
+            &format!("{what}, padded to {padded} bytes"),
+            &frame.clone().pad_to(padded),
+            want,
+        );
+        lab.expect(
+            &format!("{what}, padded to 1514 bytes"),
+            &frame.clone().pad_to(1514),
+            want,
+        );
+        lab.expect(
+            &format!("{what}, a SYN header as trailer"),
+            &frame.clone().trailer(&syn_header),
+            want,
+        );
+        lab.expect(
+            &format!("{what}, 0xff trailer and padding"),
+            &frame.clone().trailer(&ones[..3]).pad_to(padded),
+            want,
+        );
+    }
+    // Short packets: padding does not complete the TCP header, nor supply the ports.
+    for n in [0, 2, 4, 8, 13] {
+        let pad = |frame: Frame| {
+            let padded = (frame.len() + 6).max(60);
+            frame.pad_to(padded)
+        };
+        let tiny4 = |src, port| syn4(src, port).fragment(0, true).l4_bytes(n);
+        let tiny6 = |src, port| syn6(src, port).fragment(0, true).l4_bytes(n);
+        let name = |what: &str| format!("{what} with {n} TCP bytes, padded");
+        let unseen_port = if n >= 4 {
+            PassUnprotectedPort
+        } else {
+            DropFragmentEvasion
+        };
+        lab.expect(
+            &name("tiny v4 first fragment from outside"),
+            &pad(tiny4(BLOCKED4, 22)),
+            DropFragmentEvasion,
+        );
+        lab.expect(
+            &name("tiny v4 first fragment from outside to port 80"),
+            &pad(tiny4(BLOCKED4, 80)),
+            unseen_port,
+        );
+        lab.expect(
+            &name("tiny v4 first fragment from lab A"),
+            &pad(tiny4(ALLOWED4, 22)),
+            PassAllowedV4,
+        );
+        lab.expect(
+            &name("tiny v6 first fragment from outside"),
+            &pad(tiny6(BLOCKED6, 22)),
+            DropFragmentEvasion,
+        );
+        lab.expect(
+            &name("tiny v6 first fragment from outside to port 80"),
+            &pad(tiny6(BLOCKED6, 80)),
+            unseen_port,
+        );
+        lab.expect(
+            &name("v4 SYN (not a fragment)"),
+            &pad(syn4(BLOCKED4, 22).l4_bytes(n)),
+            PassTruncated,
+        );
+        lab.expect(
+            &name("v6 SYN (not a fragment)"),
+            &pad(syn6(BLOCKED6, 22).l4_bytes(n)),
+            PassTruncated,
+        );
+    }
+    // A length field ending the packet after 8 TCP bytes, the rest of the built segment still
+    // in the frame after it: its flags are not read.
+    let v4_short = |frame: Frame| frame.ipv4_total_len(20 + 8);
+    let v6_short = |frame: Frame| frame.ipv6_payload_len(8 + 8);
+    lab.expect(
+        "v4 first fragment ending after 8 TCP bytes, a SYN after it, from outside",
+        &v4_short(syn4(BLOCKED4, 22).fragment(0, true)),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "v4 first fragment ending after 8 TCP bytes, an ACK after it, from outside",
+        &v4_short(syn4(BLOCKED4, 22).fragment(0, true).flags(ACK)),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "v4 first fragment ending after 8 TCP bytes, to port 80",
+        &v4_short(syn4(BLOCKED4, 80).fragment(0, true)),
+        PassUnprotectedPort,
+    );
+    lab.expect(
+        "v4 SYN ending after 8 TCP bytes (not a fragment)",
+        &v4_short(syn4(BLOCKED4, 22)),
+        PassTruncated,
+    );
+    lab.expect(
+        "v6 first fragment ending after 8 TCP bytes, a SYN after it, from outside",
+        &v6_short(syn6(BLOCKED6, 22).fragment(0, true)),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "v6 first fragment ending after 8 TCP bytes, an ACK after it, from outside",
+        &v6_short(syn6(BLOCKED6, 22).fragment(0, true).flags(ACK)),
+        DropFragmentEvasion,
+    );
+    lab.expect(
+        "v6 SYN behind an atomic fragment header ending after 8 TCP bytes",
+        &v6_short(syn6(BLOCKED6, 22).fragment(0, false)),
+        PassTruncated,
+    );
+    lab.finish();
+}
+
+/// The attack the third rule stops: a tiny first fragment (no TCP flags in the packet)
+/// followed by bytes after the IP packet, Ethernet padding or a trailer, looks to a parser
+/// bounded by the frame rather than the packet like a whole TCP header whose flags are
+/// whatever the trailing bytes say, e.g. ACK or zero: "not a SYN", passed, and reassembled
+/// behind the filter into a SYN. The parser reads nothing past the packet, so these frames
+/// stay tiny fragments, dropped from sources outside the list.
 #[test]
 fn tiny_fragment_with_trailing_bytes() {
     if !allowlist_tests::require_root("tiny_fragment_with_trailing_bytes") {
@@ -1721,25 +2095,25 @@ fn tiny_fragment_with_trailing_bytes() {
     for n in [0, 2, 8, 13] {
         let name = format!("tiny v4 first fragment with {n} TCP bytes");
         let frame = syn4(BLOCKED4, 22).fragment(0, true).l4_bytes(n);
-        lab.check_against(
+        lab.expect(
             &format!("{name}, padded to 60 bytes"),
             &frame.clone().pad_to(60),
             DropFragmentEvasion,
         );
-        lab.check_against(
+        lab.expect(
             &format!("{name}, trailer with ACK flags"),
             &frame.trailer(&ack_header[n..]),
             DropFragmentEvasion,
         );
     }
     let frame = syn6(BLOCKED6, 22).fragment(0, true).l4_bytes(8);
-    lab.check_against(
+    lab.expect(
         "tiny v6 first fragment with 8 TCP bytes, trailer with ACK flags",
         &frame.trailer(&ack_header[8..]),
         DropFragmentEvasion,
     );
     // Trailing bytes after a whole segment change nothing.
-    lab.check_against(
+    lab.expect(
         "v4 SYN with a trailer",
         &syn4(BLOCKED4, 22).trailer(&ack_header).pad_to(60),
         DropSynV4,
@@ -1953,7 +2327,8 @@ fn random_fragment_offset(rng: &mut Rng) -> u16 {
 }
 
 /// A random frame: any family, source, port, flags, tags, options, extension headers,
-/// fragment fields, tiny first fragments, and cuts.
+/// fragment fields, tiny first fragments, IP length fields shorter or longer than the packet,
+/// padding and trailers, and cuts.
 fn random_frame(rng: &mut Rng) -> Frame {
     let any_port = rng.next() as u16;
     let dport = rng.pick(&[22, 2222, 22, 2222, 80, 443, 21, 23, 0, any_port]);
@@ -2090,12 +2465,44 @@ fn random_frame(rng: &mut Rng) -> Frame {
         let len = frame.l4_segment_len();
         frame = frame.l4_bytes(rng.below(len.min(24) as u64 + 1) as usize);
     }
+    // A length field other than the packet's: shorter (ending the packet early, the built
+    // bytes after it staying in the frame) or longer (a frame shorter than the packet).
+    let mut overlong = false;
+    if matches!(frame.net, Net::V4(_) | Net::V6(_)) && rng.percent(8) {
+        let header = if matches!(frame.net, Net::V4(_)) {
+            0
+        } else {
+            40
+        };
+        let built = (frame.ip_len() - header) as u64;
+        let n = if rng.percent(25) {
+            overlong = true;
+            built + 1 + rng.below(64)
+        } else {
+            rng.below(built + 1)
+        } as u16;
+        frame = match frame.net {
+            Net::V4(_) => frame.ipv4_total_len(n),
+            _ => frame.ipv6_payload_len(n),
+        };
+    }
     for _ in 0..rng.pick(&[0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3]) {
         frame = frame.vlan(rng.pick(&[TPID_8021Q, TPID_8021AD]), rng.below(4096) as u16);
     }
+    // Bytes after the packet (not after an overlong one: the reference does not judge them
+    // as part of a packet). Ethernet pads to 60 bytes; a trailer can be anything.
+    if !overlong && rng.percent(15) {
+        if rng.percent(50) {
+            let n = rng.below(24) as usize + 1;
+            frame = frame.trailer(&rng.bytes(n));
+        }
+        if rng.percent(70) {
+            frame = frame.pad_to(60);
+        }
+    }
     if rng.percent(10) {
-        let full = frame.full_len();
-        frame = frame.cut(14 + rng.below((full - 14) as u64 + 1) as usize);
+        let len = frame.len();
+        frame = frame.cut(14 + rng.below((len - 14) as u64 + 1) as usize);
     }
     frame
 }

@@ -420,7 +420,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         write_log(&path, 3);
         write_log(&path, 2);
-        let v = verify(&[path.clone()]).unwrap();
+        let v = verify(std::slice::from_ref(&path)).unwrap();
         assert_eq!((v.records, v.first_break), (5, None));
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o640);
@@ -436,20 +436,29 @@ mod tests {
         let mut edited = original.clone();
         edited[2] = edited[2].replace("198.18.3.0/24", "0.0.0.0/0");
         std::fs::write(&path, edited.join("\n") + "\n").unwrap();
-        let b = verify(&[path.clone()]).unwrap().first_break.unwrap();
+        let b = verify(std::slice::from_ref(&path))
+            .unwrap()
+            .first_break
+            .unwrap();
         assert_eq!((b.line, b.seq), (3, Some(3)));
         assert!(b.why.contains("edited"), "{b:?}");
 
         let mut deleted = original.clone();
         deleted.remove(1);
         std::fs::write(&path, deleted.join("\n") + "\n").unwrap();
-        let b = verify(&[path.clone()]).unwrap().first_break.unwrap();
+        let b = verify(std::slice::from_ref(&path))
+            .unwrap()
+            .first_break
+            .unwrap();
         assert_eq!((b.line, b.seq), (2, Some(3)));
 
         let mut reordered = original.clone();
         reordered.swap(3, 4);
         std::fs::write(&path, reordered.join("\n") + "\n").unwrap();
-        let b = verify(&[path.clone()]).unwrap().first_break.unwrap();
+        let b = verify(std::slice::from_ref(&path))
+            .unwrap()
+            .first_break
+            .unwrap();
         assert_eq!((b.line, b.seq), (4, Some(5)));
     }
 

@@ -54,6 +54,12 @@ fn read_config(path: &Path) -> Result<(Config, String)> {
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
+    // Handlers first: a signal that arrives while starting must not kill the daemon with the
+    // default action, leaving pins and links behind.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     let (config, config_text) = read_config(config_path)?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
@@ -99,10 +105,6 @@ pub async fn run(config_path: &Path) -> Result<()> {
         socket.display(),
     );
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     let stop = loop {
         let rollback_at = daemon.pending.as_ref().map(|p| p.deadline);

@@ -30,9 +30,11 @@ pub enum Reason {
     /// A first fragment too short to show the TCP flags, or an IPv6 header chain longer than
     /// the parser's bound, that could be TCP to a protected port, from an uncovered source.
     DropFragmentEvasion = 11,
+    /// Would have been dropped, but an emergency disable is in force.
+    PassEmergency = 12,
 }
 
-pub const REASON_COUNT: usize = 12;
+pub const REASON_COUNT: usize = 13;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -48,6 +50,7 @@ impl Reason {
         Reason::DropSynV4,
         Reason::DropSynV6,
         Reason::DropFragmentEvasion,
+        Reason::PassEmergency,
     ];
 
     pub const fn is_drop(self) -> bool {
@@ -72,6 +75,7 @@ impl Reason {
             Reason::DropSynV4 => "drop_syn_v4",
             Reason::DropSynV6 => "drop_syn_v6",
             Reason::DropFragmentEvasion => "drop_fragment_evasion",
+            Reason::PassEmergency => "pass_emergency",
         }
     }
 }
@@ -123,6 +127,8 @@ pub trait Rules {
     fn protected(&self, port: u16) -> bool;
     fn any_protected(&self) -> bool;
     fn covered(&self, src: &Source) -> bool;
+    /// A timed emergency disable is in force (its deadline has not passed).
+    fn emergency(&self) -> bool;
 }
 
 /// The verdict for one parsed frame. Cheap checks come first so that most traffic is decided
@@ -153,6 +159,11 @@ pub fn decide(parsed: Parsed, rules: &impl Rules) -> Reason {
             Source::V4(_) => Reason::PassAllowedV4,
             Source::V6(_) => Reason::PassAllowedV6,
         };
+    }
+    // Checked last, so that during an emergency the counters still tell covered sources from
+    // the ones let in only by the emergency.
+    if rules.emergency() {
+        return Reason::PassEmergency;
     }
     match (parsed, src) {
         (Parsed::Opaque { .. }, _) => Reason::DropFragmentEvasion,

@@ -227,6 +227,11 @@ impl AuditLog {
         &self.last_hash
     }
 
+    /// The seq of the newest record written (0 when none).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
     /// Appends one record and fsyncs it; only then may the change it describes be
     /// acknowledged. On error nothing was recorded.
     pub fn append(&mut self, event: Event) -> Result<Record, AuditError> {

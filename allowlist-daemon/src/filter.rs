@@ -278,6 +278,12 @@ impl Filter {
         Ok(())
     }
 
+    /// Sets (or with 0 clears) the boot-time deadline of an emergency disable.
+    pub fn set_emergency(&mut self, until_boot_ns: u64) -> Result<()> {
+        self.settings.emergency_until_ns = until_boot_ns;
+        self.write_settings()
+    }
+
     fn write_settings(&mut self) -> Result<()> {
         let mut map: Array<_, Settings> =
             Array::try_from(map_mut(&mut self.ebpf, names::SETTINGS)?)?;
@@ -414,6 +420,10 @@ impl verdict::Rules for MapView {
 
     fn covered(&self, _: &Source) -> bool {
         self.covered
+    }
+
+    fn emergency(&self) -> bool {
+        self.settings.emergency_until_ns > crate::emergency::boot_ns()
     }
 }
 

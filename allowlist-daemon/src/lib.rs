@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod emergency;
 pub mod filter;
 pub mod prefilter;
 pub mod rules;

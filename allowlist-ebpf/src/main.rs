@@ -25,6 +25,7 @@ use allowlist_common::{
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
+    helpers::bpf_ktime_get_boot_ns,
     macros::{map, xdp},
     maps::{Array, LpmTrie, PerCpuHashMap, lpm_trie::Key},
     programs::XdpContext,
@@ -309,6 +310,22 @@ impl Rules for KernelRules {
                 ALLOW_V6.get(Key::new(128, addr)).is_some()
             }
         }
+    }
+
+    #[inline(always)]
+    fn emergency(&self) -> bool {
+        Self::emergency_in_force()
+    }
+}
+
+impl KernelRules {
+    /// Boot time, not monotonic time: it keeps counting through suspend, so a deadline set
+    /// for "four hours from now" ends four hours of wall time later.
+    #[inline(always)]
+    fn emergency_in_force() -> bool {
+        let until = Self::settings().emergency_until_ns;
+        // SAFETY: a helper without arguments, available to XDP programs.
+        until != 0 && unsafe { bpf_ktime_get_boot_ns() } < until
     }
 }
 

@@ -1219,6 +1219,12 @@ impl verdict::Rules for ReferenceRules<'_> {
             _ => false,
         })
     }
+
+    /// The reference model never runs under an emergency disable; tests that set one check
+    /// the kernel against `PassEmergency` directly.
+    fn emergency(&self) -> bool {
+        false
+    }
 }
 
 /// Lowercase hex, a space every 2 bytes and a line break every 16, for failure messages.

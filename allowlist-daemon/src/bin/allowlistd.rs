@@ -20,6 +20,16 @@ struct Args {
     /// Validate the config file and exit: 0 if valid, 1 if not. Touches nothing in the kernel.
     #[arg(long)]
     check: bool,
+    /// Break glass: start with enforcement lifted for --for (at most 24h), audited. Ends by
+    /// itself.
+    #[arg(long, requires = "reason")]
+    emergency_disable_on_start: bool,
+    /// Why the emergency disable is needed (goes into the audit log).
+    #[arg(long, requires = "emergency_disable_on_start")]
+    reason: Option<String>,
+    /// How long the emergency disable lasts, e.g. 90m, 4h (default and maximum 24h).
+    #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
 }
 
 fn main() -> ExitCode {
@@ -45,7 +55,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(&args.config)) {
+    let start = daemon::StartOptions {
+        emergency: args
+            .emergency_disable_on_start
+            .then(|| (args.duration, args.reason.unwrap_or_default())),
+    };
+    match runtime.block_on(daemon::run(&args.config, start)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");

@@ -101,6 +101,38 @@ enum Cmd {
     },
     /// Keep a change made with --confirm-within.
     Confirm,
+    /// Lift enforcement for a while (at most 24h); it ends by itself, even if allowlistd dies.
+    EmergencyDisable {
+        /// Why (required; goes into the audit log).
+        #[arg(long)]
+        reason: String,
+        /// How long, e.g. 90m, 4h, 2h30m (at most 24h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+    /// End an emergency disable early.
+    EmergencyEnd,
+    /// Show the audit log, or verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        verify: Option<AuditCmd>,
+        /// Only records since this time (RFC 3339, e.g. 2026-11-23T14:00:00Z) or this long ago (e.g. 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records of this action (add, edit, remove, activate, deactivate, reload,
+        /// rollback, confirm, emergency-start, emergency-end, emergency-expiry, start, stop).
+        #[arg(long)]
+        action: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the chain: exit 0 intact, 1 broken (the first broken record is named).
+    Verify {
+        /// Files to check, oldest first (default: the daemon's own log files).
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -209,6 +241,22 @@ fn request(command: Cmd) -> Result<Request, String> {
         Cmd::Test { ip, port } => (Command::Test { ip, port }, ChangeOptions::default()),
         Cmd::Reload { dry_run } => (Command::Reload { dry_run }, ChangeOptions::default()),
         Cmd::Confirm => (Command::Confirm, ChangeOptions::default()),
+        // The daemon checks the rules (and audits a refusal), not the CLI.
+        Cmd::EmergencyDisable { reason, duration } => (
+            Command::EmergencyDisable {
+                reason,
+                for_secs: duration.as_secs(),
+            },
+            ChangeOptions::default(),
+        ),
+        Cmd::EmergencyEnd => (Command::EmergencyEnd, ChangeOptions::default()),
+        Cmd::Audit {
+            verify: Some(AuditCmd::Verify { .. }),
+            ..
+        } => (Command::AuditVerify, ChangeOptions::default()),
+        Cmd::Audit { since, action, .. } => {
+            (Command::Audit { since, action }, ChangeOptions::default())
+        }
     };
     Ok(Request {
         version: protocol::VERSION,
@@ -237,9 +285,45 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, String> {
     serde_json::from_slice(&body).map_err(|e| format!("unreadable answer from allowlistd: {e}"))
 }
 
+/// `audit verify FILE...`: checked right here, no daemon needed (e.g. on a copy).
+fn verify_files(files: &[PathBuf], json: bool) -> ExitCode {
+    match crate::audit::verify(files) {
+        Ok(verification) => print_reply(&Reply::Verify(verification), json),
+        Err(e) => {
+            eprintln!("allowlistctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a reply; its exit code says what a script needs: test blocked, chain broken.
+fn print_reply(reply: &Reply, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(reply).expect("replies serialize")
+        );
+    } else {
+        print!("{}", output::render(reply));
+    }
+    match reply {
+        Reply::Test(report) if report.verdicts.iter().any(|v| !v.allowed) => ExitCode::from(1),
+        Reply::Verify(v) if v.first_break.is_some() => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let (socket, json) = (cli.socket, cli.json);
+    if let Cmd::Audit {
+        verify: Some(AuditCmd::Verify { files }),
+        ..
+    } = &cli.command
+        && !files.is_empty()
+    {
+        return verify_files(files, json);
+    }
     let request = match request(cli.command) {
         Ok(request) => request,
         Err(message) => {
@@ -255,22 +339,7 @@ pub fn main() -> ExitCode {
         }
     };
     match response.outcome {
-        Outcome::Ok { reply } => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&reply).expect("replies serialize")
-                );
-            } else {
-                print!("{}", output::render(&reply));
-            }
-            match reply {
-                Reply::Test(report) if report.verdicts.iter().any(|v| !v.allowed) => {
-                    ExitCode::from(1)
-                }
-                _ => ExitCode::SUCCESS,
-            }
-        }
+        Outcome::Ok { reply } => print_reply(&reply, json),
         Outcome::Error { kind, message } => {
             if json {
                 let error = serde_json::json!({ "error": { "kind": kind, "message": message } });

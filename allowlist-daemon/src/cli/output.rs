@@ -2,12 +2,23 @@
 
 use std::fmt::Write;
 
+use crate::audit::Outcome;
 use crate::control::protocol::{EntryInfo, Pending, Reply};
 
 pub fn render(reply: &Reply) -> String {
     let mut out = String::new();
     match reply {
         Reply::Status(s) => {
+            if let Some(e) = &s.emergency {
+                let _ = writeln!(
+                    out,
+                    "EMERGENCY DISABLE until {} ({} left), reason: {}, by {}\n  new connections from any source are let in; `allowlistctl emergency-end` ends it now",
+                    e.until_local,
+                    humantime::format_duration(std::time::Duration::from_secs(e.remaining_secs)),
+                    e.reason,
+                    e.by
+                );
+            }
             let state = if s.active {
                 "ACTIVE: new connections to protected ports need a matching entry"
             } else {
@@ -89,6 +100,57 @@ pub fn render(reply: &Reply) -> String {
                 }
             );
         }
+        Reply::Audit(report) => {
+            for r in &report.records {
+                let result = match &r.result {
+                    Outcome::Ok => "ok".to_owned(),
+                    Outcome::Refused { reason } => format!("REFUSED ({reason})"),
+                    Outcome::Failed { reason } => format!("FAILED ({reason})"),
+                };
+                let _ = writeln!(
+                    out,
+                    "#{} {} {} (uid {}, pid {}, {}) {} {} rev {}: {} -> {}",
+                    r.seq,
+                    r.time,
+                    r.actor.user,
+                    r.actor.uid,
+                    r.actor.pid.map_or("-".to_owned(), |p| p.to_string()),
+                    serde_json::to_string(&r.actor.via)
+                        .unwrap_or_default()
+                        .trim_matches('"'),
+                    r.action,
+                    result,
+                    r.revision,
+                    r.before,
+                    r.after
+                );
+            }
+            if report.records.is_empty() {
+                let _ = writeln!(out, "no matching records in {}", report.files.join(", "));
+            }
+        }
+        Reply::Verify(v) => match &v.first_break {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "intact: {} records in {}; the chain ends at {}",
+                    v.records,
+                    v.files.join(", "),
+                    v.last_hash
+                );
+            }
+            Some(b) => {
+                let _ = writeln!(
+                    out,
+                    "BROKEN at {} line {}{}: {} ({} records before it are intact)",
+                    b.file,
+                    b.line,
+                    b.seq.map_or(String::new(), |s| format!(" (seq {s})")),
+                    b.why,
+                    v.records
+                );
+            }
+        },
     }
     out
 }

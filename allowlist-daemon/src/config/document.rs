@@ -21,6 +21,8 @@ const KEYS: &[&str] = &[
     "control_group",
     "state_dir",
     "audit_log",
+    "audit_max_bytes",
+    "audit_keep_files",
     "bpffs_dir",
     "xdp_mode",
     "detach_on_exit",
@@ -86,6 +88,16 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
             "control_group" => reader.group_name(item, &mut config.control_group),
             "state_dir" => reader.absolute_path(key, item, &mut config.state_dir),
             "audit_log" => reader.absolute_path(key, item, &mut config.audit_log),
+            "audit_max_bytes" => {
+                config.audit_max_bytes = reader
+                    .whole_number(key, item, 0..=1 << 40, "0 keeps one file forever")
+                    .unwrap_or(config.audit_max_bytes);
+            }
+            "audit_keep_files" => {
+                config.audit_keep_files = reader
+                    .whole_number(key, item, 1..=1000, "rotated files to keep")
+                    .map_or(config.audit_keep_files, |n| n as u32);
+            }
             "bpffs_dir" => reader.absolute_path(key, item, &mut config.bpffs_dir),
             "xdp_mode" => config.xdp_mode = reader.xdp_mode(item).unwrap_or(config.xdp_mode),
             "list_files" => {
@@ -260,6 +272,28 @@ impl Reader<'_> {
                     self.found(item)
                 );
                 self.fail("max_entries", item.span(), None, message);
+                None
+            }
+        }
+    }
+
+    fn whole_number(
+        &mut self,
+        key: &str,
+        item: &Item,
+        range: std::ops::RangeInclusive<u64>,
+        what: &str,
+    ) -> Option<u64> {
+        match item.as_integer().and_then(|n| u64::try_from(n).ok()) {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                let message = format!(
+                    "must be a whole number in {}..={} ({what}), {}",
+                    range.start(),
+                    range.end(),
+                    self.found(item)
+                );
+                self.fail(key, item.span(), None, message);
                 None
             }
         }

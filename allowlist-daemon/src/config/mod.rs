@@ -73,6 +73,10 @@ pub struct Config {
     pub control_group: String,
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
+    /// Rotate the audit log when it reaches this size (0: never).
+    pub audit_max_bytes: u64,
+    /// How many rotated audit files to keep.
+    pub audit_keep_files: u32,
     pub bpffs_dir: PathBuf,
     pub xdp_mode: XdpModeSetting,
     /// Whether to detach the program when the daemon exits (otherwise it keeps enforcing).
@@ -118,6 +122,8 @@ impl Config {
             control_group: "root".to_owned(),
             state_dir: PathBuf::from("/var/lib/allowlist"),
             audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),
+            audit_max_bytes: 10 << 20,
+            audit_keep_files: 10,
             bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
             xdp_mode: XdpModeSetting::Auto,
             detach_on_exit: true,

@@ -41,6 +41,8 @@ fn defaults() -> Result<(), ConfigError> {
         control_group: "root".to_owned(),
         state_dir: PathBuf::from("/var/lib/allowlist"),
         audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),
+        audit_max_bytes: 10 << 20,
+        audit_keep_files: 10,
         bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
         xdp_mode: XdpModeSetting::Auto,
         detach_on_exit: true,
@@ -70,6 +72,8 @@ control_socket = "/run/al/sock"
 control_group = "adm"
 state_dir = "/var/lib/al"
 audit_log = "/var/log/al/audit.jsonl"
+audit_max_bytes = 1000000
+audit_keep_files = 3
 bpffs_dir = "/sys/fs/bpf/al"
 xdp_mode = "generic"
 detach_on_exit = false
@@ -103,13 +107,15 @@ cidr = "2001:db8::/32"
         control_group: "adm".to_owned(),
         state_dir: PathBuf::from("/var/lib/al"),
         audit_log: PathBuf::from("/var/log/al/audit.jsonl"),
+        audit_max_bytes: 1000000,
+        audit_keep_files: 3,
         bpffs_dir: PathBuf::from("/sys/fs/bpf/al"),
         xdp_mode: XdpModeSetting::Generic,
         detach_on_exit: false,
         list_files: vec![list.clone()],
         entries: vec![
-            entry("198.18.0.0/24", "office", &path, 16),
-            entry("2001:db8::/32", "", &path, 20),
+            entry("198.18.0.0/24", "office", &path, 18),
+            entry("2001:db8::/32", "", &path, 22),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
     };
@@ -150,7 +156,7 @@ fn unknown_keys_are_refused_with_a_suggestion() {
             at(
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
-                 max_entries, control_socket, control_group, state_dir, audit_log, bpffs_dir, xdp_mode, \
+                 max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
                  detach_on_exit, list_files, entries)"
             ),
         ]

@@ -71,19 +71,18 @@ pub enum Command {
         dry_run: bool,
     },
     Confirm,
-}
-
-impl Command {
-    pub fn changes_rules(&self) -> bool {
-        matches!(
-            self,
-            Command::Add { .. }
-                | Command::Edit { .. }
-                | Command::Remove { .. }
-                | Command::Activate { .. }
-                | Command::Deactivate
-        )
-    }
+    EmergencyDisable {
+        reason: String,
+        for_secs: u64,
+    },
+    EmergencyEnd,
+    /// Audit records, oldest first, optionally only since a time and of one action.
+    Audit {
+        since: Option<String>,
+        action: Option<String>,
+    },
+    /// Verify the daemon's own audit log files.
+    AuditVerify,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -120,11 +119,30 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reply {
-    Status(Status),
+    Status(Box<Status>),
     List(EntryList),
     Changed(Changed),
     Test(TestReport),
     Reload(ReloadReport),
+    Audit(AuditReport),
+    Verify(crate::audit::Verification),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub files: Vec<String>,
+    pub records: Vec<crate::audit::Record>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmergencyStatus {
+    /// RFC 3339, UTC.
+    pub until: String,
+    /// The same deadline in this machine's local time.
+    pub until_local: String,
+    pub remaining_secs: u64,
+    pub reason: String,
+    pub by: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -145,6 +163,7 @@ pub struct Status {
     /// Every reason's count over all interfaces, by reason name.
     pub counters: BTreeMap<String, u64>,
     pub pending_confirmation: Option<Pending>,
+    pub emergency: Option<EmergencyStatus>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

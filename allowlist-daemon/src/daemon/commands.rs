@@ -9,28 +9,25 @@ use allowlist_common::verdict::Reason;
 use ipnet::IpNet;
 use tracing::info;
 
+use serde_json::json;
+
+use super::diff::{self, entry_info};
 use super::{Daemon, PendingChange, read_config, totals};
+use crate::audit::{self, Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
 use crate::config::{Config, Entry, parse_net};
 use crate::control::protocol::{
-    ChangeOptions, Changed, Command, EntryInfo, EntryList, ErrorKind, InterfaceStatus, Pending,
-    PortVerdict, ReloadReport, Reply, Response, Status, TestReport,
+    AuditReport, ChangeOptions, Changed, Command, EmergencyStatus, EntryList, ErrorKind,
+    InterfaceStatus, Pending, PortVerdict, ReloadReport, Reply, Response, Status, TestReport,
 };
 use crate::control::server::Peer;
+use crate::emergency::{self, Emergency};
 
 /// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
 /// list hostage for long.
 const MAX_CONFIRM_WINDOW: Duration = Duration::from_secs(3600);
 
 type Refusal = (ErrorKind, String);
-
-fn entry_info(entry: &Entry) -> EntryInfo {
-    EntryInfo {
-        cidr: entry.net.to_string(),
-        comment: entry.comment.clone(),
-        origin: entry.origin.to_string(),
-    }
-}
 
 fn invalid(message: impl Into<String>) -> Refusal {
     (ErrorKind::Invalid, message.into())
@@ -48,7 +45,7 @@ impl Daemon {
         peer: &Peer,
     ) -> Response {
         let result = match command {
-            Command::Status => Ok(Reply::Status(self.status())),
+            Command::Status => Ok(Reply::Status(Box::new(self.status()))),
             Command::List => Ok(Reply::List(EntryList {
                 revision: self.revision,
                 active: self.config.active,
@@ -57,6 +54,14 @@ impl Daemon {
             Command::Test { ip, port } => self.test(&ip, port),
             Command::Reload { dry_run } => self.reload_request(dry_run, peer),
             Command::Confirm => self.confirm(peer),
+            Command::EmergencyDisable { reason, for_secs } => self
+                .emergency_disable(&reason, for_secs, peer)
+                .map(Reply::Changed),
+            Command::EmergencyEnd => self.emergency_end(peer).map(Reply::Changed),
+            Command::Audit { since, action } => {
+                self.audit_records(since.as_deref(), action.as_deref())
+            }
+            Command::AuditVerify => self.audit_verify(),
             change => self.change(change, &options, peer).map(Reply::Changed),
         };
         match result {
@@ -113,6 +118,15 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             counters: by_reason,
             pending_confirmation: self.pending_info(),
+            emergency: self.emergency.as_ref().and_then(|e| {
+                Some(EmergencyStatus {
+                    remaining_secs: e.remaining()?.as_secs(),
+                    until: e.until_utc(),
+                    until_local: e.until_local(),
+                    reason: e.reason.clone(),
+                    by: e.by.clone(),
+                })
+            }),
         }
     }
 
@@ -153,6 +167,12 @@ impl Daemon {
                     format!("allowed by {} ({})", e.net, e.comment)
                 }
                 (Reason::PassInactive, _) => "allowed: the list is inactive".to_owned(),
+                (Reason::PassEmergency, _) => format!(
+                    "allowed by the emergency disable{} (no entry covers {addr}; port {port} is protected)",
+                    self.emergency
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" until {}", e.until_local()))
+                ),
                 (Reason::PassUnprotectedPort, _) => {
                     format!("allowed: port {port} is not protected")
                 }
@@ -181,7 +201,7 @@ impl Daemon {
     fn reload_request(&mut self, dry_run: bool, peer: &Peer) -> Result<Reply, Refusal> {
         if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
-            let (added, removed) = entry_diff(&self.config, &new);
+            let (added, removed) = diff::entries(&self.config, &new);
             let summary = format!(
                 "would apply +{} -{} entries{}",
                 added.len(),
@@ -202,10 +222,10 @@ impl Daemon {
                 summary,
             }));
         }
-        let old = self.config.clone();
-        let summary = self.reload().map_err(|e| invalid(format!("{e:#}")))?;
+        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let (summary, old) = self.reload(actor).map_err(invalid)?;
         info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
-        let (added, removed) = entry_diff(&old, &self.config);
+        let (added, removed) = diff::entries(&old, &self.config);
         Ok(Reply::Reload(ReloadReport {
             dry_run,
             revision: self.revision,
@@ -216,10 +236,21 @@ impl Daemon {
     }
 
     fn confirm(&mut self, peer: &Peer) -> Result<Reply, Refusal> {
-        let pending = self
-            .pending
-            .take()
-            .ok_or_else(|| invalid("nothing awaits confirmation"))?;
+        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let Some(description) = self.pending.as_ref().map(|p| p.description.clone()) else {
+            self.record_refusal(actor, "confirm", "nothing awaits confirmation");
+            return Err(invalid("nothing awaits confirmation"));
+        };
+        self.record(
+            actor,
+            "confirm",
+            json!({ "pending": description }),
+            json!({ "pending": null }),
+            Outcome::Ok,
+            self.revision,
+        )
+        .map_err(|m| (ErrorKind::Internal, m))?;
+        let pending = self.pending.take().expect("checked above");
         info!(uid = peer.uid, "confirmed `{}`", pending.description);
         Ok(Reply::Changed(Changed {
             revision: self.revision,
@@ -234,6 +265,103 @@ impl Daemon {
         options: &ChangeOptions,
         peer: &Peer,
     ) -> Result<Changed, Refusal> {
+        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let action = match &command {
+            Command::Add { .. } => "add",
+            Command::Edit { .. } => "edit",
+            Command::Remove { .. } => "remove",
+            Command::Activate { .. } => "activate",
+            _ => "deactivate",
+        };
+        let (new, new_text, description) = match self.prepare_change(&command, options) {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                self.record_refusal(actor, action, &refusal.1);
+                return Err(refusal);
+            }
+        };
+        let (before, after) = diff::audit_values(&self.config, &new);
+        self.record(
+            actor.clone(),
+            action,
+            before,
+            after,
+            Outcome::Ok,
+            self.revision + 1,
+        )
+        .map_err(|m| (ErrorKind::Internal, m))?;
+        let failed = |daemon: &mut Daemon, refusal: Refusal| {
+            let reason = Outcome::Failed {
+                reason: refusal.1.clone(),
+            };
+            let revision = daemon.revision;
+            let _ = daemon.record(
+                actor.clone(),
+                action,
+                json!(null),
+                json!(null),
+                reason,
+                revision,
+            );
+            refusal
+        };
+        let path = self.config.path.clone();
+        if let Err(e) = write_atomic(&path, &new_text) {
+            let refusal = (
+                ErrorKind::Internal,
+                format!("writing {}: {e}; nothing changed", path.display()),
+            );
+            return Err(failed(self, refusal));
+        }
+        let old_config = self.config.clone();
+        let old_text = self.config_text.clone();
+        let summary = match self.switch_to(new, new_text) {
+            Ok(summary) => summary,
+            Err(e) => {
+                // Put the file back so that it keeps describing what the kernel enforces.
+                let restored = write_atomic(&path, &old_text);
+                let reapplied = self.filter.apply(&old_config.rules());
+                let refusal = (
+                    ErrorKind::Internal,
+                    format!(
+                        "applying `{description}` failed: {e:#}; {}",
+                        match (restored, reapplied) {
+                            (Ok(()), Ok(_)) => "the config file and maps were restored".to_owned(),
+                            (r, a) =>
+                                format!("restoring also failed: file {r:?}, maps {:?}", a.err()),
+                        }
+                    ),
+                );
+                return Err(failed(self, refusal));
+            }
+        };
+        info!(uid = peer.uid, pid = peer.pid, "{description}: {summary}");
+        if let Some(secs) = options.confirm_within_secs {
+            let window = Duration::from_secs(secs).min(MAX_CONFIRM_WINDOW);
+            self.pending = Some(PendingChange {
+                deadline: tokio::time::Instant::now() + window,
+                description: description.clone(),
+                restore_text: old_text,
+                restore_config: old_config,
+            });
+            info!(
+                "`{description}` rolls back in {}s unless confirmed",
+                window.as_secs()
+            );
+        }
+        Ok(Changed {
+            revision: self.revision,
+            summary: format!("{description}: {summary}"),
+            pending_confirmation: self.pending_info(),
+        })
+    }
+
+    /// Every check a change must pass, and what it would make of the config file.
+    fn prepare_change(
+        &self,
+        command: &Command,
+        options: &ChangeOptions,
+    ) -> Result<(Config, String, String), Refusal> {
         if let Some(pending) = &self.pending {
             return Err((
                 ErrorKind::Pending,
@@ -267,7 +395,7 @@ impl Daemon {
                 "config changed on disk; run `allowlistctl reload` first (or `reload --dry-run` to see how)".into(),
             ));
         }
-        let (new_text, description) = self.edited_text(&command, options)?;
+        let (new_text, description) = self.edited_text(command, options)?;
         let new = Config::parse(&path, &new_text).map_err(|e| invalid(e.to_string()))?;
         new.check_interfaces_exist()
             .map_err(|e| invalid(e.to_string()))?;
@@ -287,52 +415,7 @@ impl Daemon {
                 ),
             ));
         }
-        write_atomic(&path, &new_text).map_err(|e| {
-            (
-                ErrorKind::Internal,
-                format!("writing {}: {e}; nothing changed", path.display()),
-            )
-        })?;
-        let old_config = self.config.clone();
-        let old_text = self.config_text.clone();
-        let summary = match self.switch_to(new, new_text) {
-            Ok(summary) => summary,
-            Err(e) => {
-                // Put the file back so that it keeps describing what the kernel enforces.
-                let restored = write_atomic(&path, &old_text);
-                let reapplied = self.filter.apply(&old_config.rules());
-                return Err((
-                    ErrorKind::Internal,
-                    format!(
-                        "applying `{description}` failed: {e:#}; {}",
-                        match (restored, reapplied) {
-                            (Ok(()), Ok(_)) => "the config file and maps were restored".to_owned(),
-                            (r, a) =>
-                                format!("restoring also failed: file {r:?}, maps {:?}", a.err()),
-                        }
-                    ),
-                ));
-            }
-        };
-        info!(uid = peer.uid, pid = peer.pid, "{description}: {summary}");
-        if let Some(secs) = options.confirm_within_secs {
-            let window = Duration::from_secs(secs).min(MAX_CONFIRM_WINDOW);
-            self.pending = Some(PendingChange {
-                deadline: tokio::time::Instant::now() + window,
-                description: description.clone(),
-                restore_text: old_text,
-                restore_config: old_config,
-            });
-            info!(
-                "`{description}` rolls back in {}s unless confirmed",
-                window.as_secs()
-            );
-        }
-        Ok(Changed {
-            revision: self.revision,
-            summary: format!("{description}: {summary}"),
-            pending_confirmation: self.pending_info(),
-        })
+        Ok((new, new_text, description))
     }
 
     /// The config text after `command`, and a one-line description of the change.
@@ -402,7 +485,11 @@ impl Daemon {
             | Command::List
             | Command::Test { .. }
             | Command::Reload { .. }
-            | Command::Confirm => unreachable!("handle() routes read-only commands elsewhere"),
+            | Command::Confirm
+            | Command::EmergencyDisable { .. }
+            | Command::EmergencyEnd
+            | Command::Audit { .. }
+            | Command::AuditVerify => unreachable!("handle() routes these elsewhere"),
         };
         Ok((doc.to_text(), description))
     }
@@ -460,21 +547,122 @@ impl Daemon {
     }
 }
 
-/// Entries only in `new` and entries only in `old`.
-fn entry_diff(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
-    let old_nets: std::collections::HashSet<IpNet> = old.entries.iter().map(|e| e.net).collect();
-    let new_nets: std::collections::HashSet<IpNet> = new.entries.iter().map(|e| e.net).collect();
-    let added = new
-        .entries
-        .iter()
-        .filter(|e| !old_nets.contains(&e.net))
-        .map(entry_info)
-        .collect();
-    let removed = old
-        .entries
-        .iter()
-        .filter(|e| !new_nets.contains(&e.net))
-        .map(entry_info)
-        .collect();
-    (added, removed)
+impl Daemon {
+    fn emergency_disable(
+        &mut self,
+        reason: &str,
+        for_secs: u64,
+        peer: &Peer,
+    ) -> Result<Changed, Refusal> {
+        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let duration = Duration::from_secs(for_secs);
+        if let Err(rule) = emergency::check(duration, reason) {
+            self.record_refusal(actor, "emergency-start", &rule);
+            return Err(invalid(rule));
+        }
+        let new = Emergency::start(duration, reason, &actor.user);
+        self.record(
+            actor,
+            "emergency-start",
+            json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
+            json!({ "emergency": new.describe() }),
+            Outcome::Ok,
+            self.revision,
+        )
+        .map_err(|m| (ErrorKind::Internal, m))?;
+        let summary = format!(
+            "EMERGENCY DISABLE until {} ({}): new connections from any source are let in; reason: {}",
+            new.until_local(),
+            humantime::format_duration(duration),
+            new.reason
+        );
+        self.set_emergency(Some(new))
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        tracing::warn!(uid = peer.uid, "{summary}");
+        Ok(Changed {
+            revision: self.revision,
+            summary,
+            pending_confirmation: None,
+        })
+    }
+
+    fn emergency_end(&mut self, peer: &Peer) -> Result<Changed, Refusal> {
+        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let Some(current) = self.emergency.clone() else {
+            self.record_refusal(actor, "emergency-end", "no emergency disable is in force");
+            return Err(invalid("no emergency disable is in force"));
+        };
+        self.record(
+            actor,
+            "emergency-end",
+            json!({ "emergency": current.describe() }),
+            json!({ "emergency": null }),
+            Outcome::Ok,
+            self.revision,
+        )
+        .map_err(|m| (ErrorKind::Internal, m))?;
+        self.set_emergency(None)
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        info!(
+            uid = peer.uid,
+            "emergency disable ended early; enforcing again"
+        );
+        Ok(Changed {
+            revision: self.revision,
+            summary: format!(
+                "emergency disable ended (reason was: {}); enforcing again",
+                current.reason
+            ),
+            pending_confirmation: None,
+        })
+    }
+
+    fn audit_records(&self, since: Option<&str>, action: Option<&str>) -> Result<Reply, Refusal> {
+        let since = since
+            .map(|text| {
+                text.parse::<jiff::Timestamp>()
+                    .or_else(|_| {
+                        let ago = humantime::parse_duration(text).map_err(|_| ())?;
+                        let ago = jiff::SignedDuration::try_from(ago).map_err(|_| ())?;
+                        jiff::Timestamp::now().checked_sub(ago).map_err(|_| ())
+                    })
+                    .map_err(|()| invalid(format!("--since `{text}`: give an RFC 3339 time (2026-11-23T14:00:00Z) or a duration ago (2h)")))
+            })
+            .transpose()?;
+        let files = self.audit.files();
+        let records = audit::read(&files)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?
+            .into_iter()
+            .filter(|r| action.is_none_or(|a| r.action == a))
+            .filter(|r| {
+                since
+                    .is_none_or(|since| r.time.parse::<jiff::Timestamp>().is_ok_and(|t| t >= since))
+            })
+            .collect();
+        Ok(Reply::Audit(AuditReport {
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            records,
+        }))
+    }
+
+    /// Verifies the daemon's own files, and that they end where the daemon's chain ends (so
+    /// records cut off the end are caught too).
+    fn audit_verify(&self) -> Result<Reply, Refusal> {
+        let mut verification =
+            audit::verify(&self.audit.files()).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        if verification.first_break.is_none() && verification.last_hash != self.audit.last_hash() {
+            let path = self.audit.path().display().to_string();
+            verification.first_break = Some(audit::Break {
+                line: std::fs::read_to_string(self.audit.path())
+                    .map_or(0, |t| t.lines().count() + 1),
+                file: path,
+                seq: Some(self.audit.last_seq()),
+                why: format!(
+                    "the log ends before seq {}, the last record allowlistd wrote (records cut off the end)",
+                    self.audit.last_seq()
+                ),
+            });
+        }
+        Ok(Reply::Verify(verification))
+    }
 }

@@ -4,20 +4,24 @@
 //! so changes from signals and from clients are applied one at a time.
 
 mod commands;
+mod diff;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use allowlist_common::verdict::Reason;
 use anyhow::{Context, Result};
+use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::attach::Attachments;
+use crate::audit::{Actor, AuditLog, Event, Outcome, Via};
 use crate::bpffs::PinDir;
 use crate::config::{Config, edit::write_atomic};
 use crate::control::server;
+use crate::emergency::{self, Emergency};
 use crate::filter::{Changes, Filter};
 
 /// How often vanished or returning interfaces are noticed.
@@ -35,6 +39,15 @@ struct Daemon {
     started: Instant,
     /// A change made with `--confirm-within`, rolled back unless confirmed in time.
     pending: Option<PendingChange>,
+    audit: AuditLog,
+    emergency: Option<Emergency>,
+}
+
+/// Start-up requests from the command line.
+#[derive(Default)]
+pub struct StartOptions {
+    /// The break-glass path: an emergency disable from the console, with its reason.
+    pub emergency: Option<(Duration, String)>,
 }
 
 struct PendingChange {
@@ -53,7 +66,7 @@ fn read_config(path: &Path) -> Result<(Config, String)> {
     Ok((config, text))
 }
 
-pub async fn run(config_path: &Path) -> Result<()> {
+pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
     // Handlers first: a signal that arrives while starting must not kill the daemon with the
     // default action, leaving pins and links behind.
     let mut hup = signal(SignalKind::hangup())?;
@@ -61,8 +74,16 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let (config, config_text) = read_config(config_path)?;
+    if let Some((duration, reason)) = &start.emergency {
+        emergency::check(*duration, reason).map_err(anyhow::Error::msg)?;
+    }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
+    let audit = AuditLog::open(
+        &config.audit_log,
+        config.audit_max_bytes,
+        config.audit_keep_files,
+    )?;
     let pins = PinDir::open(&config.bpffs_dir)?;
     let (listener, gid) = server::bind(&config.control_socket, &config.control_group)?;
     let mut filter = Filter::load(config.max_entries)?;
@@ -86,8 +107,11 @@ pub async fn run(config_path: &Path) -> Result<()> {
         revision,
         started: Instant::now(),
         pending: None,
+        audit,
+        emergency: None,
     };
     daemon.save_revision();
+    daemon.start_records(start)?;
     let (tx, mut requests) = mpsc::channel(64);
     let socket = daemon.config.control_socket.clone();
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
@@ -108,6 +132,10 @@ pub async fn run(config_path: &Path) -> Result<()> {
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     let stop = loop {
         let rollback_at = daemon.pending.as_ref().map(|p| p.deadline);
+        let emergency_ends_at = daemon
+            .emergency
+            .as_ref()
+            .map(|e| tokio::time::Instant::now() + e.remaining().unwrap_or_default());
         tokio::select! {
             Some(incoming) = requests.recv() => {
                 let request = incoming.request;
@@ -115,6 +143,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 let _ = incoming.reply.send(response);
             }
             () = sleep_until(rollback_at) => daemon.roll_back(),
+            () = sleep_until(emergency_ends_at) => daemon.emergency_expired(),
             _ = hup.recv() => daemon.reload_on_signal(),
             _ = usr1.recv() => daemon.log_counters(),
             _ = watch.tick() => daemon.watch(),
@@ -147,6 +176,156 @@ fn read_revision(state_dir: &Path) -> u64 {
 }
 
 impl Daemon {
+    /// Appends an audit record (and mirrors it to the log as one line); `Err` is the refusal
+    /// to give when it cannot be written: no change may happen unaudited.
+    fn record(
+        &mut self,
+        actor: Actor,
+        action: &str,
+        before: serde_json::Value,
+        after: serde_json::Value,
+        result: Outcome,
+        revision: u64,
+    ) -> Result<(), String> {
+        let event = Event {
+            actor,
+            action: action.to_owned(),
+            before,
+            after,
+            result,
+            revision,
+        };
+        match self.audit.append(event) {
+            Ok(record) => {
+                info!(target: "audit", "{}", serde_json::to_string(&record).unwrap_or_default());
+                Ok(())
+            }
+            Err(e) => {
+                error!("{e}");
+                Err(format!(
+                    "the audit log cannot be written ({e}); refused, nothing changed"
+                ))
+            }
+        }
+    }
+
+    /// Records a refused attempt; a failure to record it only gets logged.
+    fn record_refusal(&mut self, actor: Actor, action: &str, reason: &str) {
+        let _ = self.record(
+            actor,
+            action,
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            Outcome::Refused {
+                reason: reason.to_owned(),
+            },
+            self.revision,
+        );
+    }
+
+    /// Start-up's audit records: an emergency disable that ended while the daemon was down,
+    /// one that continues, a break-glass one from the command line, and the start itself.
+    fn start_records(&mut self, start: StartOptions) -> Result<()> {
+        let state_dir = self.config.state_dir.clone();
+        if let Some(persisted) = emergency::load(&state_dir)? {
+            match persisted.clone().resume() {
+                Some(e) => {
+                    info!(
+                        "emergency disable still in force until {} (reason: {})",
+                        e.until_local(),
+                        e.reason
+                    );
+                    self.emergency = Some(e);
+                }
+                None => {
+                    self.record(
+                        Actor::daemon(Via::Expiry),
+                        "emergency-expiry",
+                        json!({ "emergency": persisted.describe() }),
+                        json!({ "emergency": null, "note": "ended while allowlistd was not running" }),
+                        Outcome::Ok,
+                        self.revision,
+                    )
+                    .map_err(anyhow::Error::msg)?;
+                    info!(
+                        "the emergency disable ended while allowlistd was not running; enforcing"
+                    );
+                }
+            }
+        }
+        if let Some((duration, reason)) = start.emergency {
+            let actor = Actor::daemon(Via::Startup);
+            let new = Emergency::start(duration, &reason, &actor.user);
+            self.record(
+                actor,
+                "emergency-start",
+                json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
+                json!({ "emergency": new.describe() }),
+                Outcome::Ok,
+                self.revision,
+            )
+            .map_err(anyhow::Error::msg)?;
+            warn!(
+                "EMERGENCY DISABLE from the command line until {} (reason: {})",
+                new.until_local(),
+                new.reason
+            );
+            self.emergency = Some(new);
+        }
+        emergency::save(&state_dir, self.emergency.as_ref())
+            .with_context(|| format!("saving the emergency state in {}", state_dir.display()))?;
+        self.filter
+            .set_emergency(self.emergency.as_ref().map_or(0, |e| e.until_boot_ns))?;
+        let after = json!({
+            "active": self.config.active,
+            "entries": self.config.entries.len(),
+            "protected_tcp_ports": self.config.protected_tcp_ports,
+            "interfaces": self.config.interfaces,
+        });
+        self.record(
+            Actor::daemon(Via::Startup),
+            "start",
+            serde_json::Value::Null,
+            after,
+            Outcome::Ok,
+            self.revision,
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    /// Starts or replaces the emergency disable, or with `None` ends it.
+    fn set_emergency(&mut self, new: Option<Emergency>) -> Result<()> {
+        self.filter
+            .set_emergency(new.as_ref().map_or(0, |e| e.until_boot_ns))?;
+        emergency::save(&self.config.state_dir, new.as_ref())
+            .context("saving the emergency state")?;
+        self.emergency = new;
+        Ok(())
+    }
+
+    fn emergency_expired(&mut self) {
+        let Some(ended) = self.emergency.clone() else {
+            return;
+        };
+        // The kernel already enforces again (it compares the deadline itself); this records
+        // it and clears the state.
+        let _ = self.record(
+            Actor::daemon(Via::Expiry),
+            "emergency-expiry",
+            json!({ "emergency": ended.describe() }),
+            json!({ "emergency": null }),
+            Outcome::Ok,
+            self.revision,
+        );
+        match self.set_emergency(None) {
+            Ok(()) => warn!(
+                "emergency disable ended (reason was: {}); enforcing again",
+                ended.reason
+            ),
+            Err(e) => error!("clearing the ended emergency disable: {e:#}"),
+        }
+    }
+
     fn save_revision(&self) {
         let path = revision_path(&self.config.state_dir);
         if let Err(e) = write_atomic(&path, &format!("{}\n", self.revision)) {
@@ -191,27 +370,64 @@ impl Daemon {
         Ok(format!("{summary}, revision {}", self.revision))
     }
 
-    /// Re-reads the file; `Err` says why nothing changed.
-    fn reload(&mut self) -> Result<String> {
-        if let Some(pending) = &self.pending {
-            anyhow::bail!(
+    /// Re-reads the file and applies it, audited; `Err` says why nothing changed. Returns
+    /// the summary and the config it replaced.
+    fn reload(&mut self, actor: Actor) -> Result<(String, Config), String> {
+        let prepared = match &self.pending {
+            Some(pending) => Err(format!(
                 "a change awaits confirmation ({}); run `allowlistctl confirm` or wait for its rollback first",
                 pending.description
-            );
+            )),
+            None => read_config(&self.config.path)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|(new, text)| match needs_restart(&self.config, &new) {
+                    Some(why) => Err(why),
+                    None => Ok((new, text)),
+                }),
+        };
+        let (new, text) = match prepared {
+            Ok(ok) => ok,
+            Err(why) => {
+                self.record_refusal(actor, "reload", &why);
+                return Err(why);
+            }
+        };
+        let (before, after) = diff::audit_values(&self.config, &new);
+        self.record(
+            actor.clone(),
+            "reload",
+            before,
+            after,
+            Outcome::Ok,
+            self.revision + 1,
+        )?;
+        let old = self.config.clone();
+        match self.switch_to(new, text) {
+            Ok(summary) => Ok((summary, old)),
+            Err(e) => {
+                // Maps and links keep whatever state they reached: every step of apply keeps
+                // allowed sources allowed, and the next reload converges from there.
+                let why = format!("applying the reloaded config failed part-way: {e:#}");
+                let failed = Outcome::Failed {
+                    reason: why.clone(),
+                };
+                let _ = self.record(
+                    actor,
+                    "reload",
+                    json!(null),
+                    json!(null),
+                    failed,
+                    self.revision,
+                );
+                Err(why)
+            }
         }
-        let (new, text) = read_config(&self.config.path)?;
-        if let Some(why) = needs_restart(&self.config, &new) {
-            anyhow::bail!(why);
-        }
-        self.switch_to(new, text)
     }
 
     fn reload_on_signal(&mut self) {
-        match self.reload() {
-            Ok(summary) => info!("reload applied: {summary}"),
-            // Maps and links keep whatever state they reached: every step of apply keeps
-            // allowed sources allowed, and the next reload converges from there.
-            Err(e) => error!("reload failed, still enforcing the previous config: {e:#}"),
+        match self.reload(Actor::daemon(Via::Signal)) {
+            Ok((summary, _)) => info!("reload applied: {summary}"),
+            Err(e) => error!("reload failed, still enforcing the previous config: {e}"),
         }
     }
 
@@ -219,6 +435,26 @@ impl Daemon {
         let Some(pending) = self.pending.take() else {
             return;
         };
+        let (before, after) = diff::audit_values(&self.config, &pending.restore_config);
+        let note = json!({ "unconfirmed": pending.description });
+        let after = match after {
+            serde_json::Value::Object(mut map) => {
+                map.insert("rolled_back".into(), note);
+                serde_json::Value::Object(map)
+            }
+            other => other,
+        };
+        if let Err(e) = self.record(
+            Actor::daemon(Via::Expiry),
+            "rollback",
+            before,
+            after,
+            Outcome::Ok,
+            self.revision + 1,
+        ) {
+            error!("not rolling back `{}`: {e}", pending.description);
+            return;
+        }
         let result = write_atomic(&pending.restore_config.path, &pending.restore_text)
             .context("restoring the config file")
             .and_then(|()| self.switch_to(pending.restore_config, pending.restore_text));
@@ -292,6 +528,15 @@ impl Daemon {
 
     fn stop(mut self, signal: &str) -> Result<()> {
         self.log_counters();
+        let after = json!({ "detached": self.config.detach_on_exit, "signal": signal });
+        let _ = self.record(
+            Actor::daemon(Via::Signal),
+            "stop",
+            serde_json::Value::Null,
+            after,
+            Outcome::Ok,
+            self.revision,
+        );
         if !self.config.detach_on_exit {
             info!("{signal}: exiting and leaving the filter enforcing (detach_on_exit = false)");
             return Ok(());

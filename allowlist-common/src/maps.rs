@@ -12,6 +12,9 @@ pub const PORTS: &str = "PORTS";
 pub const SETTINGS: &str = "SETTINGS";
 /// Per-CPU [`Counters`] keyed by ingress ifindex (u32).
 pub const COUNTERS: &str = "COUNTERS";
+/// Per-CPU [`HitStat`] indexed by entry id (the value the tries return); pinned, so that hit
+/// counts outlive the daemon.
+pub const HITS: &str = "HITS";
 /// IPv4 prefilter: two bits per /24 (see [`V4Slot`]).
 pub const PREFILTER_V4: &str = "PREFILTER_V4";
 /// IPv6 prefilter: one bit per hashed /32, set when an entry may cover addresses in it.
@@ -103,9 +106,19 @@ impl Default for Counters {
     }
 }
 
+/// New connections an entry let in, per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HitStat {
+    pub packets: u64,
+    /// bpf_ktime_get_boot_ns() of the latest one; 0 if none.
+    pub last_seen_ns: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both are #[repr(C)], made only of integers, with no implicit padding.
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::HitStat {}
 }

@@ -14,12 +14,12 @@
 #![no_std]
 #![no_main]
 
-use core::mem::size_of;
+use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        Counters, MAX_INTERFACES, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
-        V4Slot, v4_slot_position, v6_bit, v6_first32,
+        Counters, HitStat, MAX_INTERFACES, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS,
+        Settings, V4Slot, v4_slot_position, v6_bit, v6_first32,
     },
     verdict::{Parsed, Reason, Rules, Source, decide},
 };
@@ -27,7 +27,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
     helpers::bpf_ktime_get_boot_ns,
     macros::{map, xdp},
-    maps::{Array, LpmTrie, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
     programs::XdpContext,
 };
 
@@ -47,6 +47,9 @@ static PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(MAX_INTERFACES, 0);
+/// Sized by the daemon: one slot per possible entry id.
+#[map]
+static HITS: PerCpuArray<HitStat> = PerCpuArray::with_max_entries(2049, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -69,8 +72,14 @@ const TCP_THROUGH_FLAGS: usize = 14;
 
 #[xdp]
 pub fn allowlist(ctx: XdpContext) -> u32 {
-    let reason = decide(parse(&ctx), &KernelRules);
+    let rules = KernelRules {
+        entry: Cell::new(0),
+    };
+    let reason = decide(parse(&ctx), &rules);
     count(&ctx, reason);
+    if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
+        count_hit(rules.entry.get());
+    }
     if reason.is_drop() {
         xdp_action::XDP_DROP
     } else {
@@ -260,8 +269,11 @@ fn parse_tcp(
     Parsed::Opaque { src, dport }
 }
 
-/// The decision's view of the maps.
-struct KernelRules;
+/// The decision's view of the maps. `covered` notes the id of the entry it found, for the
+/// per-entry hit counters.
+struct KernelRules {
+    entry: Cell<u32>,
+}
 
 impl KernelRules {
     #[inline(always)]
@@ -293,10 +305,18 @@ impl Rules for KernelRules {
             Source::V4(addr) => {
                 let (word, shift) = v4_slot_position(addr);
                 let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
-                match V4Slot::from_bits(bits) {
-                    V4Slot::None => false,
-                    V4Slot::Whole => true,
-                    V4Slot::Partial => ALLOW_V4.get(Key::new(32, addr)).is_some(),
+                let slot = V4Slot::from_bits(bits);
+                if slot == V4Slot::None {
+                    return false;
+                }
+                // A whole /24 is covered whatever the trie says; it is still asked, for the id
+                // of the entry to count the hit against (only allowed SYNs get here).
+                match ALLOW_V4.get(Key::new(32, addr)) {
+                    Some(id) => {
+                        self.entry.set(*id);
+                        true
+                    }
+                    None => slot == V4Slot::Whole,
                 }
             }
             Source::V6(addr) => {
@@ -307,7 +327,13 @@ impl Rules for KernelRules {
                         return false;
                     }
                 }
-                ALLOW_V6.get(Key::new(128, addr)).is_some()
+                match ALLOW_V6.get(Key::new(128, addr)) {
+                    Some(id) => {
+                        self.entry.set(*id);
+                        true
+                    }
+                    None => false,
+                }
             }
         }
     }
@@ -326,6 +352,17 @@ impl KernelRules {
         let until = Self::settings().emergency_until_ns;
         // SAFETY: a helper without arguments, available to XDP programs.
         until != 0 && unsafe { bpf_ktime_get_boot_ns() } < until
+    }
+}
+
+#[inline(always)]
+fn count_hit(id: u32) {
+    if let Some(stat) = HITS.get_ptr_mut(id) {
+        // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+        unsafe {
+            (*stat).packets += 1;
+            (*stat).last_seen_ns = bpf_ktime_get_boot_ns();
+        }
     }
 }
 

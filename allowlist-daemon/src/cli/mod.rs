@@ -41,8 +41,12 @@ pub struct Cli {
 enum Cmd {
     /// Active or not, entries and capacity, ports, interfaces, revision, counters, uptime.
     Status,
-    /// Every entry with its comment and where it is written.
-    List,
+    /// Every entry with its comment, where it is written, and its hits.
+    List {
+        /// Only entries with no new connection for this long, e.g. 30d (never-hit ones too).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        unused: Option<Duration>,
+    },
     /// Add a network or single address.
     Add {
         /// e.g. 198.18.1.0/24, 2001:db8::/48, 198.18.7.7
@@ -201,7 +205,12 @@ impl ChangeArgs {
 fn request(command: Cmd) -> Result<Request, String> {
     let (command, options) = match command {
         Cmd::Status => (Command::Status, ChangeOptions::default()),
-        Cmd::List => (Command::List, ChangeOptions::default()),
+        Cmd::List { unused } => (
+            Command::List {
+                unused_for_secs: unused.map(|d| d.as_secs()),
+            },
+            ChangeOptions::default(),
+        ),
         Cmd::Add {
             cidr,
             comment,

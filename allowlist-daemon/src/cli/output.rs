@@ -70,7 +70,7 @@ pub fn render(reply: &Reply) -> String {
                 if list.active { "active" } else { "inactive" },
                 list.entries.len()
             );
-            render_entries(&mut out, &list.entries, "");
+            render_entries(&mut out, &list.entries, "", true);
         }
         Reply::Changed(changed) => {
             let _ = writeln!(out, "{}", changed.summary);
@@ -87,8 +87,8 @@ pub fn render(reply: &Reply) -> String {
             }
         }
         Reply::Reload(report) => {
-            render_entries(&mut out, &report.added, "+ ");
-            render_entries(&mut out, &report.removed, "- ");
+            render_entries(&mut out, &report.added, "+ ", false);
+            render_entries(&mut out, &report.removed, "- ", false);
             let _ = writeln!(
                 out,
                 "{}{}",
@@ -163,7 +163,8 @@ fn render_pending(out: &mut String, p: &Pending) {
     );
 }
 
-fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str) {
+/// One line per entry; with `hits`, the new connections it let in and the latest one.
+fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: bool) {
     let width = entries.iter().map(|e| e.cidr.len()).max().unwrap_or(0);
     for e in entries {
         let comment = if e.comment.is_empty() {
@@ -171,6 +172,15 @@ fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str) {
         } else {
             &e.comment
         };
-        let _ = writeln!(out, "{prefix}{:width$}  {comment}  [{}]", e.cidr, e.origin);
+        let _ = write!(out, "{prefix}{:width$}  {comment}  [{}]", e.cidr, e.origin);
+        if hits {
+            let _ = write!(
+                out,
+                "  hits {} (last {})",
+                e.hits,
+                e.last_hit.as_deref().unwrap_or("never")
+            );
+        }
+        let _ = writeln!(out);
     }
 }

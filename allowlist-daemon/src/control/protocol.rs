@@ -46,7 +46,10 @@ pub struct Caller {
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum Command {
     Status,
-    List,
+    List {
+        /// Only entries without a hit for this many seconds (never-hit ones included).
+        unused_for_secs: Option<u64>,
+    },
     Add {
         cidr: String,
         comment: Option<String>,
@@ -194,6 +197,12 @@ pub struct EntryInfo {
     pub comment: String,
     /// "FILE:LINE".
     pub origin: String,
+    /// New connections this entry let in (counted in the kernel; kept across restarts).
+    #[serde(default)]
+    pub hits: u64,
+    /// RFC 3339 time of the latest, if any.
+    #[serde(default)]
+    pub last_hit: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -46,11 +46,7 @@ impl Daemon {
     ) -> Response {
         let result = match command {
             Command::Status => Ok(Reply::Status(Box::new(self.status()))),
-            Command::List => Ok(Reply::List(EntryList {
-                revision: self.revision,
-                active: self.config.active,
-                entries: self.config.entries.iter().map(entry_info).collect(),
-            })),
+            Command::List { unused_for_secs } => self.list(unused_for_secs),
             Command::Test { ip, port } => self.test(&ip, port),
             Command::Reload { dry_run } => self.reload_request(dry_run, peer),
             Command::Confirm => self.confirm(peer),
@@ -128,6 +124,47 @@ impl Daemon {
                 })
             }),
         }
+    }
+
+    /// Entries with their hit counts; with `unused_for_secs`, only those not hit for that
+    /// long.
+    fn list(&self, unused_for_secs: Option<u64>) -> Result<Reply, Refusal> {
+        let hits = self
+            .filter
+            .hits()
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        let now_boot = crate::emergency::boot_ns();
+        let now = jiff::Timestamp::now();
+        let mut entries = Vec::new();
+        for entry in &self.config.entries {
+            let stat = hits.get(&entry.net).copied().unwrap_or_default();
+            // Boot-time ns of the hit, turned into wall time by its age.
+            let age = (stat.last_seen_ns != 0)
+                .then(|| Duration::from_nanos(now_boot.saturating_sub(stat.last_seen_ns)));
+            if let Some(limit) = unused_for_secs
+                && age.is_some_and(|age| age < Duration::from_secs(limit))
+            {
+                continue;
+            }
+            let mut info = entry_info(entry);
+            info.hits = stat.packets;
+            info.last_hit = age.and_then(|age| {
+                let age = jiff::SignedDuration::try_from(age).ok()?;
+                Some(
+                    now.checked_sub(age)
+                        .ok()?
+                        .round(jiff::Unit::Second)
+                        .ok()?
+                        .to_string(),
+                )
+            });
+            entries.push(info);
+        }
+        Ok(Reply::List(EntryList {
+            revision: self.revision,
+            active: self.config.active,
+            entries,
+        }))
     }
 
     fn pending_info(&self) -> Option<Pending> {
@@ -482,7 +519,7 @@ impl Daemon {
                 "deactivate".to_owned()
             }
             Command::Status
-            | Command::List
+            | Command::List { .. }
             | Command::Test { .. }
             | Command::Reload { .. }
             | Command::Confirm

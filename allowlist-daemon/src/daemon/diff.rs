@@ -14,6 +14,8 @@ pub fn entry_info(entry: &Entry) -> EntryInfo {
         cidr: entry.net.to_string(),
         comment: entry.comment.clone(),
         origin: entry.origin.to_string(),
+        hits: 0,
+        last_hit: None,
     }
 }
 

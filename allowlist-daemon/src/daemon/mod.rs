@@ -86,7 +86,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
     )?;
     let pins = PinDir::open(&config.bpffs_dir)?;
     let (listener, gid) = server::bind(&config.control_socket, &config.control_group)?;
-    let mut filter = Filter::load(config.max_entries)?;
+    let mut filter = Filter::load_with(config.max_entries, Some(pins.path()))?;
     filter.apply(&config.rules())?;
     // The maps are complete before the program reaches any interface (or replaces a previous
     // daemon's program), so there is no moment of partial enforcement.

@@ -12,13 +12,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, Counters, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
+    self as names, Counters, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, Map, MapData, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, lpm_trie::Key},
     programs::Xdp,
 };
 use std::net::IpAddr;
@@ -29,11 +29,15 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use crate::prefilter::{V4Prefilter, V6Prefilter};
 use crate::rules::Rules;
 
+mod ids;
+
+use ids::Ids;
+
 /// The compiled XDP object, built by `cargo xtask build` and embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 7] = [
+pub const MAP_NAMES: [&str; 8] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::PREFILTER_V4,
@@ -41,6 +45,7 @@ pub const MAP_NAMES: [&str; 7] = [
     names::PORTS,
     names::SETTINGS,
     names::COUNTERS,
+    names::HITS,
 ];
 
 /// A memory-mapped BPF array of u64 words (created with BPF_F_MMAPABLE).
@@ -105,9 +110,7 @@ pub struct Filter {
     v4: V4Prefilter,
     v6: V6Prefilter,
     applied: Rules,
-    ids: BTreeMap<IpNet, u32>,
-    nets: HashMap<u32, IpNet>,
-    next_id: u32,
+    ids: Ids,
     settings: Settings,
     capacity: u32,
 }
@@ -116,9 +119,41 @@ impl Filter {
     /// Loads the program with fresh, empty maps sized for `max_entries` per address family;
     /// nothing is attached or pinned yet.
     pub fn load(max_entries: u32) -> Result<Filter> {
-        let mut ebpf = EbpfLoader::new()
+        Filter::load_with(max_entries, None)
+    }
+
+    /// Like `load`, but continuing what a previous daemon pinned under `pin_dir`: its hit
+    /// and interface counters are shared (the same pinned maps), and each network keeps the
+    /// entry id it had, so its hit counts carry over.
+    pub fn load_with(max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
+        // Every entry of both families needs an id; 0 means none.
+        let id_capacity = max_entries * 2;
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(names::ALLOW_V4, max_entries)
             .map_max_entries(names::ALLOW_V6, max_entries)
+            .map_max_entries(names::HITS, id_capacity + 1);
+        let mut inherited = HashMap::new();
+        let hits_pin;
+        let counters_pin;
+        if let Some(dir) = pin_dir {
+            let maps_dir = dir.join("maps");
+            std::fs::create_dir_all(&maps_dir)
+                .with_context(|| format!("creating {}", maps_dir.display()))?;
+            inherited = previous_ids(&maps_dir)?;
+            hits_pin = maps_dir.join(names::HITS);
+            if let Ok(old) = MapData::from_pin(&hits_pin)
+                && old.info().map(|i| i.max_entries()).ok() != Some(id_capacity + 1)
+            {
+                tracing::warn!("max_entries changed: per-entry hit counters start from zero");
+                remove_pin(&hits_pin)?;
+            }
+            counters_pin = maps_dir.join(names::COUNTERS);
+            loader
+                .map_pin_path(names::HITS, hits_pin.as_path())
+                .map_pin_path(names::COUNTERS, counters_pin.as_path());
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .context("loading the XDP object into the kernel")?;
         let program: &mut Xdp = ebpf
@@ -139,9 +174,7 @@ impl Filter {
             v4: V4Prefilter::default(),
             v6: V6Prefilter::default(),
             applied: Rules::default(),
-            ids: BTreeMap::new(),
-            nets: HashMap::new(),
-            next_id: 1,
+            ids: Ids::new(id_capacity, inherited),
             settings: Settings::default(),
             capacity: max_entries,
         })
@@ -192,6 +225,7 @@ impl Filter {
         self.settings.protected_ports = rules.ports.len() as u32;
         self.write_settings()?;
         self.remove_entries(&removed)?;
+        self.ids.forget_inherited();
 
         self.applied = rules.clone();
         Ok(Changes {
@@ -212,9 +246,21 @@ impl Filter {
             self.settings.v6_wide_entries = self.v6.wide();
             self.write_settings()?;
         }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         for net in nets {
-            let id = self.next_id;
-            self.next_id += 1;
+            let assigned = self
+                .ids
+                .assign(*net)
+                .with_context(|| format!("no entry id left for {net}"))?;
+            if assigned.fresh {
+                // A reused id must not inherit a removed entry's counts.
+                let mut hits: PerCpuArray<_, HitStat> =
+                    PerCpuArray::try_from(map_mut(&mut self.ebpf, names::HITS)?)?;
+                let zero = PerCpuValues::try_from(vec![HitStat::default(); cpus])?;
+                hits.set(assigned.id, zero, 0)
+                    .context("clearing the hit counters of a new entry")?;
+            }
+            let id = assigned.id;
             let result = match net {
                 IpNet::V4(n) => trie_v4(&mut self.ebpf)?.insert(
                     &Key::new(u32::from(n.prefix_len()), n.network().octets()),
@@ -228,8 +274,6 @@ impl Filter {
                 ),
             };
             result.with_context(|| format!("inserting {net} into the kernel's allowlist"))?;
-            self.ids.insert(*net, id);
-            self.nets.insert(id, *net);
         }
         self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
         Ok(())
@@ -246,9 +290,7 @@ impl Filter {
                     .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
             };
             result.with_context(|| format!("removing {net} from the kernel's allowlist"))?;
-            if let Some(id) = self.ids.remove(net) {
-                self.nets.remove(&id);
-            }
+            self.ids.release(net);
         }
         self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
         self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
@@ -309,6 +351,22 @@ impl Filter {
         Ok(out)
     }
 
+    /// Hits per entry: new connections let in, summed over CPUs, and the boot-time ns of the
+    /// latest (0 if none).
+    pub fn hits(&self) -> Result<HashMap<IpNet, HitStat>> {
+        let hits: PerCpuArray<_, HitStat> = PerCpuArray::try_from(map(&self.ebpf, names::HITS)?)?;
+        let mut out = HashMap::new();
+        for (net, id) in self.ids.iter() {
+            let per_cpu = hits.get(id, 0).context("reading the hit counters")?;
+            let stat = per_cpu.iter().fold(HitStat::default(), |sum, cpu| HitStat {
+                packets: sum.packets + cpu.packets,
+                last_seen_ns: sum.last_seen_ns.max(cpu.last_seen_ns),
+            });
+            out.insert(*net, stat);
+        }
+        Ok(out)
+    }
+
     /// What the kernel would do now with a SYN from `ip` to `port`, read from the live maps
     /// (not from any config) and judged by the same `decide` the program runs; with the entry
     /// whose network covers `ip`, if any.
@@ -327,7 +385,7 @@ impl Filter {
         let word = ports
             .get(&u32::from(port / 64), 0)
             .context("reading the ports map")?;
-        let covering = covering.and_then(|id| self.nets.get(&id).copied());
+        let covering = covering.and_then(|id| self.ids.net(id));
         let view = MapView {
             settings,
             port_protected: word & (1 << (port % 64)) != 0,
@@ -365,6 +423,32 @@ pub fn remove_pin(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The ids a previous daemon's pinned tries give each network, if it left them.
+fn previous_ids(maps_dir: &Path) -> Result<HashMap<IpNet, u32>> {
+    let mut ids = HashMap::new();
+    let v4 = maps_dir.join(names::ALLOW_V4);
+    if let Ok(data) = MapData::from_pin(&v4) {
+        let trie: LpmTrie<_, [u8; 4], u32> = LpmTrie::try_from(Map::LpmTrie(data))?;
+        for item in trie.iter() {
+            let (key, id) = item.context("reading the previous IPv4 allowlist")?;
+            if let Ok(net) = Ipv4Net::new(key.data().into(), key.prefix_len() as u8) {
+                ids.insert(IpNet::V4(net), id);
+            }
+        }
+    }
+    let v6 = maps_dir.join(names::ALLOW_V6);
+    if let Ok(data) = MapData::from_pin(&v6) {
+        let trie: LpmTrie<_, [u8; 16], u32> = LpmTrie::try_from(Map::LpmTrie(data))?;
+        for item in trie.iter() {
+            let (key, id) = item.context("reading the previous IPv6 allowlist")?;
+            if let Ok(net) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) {
+                ids.insert(IpNet::V6(net), id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 fn split(nets: &[IpNet]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {

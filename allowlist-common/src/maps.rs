@@ -15,6 +15,14 @@ pub const COUNTERS: &str = "COUNTERS";
 /// Per-CPU [`HitStat`] indexed by entry id (the value the tries return); pinned, so that hit
 /// counts outlive the daemon.
 pub const HITS: &str = "HITS";
+/// Ring buffer of [`BlockedEvent`]s for the daemon's "blocked sources" view.
+pub const BLOCKED: &str = "BLOCKED";
+/// Per-CPU [`EventBudget`] (index 0): the token bucket that bounds BLOCKED's event rate.
+pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
+
+/// Events each CPU may report per second (and its burst): enough to see who is knocking,
+/// bounded so that a flood cannot swamp the daemon.
+pub const EVENTS_PER_SEC_PER_CPU: u64 = 200;
 /// IPv4 prefilter: two bits per /24 (see [`V4Slot`]).
 pub const PREFILTER_V4: &str = "PREFILTER_V4";
 /// IPv6 prefilter: one bit per hashed /32, set when an entry may cover addresses in it.
@@ -115,10 +123,36 @@ pub struct HitStat {
     pub last_seen_ns: u64,
 }
 
+/// One dropped connection attempt, as reported to the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockedEvent {
+    /// Source address: IPv4 in the first 4 bytes when `family` is 4.
+    pub addr: [u8; 16],
+    /// Destination port; 0 when a fragment hid it.
+    pub port: u16,
+    pub family: u8,
+    /// The [`crate::verdict::Reason`] of the drop.
+    pub reason: u8,
+    pub ifindex: u32,
+}
+
+/// A per-CPU token bucket, and what it let through and held back.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBudget {
+    pub tokens: u64,
+    pub refilled_ns: u64,
+    pub sent: u64,
+    pub suppressed: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both are #[repr(C)], made only of integers, with no implicit padding.
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::HitStat {}
+    unsafe impl aya::Pod for super::BlockedEvent {}
+    unsafe impl aya::Pod for super::EventBudget {}
 }

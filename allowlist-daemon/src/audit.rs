@@ -164,6 +164,33 @@ fn last_record(path: &Path) -> Result<Option<Record>, AuditError> {
         })
 }
 
+/// A crash in the middle of an append can leave a last line without its newline: a record
+/// never fsynced, so never acknowledged. It is cut off (and said so) rather than left to break
+/// the chain.
+fn drop_torn_tail(path: &Path) -> Result<(), AuditError> {
+    let io = |e| AuditError::Io(path.to_path_buf(), e);
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    if text.is_empty() || text.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(
+        "audit_log {}: dropping an incomplete last line ({} bytes) left by an interrupted write",
+        path.display(),
+        text.len() - keep
+    );
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(|f| f.set_len(keep as u64))
+        .map_err(io)
+}
+
 impl AuditLog {
     /// Opens (or creates, mode 0640) the log and finds where its chain ends, looking into
     /// the newest rotated file when the current one is empty.
@@ -183,6 +210,7 @@ impl AuditLog {
                 ));
             }
         }
+        drop_torn_tail(path)?;
         let last = match last_record(path)? {
             Some(record) => Some(record),
             None => last_record(&rotated(path, 1))?,
@@ -255,11 +283,16 @@ impl AuditLog {
         record.hash = record.compute_hash();
         let mut line = serde_json::to_string(&record).expect("records serialize");
         line.push('\n');
-        let io = |e| AuditError::Io(self.path.clone(), e);
-        // One write of the whole line, then fsync: a record is either all there or, after a
-        // failure, cut off at the end where verify reports it.
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        let written = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // A disk that filled up mid-line leaves part of it behind: cut it off, so the log
+            // holds whole records only and the next one starts on its own line.
+            let _ = self.file.set_len(self.size);
+            return Err(AuditError::Io(self.path.clone(), e));
+        }
         self.size += line.len() as u64;
         self.next_seq += 1;
         self.last_hash.clone_from(&record.hash);
@@ -490,6 +523,19 @@ mod tests {
         let mut log = AuditLog::open(&path, 600, 3).unwrap();
         log.append(event("remove", 13)).unwrap();
         assert_eq!(verify(&log.files()).unwrap().first_break, None);
+    }
+
+    #[test]
+    fn an_interrupted_write_is_cut_off_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        write_log(&path, 2);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"seq":3,"time":"2026-"#).unwrap();
+        drop(file);
+        write_log(&path, 1);
+        let v = verify(std::slice::from_ref(&path)).unwrap();
+        assert_eq!((v.records, v.first_break), (3, None));
     }
 
     #[test]

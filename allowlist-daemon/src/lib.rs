@@ -2,12 +2,18 @@
 
 pub mod attach;
 pub mod audit;
+pub mod blocked;
 pub mod bpffs;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod daemon_args;
+pub mod docs;
 pub mod emergency;
 pub mod filter;
+pub mod metrics;
+pub mod notify;
 pub mod prefilter;
 pub mod rules;
+pub mod sessions;

@@ -18,8 +18,9 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        Counters, HitStat, MAX_INTERFACES, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS,
-        Settings, V4Slot, v4_slot_position, v6_bit, v6_first32,
+        BlockedEvent, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat, MAX_INTERFACES,
+        PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, V4Slot, v4_slot_position,
+        v6_bit, v6_first32,
     },
     verdict::{Parsed, Reason, Rules, Source, decide},
 };
@@ -27,7 +28,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
     helpers::bpf_ktime_get_boot_ns,
     macros::{map, xdp},
-    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
+    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 
@@ -47,6 +48,10 @@ static PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(MAX_INTERFACES, 0);
+#[map]
+static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+#[map]
+static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 /// Sized by the daemon: one slot per possible entry id.
 #[map]
 static HITS: PerCpuArray<HitStat> = PerCpuArray::with_max_entries(2049, 0);
@@ -75,12 +80,14 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
     let rules = KernelRules {
         entry: Cell::new(0),
     };
-    let reason = decide(parse(&ctx), &rules);
+    let parsed = parse(&ctx);
+    let reason = decide(parsed, &rules);
     count(&ctx, reason);
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
         count_hit(rules.entry.get());
     }
     if reason.is_drop() {
+        report_blocked(&ctx, parsed, reason);
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -352,6 +359,56 @@ impl KernelRules {
         let until = Self::settings().emergency_until_ns;
         // SAFETY: a helper without arguments, available to XDP programs.
         until != 0 && unsafe { bpf_ktime_get_boot_ns() } < until
+    }
+}
+
+/// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only
+/// counted.
+#[inline(always)]
+fn report_blocked(ctx: &XdpContext, parsed: Parsed, reason: Reason) {
+    let (src, port) = match parsed {
+        Parsed::Syn { src, dport } => (src, dport),
+        Parsed::Opaque { src, dport } => (src, dport.unwrap_or(0)),
+        _ => return,
+    };
+    let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+    let budget = unsafe { &mut *budget };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
+    let earned = (now - budget.refilled_ns) / interval;
+    if earned > 0 {
+        budget.tokens = (budget.tokens + earned).min(EVENTS_PER_SEC_PER_CPU);
+        budget.refilled_ns = now;
+    }
+    if budget.tokens == 0 {
+        budget.suppressed += 1;
+        return;
+    }
+    let mut event = BlockedEvent {
+        port,
+        reason: reason as u8,
+        ifindex: ctx.ingress_ifindex() as u32,
+        ..BlockedEvent::default()
+    };
+    match src {
+        Source::V4(a) => {
+            event.family = 4;
+            event.addr[..4].copy_from_slice(&a);
+        }
+        Source::V6(a) => {
+            event.family = 6;
+            event.addr = a;
+        }
+    }
+    if BLOCKED.output::<BlockedEvent>(&event, 0).is_ok() {
+        budget.tokens -= 1;
+        budget.sent += 1;
+    } else {
+        budget.suppressed += 1;
     }
 }
 

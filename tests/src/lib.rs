@@ -1,7 +1,8 @@
 //! Shared harness for the end-to-end tests and the demo: network namespaces, TCP probes, the
-//! real daemon as a child process, a private bpffs, and crafted frames.
+//! real daemon as a child process, `allowlistctl` runs, a private bpffs, and crafted frames.
 
 pub mod bpffs;
+pub mod ctl;
 pub mod daemon;
 pub mod frames;
 pub mod netns;

@@ -6,9 +6,11 @@ mod build;
 mod checks;
 mod demo;
 mod exec;
+mod install;
+mod package;
 mod toolchain;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,32 @@ enum Cmd {
     },
     /// Build, then run the demo (needs root)
     Demo,
+    /// Build release binaries, then install them with the systemd unit, the default config
+    /// (only if none exists), man pages and shell completions
+    Install {
+        /// Where the files are used from: PREFIX/sbin/allowlistd, PREFIX/bin/allowlistctl,
+        /// PREFIX/lib/systemd/system, PREFIX/share/man, ...
+        #[arg(long, default_value = "/usr/local")]
+        prefix: PathBuf,
+        /// Write everything under this directory instead of / (a staging tree)
+        #[arg(long)]
+        destdir: Option<PathBuf>,
+        /// Where the config directory allowlist/ goes
+        #[arg(long, default_value = "/etc")]
+        sysconfdir: PathBuf,
+        /// Install the binaries already built in DIR (e.g. target/release) instead of building
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Build release binaries, then a .deb with dpkg-deb under target/debian/
+    Package {
+        /// Package the binaries already built in DIR (e.g. target/debug) instead of building
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Where the .deb and its staging tree go (default target/debian)
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +79,26 @@ fn main() -> ExitCode {
         Cmd::Build { release } => ("build", build::build(root, *release).map(drop)),
         Cmd::Test { cargo_test_args } => ("test", checks::test(root, cargo_test_args)),
         Cmd::Demo => ("demo", demo::demo(root)),
+        Cmd::Install {
+            prefix,
+            destdir,
+            sysconfdir,
+            bin_dir,
+        } => {
+            let layout = install::Layout {
+                prefix: prefix.clone(),
+                sysconfdir: sysconfdir.clone(),
+                destdir: destdir.clone(),
+            };
+            (
+                "install",
+                install::install(root, &layout, bin_dir.as_deref()),
+            )
+        }
+        Cmd::Package { bin_dir, out_dir } => (
+            "package",
+            package::package(root, bin_dir.as_deref(), out_dir.as_deref()).map(drop),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

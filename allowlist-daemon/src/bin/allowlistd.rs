@@ -1,36 +1,12 @@
 //! allowlistd: keeps the XDP allowlist filter attached and its maps in step with the config.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use allowlist_daemon::daemon_args::Args;
 use allowlist_daemon::{config, daemon};
 use clap::Parser;
 use tracing::error;
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP)."
-)]
-struct Args {
-    /// The config file.
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Validate the config file and exit: 0 if valid, 1 if not. Touches nothing in the kernel.
-    #[arg(long)]
-    check: bool,
-    /// Break glass: start with enforcement lifted for --for (at most 24h), audited. Ends by
-    /// itself.
-    #[arg(long, requires = "reason")]
-    emergency_disable_on_start: bool,
-    /// Why the emergency disable is needed (goes into the audit log).
-    #[arg(long, requires = "emergency_disable_on_start")]
-    reason: Option<String>,
-    /// How long the emergency disable lasts, e.g. 90m, 4h (default and maximum 24h).
-    #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
-    duration: std::time::Duration,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -18,6 +18,8 @@ use crate::control::protocol::{
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/allowlist/allowlist.sock";
+/// Long enough for a reload of a million entries, short enough not to hang a script forever.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +118,15 @@ enum Cmd {
     },
     /// End an emergency disable early.
     EmergencyEnd,
+    /// The sources blocked most often: who is knocking on the protected ports.
+    Blocked {
+        /// How many sources to show.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Keep watching: print sources as they are blocked (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Show the audit log, or verify its hash chain.
     Audit {
         #[command(subcommand)]
@@ -259,6 +270,10 @@ fn request(command: Cmd) -> Result<Request, String> {
             ChangeOptions::default(),
         ),
         Cmd::EmergencyEnd => (Command::EmergencyEnd, ChangeOptions::default()),
+        Cmd::Blocked { top, .. } => (
+            Command::Blocked { top: Some(top) },
+            ChangeOptions::default(),
+        ),
         Cmd::Audit {
             verify: Some(AuditCmd::Verify { .. }),
             ..
@@ -288,9 +303,21 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, String> {
         format!("cannot reach allowlistd at {}: {e}{hint}", socket.display())
     };
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
-    protocol::write_frame(&mut stream, request).map_err(unreachable)?;
-    let body = protocol::read_frame(&mut stream)
-        .map_err(|e| format!("no answer from allowlistd at {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(unreachable)?;
+    // If sending fails (the daemon answered early and closed, e.g. to refuse us), its answer
+    // may still be waiting: read it before blaming the connection.
+    let sent = protocol::write_frame(&mut stream, request);
+    let body = match protocol::read_frame(&mut stream, protocol::MAX_REPLY) {
+        Ok(body) => body,
+        Err(e) => {
+            return Err(match sent {
+                Err(send) => unreachable(send),
+                Ok(()) => format!("no answer from allowlistd at {}: {e}", socket.display()),
+            });
+        }
+    };
     serde_json::from_slice(&body).map_err(|e| format!("unreadable answer from allowlistd: {e}"))
 }
 
@@ -302,6 +329,51 @@ fn verify_files(files: &[PathBuf], json: bool) -> ExitCode {
             eprintln!("allowlistctl: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `blocked --follow`: asks every second and prints each source whose count moved.
+fn follow_blocked(socket: &Path, top: usize, json: bool) -> ExitCode {
+    let request = Request {
+        version: protocol::VERSION,
+        command: Command::Blocked { top: Some(top) },
+        options: ChangeOptions::default(),
+    };
+    let mut seen: std::collections::HashMap<(IpAddr, u16), u64> = std::collections::HashMap::new();
+    loop {
+        let response = match exchange(socket, &request) {
+            Ok(response) => response,
+            Err(message) => {
+                eprintln!("allowlistctl: {message}");
+                return ExitCode::from(3);
+            }
+        };
+        let report = match response.outcome {
+            Outcome::Ok {
+                reply: Reply::Blocked(report),
+            } => report,
+            Outcome::Ok { .. } => {
+                eprintln!("allowlistctl: unexpected answer from allowlistd");
+                return ExitCode::from(3);
+            }
+            Outcome::Error { message, .. } => {
+                eprintln!("allowlistctl: {message}");
+                return ExitCode::from(2);
+            }
+        };
+        for source in &report.sources {
+            let key = (source.source, source.port);
+            if seen.get(&key) == Some(&source.count) {
+                continue;
+            }
+            seen.insert(key, source.count);
+            if json {
+                println!("{}", serde_json::to_string(source).expect("json"));
+            } else {
+                println!("{}", output::blocked_line(source));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -332,6 +404,9 @@ pub fn main() -> ExitCode {
         && !files.is_empty()
     {
         return verify_files(files, json);
+    }
+    if let Cmd::Blocked { top, follow: true } = cli.command {
+        return follow_blocked(&socket, top, json);
     }
     let request = match request(cli.command) {
         Ok(request) => request,

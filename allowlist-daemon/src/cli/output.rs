@@ -53,6 +53,15 @@ pub fn render(reply: &Reply) -> String {
                 "counters:   passed {}, dropped {}",
                 s.passed, s.dropped
             );
+            let nonzero: Vec<String> = s
+                .counters
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            if !nonzero.is_empty() {
+                let _ = writeln!(out, "by reason:  {}", nonzero.join(", "));
+            }
             let _ = writeln!(
                 out,
                 "uptime:     {}",
@@ -129,6 +138,19 @@ pub fn render(reply: &Reply) -> String {
                 let _ = writeln!(out, "no matching records in {}", report.files.join(", "));
             }
         }
+        Reply::Blocked(report) => {
+            for source in &report.sources {
+                let _ = writeln!(out, "{}", blocked_line(source));
+            }
+            let _ = writeln!(
+                out,
+                "{} sources shown; {} events received by allowlistd, {} sent and {} held back by the kernel's per-CPU budget",
+                report.sources.len(),
+                report.events_received,
+                report.events_sent,
+                report.events_suppressed
+            );
+        }
         Reply::Verify(v) => match &v.first_break {
             None => {
                 let _ = writeln!(
@@ -153,6 +175,19 @@ pub fn render(reply: &Reply) -> String {
         },
     }
     out
+}
+
+/// One blocked source: who, to which port, how often, when.
+pub fn blocked_line(s: &crate::blocked::BlockedSource) -> String {
+    let port = if s.port == 0 {
+        "?".to_owned()
+    } else {
+        s.port.to_string()
+    };
+    format!(
+        "{} -> port {port}: {} blocked ({}), first {}, last {}",
+        s.source, s.count, s.reason, s.first_seen, s.last_seen
+    )
 }
 
 fn render_pending(out: &mut String, p: &Pending) {

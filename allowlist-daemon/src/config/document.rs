@@ -26,6 +26,8 @@ const KEYS: &[&str] = &[
     "bpffs_dir",
     "xdp_mode",
     "detach_on_exit",
+    "metrics_listen",
+    "metrics_entry_series",
     "list_files",
     "entries",
 ];
@@ -79,6 +81,12 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
             "detach_on_exit" => {
                 config.detach_on_exit = reader.boolean(key, item).unwrap_or(config.detach_on_exit);
             }
+            "metrics_listen" => config.metrics_listen = reader.socket_address(item),
+            "metrics_entry_series" => {
+                config.metrics_entry_series = reader
+                    .whole_number(key, item, 0..=100_000, "entries with their own hits series")
+                    .map_or(config.metrics_entry_series, |n| n as usize);
+            }
             "interfaces" => config.interfaces = reader.interfaces(item),
             "protected_tcp_ports" => config.protected_tcp_ports = reader.ports(item),
             "max_entries" => {
@@ -117,16 +125,17 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
 pub fn unknown_key(key: &str, known: &[&str]) -> String {
     let lower = key.to_lowercase();
     // Part of a longer key ("ports") or a near miss ("activ", "interface").
+    // A near miss ("activ", "entry") first, then part of a longer key ("ports").
     let close = known
         .iter()
-        .find(|k| lower.len() >= 4 && k.contains(lower.as_str()))
+        .map(|k| (strsim::jaro_winkler(&lower, k), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
         .or_else(|| {
             known
                 .iter()
-                .map(|k| (strsim::jaro_winkler(&lower, k), k))
-                .filter(|(score, _)| *score >= 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, k)| k)
+                .find(|k| lower.len() >= 4 && k.contains(lower.as_str()))
         });
     match close {
         Some(k) => format!("unknown key `{key}`; did you mean `{k}`?"),
@@ -275,6 +284,19 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// "127.0.0.1:9469" or "[::1]:9469".
+    fn socket_address(&mut self, item: &Item) -> Option<std::net::SocketAddr> {
+        let parsed = item.as_str().and_then(|t| t.parse().ok());
+        if parsed.is_none() {
+            let message = format!(
+                "must be a quoted address and port, e.g. \"127.0.0.1:9469\", {}",
+                self.found(item)
+            );
+            self.fail("metrics_listen", item.span(), None, message);
+        }
+        parsed
     }
 
     fn whole_number(

@@ -129,7 +129,37 @@ impl ConfigDoc {
                     .iter()
                     .position(|t| table_net(t.get("cidr").and_then(Item::as_value)) == Some(net))
                     .ok_or(EditError::NotFound(net))?;
+                // Text above the table up to its last blank line belongs to what is above (a
+                // section heading, say), not to this entry: keep it.
+                let prefix = tables
+                    .get(index)
+                    .and_then(|t| t.decor().prefix())
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let kept = prefix.rfind("\n\n").map(|end| prefix[..end + 2].to_owned());
                 tables.remove(index);
+                if let Some(kept) = kept {
+                    match tables.get_mut(index) {
+                        Some(next) => {
+                            let next_prefix = next
+                                .decor()
+                                .prefix()
+                                .and_then(|p| p.as_str())
+                                .unwrap_or_default()
+                                .to_owned();
+                            next.decor_mut()
+                                .set_prefix(kept + next_prefix.trim_start_matches('\n'));
+                        }
+                        None => {
+                            let trailing =
+                                self.doc.trailing().as_str().unwrap_or_default().to_owned();
+                            self.doc.set_trailing(
+                                kept.trim_end_matches('\n').to_owned() + "\n" + &trailing,
+                            );
+                        }
+                    }
+                }
             }
             Some(Item::Value(Value::Array(list))) => {
                 let index = list
@@ -278,6 +308,24 @@ cidr = "2001:db8::a"
             doc.remove_entry(net("198.18.9.0/24")),
             Err(EditError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn removing_an_entry_keeps_the_heading_above_it() {
+        let text = "# hosts\nactive = false\n\n# ---- entries ----\n\n# office\n[[entries]]\ncidr = \"198.18.1.0/24\"\n\n[[entries]]\ncidr = \"198.18.2.0/24\"\n";
+        let mut doc = ConfigDoc::parse(text).unwrap();
+        doc.remove_entry(net("198.18.1.0/24")).unwrap();
+        assert_eq!(
+            doc.to_text(),
+            "# hosts\nactive = false\n\n# ---- entries ----\n\n[[entries]]\ncidr = \"198.18.2.0/24\"\n"
+        );
+        let mut doc = ConfigDoc::parse(text).unwrap();
+        doc.remove_entry(net("198.18.2.0/24")).unwrap();
+        doc.remove_entry(net("198.18.1.0/24")).unwrap();
+        assert_eq!(
+            doc.to_text(),
+            "# hosts\nactive = false\n\n# ---- entries ----\n"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use toml_edit::{Document, Item, Value};
 
 use crate::rules::Rules;
 use document::Layout;
-pub use entries::parse_net;
+pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
 use error::{LineIndex, Report, quoted};
 
@@ -81,6 +81,10 @@ pub struct Config {
     pub xdp_mode: XdpModeSetting,
     /// Whether to detach the program when the daemon exits (otherwise it keeps enforcing).
     pub detach_on_exit: bool,
+    /// Where to serve Prometheus metrics (off when unset).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Entries with the most hits that get their own `allowlist_entry_hits_total` series.
+    pub metrics_entry_series: usize,
     /// Resolved against the config file's directory.
     pub list_files: Vec<PathBuf>,
     /// `[[entries]]` first, then each list file's, in file order.
@@ -127,6 +131,8 @@ impl Config {
             bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
             xdp_mode: XdpModeSetting::Auto,
             detach_on_exit: true,
+            metrics_listen: None,
+            metrics_entry_series: 100,
             list_files: Vec::new(),
             entries: Vec::new(),
         }

@@ -46,6 +46,8 @@ fn defaults() -> Result<(), ConfigError> {
         bpffs_dir: PathBuf::from("/sys/fs/bpf/allowlist"),
         xdp_mode: XdpModeSetting::Auto,
         detach_on_exit: true,
+        metrics_listen: None,
+        metrics_entry_series: 100,
         list_files: vec![],
         entries: vec![],
     };
@@ -77,6 +79,7 @@ audit_keep_files = 3
 bpffs_dir = "/sys/fs/bpf/al"
 xdp_mode = "generic"
 detach_on_exit = false
+metrics_listen = "127.0.0.1:9469"
 list_files = ["partners.list"]
 
 [[entries]]
@@ -112,10 +115,12 @@ cidr = "2001:db8::/32"
         bpffs_dir: PathBuf::from("/sys/fs/bpf/al"),
         xdp_mode: XdpModeSetting::Generic,
         detach_on_exit: false,
+        metrics_listen: Some("127.0.0.1:9469".parse().unwrap()),
+        metrics_entry_series: 100,
         list_files: vec![list.clone()],
         entries: vec![
-            entry("198.18.0.0/24", "office", &path, 18),
-            entry("2001:db8::/32", "", &path, 22),
+            entry("198.18.0.0/24", "office", &path, 19),
+            entry("2001:db8::/32", "", &path, 23),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
     };
@@ -157,7 +162,7 @@ fn unknown_keys_are_refused_with_a_suggestion() {
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
                  max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
-                 detach_on_exit, list_files, entries)"
+                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries)"
             ),
         ]
     );

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 pub const VERSION: u32 = 1;
 /// Versions this build understands, named in the error for any other.
 pub const SUPPORTED_VERSIONS: &[u32] = &[VERSION];
+/// The largest request the daemon reads.
 pub const MAX_MESSAGE: usize = 1 << 20;
+/// The largest reply the CLI reads: a `list` of a million entries with comments is large.
+pub const MAX_REPLY: usize = 1 << 30;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -86,6 +89,10 @@ pub enum Command {
     },
     /// Verify the daemon's own audit log files.
     AuditVerify,
+    /// The sources blocked most often.
+    Blocked {
+        top: Option<usize>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -129,6 +136,18 @@ pub enum Reply {
     Reload(ReloadReport),
     Audit(AuditReport),
     Verify(crate::audit::Verification),
+    Blocked(BlockedReport),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockedReport {
+    pub sources: Vec<crate::blocked::BlockedSource>,
+    /// Events the daemon received since it started.
+    pub events_received: u64,
+    /// Events the kernel sent, and held back to stay within its per-CPU budget (since the
+    /// program was loaded).
+    pub events_sent: u64,
+    pub events_suppressed: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -176,6 +195,8 @@ pub struct InterfaceStatus {
     pub xdp_mode: String,
     pub passed: u64,
     pub dropped: u64,
+    /// Packets by verdict reason (pass_not_tcp, drop_syn_v4, ...).
+    pub by_reason: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -260,8 +281,8 @@ impl Response {
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("message of {0} bytes is larger than the limit of {MAX_MESSAGE} bytes")]
-    TooLarge(usize),
+    #[error("message of {0} bytes is larger than the limit of {1} bytes")]
+    TooLarge(usize, usize),
     #[error("connection closed in the middle of a message")]
     Truncated,
     #[error(transparent)]
@@ -276,13 +297,13 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     frame
 }
 
-/// Blocking read of one frame's body (the CLI side).
-pub fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+/// Blocking read of one frame's body of at most `limit` bytes (the CLI side).
+pub fn read_frame(reader: &mut impl Read, limit: usize) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     reader.read_exact(&mut len).map_err(eof_is_truncated)?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE {
-        return Err(FrameError::TooLarge(len));
+    if len > limit {
+        return Err(FrameError::TooLarge(len, limit));
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).map_err(eof_is_truncated)?;
@@ -306,7 +327,7 @@ pub async fn read_frame_async(
         .map_err(eof_is_truncated)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_MESSAGE {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge(len, MAX_MESSAGE));
     }
     let mut body = vec![0u8; len];
     reader
@@ -361,7 +382,7 @@ mod tests {
             options: ChangeOptions::default(),
         };
         let frame = encode(&request);
-        let body = read_frame(&mut &frame[..]).unwrap();
+        let body = read_frame(&mut &frame[..], MAX_MESSAGE).unwrap();
         assert_eq!(parse_request(&body).unwrap().command, request.command);
 
         let (kind, message) =
@@ -382,12 +403,12 @@ mod tests {
         let mut big = (MAX_MESSAGE as u32 + 1).to_be_bytes().to_vec();
         big.extend_from_slice(b"{}");
         assert!(matches!(
-            read_frame(&mut &big[..]),
-            Err(FrameError::TooLarge(_))
+            read_frame(&mut &big[..], MAX_MESSAGE),
+            Err(FrameError::TooLarge(..))
         ));
         let cut = [0u8, 0, 0, 10, b'{'];
         assert!(matches!(
-            read_frame(&mut &cut[..]),
+            read_frame(&mut &cut[..], MAX_MESSAGE),
             Err(FrameError::Truncated)
         ));
     }

@@ -114,16 +114,8 @@ async fn handle(stream: &mut UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) -
             ));
         }
     };
-    if !authorized(cred.uid(), gid) {
-        debug!(
-            uid = cred.uid(),
-            "control request refused: not root or in control_group"
-        );
-        return Some(Response::error(
-            ErrorKind::PermissionDenied,
-            "permission denied: only root and members of control_group may use allowlistd",
-        ));
-    }
+    // The request is read before the peer is judged, so that a refused client gets its
+    // answer instead of a broken pipe while still sending.
     let body = match tokio::time::timeout(READ_DEADLINE, protocol::read_frame_async(stream)).await {
         Err(_) => {
             return Some(Response::error(
@@ -135,6 +127,16 @@ async fn handle(stream: &mut UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) -
         Ok(Err(e)) => return Some(Response::error(ErrorKind::BadRequest, e.to_string())),
         Ok(Ok(body)) => body,
     };
+    if !authorized(cred.uid(), gid) {
+        debug!(
+            uid = cred.uid(),
+            "control request refused: not root or in control_group"
+        );
+        return Some(Response::error(
+            ErrorKind::PermissionDenied,
+            "permission denied: only root and members of control_group may use allowlistd",
+        ));
+    }
     let request = match protocol::parse_request(&body) {
         Ok(request) => request,
         Err((kind, message)) => return Some(Response::error(kind, message)),

@@ -15,10 +15,11 @@ use super::diff::{self, entry_info};
 use super::{Daemon, PendingChange, read_config, totals};
 use crate::audit::{self, Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
-use crate::config::{Config, Entry, parse_net};
+use crate::config::{Config, Entry, check_comment, parse_net};
 use crate::control::protocol::{
-    AuditReport, ChangeOptions, Changed, Command, EmergencyStatus, EntryList, ErrorKind,
-    InterfaceStatus, Pending, PortVerdict, ReloadReport, Reply, Response, Status, TestReport,
+    AuditReport, BlockedReport, ChangeOptions, Changed, Command, EmergencyStatus, EntryList,
+    ErrorKind, InterfaceStatus, Pending, PortVerdict, ReloadReport, Reply, Response, Status,
+    TestReport,
 };
 use crate::control::server::Peer;
 use crate::emergency::{self, Emergency};
@@ -58,6 +59,7 @@ impl Daemon {
                 self.audit_records(since.as_deref(), action.as_deref())
             }
             Command::AuditVerify => self.audit_verify(),
+            Command::Blocked { top } => self.blocked_report(top.unwrap_or(20)),
             change => self.change(change, &options, peer).map(Reply::Changed),
         };
         match result {
@@ -81,14 +83,22 @@ impl Daemon {
             .iter()
             .map(|name| {
                 let attached = self.attachments.describe().find(|(n, _, _)| n == name);
-                let (passed, dropped) = attached
-                    .and_then(|(_, ifindex, _)| counters.get(&ifindex))
-                    .map_or((0, 0), totals);
+                let counts = attached.and_then(|(_, ifindex, _)| counters.get(&ifindex));
+                let (passed, dropped) = counts.map_or((0, 0), totals);
+                let by_reason = counts
+                    .map(|c| {
+                        Reason::ALL
+                            .iter()
+                            .map(|r| (r.name().to_owned(), c.by_reason[*r as usize]))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 InterfaceStatus {
                     name: name.clone(),
                     xdp_mode: attached.map_or("detached".into(), |(_, _, mode)| mode.to_string()),
                     passed,
                     dropped,
+                    by_reason,
                 }
             })
             .collect();
@@ -239,18 +249,7 @@ impl Daemon {
         if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
             let (added, removed) = diff::entries(&self.config, &new);
-            let summary = format!(
-                "would apply +{} -{} entries{}",
-                added.len(),
-                removed.len(),
-                if new.active == self.config.active {
-                    String::new()
-                } else if new.active {
-                    ", activate".into()
-                } else {
-                    ", deactivate".into()
-                }
-            );
+            let summary = format!("would apply {}", diff::summary(&self.config, &new));
             return Ok(Reply::Reload(ReloadReport {
                 dry_run,
                 revision: self.revision,
@@ -317,6 +316,16 @@ impl Daemon {
                 return Err(refusal);
             }
         };
+        if new_text == self.config_text {
+            return Ok(Changed {
+                revision: self.revision,
+                summary: format!(
+                    "{description}: nothing to change, revision {}",
+                    self.revision
+                ),
+                pending_confirmation: self.pending_info(),
+            });
+        }
         let (before, after) = diff::audit_values(&self.config, &new);
         self.record(
             actor.clone(),
@@ -374,7 +383,7 @@ impl Daemon {
         };
         info!(uid = peer.uid, pid = peer.pid, "{description}: {summary}");
         if let Some(secs) = options.confirm_within_secs {
-            let window = Duration::from_secs(secs).min(MAX_CONFIRM_WINDOW);
+            let window = Duration::from_secs(secs);
             self.pending = Some(PendingChange {
                 deadline: tokio::time::Instant::now() + window,
                 description: description.clone(),
@@ -407,6 +416,14 @@ impl Daemon {
                     pending.description
                 ),
             ));
+        }
+        if let Some(secs) = options.confirm_within_secs
+            && Duration::from_secs(secs) > MAX_CONFIRM_WINDOW
+        {
+            return Err(invalid(format!(
+                "--confirm-within is at most {}: a forgotten confirmation should not hold the list for long",
+                humantime::format_duration(MAX_CONFIRM_WINDOW)
+            )));
         }
         if let Some(expected) = options.if_revision
             && expected != self.revision
@@ -465,6 +482,9 @@ impl Daemon {
         let description = match command {
             Command::Add { cidr, comment } => {
                 let net = parse_cidr(cidr)?;
+                if let Some(comment) = comment {
+                    check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
+                }
                 self.check_overlap(net, None)?;
                 doc.add_entry(net, comment.as_deref().unwrap_or_default())
                     .map_err(|e| invalid(e.to_string()))?;
@@ -477,6 +497,9 @@ impl Daemon {
             } => {
                 let net = self.own_entry(cidr)?;
                 let new_net = new_cidr.as_deref().map(parse_cidr).transpose()?;
+                if let Some(comment) = comment {
+                    check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
+                }
                 if let Some(new_net) = new_net {
                     self.check_overlap(new_net, Some(net))?;
                 }
@@ -526,7 +549,8 @@ impl Daemon {
             | Command::EmergencyDisable { .. }
             | Command::EmergencyEnd
             | Command::Audit { .. }
-            | Command::AuditVerify => unreachable!("handle() routes these elsewhere"),
+            | Command::AuditVerify
+            | Command::Blocked { .. } => unreachable!("handle() routes these elsewhere"),
         };
         Ok((doc.to_text(), description))
     }
@@ -701,5 +725,18 @@ impl Daemon {
             });
         }
         Ok(Reply::Verify(verification))
+    }
+
+    fn blocked_report(&self, top: usize) -> Result<Reply, Refusal> {
+        let budget = self
+            .filter
+            .event_budget()
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        Ok(Reply::Blocked(BlockedReport {
+            sources: self.blocked.top(top),
+            events_received: self.blocked.events(),
+            events_sent: budget.sent,
+            events_suppressed: budget.suppressed,
+        }))
     }
 }

@@ -38,6 +38,55 @@ pub fn entries(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
     (added, removed)
 }
 
+/// One line saying what going from `old` to `new` changes, as a reload would apply it.
+pub fn summary(old: &Config, new: &Config) -> String {
+    let (added, removed) = entries(old, new);
+    let old_comments: HashMap<IpNet, &str> = old
+        .entries
+        .iter()
+        .map(|e| (e.net, e.comment.as_str()))
+        .collect();
+    let recommented = new
+        .entries
+        .iter()
+        .filter(|e| old_comments.get(&e.net).is_some_and(|c| *c != e.comment))
+        .count();
+    let mut parts = vec![format!("+{} -{} entries", added.len(), removed.len())];
+    if recommented > 0 {
+        parts.push(format!("{recommented} comments changed"));
+    }
+    let ports_added: Vec<u16> = new
+        .protected_tcp_ports
+        .difference(&old.protected_tcp_ports)
+        .copied()
+        .collect();
+    let ports_removed: Vec<u16> = old
+        .protected_tcp_ports
+        .difference(&new.protected_tcp_ports)
+        .copied()
+        .collect();
+    if !ports_added.is_empty() || !ports_removed.is_empty() {
+        parts.push(format!("ports +{ports_added:?} -{ports_removed:?}"));
+    }
+    if old.active != new.active {
+        parts.push(if new.active { "activate" } else { "deactivate" }.to_owned());
+    }
+    let attach: Vec<&String> = new
+        .interfaces
+        .iter()
+        .filter(|i| !old.interfaces.contains(i))
+        .collect();
+    let detach: Vec<&String> = old
+        .interfaces
+        .iter()
+        .filter(|i| !new.interfaces.contains(i))
+        .collect();
+    if !attach.is_empty() || !detach.is_empty() {
+        parts.push(format!("interfaces attach {attach:?} detach {detach:?}"));
+    }
+    parts.join(", ")
+}
+
 fn entry_value(entry: &Entry) -> Value {
     json!({ "cidr": entry.net.to_string(), "comment": entry.comment })
 }
@@ -127,5 +176,6 @@ mod tests {
         assert_eq!((added.len(), removed.len()), (1, 0));
         let (before, after) = audit_values(&a, &a);
         assert_eq!((before, after), (json!({}), json!({})));
+        assert_eq!(summary(&a, &b), "+1 -0 entries, 1 comments changed");
     }
 }

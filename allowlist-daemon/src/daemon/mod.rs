@@ -9,20 +9,25 @@ mod diff;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use allowlist_common::maps::BlockedEvent;
 use allowlist_common::verdict::Reason;
 use anyhow::{Context, Result};
 use serde_json::json;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::attach::Attachments;
 use crate::audit::{Actor, AuditLog, Event, Outcome, Via};
+use crate::blocked::Blocked;
 use crate::bpffs::PinDir;
 use crate::config::{Config, edit::write_atomic};
 use crate::control::server;
 use crate::emergency::{self, Emergency};
 use crate::filter::{Changes, Filter};
+use crate::notify;
 
 /// How often vanished or returning interfaces are noticed.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -41,6 +46,7 @@ struct Daemon {
     pending: Option<PendingChange>,
     audit: AuditLog,
     emergency: Option<Emergency>,
+    blocked: Blocked,
 }
 
 /// Start-up requests from the command line.
@@ -109,7 +115,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
         pending: None,
         audit,
         emergency: None,
+        blocked: Blocked::default(),
     };
+    // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer.
+    let mut events = unsafe {
+        AsyncFd::register_with_interest(daemon.filter.take_blocked_events()?, Interest::READABLE)
+    }
+    .map_err(|e| anyhow::anyhow!("watching the blocked-events ring buffer: {e}"))?;
     daemon.save_revision();
     daemon.start_records(start)?;
     let (tx, mut requests) = mpsc::channel(64);
@@ -129,6 +141,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
         socket.display(),
     );
 
+    notify::ready(&daemon.config, daemon.revision, daemon.emergency.as_ref());
+    let mut watchdog = notify::Watchdog::from_env();
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     let stop = loop {
         let rollback_at = daemon.pending.as_ref().map(|p| p.deadline);
@@ -142,15 +156,33 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
                 let response = daemon.handle(request.command, request.options, &incoming.peer);
                 let _ = incoming.reply.send(response);
             }
+            ready = events.readable_mut() => {
+                let mut ready = ready.context("waiting on the blocked-events ring buffer")?;
+                let now = jiff::Timestamp::now();
+                let ring = ready.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    if item.len() >= std::mem::size_of::<BlockedEvent>() {
+                        // SAFETY: the program writes whole BlockedEvents (plain integers);
+                        // the ring buffer's records need not be aligned for it.
+                        let event = unsafe { item.as_ptr().cast::<BlockedEvent>().read_unaligned() };
+                        daemon.blocked.record(&event, now);
+                    }
+                }
+                ready.clear_ready();
+            }
             () = sleep_until(rollback_at) => daemon.roll_back(),
             () = sleep_until(emergency_ends_at) => daemon.emergency_expired(),
             _ = hup.recv() => daemon.reload_on_signal(),
             _ = usr1.recv() => daemon.log_counters(),
             _ = watch.tick() => daemon.watch(),
+            () = watchdog.tick() => notify::watchdog(),
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
         }
+        // Only sent when it changed (a client's change, a rollback, an emergency's end).
+        notify::status(&daemon.config, daemon.revision, daemon.emergency.as_ref());
     };
+    notify::stopping(stop);
     let _ = std::fs::remove_file(&socket);
     daemon.stop(stop)
 }
@@ -392,6 +424,18 @@ impl Daemon {
                 return Err(why);
             }
         };
+        if new == self.config && text == self.config_text {
+            self.record(
+                actor,
+                "reload",
+                json!({}),
+                json!({}),
+                Outcome::Ok,
+                self.revision,
+            )?;
+            let summary = format!("no change, revision {}", self.revision);
+            return Ok((summary, self.config.clone()));
+        }
         let (before, after) = diff::audit_values(&self.config, &new);
         self.record(
             actor.clone(),
@@ -425,10 +469,12 @@ impl Daemon {
     }
 
     fn reload_on_signal(&mut self) {
+        notify::reloading();
         match self.reload(Actor::daemon(Via::Signal)) {
             Ok((summary, _)) => info!("reload applied: {summary}"),
             Err(e) => error!("reload failed, still enforcing the previous config: {e}"),
         }
+        notify::ready(&self.config, self.revision, self.emergency.as_ref());
     }
 
     fn roll_back(&mut self) {
@@ -455,10 +501,27 @@ impl Daemon {
             error!("not rolling back `{}`: {e}", pending.description);
             return;
         }
-        let result = write_atomic(&pending.restore_config.path, &pending.restore_text)
-            .context("restoring the config file")
-            .and_then(|()| self.switch_to(pending.restore_config, pending.restore_text));
-        match result {
+        // A hand edit made meanwhile is not overwritten: the enforced rules go back, the file
+        // stays, and CLI changes are refused until `reload` (the file differs from what the
+        // daemon knows).
+        let path = pending.restore_config.path.clone();
+        let hand_edited = std::fs::read_to_string(&path).ok().as_ref() != Some(&self.config_text);
+        let text = if hand_edited {
+            self.config_text.clone()
+        } else {
+            pending.restore_text.clone()
+        };
+        let restored = if hand_edited {
+            Ok(())
+        } else {
+            write_atomic(&path, &text).context("restoring the config file")
+        };
+        match restored.and_then(|()| self.switch_to(pending.restore_config, text)) {
+            Ok(summary) if hand_edited => warn!(
+                "not confirmed in time: rolled back the enforced rules of `{}` ({summary}), but left {} alone because it was edited by hand meanwhile; check it and run `allowlistctl reload`",
+                pending.description,
+                path.display()
+            ),
             Ok(summary) => warn!(
                 "not confirmed in time: rolled back `{}` ({summary})",
                 pending.description

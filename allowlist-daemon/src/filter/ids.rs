@@ -4,16 +4,16 @@
 //! restarted daemon gives each network the id the previous daemon's tries had for it, so its
 //! hit counts, kept in the pinned HITS map, carry over.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 
 pub struct Ids {
     by_net: BTreeMap<IpNet, u32>,
     by_id: HashMap<u32, IpNet>,
-    /// Released ids, reused first.
-    free: Vec<u32>,
-    /// The lowest id never handed out.
+    /// Released ids, reused first (lowest first).
+    free: BTreeSet<u32>,
+    /// Where the search for a never-used id goes on.
     next: u32,
     capacity: u32,
     /// Ids the previous daemon gave these networks, held back until `forget_inherited`.
@@ -37,7 +37,7 @@ impl Ids {
         Ids {
             by_net: BTreeMap::new(),
             by_id: HashMap::new(),
-            free: Vec::new(),
+            free: BTreeSet::new(),
             next: 1,
             capacity,
             reserved: inherited.values().copied().collect(),
@@ -51,10 +51,12 @@ impl Ids {
             self.insert(net, id);
             return Some(Assigned { id, fresh: false });
         }
-        let id = match self.free.pop() {
+        let id = match self.free.pop_first() {
             Some(id) => id,
             None => {
-                while self.reserved.contains(&self.next) {
+                // Skip ids in use (inherited ones can lie anywhere) or held for an inherited
+                // network that has not come up yet.
+                while self.by_id.contains_key(&self.next) || self.reserved.contains(&self.next) {
                     self.next += 1;
                 }
                 if self.next > self.capacity {
@@ -76,13 +78,22 @@ impl Ids {
     pub fn release(&mut self, net: &IpNet) {
         if let Some(id) = self.by_net.remove(net) {
             self.by_id.remove(&id);
-            self.free.push(id);
+            // Ids the search has not reached yet are found by it again.
+            if id < self.next {
+                self.free.insert(id);
+            }
         }
     }
 
     /// After the first apply: inherited ids of networks no longer listed become free.
     pub fn forget_inherited(&mut self) {
-        self.free.extend(self.inherited.drain().map(|(_, id)| id));
+        let next = self.next;
+        self.free.extend(
+            self.inherited
+                .drain()
+                .map(|(_, id)| id)
+                .filter(|id| *id < next),
+        );
         self.reserved.clear();
     }
 
@@ -121,6 +132,20 @@ mod tests {
             "3 is taken"
         );
         assert!(ids.assign(net("198.18.5.0/24")).is_none(), "capacity");
+        // An inherited id above the search point, released, is not handed out twice.
+        let mut ids2 = Ids::new(4, HashMap::from([(net("198.18.1.0/24"), 3)]));
+        ids2.assign(net("198.18.1.0/24")).unwrap();
+        ids2.release(&net("198.18.1.0/24"));
+        ids2.forget_inherited();
+        let got: Vec<u32> = (0..4)
+            .map(|i| {
+                ids2.assign(net(&format!("198.18.{}.0/24", 10 + i)))
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        assert_eq!(got, [1, 2, 3, 4]);
+        assert!(ids2.assign(net("198.18.20.0/24")).is_none());
         ids.release(&net("198.18.2.0/24"));
         let again = ids.assign(net("198.18.5.0/24")).unwrap();
         assert_eq!((again.id, again.fresh), (1, true));

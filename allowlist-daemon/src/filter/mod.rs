@@ -12,13 +12,17 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, Counters, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
+    self as names, Counters, EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS,
+    PREFILTER_V6_WORDS, Settings,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, lpm_trie::Key},
+    maps::{
+        Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
+        lpm_trie::Key,
+    },
     programs::Xdp,
 };
 use std::net::IpAddr;
@@ -349,6 +353,30 @@ impl Filter {
             out.insert(ifindex, sum);
         }
         Ok(out)
+    }
+
+    /// The ring buffer of blocked-connection events, for the daemon to read (once).
+    pub fn take_blocked_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(names::BLOCKED)
+            .context("the XDP object has no map BLOCKED")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Blocked-connection events sent to the ring buffer and held back by the per-CPU
+    /// budget, summed over CPUs.
+    pub fn event_budget(&self) -> Result<EventBudget> {
+        let budget: PerCpuArray<_, EventBudget> =
+            PerCpuArray::try_from(map(&self.ebpf, names::EVENT_BUDGET)?)?;
+        let per_cpu = budget.get(&0, 0).context("reading the event budget")?;
+        Ok(per_cpu
+            .iter()
+            .fold(EventBudget::default(), |sum, cpu| EventBudget {
+                sent: sum.sent + cpu.sent,
+                suppressed: sum.suppressed + cpu.suppressed,
+                ..sum
+            }))
     }
 
     /// Hits per entry: new connections let in, summed over CPUs, and the boot-time ns of the

@@ -1,0 +1,165 @@
+//! Who is being blocked: the drops the XDP program reports through its ring buffer (within
+//! its per-CPU event budget), aggregated by source and port in bounded memory.
+//!
+//! When the table is full, the source with the fewest events (the oldest of those, on a tie)
+//! makes room: under a flood of spoofed one-off sources the table churns at its bottom while
+//! sources that keep knocking stay, so the top of the list is what an admin needs.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use allowlist_common::maps::BlockedEvent;
+use allowlist_common::verdict::Reason;
+use serde::{Deserialize, Serialize};
+
+/// Sources remembered at most.
+pub const CAPACITY: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedSource {
+    pub source: IpAddr,
+    /// 0 when a fragment hid the port.
+    pub port: u16,
+    pub count: u64,
+    /// RFC 3339, UTC.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The reason of the latest drop (drop_syn_v4, drop_syn_v6, drop_fragment_evasion).
+    pub reason: String,
+}
+
+struct Tally {
+    count: u64,
+    first_seen: jiff::Timestamp,
+    last_seen: jiff::Timestamp,
+    reason: u8,
+}
+
+#[derive(Default)]
+pub struct Blocked {
+    sources: HashMap<(IpAddr, u16), Tally>,
+    events: u64,
+}
+
+fn source(event: &BlockedEvent) -> IpAddr {
+    if event.family == 4 {
+        IpAddr::V4(Ipv4Addr::new(
+            event.addr[0],
+            event.addr[1],
+            event.addr[2],
+            event.addr[3],
+        ))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(event.addr))
+    }
+}
+
+fn millis(t: jiff::Timestamp) -> String {
+    t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string()
+}
+
+impl Blocked {
+    pub fn record(&mut self, event: &BlockedEvent, now: jiff::Timestamp) {
+        self.events += 1;
+        let key = (source(event), event.port);
+        if let Some(tally) = self.sources.get_mut(&key) {
+            tally.count += 1;
+            tally.last_seen = now;
+            tally.reason = event.reason;
+            return;
+        }
+        if self.sources.len() >= CAPACITY
+            && let Some(victim) = self
+                .sources
+                .iter()
+                .min_by_key(|(_, t)| (t.count, t.last_seen))
+                .map(|(k, _)| *k)
+        {
+            self.sources.remove(&victim);
+        }
+        self.sources.insert(
+            key,
+            Tally {
+                count: 1,
+                first_seen: now,
+                last_seen: now,
+                reason: event.reason,
+            },
+        );
+    }
+
+    /// Events received since the daemon started.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// The `n` sources with the most events, most first.
+    pub fn top(&self, n: usize) -> Vec<BlockedSource> {
+        let mut all: Vec<_> = self.sources.iter().collect();
+        all.sort_by(|a, b| {
+            b.1.count
+                .cmp(&a.1.count)
+                .then(b.1.last_seen.cmp(&a.1.last_seen))
+        });
+        all.into_iter()
+            .take(n)
+            .map(|((source, port), t)| BlockedSource {
+                source: *source,
+                port: *port,
+                count: t.count,
+                first_seen: millis(t.first_seen),
+                last_seen: millis(t.last_seen),
+                reason: Reason::ALL
+                    .get(usize::from(t.reason))
+                    .map_or("unknown", |r| r.name())
+                    .to_owned(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(last: u8, port: u16) -> BlockedEvent {
+        let mut e = BlockedEvent {
+            port,
+            family: 4,
+            reason: Reason::DropSynV4 as u8,
+            ..BlockedEvent::default()
+        };
+        e.addr[..4].copy_from_slice(&[198, 18, 2, last]);
+        e
+    }
+
+    #[test]
+    fn top_sources_survive_a_churning_flood() {
+        let mut blocked = Blocked::default();
+        let t = jiff::Timestamp::now();
+        for _ in 0..50 {
+            blocked.record(&event(2, 22), t);
+        }
+        for _ in 0..10 {
+            blocked.record(&event(3, 2222), t);
+        }
+        // Far more one-off sources than the table holds.
+        for i in 0..(CAPACITY as u32 * 3) {
+            let mut e = event(0, 23);
+            e.addr[..4].copy_from_slice(&(0xc612_0000 | (i + 256)).to_be_bytes());
+            blocked.record(&e, t);
+        }
+        assert_eq!(blocked.sources.len(), CAPACITY);
+        let top = blocked.top(2);
+        assert_eq!(
+            (top[0].source.to_string(), top[0].port, top[0].count),
+            ("198.18.2.2".into(), 22, 50)
+        );
+        assert_eq!(
+            (top[1].source.to_string(), top[1].port, top[1].count),
+            ("198.18.2.3".into(), 2222, 10)
+        );
+        assert_eq!(top[0].reason, "drop_syn_v4");
+        assert_eq!(blocked.events(), 60 + CAPACITY as u64 * 3);
+    }
+}

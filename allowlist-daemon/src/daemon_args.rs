@@ -1,0 +1,34 @@
+//! allowlistd's command line, kept in the library so that the man page and the shell
+//! completions (`allowlist-docs`) are generated from the same definition the binary parses.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "allowlistd",
+    version,
+    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP)."
+)]
+pub struct Args {
+    /// The config file.
+    #[arg(long, short, default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Validate the config file and exit: 0 if valid, 1 if not. Touches nothing in the kernel.
+    #[arg(long)]
+    pub check: bool,
+    /// Break glass: start with enforcement lifted for --for (at most 24h), audited. Ends by
+    /// itself.
+    #[arg(long, requires = "reason")]
+    pub emergency_disable_on_start: bool,
+    /// Why the emergency disable is needed (goes into the audit log).
+    #[arg(long, requires = "emergency_disable_on_start")]
+    pub reason: Option<String>,
+    /// How long the emergency disable lasts, e.g. 90m, 4h (default and maximum 24h).
+    #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+}

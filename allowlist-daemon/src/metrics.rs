@@ -1,0 +1,787 @@
+//! Prometheus metrics. On each scrape of `GET /metrics` the daemon's main loop hands over a
+//! [`Snapshot`] of its state, and it is rendered in the OpenMetrics text format, which
+//! Prometheus reads (content type `application/openmetrics-text; version=1.0.0`).
+//!
+//! | metric | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `allowlist_packets_total` | counter | `interface`, `reason`, `verdict` (`pass` or `drop`) | packets the XDP program judged on the interface, by reason (the names `allowlistctl status` shows) |
+//! | `allowlist_entry_hits_total` | counter | `cidr`, `comment` | new connections an entry let in; see below |
+//! | `allowlist_entries` | gauge | `family` (`ipv4` or `ipv6`) | entries loaded |
+//! | `allowlist_capacity` | gauge | | capacity of each family's map (`max_entries`) |
+//! | `allowlist_active` | gauge | | 1 when the list is enforced, 0 when inactive |
+//! | `allowlist_emergency_remaining_seconds` | gauge | | time left of an emergency disable, 0 when none |
+//! | `allowlist_reloads_total` | counter | | config reloads attempted |
+//! | `allowlist_last_reload_success` | gauge | | 1 when the last reload succeeded, 0 when it failed |
+//! | `allowlist_last_reload_timestamp_seconds` | gauge | | Unix time of the last reload |
+//! | `allowlist_audit_records_total` | counter | | audit records written |
+//! | `allowlist_revision` | gauge | | revision of the running list |
+//! | `allowlist_blocked_events_total` | counter | | drop events the XDP program sent to the daemon (`allowlistctl blocked`) |
+//! | `allowlist_blocked_events_suppressed_total` | counter | | drop events it held back to stay within its per-CPU event budget |
+//!
+//! `allowlist_entry_hits_total` is bounded so that a list of many thousands of entries does
+//! not become as many series: only the `max_entry_series` entries with the most hits get a
+//! series of their own (ties go to the lower address), and the hits of all the others are
+//! summed into one series with `cidr="other"` and an empty comment, present only when some
+//! entry is left out. As entries move in and out of the top, `other` can go down, which
+//! Prometheus takes for a counter reset: read trends of single entries from their own series.
+
+use std::fmt;
+use std::time::Duration;
+
+use allowlist_common::verdict::{REASON_COUNT, Reason};
+use ipnet::IpNet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// What [`render`] emits, as the crate's HTTP examples send it.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A client has this long to send its request head, and again to take the response.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// The main loop has this long to hand over a snapshot: well inside Prometheus' default
+/// scrape timeout (10 s), so that a busy daemon shows up as a 503 rather than a timeout.
+const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(5);
+/// A scraper's request head is a few hundred bytes; more is not a scraper.
+const MAX_HEAD: usize = 8192;
+
+/// Everything /metrics shows, taken by the daemon's main loop on request.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub interfaces: Vec<InterfaceCounters>,
+    pub entries: Vec<EntryHits>,
+    pub entries_v4: u64,
+    pub entries_v6: u64,
+    /// Capacity of each family's map.
+    pub capacity: u64,
+    pub active: bool,
+    /// 0 when no emergency disable is in force.
+    pub emergency_remaining_secs: u64,
+    pub reloads_total: u64,
+    pub last_reload_success: bool,
+    /// Unix time.
+    pub last_reload_timestamp_secs: f64,
+    pub audit_records: u64,
+    pub revision: u64,
+    pub blocked_events_total: u64,
+    pub blocked_events_suppressed_total: u64,
+}
+
+/// One interface's packet counters, summed over CPUs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InterfaceCounters {
+    pub name: String,
+    /// Indexed by [`Reason`] as `usize`, like `allowlist_common::maps::Counters`.
+    pub by_reason: [u64; REASON_COUNT],
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryHits {
+    pub cidr: IpNet,
+    pub comment: String,
+    /// New connections the entry let in.
+    pub hits: u64,
+}
+
+/// The snapshot in the OpenMetrics text format, with at most `max_entry_series` entries
+/// getting their own `allowlist_entry_hits_total` series (see the module docs).
+pub fn render(snapshot: &Snapshot, max_entry_series: usize) -> String {
+    let exposition = Exposition {
+        entry_series: entry_series(&snapshot.entries, max_entry_series),
+        snapshot: Snapshot {
+            interfaces: snapshot.interfaces.clone(),
+            entries: Vec::new(),
+            ..*snapshot
+        },
+    };
+    let mut registry = Registry::with_prefix("allowlist");
+    registry.register_collector(Box::new(exposition));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+/// One `allowlist_entry_hits_total` series: (cidr label, comment label, hits).
+type EntrySeries = (String, String, u64);
+
+/// The entries with the most hits, most first, then the sum of the rest as `other`.
+fn entry_series(entries: &[EntryHits], max: usize) -> Vec<EntrySeries> {
+    // Ties go to the lower address, so that the same entries are shown from scrape to scrape.
+    let rank = |a: &&EntryHits, b: &&EntryHits| b.hits.cmp(&a.hits).then(a.cidr.cmp(&b.cidr));
+    let mut ranked: Vec<&EntryHits> = entries.iter().collect();
+    let other = (ranked.len() > max).then(|| {
+        // Linear, where sorting a list of millions would hold up the scrape.
+        ranked.select_nth_unstable_by(max, rank);
+        ranked.split_off(max).iter().map(|e| e.hits).sum::<u64>()
+    });
+    ranked.sort_unstable_by(rank);
+    let mut series: Vec<EntrySeries> = ranked
+        .into_iter()
+        .map(|e| (e.cidr.to_string(), e.comment.clone(), e.hits))
+        .collect();
+    series.extend(other.map(|hits| ("other".to_owned(), String::new(), hits)));
+    series
+}
+
+/// The data of one scrape, owned because a registry only takes `'static` collectors.
+#[derive(Debug)]
+struct Exposition {
+    /// Without its entries: `entry_series` stands for them.
+    snapshot: Snapshot,
+    entry_series: Vec<EntrySeries>,
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let s = &self.snapshot;
+        // A family without series is left out, as the crate's registry does: parsers differ
+        // on descriptors with no samples.
+        if !s.interfaces.is_empty() {
+            let mut packets = encoder.encode_descriptor(
+                "packets",
+                "Packets the XDP program judged, by interface and reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for interface in &s.interfaces {
+                for reason in Reason::ALL {
+                    let verdict = if reason.is_drop() { "drop" } else { "pass" };
+                    let labels = [
+                        ("interface", interface.name.as_str()),
+                        ("reason", reason.name()),
+                        ("verdict", verdict),
+                    ];
+                    ConstCounter::new(interface.by_reason[reason as usize])
+                        .encode(packets.encode_family(&labels)?)?;
+                }
+            }
+        }
+
+        if !self.entry_series.is_empty() {
+            let mut hits = encoder.encode_descriptor(
+                "entry_hits",
+                "New connections an entry let in; the least hit entries are summed as cidr=other.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (cidr, comment, count) in &self.entry_series {
+                let labels = [("cidr", cidr.as_str()), ("comment", comment.as_str())];
+                ConstCounter::new(*count).encode(hits.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut entries = encoder.encode_descriptor(
+            "entries",
+            "Entries loaded, by address family.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (family, count) in [("ipv4", s.entries_v4), ("ipv6", s.entries_v6)] {
+            ConstGauge::new(count).encode(entries.encode_family(&[("family", family)])?)?;
+        }
+
+        let seconds = Some(&Unit::Seconds);
+        gauge(
+            &mut encoder,
+            "capacity",
+            "Capacity of each address family's map (max_entries).",
+            None,
+            s.capacity,
+        )?;
+        gauge(
+            &mut encoder,
+            "active",
+            "1 when the list is enforced, 0 when it is inactive.",
+            None,
+            u64::from(s.active),
+        )?;
+        gauge(
+            &mut encoder,
+            "emergency_remaining",
+            "Time left of an emergency disable, 0 when none is in force.",
+            seconds,
+            s.emergency_remaining_secs,
+        )?;
+        counter(
+            &mut encoder,
+            "reloads",
+            "Config reloads attempted.",
+            s.reloads_total,
+        )?;
+        gauge(
+            &mut encoder,
+            "last_reload_success",
+            "1 when the last reload succeeded, 0 when it failed.",
+            None,
+            u64::from(s.last_reload_success),
+        )?;
+        gauge(
+            &mut encoder,
+            "last_reload_timestamp",
+            "Unix time of the last reload.",
+            seconds,
+            s.last_reload_timestamp_secs,
+        )?;
+        counter(
+            &mut encoder,
+            "audit_records",
+            "Audit records written.",
+            s.audit_records,
+        )?;
+        gauge(
+            &mut encoder,
+            "revision",
+            "Revision of the running list.",
+            None,
+            s.revision,
+        )?;
+        counter(
+            &mut encoder,
+            "blocked_events",
+            "Drop events the XDP program sent to the daemon.",
+            s.blocked_events_total,
+        )?;
+        counter(
+            &mut encoder,
+            "blocked_events_suppressed",
+            "Drop events the XDP program held back to stay within its event budget.",
+            s.blocked_events_suppressed_total,
+        )
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: impl EncodeGaugeValue,
+) -> fmt::Result {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    ConstCounter::new(value).encode(encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        MetricType::Counter,
+    )?)
+}
+
+/// Serves GET /metrics on `listener` until the task is dropped. For each request it asks the
+/// main loop for a fresh snapshot through `tx`, and renders it here, off the main loop, with
+/// at most `max_entry_series` entry series. Each connection has its own task, so a slow
+/// client only holds up itself.
+pub async fn serve(
+    listener: TcpListener,
+    tx: mpsc::Sender<oneshot::Sender<Snapshot>>,
+    max_entry_series: usize,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, tx.clone(), max_entry_series));
+            }
+            Err(e) => {
+                // Out of file descriptors, typically: back off instead of spinning.
+                warn!("metrics: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// One request, one response, then close (HTTP/1.1 with `Connection: close`).
+async fn connection(
+    mut stream: TcpStream,
+    tx: mpsc::Sender<oneshot::Sender<Snapshot>>,
+    max_entry_series: usize,
+) {
+    let response = match tokio::time::timeout(CLIENT_DEADLINE, read_head(&mut stream)).await {
+        Err(_) => Reply::text("408 Request Timeout", "no complete request in time\n").encode(true),
+        Ok(Head::Closed) => return,
+        Ok(Head::TooLarge) => Reply::text(
+            "431 Request Header Fields Too Large",
+            "request head too large\n",
+        )
+        .encode(true),
+        Ok(Head::Complete(head)) => respond(&head, &tx, max_entry_series).await,
+    };
+    let _ = tokio::time::timeout(CLIENT_DEADLINE, async {
+        stream.write_all(&response).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+enum Head {
+    Complete(Vec<u8>),
+    TooLarge,
+    /// Gone before the end of its head: nobody to answer.
+    Closed,
+}
+
+/// Reads through the blank line that ends the request head, so that closing afterwards does
+/// not reset the connection over unread bytes before the client has the response.
+async fn read_head(stream: &mut TcpStream) -> Head {
+    let mut head = Vec::new();
+    let mut buf = [0; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return Head::Closed,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        match head_len(&head) {
+            Some(len) if len <= MAX_HEAD => return Head::Complete(head),
+            Some(_) => return Head::TooLarge,
+            None if head.len() > MAX_HEAD => return Head::TooLarge,
+            None => {}
+        }
+    }
+}
+
+/// Where the head ends, through its blank line. Bare LF line ends are accepted too
+/// (RFC 9112, section 2.2).
+fn head_len(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    crlf.into_iter().chain(lf).min()
+}
+
+async fn respond(
+    head: &[u8],
+    tx: &mpsc::Sender<oneshot::Sender<Snapshot>>,
+    max_entry_series: usize,
+) -> Vec<u8> {
+    let Some((method, target)) = request_line(head) else {
+        return Reply::text("400 Bad Request", "malformed request line\n").encode(true);
+    };
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if path != "/metrics" {
+        return Reply::text("404 Not Found", "only /metrics is served here\n").encode(true);
+    }
+    // HEAD too, as RFC 9110 asks of every server that serves GET.
+    let with_body = match method {
+        "GET" => true,
+        "HEAD" => false,
+        _ => {
+            let mut reply = Reply::text("405 Method Not Allowed", "only GET and HEAD\n");
+            reply.extra_headers = "Allow: GET, HEAD\r\n";
+            return reply.encode(true);
+        }
+    };
+    let reply = match snapshot(tx).await {
+        Some(snapshot) => Reply {
+            status: "200 OK",
+            content_type: CONTENT_TYPE,
+            extra_headers: "",
+            body: render(&snapshot, max_entry_series),
+        },
+        None => Reply::text(
+            "503 Service Unavailable",
+            "allowlistd did not hand over its state in time\n",
+        ),
+    };
+    reply.encode(with_body)
+}
+
+/// The method and target of an HTTP/1.x request line.
+fn request_line(head: &[u8]) -> Option<(&str, &str)> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && version.starts_with("HTTP/1.")).then_some((method, target))
+}
+
+/// A fresh snapshot from the main loop, or None when it is gone or too busy to answer in time.
+async fn snapshot(tx: &mpsc::Sender<oneshot::Sender<Snapshot>>) -> Option<Snapshot> {
+    let (reply, answer) = oneshot::channel();
+    tokio::time::timeout(SNAPSHOT_DEADLINE, async {
+        tx.send(reply).await.ok()?;
+        answer.await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+struct Reply {
+    status: &'static str,
+    content_type: &'static str,
+    /// Whole header lines, each ending in CRLF.
+    extra_headers: &'static str,
+    body: String,
+}
+
+impl Reply {
+    fn text(status: &'static str, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            extra_headers: "",
+            body: body.to_owned(),
+        }
+    }
+
+    /// The response bytes; a HEAD response keeps the headers, Content-Length included.
+    fn encode(&self, with_body: bool) -> Vec<u8> {
+        let mut response = format!(
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+            self.status,
+            self.content_type,
+            self.body.len(),
+            self.extra_headers,
+        );
+        if with_body {
+            response.push_str(&self.body);
+        }
+        response.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use openmetrics_parser::openmetrics::parse_openmetrics;
+    use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
+
+    use super::*;
+
+    type Parsed = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
+
+    fn entry(cidr: &str, comment: &str, hits: u64) -> EntryHits {
+        EntryHits {
+            cidr: cidr.parse().unwrap(),
+            comment: comment.to_owned(),
+            hits,
+        }
+    }
+
+    fn sample() -> Snapshot {
+        let mut eth0 = [0; REASON_COUNT];
+        eth0[Reason::DropSynV4 as usize] = 42;
+        eth0[Reason::PassAllowedV4 as usize] = 7;
+        let mut eth1 = [0; REASON_COUNT];
+        eth1[Reason::DropFragmentEvasion as usize] = 3;
+        Snapshot {
+            interfaces: vec![
+                InterfaceCounters {
+                    name: "eth0".into(),
+                    by_reason: eth0,
+                },
+                InterfaceCounters {
+                    name: "eth1".into(),
+                    by_reason: eth1,
+                },
+            ],
+            entries: vec![
+                entry("10.0.0.0/8", "office \"HQ\" C:\\vpn", 5),
+                entry("2001:db8::/32", "line\nbreak", 2),
+            ],
+            entries_v4: 1,
+            entries_v6: 1,
+            capacity: 1024,
+            active: true,
+            emergency_remaining_secs: 90,
+            reloads_total: 4,
+            last_reload_success: false,
+            last_reload_timestamp_secs: 1_700_000_000.5,
+            audit_records: 12,
+            revision: 9,
+            blocked_events_total: 30,
+            blocked_events_suppressed_total: 6,
+        }
+    }
+
+    fn parse(text: &str) -> Parsed {
+        parse_openmetrics(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// The value of the one series of `family` whose labels include `labels`.
+    fn value(parsed: &Parsed, family: &str, labels: &[(&str, &str)]) -> f64 {
+        let family = &parsed.families[family];
+        let matching: Vec<_> = family
+            .iter_samples()
+            .filter(|s| {
+                let set = s.get_labelset().unwrap();
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+            .collect();
+        assert_eq!(matching.len(), 1, "{labels:?} in {}", family.family_name);
+        match &matching[0].value {
+            OpenMetricsValue::Counter(c) => c.value.as_f64(),
+            OpenMetricsValue::Gauge(n) => n.as_f64(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// (cidr, comment, hits) of every entry series.
+    fn entry_hits(parsed: &Parsed) -> Vec<(String, String, f64)> {
+        let mut series: Vec<_> = parsed.families["allowlist_entry_hits"]
+            .iter_samples()
+            .map(|s| {
+                let set = s.get_labelset().unwrap();
+                let OpenMetricsValue::Counter(c) = &s.value else {
+                    panic!("not a counter")
+                };
+                (
+                    set.get_label_value("cidr").unwrap().to_owned(),
+                    set.get_label_value("comment").unwrap().to_owned(),
+                    c.value.as_f64(),
+                )
+            })
+            .collect();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        series
+    }
+
+    #[test]
+    fn renders_every_metric() {
+        let text = render(&sample(), 10);
+        let parsed = parse(&text);
+        let packets = &parsed.families["allowlist_packets"];
+        assert_eq!(packets.family_type, OpenMetricsType::Counter);
+        assert_eq!(packets.iter_samples().count(), 2 * REASON_COUNT);
+        let drop_v4 = [
+            ("interface", "eth0"),
+            ("reason", "drop_syn_v4"),
+            ("verdict", "drop"),
+        ];
+        assert_eq!(value(&parsed, "allowlist_packets", &drop_v4), 42.0);
+        let allowed = [("interface", "eth0"), ("reason", "pass_allowed_v4")];
+        assert_eq!(value(&parsed, "allowlist_packets", &allowed), 7.0);
+        let evasion = [("interface", "eth1"), ("reason", "drop_fragment_evasion")];
+        assert_eq!(value(&parsed, "allowlist_packets", &evasion), 3.0);
+        let emergency = [
+            ("interface", "eth1"),
+            ("reason", "pass_emergency"),
+            ("verdict", "pass"),
+        ];
+        assert_eq!(value(&parsed, "allowlist_packets", &emergency), 0.0);
+
+        let family = |f| [("family", f)];
+        assert_eq!(value(&parsed, "allowlist_entries", &family("ipv4")), 1.0);
+        assert_eq!(value(&parsed, "allowlist_entries", &family("ipv6")), 1.0);
+        let scalars = [
+            ("allowlist_capacity", 1024.0),
+            ("allowlist_active", 1.0),
+            ("allowlist_emergency_remaining_seconds", 90.0),
+            ("allowlist_reloads", 4.0),
+            ("allowlist_last_reload_success", 0.0),
+            ("allowlist_last_reload_timestamp_seconds", 1_700_000_000.5),
+            ("allowlist_audit_records", 12.0),
+            ("allowlist_revision", 9.0),
+            ("allowlist_blocked_events", 30.0),
+            ("allowlist_blocked_events_suppressed", 6.0),
+        ];
+        for (name, expected) in scalars {
+            assert_eq!(value(&parsed, name, &[]), expected, "{name}");
+        }
+        // The names scrapers see, counters with their suffix.
+        for line in [
+            "allowlist_reloads_total 4",
+            "allowlist_audit_records_total 12",
+            "allowlist_blocked_events_suppressed_total 6",
+            "allowlist_emergency_remaining_seconds 90",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(&sample(), 10);
+        assert!(
+            text.contains(r#"comment="office \"HQ\" C:\\vpn""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"comment="line\nbreak""#), "{text}");
+        assert_eq!(
+            entry_hits(&parse(&text)),
+            [
+                ("10.0.0.0/8".into(), "office \"HQ\" C:\\vpn".into(), 5.0),
+                ("2001:db8::/32".into(), "line\nbreak".into(), 2.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn entry_series_are_capped() {
+        let snapshot = Snapshot {
+            entries: vec![
+                entry("192.0.2.1/32", "a", 1),
+                entry("192.0.2.2/32", "b", 50),
+                entry("192.0.2.3/32", "c", 7),
+                entry("192.0.2.4/32", "d", 50),
+                entry("192.0.2.5/32", "e", 0),
+            ],
+            ..Snapshot::default()
+        };
+        let series = |max| entry_hits(&parse(&render(&snapshot, max)));
+        // The tie at 50 keeps both; the rest (7 + 1 + 0) is summed.
+        assert_eq!(
+            series(2),
+            [
+                ("192.0.2.2/32".into(), "b".into(), 50.0),
+                ("192.0.2.4/32".into(), "d".into(), 50.0),
+                ("other".into(), String::new(), 8.0),
+            ]
+        );
+        // Ties at the cut go to the lower address.
+        assert_eq!(
+            series(1),
+            [
+                ("192.0.2.2/32".into(), "b".into(), 50.0),
+                ("other".into(), String::new(), 58.0),
+            ]
+        );
+        assert_eq!(series(0), [("other".into(), String::new(), 108.0)]);
+        // Nothing is left out, so there is no "other".
+        assert_eq!(series(5).len(), 5);
+        assert!(series(100).iter().all(|(cidr, _, _)| cidr != "other"));
+    }
+
+    #[test]
+    fn empty_snapshot_is_valid() {
+        let parsed = parse(&render(&Snapshot::default(), 10));
+        assert!(!parsed.families.contains_key("allowlist_packets"));
+        assert!(!parsed.families.contains_key("allowlist_entry_hits"));
+        assert_eq!(value(&parsed, "allowlist_active", &[]), 0.0);
+    }
+
+    /// A main loop that answers every request with `sample()`.
+    fn fake_main_loop() -> mpsc::Sender<oneshot::Sender<Snapshot>> {
+        let (tx, mut rx) = mpsc::channel::<oneshot::Sender<Snapshot>>(8);
+        tokio::spawn(async move {
+            while let Some(reply) = rx.recv().await {
+                let _ = reply.send(sample());
+            }
+        });
+        tx
+    }
+
+    async fn start(tx: mpsc::Sender<oneshot::Sender<Snapshot>>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, tx, 10));
+        addr
+    }
+
+    struct Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Response {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Sends `request` with a blocking std client, off the runtime the server runs on.
+    async fn send(addr: SocketAddr, request: &str) -> Response {
+        let request = request.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut raw = String::new();
+            stream.read_to_string(&mut raw).unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").expect("no end of head");
+            let mut lines = head.split("\r\n");
+            let status = lines.next().unwrap().split(' ').nth(1).unwrap();
+            Response {
+                status: status.parse().unwrap(),
+                headers: lines
+                    .map(|l| l.split_once(": ").unwrap())
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect(),
+                body: body.to_owned(),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> Response {
+        send(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")).await
+    }
+
+    #[tokio::test]
+    async fn serves_metrics() {
+        let addr = start(fake_main_loop()).await;
+        let response = get(addr, "/metrics").await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("content-type"), Some(CONTENT_TYPE));
+        assert_eq!(
+            response.header("content-length"),
+            Some(response.body.len().to_string().as_str())
+        );
+        assert_eq!(response.body, render(&sample(), 10));
+        let parsed = parse(&response.body);
+        assert_eq!(value(&parsed, "allowlist_revision", &[]), 9.0);
+
+        let head = send(addr, "HEAD /metrics?x=1 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.body, "");
+        assert_eq!(
+            head.header("content-length"),
+            response.header("content-length")
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_other_paths_and_methods() {
+        let addr = start(fake_main_loop()).await;
+        assert_eq!(get(addr, "/other").await.status, 404);
+        assert_eq!(get(addr, "/").await.status, 404);
+        let post = send(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(post.status, 405);
+        assert_eq!(post.header("allow"), Some("GET, HEAD"));
+        assert_eq!(send(addr, "nonsense\r\n\r\n").await.status, 400);
+        let huge = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert_eq!(send(addr, &huge).await.status, 431);
+    }
+
+    #[tokio::test]
+    async fn main_loop_gone_is_unavailable() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let addr = start(tx).await;
+        assert_eq!(get(addr, "/metrics").await.status, 503);
+    }
+
+    #[tokio::test]
+    async fn silent_client_does_not_block_others() {
+        let addr = start(fake_main_loop()).await;
+        let _silent = std::net::TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        assert_eq!(get(addr, "/metrics").await.status, 200);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

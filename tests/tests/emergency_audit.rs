@@ -1,0 +1,1478 @@
+//! End-to-end tests of the emergency disable and the audit log, against the real `allowlistd`
+//! and `allowlistctl` in network namespaces, judged by what a user notices: whether a blocked
+//! client's real TCP connect gets through, what `status`, `test` and `audit` print, what the
+//! audit log file holds, and what `audit verify` says about it.
+//!
+//! Emergency disable: it lets everyone in, shows in `status` and `test`, ends by itself on
+//! time (also with the daemon dead: the kernel compares the deadline), `emergency-end` ends it
+//! early, the 24h / zero / no-reason rules refuse, a restart keeps the deadline, and the
+//! break-glass `allowlistd --emergency-disable-on-start`.
+//!
+//! Audit log: a record with before/after for every kind of change, refusal, start and stop;
+//! the hash chain (`audit verify`) catches edits, deletions, reordering and records cut off
+//! the end; an unwritable log refuses changes; rotation keeps the chain; the file's mode and
+//! unsafe paths.
+//!
+//! Needs root and the built binaries (`cargo xtask build`, then
+//! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test emergency_audit`).
+//! Every `allowlistctl` runs with `SSH_CONNECTION` and `SSH_CLIENT` removed.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use allowlist_tests::bpffs::TestDir;
+use allowlist_tests::ctl::{Out, ctl_command, run, wait_child};
+use allowlist_tests::daemon::{
+    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, allowlistd, write_atomically,
+};
+use allowlist_tests::netns::{ALLOWED_V4, BLOCKED_V4, Lab, Netns};
+use allowlist_tests::require_root;
+use allowlist_tests::tcp::{self, Listener};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+const PROTECTED: u16 = 2222;
+
+const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
+const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
+
+/// `prev_hash` of the very first record of a log.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Slack after a deadline before a probe expects enforcement back.
+const AFTER_DEADLINE: Duration = Duration::from_millis(300);
+
+/// The server address of `src`'s family, on the protected port.
+fn to(src: IpAddr) -> SocketAddr {
+    SocketAddr::new(Lab::server_addr_for(src), PROTECTED)
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit in i64")
+}
+
+fn sleep_until(deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    std::thread::sleep(left);
+}
+
+// ---------------------------------------------------------------------------------------
+// allowlistd with extra command-line arguments (the harness's Daemon takes only --config)
+// ---------------------------------------------------------------------------------------
+
+/// `allowlistd --config CONFIG ARGS...` inside `ns`, its stdout and stderr going to a file.
+/// Killed (SIGKILL) on drop if it still runs.
+struct RawDaemon {
+    child: Child,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl RawDaemon {
+    fn spawn(ns: &Netns, config: &Path, args: &[&str], log: &Path) -> RawDaemon {
+        let bin = allowlistd();
+        let out = File::create(log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
+        let err = out.try_clone().expect("duplicating the log file");
+        let ns_file = ns.open().unwrap_or_else(|e| panic!("{e:#}"));
+        let ns_fd = ns_file.as_raw_fd();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // SAFETY: only setns(2), async-signal-safe, runs between fork and exec; the namespace
+        // file stays open until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns_fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {} {args:?}: {e}", bin.display()));
+        drop(ns_file);
+        RawDaemon {
+            child,
+            log: log.to_path_buf(),
+            status: None,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `allowlistd ready`; panics with the log if it exits or takes too long.
+    #[track_caller]
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !self.log().contains("allowlistd ready") {
+            if let Some(status) = self.child.try_wait().expect("polling allowlistd") {
+                panic!(
+                    "allowlistd exited ({status}) before ready; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "allowlistd not ready within {READY_TIMEOUT:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for it to exit by itself; panics with the log if it does not.
+    #[track_caller]
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let status = wait_child(&mut self.child, timeout).unwrap_or_else(|| {
+            panic!(
+                "allowlistd still ran after {timeout:?} (killed); log:\n{}",
+                self.log()
+            )
+        });
+        self.status = Some(status);
+        status
+    }
+}
+
+impl Drop for RawDaemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A tmpfs the test mounts (for a full disk), unmounted on drop
+// ---------------------------------------------------------------------------------------
+
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        mount(
+            Some("allowlist-e2e-auditfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("size={size},mode=0755").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mounting a tmpfs on {}: {e}", path.display()));
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // MNT_DETACH: a daemon still holding its audit log open must not keep it mounted.
+        if let Err(e) = umount2(&self.path, MntFlags::MNT_DETACH) {
+            eprintln!("warning: unmounting {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Writes zeros to `path` until the file system is full.
+fn fill(path: &Path) {
+    let mut f = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let chunk = vec![0u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixture
+// ---------------------------------------------------------------------------------------
+
+/// A lab with a listener on the protected port, a config file (198.18.1.0/24 listed, so the
+/// "allowed" client connects and the "blocked" one does not) and a ready daemon whose audit
+/// log is `<dir>/audit.jsonl`. Fields drop in order: the daemon first, the lab last.
+struct Fx {
+    daemon: Daemon,
+    path: PathBuf,
+    socket: PathBuf,
+    audit: PathBuf,
+    _tmpfs: Option<Tmpfs>,
+    _listener: Listener,
+    dir: TestDir,
+    lab: Lab,
+}
+
+/// `text` with `extra` (whole lines) inserted before the first `[[entries]]` table, where
+/// it is still a top-level key.
+fn with_top(text: &str, extra: &str) -> String {
+    match text.find("\n[[entries]]") {
+        Some(i) => format!("{}\n{extra}{}", &text[..i], &text[i..]),
+        None => format!("{text}{extra}"),
+    }
+}
+
+impl Fx {
+    /// The usual fixture, with `extra` top-level config lines.
+    fn start(extra: &str) -> Fx {
+        Fx::build(extra, false)
+    }
+
+    /// The audit log on a 64 KiB tmpfs mounted at `<dir>/auditfs`.
+    fn start_on_tmpfs() -> Fx {
+        Fx::build("", true)
+    }
+
+    fn build(extra: &str, tmpfs: bool) -> Fx {
+        let lab = Lab::new();
+        let dir = TestDir::new();
+        let listener = Listener::start(
+            &lab.server,
+            SocketAddr::new("::".parse().unwrap(), PROTECTED),
+        );
+        let tmpfs = tmpfs.then(|| Tmpfs::mount(&dir.join("auditfs"), "64k"));
+        let mut config = Config::new(&dir, lab.server_if()).entry("198.18.1.0/24", "lab A");
+        config.audit_log = match &tmpfs {
+            Some(t) => t.path.join("audit.jsonl"),
+            None => dir.join("audit.jsonl"),
+        };
+        let path = dir.join("allowlist.toml");
+        write_atomically(&path, &with_top(&config.render(), extra));
+        let daemon = Daemon::spawn(&lab.server, &path);
+        daemon.wait_ready();
+        Fx {
+            daemon,
+            path,
+            socket: config.control_socket.clone(),
+            audit: config.audit_log.clone(),
+            _tmpfs: tmpfs,
+            _listener: listener,
+            dir,
+            lab,
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Out {
+        run(&mut ctl_command(&self.socket, args))
+    }
+
+    #[track_caller]
+    fn status(&self) -> Value {
+        let json = self.ctl(&["--json", "status"]).ok().json();
+        assert_eq!(json["kind"].as_str(), Some("status"), "{json:?}");
+        json
+    }
+
+    #[track_caller]
+    fn revision(&self) -> u64 {
+        self.status()["revision"].as_u64().unwrap()
+    }
+
+    #[track_caller]
+    fn cidrs(&self) -> Vec<String> {
+        let json = self.ctl(&["--json", "list"]).ok().json();
+        json["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["cidr"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn file(&self) -> String {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.path.display()))
+    }
+
+    /// Restarts the daemon on the same config (the old one must be gone already).
+    fn restart(&mut self) {
+        self.daemon = Daemon::spawn(&self.lab.server, &self.path);
+        self.daemon.wait_ready();
+    }
+
+    /// Every record of the current audit log file, parsed by this test (not by the daemon).
+    #[track_caller]
+    fn records(&self) -> Vec<Value> {
+        records_of(&self.audit)
+    }
+
+    #[track_caller]
+    fn last_record(&self) -> Value {
+        self.records()
+            .pop()
+            .unwrap_or_else(|| panic!("{} holds no records", self.audit.display()))
+    }
+
+    /// The records of `action`, oldest first.
+    #[track_caller]
+    fn records_of(&self, action: &str) -> Vec<Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r["action"].as_str().unwrap() == action)
+            .collect()
+    }
+
+    /// Panics unless the "blocked" client's connect times out (its SYN dropped).
+    #[track_caller]
+    fn assert_blocked(&self, why: &str) {
+        tcp::assert_times_out(&self.lab.client, B4, to(B4), why);
+    }
+
+    /// Panics unless the "blocked" client connects.
+    #[track_caller]
+    fn assert_let_in(&self, why: &str) {
+        tcp::assert_connects(&self.lab.client, B4, to(B4), why);
+    }
+
+    #[track_caller]
+    fn assert_no_emergency(&self, why: &str) {
+        let s = self.status();
+        assert!(
+            s["emergency"].is_null(),
+            "{why}: status --json still shows {s:?}"
+        );
+        self.ctl(&["status"]).ok().stdout_lacks("EMERGENCY");
+    }
+}
+
+/// Every non-blank line of `path`, parsed.
+#[track_caller]
+fn records_of(path: &Path) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| {
+                panic!("{} line {}: not JSON ({e}): {l}", path.display(), i + 1)
+            })
+        })
+        .collect()
+}
+
+/// Milliseconds since 1970 of an RFC 3339 UTC time (`2026-11-23T14:00:00.123Z`), or `None`
+/// if it is not one (other offsets included).
+fn rfc3339_utc_ms(text: &str) -> Option<i64> {
+    let rest = text.strip_suffix('Z')?;
+    let (date, time) = rest.split_once('T')?;
+    let num = |s: &str, len: usize| -> Option<i64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let (h, min, s) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+    if d.next().is_some()
+        || t.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+    {
+        return None;
+    }
+    if h > 23 || min > 59 || s > 60 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms = format!("{frac:0<3}")[..3].parse::<i64>().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + s * 1000 + ms)
+}
+
+#[test]
+fn rfc3339_reader() {
+    assert_eq!(rfc3339_utc_ms("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(
+        rfc3339_utc_ms("2000-03-01T00:00:01.5Z"),
+        Some(951_868_801_500)
+    );
+    assert_eq!(
+        rfc3339_utc_ms("2026-11-23T14:00:00.123Z"),
+        Some(1_795_442_400_123)
+    );
+    assert_eq!(rfc3339_utc_ms("2026-11-23T14:00:00+01:00"), None);
+    assert_eq!(rfc3339_utc_ms("2026-11-23 14:00:00Z"), None);
+}
+
+#[track_caller]
+fn assert_json(actual: &Value, expected: &str, what: &str) {
+    let expected: Value = serde_json::from_str(expected)
+        .unwrap_or_else(|e| panic!("bad expected JSON ({e}): {expected}"));
+    assert!(
+        *actual == expected,
+        "{what}: expected {expected:?}\n   got {actual:?}"
+    );
+}
+
+/// `result` of a record: "ok", "refused" or "failed".
+fn status_of(record: &Value) -> &str {
+    record["result"]["status"].as_str().unwrap()
+}
+
+/// Who a record names as the actor: root, through `via`, process `pid`.
+#[track_caller]
+fn assert_actor(record: &Value, via: &str, pid: u32) {
+    let actor = &record["actor"];
+    assert_eq!(actor["via"].as_str(), Some(via), "actor.via of {record:?}");
+    assert_eq!(actor["uid"].as_u64(), Some(0), "actor.uid of {record:?}");
+    assert_eq!(
+        actor["user"].as_str(),
+        Some("root"),
+        "actor.user of {record:?}"
+    );
+    assert_eq!(
+        actor["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "actor.pid of {record:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Emergency disable
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn emergency_disable_lets_everyone_in_and_ends_by_itself() {
+    if !require_root("emergency_disable_lets_everyone_in_and_ends_by_itself") {
+        return;
+    }
+    let fx = Fx::start("");
+    tcp::assert_connects(&fx.lab.client, A4, to(A4), "listed");
+    fx.assert_blocked("before the emergency disable");
+    fx.assert_no_emergency("before the emergency disable");
+
+    let before_ms = now_ms();
+    let out = fx.ctl(&["emergency-disable", "--reason", "vpn down", "--for", "4s"]);
+    let started = Instant::now();
+    let after_ms = now_ms();
+    out.ok()
+        .stdout_has("EMERGENCY DISABLE until")
+        .stdout_has("vpn down");
+    fx.assert_let_in("the emergency disable is in force");
+
+    let s = fx.status();
+    let e = &s["emergency"];
+    let until = e["until"].as_str().unwrap();
+    let until_ms = rfc3339_utc_ms(until)
+        .unwrap_or_else(|| panic!("emergency.until is not an RFC 3339 UTC time: {s:?}"));
+    assert!(
+        (before_ms + 4000 - 2..=after_ms + 4000 + 2).contains(&until_ms),
+        "emergency.until {until} should be 4 s after the command (between {before_ms} and {after_ms} + 4000 ms)"
+    );
+    let remaining = e["remaining_secs"].as_u64().unwrap();
+    assert!(
+        (1..=4).contains(&remaining),
+        "remaining_secs {remaining}: {s:?}"
+    );
+    assert_eq!(e["reason"].as_str(), Some("vpn down"));
+    assert_eq!(e["by"].as_str(), Some("root"));
+    let until_local = e["until_local"].as_str().unwrap().to_owned();
+    assert!(!until_local.is_empty(), "{s:?}");
+    fx.ctl(&["status"])
+        .ok()
+        .stdout_has(&format!("EMERGENCY DISABLE until {until_local}"))
+        .stdout_has("reason: vpn down")
+        .stdout_has("by root");
+    fx.ctl(&["test", "198.18.2.2"])
+        .ok()
+        .stdout_has("198.18.2.2 port 2222: allowed by the emergency disable");
+    fx.ctl(&["test", "198.18.1.2"])
+        .ok()
+        .stdout_has("allowed by 198.18.1.0/24");
+
+    // Still in force a second before its end...
+    sleep_until(started + Duration::from_secs(3));
+    fx.assert_let_in("3 s into a 4 s emergency disable");
+    // ... and over right after it, with nothing done.
+    sleep_until(started + Duration::from_secs(4) + AFTER_DEADLINE);
+    fx.assert_blocked("the 4 s emergency disable ended by itself");
+    fx.assert_no_emergency("after the emergency disable ended");
+    fx.ctl(&["test", "198.18.2.2"])
+        .code(1)
+        .stdout_has("blocked");
+    assert!(
+        !fx.dir.join("state/emergency.json").exists(),
+        "the ended emergency disable is still in state_dir"
+    );
+
+    let starts = fx.records_of("emergency-start");
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    let start = &starts[0];
+    assert_eq!(status_of(start), "ok");
+    assert_eq!(start["actor"]["via"].as_str(), Some("cli"));
+    assert!(start["before"]["emergency"].is_null(), "{start:?}");
+    assert_eq!(
+        start["after"]["emergency"]["reason"].as_str(),
+        Some("vpn down")
+    );
+    assert_eq!(start["after"]["emergency"]["until"].as_str(), Some(until));
+    assert_eq!(start["after"]["emergency"]["by"].as_str(), Some("root"));
+    let expiries = fx.records_of("emergency-expiry");
+    assert_eq!(expiries.len(), 1, "{expiries:?}");
+    let expiry = &expiries[0];
+    assert_eq!(status_of(expiry), "ok");
+    assert_actor(expiry, "expiry", fx.daemon.pid().as_raw().unsigned_abs());
+    assert_eq!(expiry["before"]["emergency"]["until"].as_str(), Some(until));
+    assert!(expiry["after"]["emergency"].is_null(), "{expiry:?}");
+    assert!(
+        expiry["seq"].as_u64().unwrap() > start["seq"].as_u64().unwrap(),
+        "the expiry is recorded after the start"
+    );
+}
+
+#[test]
+fn emergency_disable_ends_in_the_kernel_with_the_daemon_dead() {
+    if !require_root("emergency_disable_ends_in_the_kernel_with_the_daemon_dead") {
+        return;
+    }
+    let mut fx = Fx::start("");
+    fx.ctl(&["emergency-disable", "--reason", "vpn down", "--for", "4s"])
+        .ok();
+    let started = Instant::now();
+    let until = fx.status()["emergency"]["until"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fx.daemon.kill9();
+
+    fx.assert_let_in("emergency disable in force, allowlistd killed");
+    assert!(
+        fx.dir.join("state/emergency.json").exists(),
+        "the emergency disable should be kept in state_dir"
+    );
+    sleep_until(started + Duration::from_secs(4) + AFTER_DEADLINE);
+    fx.assert_blocked("the kernel ended the emergency disable with no allowlistd running");
+    assert!(
+        fx.records_of("emergency-expiry").is_empty(),
+        "nobody could have recorded the end yet"
+    );
+
+    fx.restart();
+    let expiries = fx.records_of("emergency-expiry");
+    assert_eq!(expiries.len(), 1, "{expiries:?}");
+    let expiry = &expiries[0];
+    assert_eq!(status_of(expiry), "ok");
+    assert_actor(expiry, "expiry", fx.daemon.pid().as_raw().unsigned_abs());
+    assert_eq!(
+        expiry["before"]["emergency"]["until"].as_str(),
+        Some(until.as_str())
+    );
+    assert!(expiry["after"]["emergency"].is_null(), "{expiry:?}");
+    assert!(
+        expiry["after"]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("ended while allowlistd was not running")),
+        "{expiry:?}"
+    );
+    let start = fx.records_of("start").pop().expect("a start record");
+    assert!(
+        expiry["seq"].as_u64().unwrap() < start["seq"].as_u64().unwrap(),
+        "the expiry is recorded before the new daemon's start record"
+    );
+    fx.assert_no_emergency("after a restart past the deadline");
+    fx.assert_blocked("enforcing after the restart");
+    assert!(!fx.dir.join("state/emergency.json").exists());
+}
+
+#[test]
+fn emergency_end_ends_it_early_and_is_audited() {
+    if !require_root("emergency_end_ends_it_early_and_is_audited") {
+        return;
+    }
+    let fx = Fx::start("");
+    fx.ctl(&[
+        "emergency-disable",
+        "--reason",
+        "maintenance",
+        "--for",
+        "10m",
+    ])
+    .ok();
+    fx.assert_let_in("emergency disable in force");
+
+    let out = fx.ctl(&["emergency-end"]);
+    out.ok()
+        .stdout_has("emergency disable ended")
+        .stdout_has("maintenance");
+    fx.assert_blocked("right after emergency-end");
+    fx.assert_no_emergency("after emergency-end");
+    let end = fx.last_record();
+    assert_eq!(end["action"].as_str(), Some("emergency-end"));
+    assert_eq!(status_of(&end), "ok");
+    assert_actor(&end, "cli", out.pid);
+    assert_eq!(
+        end["before"]["emergency"]["reason"].as_str(),
+        Some("maintenance")
+    );
+    assert!(end["after"]["emergency"].is_null(), "{end:?}");
+
+    let out = fx.ctl(&["emergency-end"]);
+    out.code(2).stderr_has("no emergency disable is in force");
+    let refusal = fx.last_record();
+    assert_eq!(refusal["action"].as_str(), Some("emergency-end"));
+    assert_eq!(status_of(&refusal), "refused");
+    assert_actor(&refusal, "cli", out.pid);
+    assert!(
+        refusal["result"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no emergency disable is in force")),
+        "{refusal:?}"
+    );
+    assert_eq!(
+        refusal["seq"].as_u64().unwrap(),
+        end["seq"].as_u64().unwrap() + 1
+    );
+}
+
+#[test]
+fn emergency_disable_refuses_what_breaks_its_rules() {
+    if !require_root("emergency_disable_refuses_what_breaks_its_rules") {
+        return;
+    }
+    let fx = Fx::start("");
+    let file = fx.file();
+    let revision = fx.revision();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--reason", "vpn down", "--for", "25h"], "longer than 24h"),
+        (&["--reason", "vpn down", "--for", "0s"], "above zero"),
+        (&["--reason", "", "--for", "1h"], "a reason is required"),
+    ];
+    for (args, rule) in cases {
+        let mut argv = vec!["emergency-disable"];
+        argv.extend_from_slice(args);
+        let out = fx.ctl(&argv);
+        out.code(2).stderr_has(rule);
+        fx.assert_blocked(&format!("after the refused {argv:?}"));
+        fx.assert_no_emergency(&format!("after the refused {argv:?}"));
+        let r = fx.last_record();
+        assert_eq!(
+            r["action"].as_str(),
+            Some("emergency-start"),
+            "{argv:?}: {r:?}"
+        );
+        assert_eq!(status_of(&r), "refused", "{argv:?}: {r:?}");
+        assert!(
+            r["result"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(rule)),
+            "{argv:?}: the refusal's reason should state the rule ({rule}): {r:?}"
+        );
+        assert_actor(&r, "cli", out.pid);
+    }
+    assert_eq!(fx.file(), file, "a refusal changed the config file");
+    assert_eq!(fx.revision(), revision, "a refusal moved the revision");
+    assert!(!fx.dir.join("state/emergency.json").exists());
+    let refused = fx
+        .records()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap() == "emergency-start" && status_of(r) == "refused")
+        .count();
+    assert_eq!(refused, 3);
+}
+
+#[test]
+fn a_restart_keeps_the_emergency_deadline() {
+    if !require_root("a_restart_keeps_the_emergency_deadline") {
+        return;
+    }
+    let mut fx = Fx::start("");
+    fx.ctl(&[
+        "emergency-disable",
+        "--reason",
+        "restart test",
+        "--for",
+        "6s",
+    ])
+    .ok();
+    let started = Instant::now();
+    let until = fx.status()["emergency"]["until"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    fx.daemon.kill9();
+    let restarting = Instant::now();
+    fx.restart();
+    eprintln!("restarted in {:?}", restarting.elapsed());
+    let s = fx.status();
+    assert_eq!(
+        s["emergency"]["until"].as_str(),
+        Some(until.as_str()),
+        "the restarted daemon moved the deadline: {s:?}"
+    );
+    assert_eq!(s["emergency"]["reason"].as_str(), Some("restart test"));
+    assert!(
+        s["emergency"]["remaining_secs"].as_u64().unwrap() <= 6,
+        "{s:?}"
+    );
+    fx.assert_let_in("the emergency disable continues after the restart");
+
+    sleep_until(started + Duration::from_secs(5));
+    fx.assert_let_in("5 s into a 6 s emergency disable");
+    sleep_until(started + Duration::from_secs(6) + AFTER_DEADLINE);
+    fx.assert_blocked("6 s after the emergency-disable, not 6 s after the restart");
+    fx.assert_no_emergency("after the deadline");
+    let expiry = fx
+        .records_of("emergency-expiry")
+        .pop()
+        .expect("an emergency-expiry record from the restarted daemon");
+    assert_actor(&expiry, "expiry", fx.daemon.pid().as_raw().unsigned_abs());
+    assert_eq!(
+        expiry["before"]["emergency"]["until"].as_str(),
+        Some(until.as_str())
+    );
+    assert!(
+        expiry["after"]["note"].is_null(),
+        "it ended while running: {expiry:?}"
+    );
+}
+
+#[test]
+fn emergency_disable_on_start_breaks_glass_from_the_console() {
+    if !require_root("emergency_disable_on_start_breaks_glass_from_the_console") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = TestDir::new();
+    let _listener = Listener::start(
+        &lab.server,
+        SocketAddr::new("::".parse().unwrap(), PROTECTED),
+    );
+    let mut config = Config::new(&dir, lab.server_if()).entry("198.18.1.0/24", "lab A");
+    config.audit_log = dir.join("audit.jsonl");
+    let path = dir.join("allowlist.toml");
+    config.write(&path);
+    let fx_ctl = |args: &[&str]| run(&mut ctl_command(&config.control_socket, args));
+
+    let mut daemon = RawDaemon::spawn(
+        &lab.server,
+        &path,
+        &[
+            "--emergency-disable-on-start",
+            "--reason",
+            "console",
+            "--for",
+            "3s",
+        ],
+        &dir.join("allowlistd.log"),
+    );
+    daemon.wait_ready();
+    let ready = Instant::now();
+    tcp::assert_connects(&lab.client, B4, to(B4), "started with an emergency disable");
+    let s = fx_ctl(&["--json", "status"]).ok().json();
+    assert_eq!(s["emergency"]["reason"].as_str(), Some("console"), "{s:?}");
+    assert_eq!(s["emergency"]["by"].as_str(), Some("root"), "{s:?}");
+    fx_ctl(&["status"])
+        .ok()
+        .stdout_has("EMERGENCY DISABLE until")
+        .stdout_has("reason: console");
+
+    let records = records_of(&config.audit_log);
+    let start = records
+        .iter()
+        .find(|r| r["action"].as_str().unwrap() == "emergency-start")
+        .unwrap_or_else(|| panic!("no emergency-start record: {records:?}"));
+    assert_eq!(status_of(start), "ok");
+    assert_actor(start, "startup", daemon.pid());
+    assert_eq!(
+        start["after"]["emergency"]["reason"].as_str(),
+        Some("console")
+    );
+    assert_eq!(
+        start["after"]["emergency"]["until"].as_str().unwrap(),
+        s["emergency"]["until"].as_str().unwrap()
+    );
+    assert!(
+        daemon.log().contains("EMERGENCY DISABLE"),
+        "the daemon's log should say so loudly:\n{}",
+        daemon.log()
+    );
+
+    // The deadline was set before `ready`: 3 s after it at the latest.
+    sleep_until(ready + Duration::from_secs(3) + AFTER_DEADLINE);
+    tcp::assert_times_out(&lab.client, B4, to(B4), "the 3 s emergency disable ended");
+    let s = fx_ctl(&["--json", "status"]).ok().json();
+    assert!(s["emergency"].is_null(), "{s:?}");
+    let expiry = records_of(&config.audit_log)
+        .into_iter()
+        .find(|r| r["action"].as_str().unwrap() == "emergency-expiry")
+        .expect("an emergency-expiry record");
+    assert_actor(&expiry, "expiry", daemon.pid());
+    drop(daemon);
+
+    // Longer than a day: refused before anything starts, naming the rule.
+    let lines_before = records_of(&config.audit_log).len();
+    let mut refused = RawDaemon::spawn(
+        &lab.server,
+        &path,
+        &[
+            "--emergency-disable-on-start",
+            "--for",
+            "25h",
+            "--reason",
+            "x",
+        ],
+        &dir.join("allowlistd-25h.log"),
+    );
+    let status = refused.wait_exit(RELOAD_TIMEOUT);
+    let log = refused.log();
+    assert!(
+        !status.success(),
+        "allowlistd --emergency-disable-on-start --for 25h should fail; log:\n{log}"
+    );
+    assert!(
+        log.contains("24h"),
+        "the error should name the 24h rule:\n{log}"
+    );
+    assert!(!log.contains("allowlistd ready"), "{log}");
+    assert_eq!(records_of(&config.audit_log).len(), lines_before);
+    tcp::assert_times_out(
+        &lab.client,
+        B4,
+        to(B4),
+        "no emergency disable from the refused start",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit log
+// ---------------------------------------------------------------------------------------
+
+/// The checks every record of a whole log must pass: seq from 1 up by one, the chain of
+/// hashes, RFC 3339 UTC times in order, root as the actor.
+#[track_caller]
+fn assert_well_formed(records: &[Value], first_seq: u64, earliest_ms: i64) {
+    let mut prev_hash = GENESIS.to_owned();
+    let mut prev_ms = earliest_ms;
+    for (i, r) in records.iter().enumerate() {
+        let seq = r["seq"].as_u64().unwrap();
+        assert_eq!(seq, first_seq + i as u64, "seq of record {i}: {r:?}");
+        if i > 0 || first_seq == 1 {
+            assert_eq!(
+                r["prev_hash"].as_str(),
+                Some(prev_hash.as_str()),
+                "prev_hash of seq {seq}"
+            );
+        }
+        let hash = r["hash"].as_str().unwrap();
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "hash of seq {seq}: {hash:?}"
+        );
+        prev_hash = hash.to_owned();
+        let time = r["time"].as_str().unwrap();
+        let ms = rfc3339_utc_ms(time)
+            .unwrap_or_else(|| panic!("time of seq {seq} is not RFC 3339 UTC: {time:?}"));
+        assert!(
+            ms >= prev_ms - 1 && ms <= now_ms() + 1000,
+            "time of seq {seq} ({time}) out of order or in the future"
+        );
+        prev_ms = ms;
+        let actor = &r["actor"];
+        assert_eq!(actor["uid"].as_u64(), Some(0), "seq {seq}");
+        assert_eq!(actor["user"].as_str(), Some("root"), "seq {seq}");
+        assert!(actor["pid"].as_u64().unwrap() > 0, "seq {seq}: {r:?}");
+        assert!(
+            ["cli", "signal", "startup", "expiry"].contains(&actor["via"].as_str().unwrap()),
+            "seq {seq}: {r:?}"
+        );
+        assert!(r["revision"].is_u64(), "seq {seq}: {r:?}");
+    }
+}
+
+#[test]
+fn every_change_is_audited_with_before_and_after() {
+    if !require_root("every_change_is_audited_with_before_and_after") {
+        return;
+    }
+    let test_start_ms = now_ms();
+    let mut fx = Fx::start("");
+    let dpid = fx.daemon.pid().as_raw().unsigned_abs();
+
+    // start
+    let records = fx.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let start = &records[0];
+    assert_eq!(start["action"].as_str(), Some("start"));
+    assert_eq!(status_of(start), "ok");
+    assert_actor(start, "startup", dpid);
+    assert_eq!(start["prev_hash"].as_str(), Some(GENESIS));
+    assert_eq!(start["revision"].as_u64(), Some(fx.revision()));
+    assert_eq!(start["after"]["active"].as_bool(), Some(true), "{start:?}");
+
+    // A change through allowlistctl: the record's actor is the client, its revision the new
+    // one.
+    let change = |args: &[&str], action: &str, before: &str, after: &str| {
+        let out = fx.ctl(args);
+        out.ok();
+        let r = fx.last_record();
+        assert_eq!(r["action"].as_str(), Some(action), "{args:?}: {r:?}");
+        assert_eq!(status_of(&r), "ok", "{args:?}: {r:?}");
+        assert_actor(&r, "cli", out.pid);
+        assert_json(&r["before"], before, &format!("before of {args:?}"));
+        assert_json(&r["after"], after, &format!("after of {args:?}"));
+        assert_eq!(
+            r["revision"].as_u64(),
+            Some(fx.revision()),
+            "{args:?}: {r:?}"
+        );
+        r
+    };
+    change(
+        &["add", "198.18.5.0/24", "--comment", "x"],
+        "add",
+        r#"{"entries": []}"#,
+        r#"{"entries": [{"cidr": "198.18.5.0/24", "comment": "x"}]}"#,
+    );
+    change(
+        &["edit", "198.18.5.0/24", "--comment", "y"],
+        "edit",
+        r#"{"entries": [{"cidr": "198.18.5.0/24", "comment": "x"}]}"#,
+        r#"{"entries": [{"cidr": "198.18.5.0/24", "comment": "y"}]}"#,
+    );
+    change(
+        &["remove", "198.18.5.0/24"],
+        "remove",
+        r#"{"entries": [{"cidr": "198.18.5.0/24", "comment": "y"}]}"#,
+        r#"{"entries": []}"#,
+    );
+    // A moment apart from the records before: `audit --since` below cuts here.
+    std::thread::sleep(Duration::from_millis(50));
+    let deactivate = change(
+        &["deactivate"],
+        "deactivate",
+        r#"{"active": true}"#,
+        r#"{"active": false}"#,
+    );
+    change(
+        &["activate"],
+        "activate",
+        r#"{"active": false}"#,
+        r#"{"active": true}"#,
+    );
+
+    // Reload on SIGHUP: the daemon is the actor, via "signal".
+    let text = fx.file();
+    write_atomically(
+        &fx.path,
+        &format!("{text}\n[[entries]]\ncidr = \"198.18.6.0/24\"\ncomment = \"by hand\"\n"),
+    );
+    fx.daemon.signal(Signal::SIGHUP);
+    fx.daemon
+        .wait_for_log("reload applied", RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let r = fx.last_record();
+    assert_eq!(r["action"].as_str(), Some("reload"), "{r:?}");
+    assert_eq!(status_of(&r), "ok");
+    assert_actor(&r, "signal", dpid);
+    assert_json(
+        &r["before"],
+        r#"{"entries": []}"#,
+        "before of the SIGHUP reload",
+    );
+    assert_json(
+        &r["after"],
+        r#"{"entries": [{"cidr": "198.18.6.0/24", "comment": "by hand"}]}"#,
+        "after of the SIGHUP reload",
+    );
+    assert_eq!(r["revision"].as_u64(), Some(fx.revision()));
+
+    // Reload through allowlistctl: the client is the actor, via "cli".
+    write_atomically(&fx.path, &text);
+    change(
+        &["reload"],
+        "reload",
+        r#"{"entries": [{"cidr": "198.18.6.0/24", "comment": "by hand"}]}"#,
+        r#"{"entries": []}"#,
+    );
+
+    // Commit-confirmed, confirmed.
+    change(
+        &["add", "198.18.7.0/24", "--confirm-within", "30s"],
+        "add",
+        r#"{"entries": []}"#,
+        r#"{"entries": [{"cidr": "198.18.7.0/24", "comment": ""}]}"#,
+    );
+    let revision = fx.revision();
+    let out = fx.ctl(&["confirm"]);
+    out.ok();
+    let r = fx.last_record();
+    assert_eq!(r["action"].as_str(), Some("confirm"), "{r:?}");
+    assert_eq!(status_of(&r), "ok");
+    assert_actor(&r, "cli", out.pid);
+    assert_json(
+        &r["before"],
+        r#"{"pending": "add 198.18.7.0/24"}"#,
+        "before of confirm",
+    );
+    assert_json(&r["after"], r#"{"pending": null}"#, "after of confirm");
+    assert_eq!(r["revision"].as_u64(), Some(revision));
+
+    // Commit-confirmed, not confirmed: rolled back by the daemon, via "expiry".
+    change(
+        &["add", "198.18.8.0/24", "--confirm-within", "2s"],
+        "add",
+        r#"{"entries": []}"#,
+        r#"{"entries": [{"cidr": "198.18.8.0/24", "comment": ""}]}"#,
+    );
+    let give_up = Instant::now() + Duration::from_secs(6);
+    while !fx.status()["pending_confirmation"].is_null() {
+        assert!(
+            Instant::now() < give_up,
+            "no rollback within 6 s of a 2 s window"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = fx.last_record();
+    assert_eq!(r["action"].as_str(), Some("rollback"), "{r:?}");
+    assert_eq!(status_of(&r), "ok");
+    assert_actor(&r, "expiry", dpid);
+    assert_json(
+        &r["before"],
+        r#"{"entries": [{"cidr": "198.18.8.0/24", "comment": ""}]}"#,
+        "before of the rollback",
+    );
+    assert_json(
+        &r["after"],
+        r#"{"entries": [], "rolled_back": {"unconfirmed": "add 198.18.8.0/24"}}"#,
+        "after of the rollback",
+    );
+    assert_eq!(r["revision"].as_u64(), Some(fx.revision()));
+    assert!(!fx.cidrs().contains(&"198.18.8.0/24".to_owned()));
+
+    // A refused change: recorded with the reason, nothing else moves.
+    let revision = fx.revision();
+    let out = fx.ctl(&["add", "198.18.2.1/24"]);
+    out.code(2).stderr_has("host bits set");
+    let r = fx.last_record();
+    assert_eq!(r["action"].as_str(), Some("add"), "{r:?}");
+    assert_eq!(status_of(&r), "refused", "{r:?}");
+    assert_actor(&r, "cli", out.pid);
+    assert!(
+        r["result"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("host bits set")),
+        "the refusal's reason: {r:?}"
+    );
+    assert_eq!(r["revision"].as_u64(), Some(revision));
+    assert_eq!(fx.revision(), revision);
+
+    // `audit --action add --json`: exactly the add records of the file.
+    let adds: Vec<u64> = fx
+        .records_of("add")
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(adds.len(), 4, "add x, add with confirm twice, refused add");
+    let report = fx.ctl(&["audit", "--action", "add", "--json"]).ok().json();
+    assert_eq!(report["kind"].as_str(), Some("audit"), "{report:?}");
+    let shown: Vec<u64> = report["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shown, adds, "audit --action add");
+    assert!(
+        report["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"].as_str().unwrap() == "add"),
+        "{report:?}"
+    );
+    // The daemon shows the very records the file holds.
+    let all = fx.records();
+    let shown_all = fx.ctl(&["audit", "--json"]).ok().json();
+    assert_eq!(shown_all["records"].as_array().unwrap().len(), all.len());
+    for (shown, stored) in shown_all["records"].as_array().unwrap().iter().zip(&all) {
+        assert!(
+            shown == stored,
+            "audit --json shows {shown:?}\nthe file holds {stored:?}"
+        );
+    }
+
+    // `audit --since TIME`: the records from that time on.
+    let since = deactivate["time"].as_str().unwrap();
+    let since_ms = rfc3339_utc_ms(since).unwrap();
+    let expected: Vec<u64> = all
+        .iter()
+        .filter(|r| rfc3339_utc_ms(r["time"].as_str().unwrap()).unwrap() >= since_ms)
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert!(expected.first() <= Some(&deactivate["seq"].as_u64().unwrap()));
+    assert!(!expected.contains(&1), "the start record is older");
+    let shown: Vec<u64> = fx.ctl(&["--json", "audit", "--since", since]).ok().json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(shown, expected, "audit --since {since}");
+    let shown = fx.ctl(&["--json", "audit", "--since", "1h"]).ok().json();
+    assert_eq!(
+        shown["records"].as_array().unwrap().len(),
+        all.len(),
+        "audit --since 1h"
+    );
+    fx.ctl(&["audit", "--since", "2099-01-01T00:00:00Z"])
+        .ok()
+        .stdout_has("no matching records");
+    fx.ctl(&["audit", "--since", "yesterday-ish"])
+        .code(2)
+        .stderr_has("--since");
+    // The text form: one line per record.
+    let out = fx.ctl(&["audit", "--action", "confirm"]);
+    out.ok()
+        .stdout_has("root (uid 0, pid ")
+        .stdout_has(" cli) confirm ok rev ");
+    assert_eq!(out.stdout.lines().count(), 1, "{out}");
+
+    // stop
+    fx.daemon.signal(Signal::SIGTERM);
+    let status = fx
+        .daemon
+        .wait_exit(RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(status.success(), "{status}");
+    let r = fx.last_record();
+    assert_eq!(r["action"].as_str(), Some("stop"), "{r:?}");
+    assert_eq!(status_of(&r), "ok");
+    assert_actor(&r, "signal", dpid);
+    assert_eq!(r["after"]["signal"].as_str(), Some("SIGTERM"), "{r:?}");
+
+    // The whole log, and its mirror in the daemon's own log: each record as one line.
+    let all = fx.records();
+    assert_well_formed(&all, 1, test_start_ms);
+    let log = fx.daemon.log();
+    let text = std::fs::read_to_string(&fx.audit).unwrap();
+    for line in text.lines() {
+        assert!(
+            log.lines().any(|l| l.contains(line)),
+            "the daemon's log does not carry the record on one line: {line}\nlog:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn audit_verify_catches_edits_deletions_reordering_and_a_cut_off_end() {
+    if !require_root("audit_verify_catches_edits_deletions_reordering_and_a_cut_off_end") {
+        return;
+    }
+    let fx = Fx::start("");
+    for (cidr, comment) in [
+        ("198.18.10.0/24", "alpha"),
+        ("198.18.11.0/24", "beta"),
+        ("198.18.12.0/24", "gamma"),
+        ("198.18.13.0/24", "delta"),
+    ] {
+        fx.ctl(&["add", cidr, "--comment", comment]).ok();
+    }
+    let audit = fx.audit.display().to_string();
+    let original = std::fs::read_to_string(&fx.audit).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert_eq!(lines.len(), 5, "start and four adds:\n{original}");
+    let last_hash = fx.last_record()["hash"].as_str().unwrap().to_owned();
+
+    // Untouched: intact, through the daemon and from the file.
+    fx.ctl(&["audit", "verify"]).ok().stdout_has(&format!(
+        "intact: 5 records in {audit}; the chain ends at {last_hash}"
+    ));
+    let v = fx.ctl(&["--json", "audit", "verify"]).ok().json();
+    assert_eq!(v["records"].as_u64(), Some(5));
+    assert!(v["first_break"].is_null(), "{v:?}");
+    assert_eq!(v["last_hash"].as_str(), Some(last_hash.as_str()));
+    fx.ctl(&["audit", "verify", &audit])
+        .ok()
+        .stdout_has("intact: 5 records");
+
+    let copy = fx.dir.join("copy.jsonl");
+    let copy_s = copy.display().to_string();
+    let seq_at = |i: usize| {
+        serde_json::from_str::<Value>(lines[i]).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let check_copy = |tampered: Vec<String>, line: usize, seq: u64, why: &str, what: &str| {
+        std::fs::write(&copy, tampered.join("\n") + "\n").unwrap();
+        let out = fx.ctl(&["audit", "verify", &copy_s]);
+        out.code(1)
+            .stdout_has(&format!("BROKEN at {copy_s} line {line} (seq {seq})"))
+            .stdout_has(why);
+        let v = fx
+            .ctl(&["--json", "audit", "verify", &copy_s])
+            .code(1)
+            .json();
+        assert_eq!(
+            v["first_break"]["line"].as_u64(),
+            Some(line as u64),
+            "{what}: {v:?}"
+        );
+        assert_eq!(v["first_break"]["seq"].as_u64(), Some(seq), "{what}: {v:?}");
+    };
+
+    // One record's comment edited.
+    let i = lines.iter().position(|l| l.contains("\"beta\"")).unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    edited[i] = edited[i].replace("\"beta\"", "\"BETA\"");
+    assert_ne!(edited[i], lines[i]);
+    check_copy(edited, i + 1, seq_at(i), "edited", "an edited comment");
+
+    // A middle line deleted: the break is where the next record now is.
+    let mut deleted: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    deleted.remove(2);
+    check_copy(
+        deleted,
+        3,
+        seq_at(3),
+        "deleted or reordered",
+        "a deleted line",
+    );
+
+    // Two lines swapped.
+    let mut swapped: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    swapped.swap(2, 3);
+    check_copy(
+        swapped,
+        3,
+        seq_at(3),
+        "deleted or reordered",
+        "two swapped lines",
+    );
+
+    // The live log's last line removed: a file alone cannot tell, the daemon can.
+    let cut = lines[..4].join("\n") + "\n";
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&fx.audit)
+        .and_then(|mut f| f.write_all(cut.as_bytes()))
+        .unwrap();
+    fx.ctl(&["audit", "verify"])
+        .code(1)
+        .stdout_has("BROKEN")
+        .stdout_has("cut off the end");
+    let v = fx.ctl(&["--json", "audit", "verify"]).code(1).json();
+    assert_eq!(v["first_break"]["seq"].as_u64(), Some(5), "{v:?}");
+}
+
+#[test]
+fn an_unwritable_audit_log_refuses_the_change() {
+    if !require_root("an_unwritable_audit_log_refuses_the_change") {
+        return;
+    }
+    let fx = Fx::start_on_tmpfs();
+    let filler = fx.dir.join("auditfs/filler");
+    fill(&filler);
+    // The log's last page may still have room: fill it with refused (and recorded)
+    // emergency-ends until a record no longer fits.
+    for _ in 0..20 {
+        let size = std::fs::metadata(&fx.audit).unwrap().len();
+        fx.ctl(&["emergency-end"]).code(2);
+        if std::fs::metadata(&fx.audit).unwrap().len() == size {
+            break;
+        }
+    }
+
+    let file = fx.file();
+    let revision = fx.revision();
+    let out = fx.ctl(&["add", "198.18.2.0/24"]);
+    out.code(2).stderr_has("audit log cannot be written");
+    assert_eq!(
+        fx.file(),
+        file,
+        "the config file changed although the change was refused"
+    );
+    assert_eq!(fx.revision(), revision);
+    assert!(!fx.cidrs().contains(&"198.18.2.0/24".to_owned()));
+    fx.assert_blocked("the refused add must not take effect");
+    fx.ctl(&["test", "198.18.2.2"]).code(1);
+
+    // Room again: the same change works, recorded.
+    std::fs::remove_file(&filler).unwrap();
+    fx.ctl(&["add", "198.18.2.0/24"]).ok();
+    assert!(fx.cidrs().contains(&"198.18.2.0/24".to_owned()));
+    fx.assert_let_in("added once the audit log could be written");
+    let verify = fx.ctl(&["audit", "verify"]);
+    assert_eq!(
+        verify.code,
+        0,
+        "after the disk filled up and was freed, the audit log should still verify: {verify}\nlog file:\n{}",
+        String::from_utf8_lossy(&std::fs::read(&fx.audit).unwrap())
+    );
+    let r = records_of(&fx.audit).pop().unwrap();
+    assert_eq!(r["action"].as_str(), Some("add"));
+    assert_eq!(
+        r["after"]["entries"][0]["cidr"].as_str(),
+        Some("198.18.2.0/24")
+    );
+}
+
+#[test]
+fn rotation_keeps_the_chain_verifiable() {
+    if !require_root("rotation_keeps_the_chain_verifiable") {
+        return;
+    }
+    let fx = Fx::start("audit_max_bytes = 2000\naudit_keep_files = 3\n");
+    for n in 10..25 {
+        fx.ctl(&["add", &format!("198.18.{n}.0/24"), "--comment", "rotation"])
+            .ok();
+    }
+    for n in 10..25 {
+        fx.ctl(&["remove", &format!("198.18.{n}.0/24")]).ok();
+    }
+    let rotated = |n: u32| PathBuf::from(format!("{}.{n}", fx.audit.display()));
+    for n in 1..=3 {
+        assert!(rotated(n).exists(), "{} is missing", rotated(n).display());
+    }
+    assert!(!rotated(4).exists(), "audit_keep_files = 3 keeps no .4");
+    for path in [fx.audit.clone(), rotated(1), rotated(2), rotated(3)] {
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(
+            size > 0 && size < 2000 + 1000,
+            "{}: {size} bytes",
+            path.display()
+        );
+    }
+
+    let out = fx.ctl(&["audit", "verify"]);
+    out.ok().stdout_has("intact");
+    let files: Vec<String> = [rotated(3), rotated(2), rotated(1), fx.audit.clone()]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["audit", "verify"];
+    args.extend(files.iter().map(String::as_str));
+    fx.ctl(&args).ok().stdout_has("intact");
+
+    // The chain runs across the files, seq without gaps, up to the newest record.
+    let mut chain = Vec::new();
+    for f in &files {
+        chain.extend(records_of(Path::new(f)));
+    }
+    let first_seq = chain[0]["seq"].as_u64().unwrap();
+    assert!(first_seq > 1, "the oldest files were dropped");
+    assert_well_formed(&chain, first_seq, 0);
+    assert_eq!(
+        chain.last().unwrap()["seq"].as_u64(),
+        Some(31),
+        "start and 30 changes"
+    );
+    let first_current = &records_of(&fx.audit)[0];
+    let last_previous = records_of(&rotated(1)).pop().unwrap();
+    assert_eq!(
+        first_current["prev_hash"].as_str().unwrap(),
+        last_previous["hash"].as_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&fx.audit).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+
+    // The files out of order, or one left out: broken.
+    fx.ctl(&["audit", "verify", &files[0], &files[2], &files[3]])
+        .code(1)
+        .stdout_has("BROKEN");
+    fx.ctl(&["audit", "verify", &files[1], &files[0]])
+        .code(1)
+        .stdout_has("BROKEN");
+}
+
+#[test]
+fn the_audit_log_is_0640_and_unsafe_paths_stop_the_daemon() {
+    if !require_root("the_audit_log_is_0640_and_unsafe_paths_stop_the_daemon") {
+        return;
+    }
+    let mut fx = Fx::start("");
+    let mode = std::fs::metadata(&fx.audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "mode of {}: {mode:o}", fx.audit.display());
+    fx.daemon.signal(Signal::SIGTERM);
+    fx.daemon
+        .wait_exit(RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // A symlink in place of the log.
+    let real = fx.dir.join("real.jsonl");
+    std::fs::rename(&fx.audit, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &fx.audit).unwrap();
+    let size = std::fs::metadata(&real).unwrap().len();
+    let mut daemon = Daemon::spawn(&fx.lab.server, &fx.path);
+    let status = daemon
+        .wait_exit(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let log = daemon.log();
+    assert!(
+        !status.success(),
+        "allowlistd should refuse a symlinked audit_log:\n{log}"
+    );
+    assert!(
+        log.contains("is a symlink") && log.contains(&fx.audit.display().to_string()),
+        "the error should name the symlink:\n{log}"
+    );
+    assert!(!log.contains("allowlistd ready"), "{log}");
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().len(),
+        size,
+        "written through the symlink"
+    );
+
+    // A log anybody may write.
+    std::fs::remove_file(&fx.audit).unwrap();
+    std::fs::rename(&real, &fx.audit).unwrap();
+    std::fs::set_permissions(&fx.audit, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut daemon = Daemon::spawn(&fx.lab.server, &fx.path);
+    let status = daemon
+        .wait_exit(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let log = daemon.log();
+    assert!(
+        !status.success(),
+        "allowlistd should refuse a world-writable audit_log:\n{log}"
+    );
+    assert!(
+        log.contains("writable by others") && log.contains("chmod 640"),
+        "the error should name the problem and the fix:\n{log}"
+    );
+    assert_eq!(std::fs::metadata(&fx.audit).unwrap().len(), size);
+
+    // Fixed as told: it starts again and continues the chain.
+    std::fs::set_permissions(&fx.audit, std::fs::Permissions::from_mode(0o640)).unwrap();
+    fx.restart();
+    fx.ctl(&["audit", "verify"]).ok().stdout_has("intact");
+}

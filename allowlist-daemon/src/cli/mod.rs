@@ -84,6 +84,10 @@ enum Cmd {
         /// Add your own address first, in the same change.
         #[arg(long)]
         add_current: bool,
+        /// Also end established connections to protected ports from sources no entry covers
+        /// (the "users not listed are logged out" of SaaS allowlists).
+        #[arg(long)]
+        kill_unlisted: bool,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -118,6 +122,21 @@ enum Cmd {
     },
     /// End an emergency disable early.
     EmergencyEnd,
+    /// Established connections to protected ports, and whether an entry covers each peer.
+    Sessions {
+        /// Only connections to this port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// End the connections from sources no entry covers (audited).
+        #[arg(long)]
+        kill_unlisted: bool,
+        /// Your address, when not in an SSH session: --kill-unlisted refuses to end your own
+        /// connection unless --force.
+        #[arg(long, value_name = "IP")]
+        current_ip: Option<IpAddr>,
+        #[arg(long)]
+        force: bool,
+    },
     /// The sources blocked most often: who is knocking on the protected ports.
     Blocked {
         /// How many sources to show.
@@ -255,8 +274,15 @@ fn request(command: Cmd) -> Result<Request, String> {
         Cmd::Remove { cidr, change } => (Command::Remove { cidr }, change.options()),
         Cmd::Activate {
             add_current,
+            kill_unlisted,
             change,
-        } => (Command::Activate { add_current }, change.options()),
+        } => (
+            Command::Activate {
+                add_current,
+                kill_unlisted,
+            },
+            change.options(),
+        ),
         Cmd::Deactivate { change } => (Command::Deactivate, change.options()),
         Cmd::Test { ip, port } => (Command::Test { ip, port }, ChangeOptions::default()),
         Cmd::Reload { dry_run } => (Command::Reload { dry_run }, ChangeOptions::default()),
@@ -270,6 +296,22 @@ fn request(command: Cmd) -> Result<Request, String> {
             ChangeOptions::default(),
         ),
         Cmd::EmergencyEnd => (Command::EmergencyEnd, ChangeOptions::default()),
+        Cmd::Sessions {
+            port,
+            kill_unlisted,
+            current_ip,
+            force,
+        } => (
+            Command::Sessions {
+                port,
+                kill_unlisted,
+            },
+            ChangeOptions {
+                caller: caller(current_ip),
+                force,
+                ..ChangeOptions::default()
+            },
+        ),
         Cmd::Blocked { top, .. } => (
             Command::Blocked { top: Some(top) },
             ChangeOptions::default(),

@@ -138,6 +138,36 @@ pub fn render(reply: &Reply) -> String {
                 let _ = writeln!(out, "no matching records in {}", report.files.join(", "));
             }
         }
+        Reply::Sessions(report) => {
+            for session in &report.sessions {
+                let covered = match &session.covered_by {
+                    Some(e) if e.comment.is_empty() => format!("covered by {}", e.cidr),
+                    Some(e) => format!("covered by {} ({})", e.cidr, e.comment),
+                    None => "NOT covered by any entry".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{} -> {}: {covered}; since {}{}{}",
+                    session.peer,
+                    session.local,
+                    session.since,
+                    session
+                        .idle_ms
+                        .map_or(String::new(), |ms| format!(", idle {}s", ms / 1000)),
+                    if session.killed { "; ENDED" } else { "" }
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{} established connections to protected ports{}",
+                report.sessions.len(),
+                if report.killed > 0 {
+                    format!("; ended {} from unlisted sources", report.killed)
+                } else {
+                    String::new()
+                }
+            );
+        }
         Reply::Blocked(report) => {
             for source in &report.sources {
                 let _ = writeln!(out, "{}", blocked_line(source));

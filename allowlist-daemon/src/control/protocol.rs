@@ -67,6 +67,9 @@ pub enum Command {
     },
     Activate {
         add_current: bool,
+        /// Also end established connections to protected ports from sources no entry covers.
+        #[serde(default)]
+        kill_unlisted: bool,
     },
     Deactivate,
     Test {
@@ -92,6 +95,12 @@ pub enum Command {
     /// The sources blocked most often.
     Blocked {
         top: Option<usize>,
+    },
+    /// Established connections to protected ports (or to `port`).
+    Sessions {
+        port: Option<u16>,
+        /// End those from sources no entry covers.
+        kill_unlisted: bool,
     },
 }
 
@@ -137,6 +146,29 @@ pub enum Reply {
     Audit(AuditReport),
     Verify(crate::audit::Verification),
     Blocked(BlockedReport),
+    Sessions(SessionsReport),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionsReport {
+    pub sessions: Vec<SessionInfo>,
+    /// How many were ended (`--kill-unlisted`).
+    pub killed: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub local: std::net::SocketAddr,
+    pub peer: std::net::SocketAddr,
+    /// The entry covering the peer, if any.
+    pub covered_by: Option<EntryInfo>,
+    /// When allowlistd first saw it (it looks every few seconds), RFC 3339 UTC; connections
+    /// older than the daemon show its start time.
+    pub since: String,
+    /// Milliseconds since data last arrived on it.
+    pub idle_ms: Option<u32>,
+    /// Ended by this request.
+    pub killed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -18,8 +18,8 @@ use crate::config::edit::{ConfigDoc, write_atomic};
 use crate::config::{Config, Entry, check_comment, parse_net};
 use crate::control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, Changed, Command, EmergencyStatus, EntryList,
-    ErrorKind, InterfaceStatus, Pending, PortVerdict, ReloadReport, Reply, Response, Status,
-    TestReport,
+    ErrorKind, InterfaceStatus, Pending, PortVerdict, ReloadReport, Reply, Response, SessionInfo,
+    SessionsReport, Status, TestReport,
 };
 use crate::control::server::Peer;
 use crate::emergency::{self, Emergency};
@@ -60,6 +60,33 @@ impl Daemon {
             }
             Command::AuditVerify => self.audit_verify(),
             Command::Blocked { top } => self.blocked_report(top.unwrap_or(20)),
+            Command::Sessions {
+                port,
+                kill_unlisted,
+            } => self.sessions(port, kill_unlisted, &options, peer),
+            Command::Activate {
+                add_current,
+                kill_unlisted: true,
+            } => self
+                .change(
+                    Command::Activate {
+                        add_current,
+                        kill_unlisted: true,
+                    },
+                    &options,
+                    peer,
+                )
+                .and_then(|mut changed| {
+                    let Reply::Sessions(report) = self.sessions(None, true, &options, peer)? else {
+                        unreachable!("sessions() answers with Reply::Sessions");
+                    };
+                    changed.summary += &format!(
+                        "; ended {} connections from unlisted sources",
+                        report.killed
+                    );
+                    Ok(changed)
+                })
+                .map(Reply::Changed),
             change => self.change(change, &options, peer).map(Reply::Changed),
         };
         match result {
@@ -518,7 +545,7 @@ impl Daemon {
                 doc.remove_entry(net).map_err(|e| invalid(e.to_string()))?;
                 format!("remove {net}")
             }
-            Command::Activate { add_current } => {
+            Command::Activate { add_current, .. } => {
                 if *add_current {
                     let caller = options.caller.ok_or_else(|| {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
@@ -550,7 +577,8 @@ impl Daemon {
             | Command::EmergencyEnd
             | Command::Audit { .. }
             | Command::AuditVerify
-            | Command::Blocked { .. } => unreachable!("handle() routes these elsewhere"),
+            | Command::Blocked { .. }
+            | Command::Sessions { .. } => unreachable!("handle() routes these elsewhere"),
         };
         Ok((doc.to_text(), description))
     }
@@ -737,6 +765,98 @@ impl Daemon {
             events_received: self.blocked.events(),
             events_sent: budget.sent,
             events_suppressed: budget.suppressed,
+        }))
+    }
+
+    /// Established connections to protected ports with the entry covering each peer; with
+    /// `kill`, ends (and audits) those no entry covers.
+    fn sessions(
+        &mut self,
+        port: Option<u16>,
+        kill: bool,
+        options: &ChangeOptions,
+        peer: &Peer,
+    ) -> Result<Reply, Refusal> {
+        let ports = match port {
+            Some(p) => std::collections::BTreeSet::from([p]),
+            None => self.config.protected_tcp_ports.clone(),
+        };
+        let found = crate::sessions::established(&ports)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        self.note_sessions(&found);
+        let mut infos = Vec::new();
+        for session in &found {
+            let (_, covering) = self
+                .filter
+                .verdict(session.peer.ip(), session.local.port())
+                .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+            let covered_by = covering
+                .and_then(|net| self.config.entries.iter().find(|e| e.net == net))
+                .map(entry_info);
+            infos.push(SessionInfo {
+                local: session.local,
+                peer: session.peer,
+                since: self.session_since(session),
+                idle_ms: session.idle_ms,
+                covered_by,
+                killed: false,
+            });
+        }
+        let mut killed = 0;
+        if kill {
+            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+            if let Some(caller) = options.caller
+                && !options.force
+                && infos
+                    .iter()
+                    .any(|i| i.covered_by.is_none() && i.peer.ip() == caller.ip)
+            {
+                let why = format!(
+                    "refused: your own connection from {} is not covered by any entry and would be ended; add {} first, or pass --force",
+                    caller.ip,
+                    IpNet::from(caller.ip)
+                );
+                self.record_refusal(actor, "kill-unlisted", &why);
+                return Err((ErrorKind::Lockout, why));
+            }
+            let unlisted: Vec<serde_json::Value> = infos
+                .iter()
+                .filter(|i| i.covered_by.is_none())
+                .map(|i| json!({ "peer": i.peer.to_string(), "local": i.local.to_string() }))
+                .collect();
+            if !unlisted.is_empty() {
+                self.record(
+                    actor,
+                    "kill-unlisted",
+                    json!({ "sessions": unlisted }),
+                    json!({ "sessions": [] }),
+                    Outcome::Ok,
+                    self.revision,
+                )
+                .map_err(|m| (ErrorKind::Internal, m))?;
+            }
+            for (session, info) in found.iter().zip(infos.iter_mut()) {
+                if info.covered_by.is_some() {
+                    continue;
+                }
+                match crate::sessions::destroy(session) {
+                    Ok(()) => {
+                        info.killed = true;
+                        killed += 1;
+                    }
+                    // Ended meanwhile by itself: nothing left to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err((ErrorKind::Internal, e.to_string())),
+                }
+            }
+            info!(
+                uid = peer.uid,
+                "ended {killed} connections from unlisted sources"
+            );
+        }
+        Ok(Reply::Sessions(SessionsReport {
+            sessions: infos,
+            killed,
         }))
     }
 }

@@ -21,13 +21,18 @@ use tracing::{error, info, warn};
 
 use crate::attach::Attachments;
 use crate::audit::{Actor, AuditLog, Event, Outcome, Via};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
 use crate::blocked::Blocked;
 use crate::bpffs::PinDir;
 use crate::config::{Config, edit::write_atomic};
 use crate::control::server;
 use crate::emergency::{self, Emergency};
 use crate::filter::{Changes, Filter};
+use crate::metrics;
 use crate::notify;
+use crate::sessions::Session;
 
 /// How often vanished or returning interfaces are noticed.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -47,6 +52,17 @@ struct Daemon {
     audit: AuditLog,
     emergency: Option<Emergency>,
     blocked: Blocked,
+    /// When each established connection to a protected port was first seen (sampled on the
+    /// watch tick), for `allowlistctl sessions`.
+    sessions_seen: HashMap<(SocketAddr, SocketAddr, u32), jiff::Timestamp>,
+    reloads: ReloadStats,
+}
+
+/// For /metrics.
+struct ReloadStats {
+    total: u64,
+    last_ok: bool,
+    last_at: jiff::Timestamp,
 }
 
 /// Start-up requests from the command line.
@@ -116,6 +132,12 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
         audit,
         emergency: None,
         blocked: Blocked::default(),
+        sessions_seen: HashMap::new(),
+        reloads: ReloadStats {
+            total: 0,
+            last_ok: true,
+            last_at: jiff::Timestamp::now(),
+        },
     };
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer.
     let mut events = unsafe {
@@ -124,6 +146,18 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
     .map_err(|e| anyhow::anyhow!("watching the blocked-events ring buffer: {e}"))?;
     daemon.save_revision();
     daemon.start_records(start)?;
+    let (snapshot_tx, mut snapshots) = mpsc::channel(8);
+    if let Some(addr) = daemon.config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics_listen {addr}"))?;
+        info!("serving Prometheus metrics on http://{addr}/metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            snapshot_tx,
+            daemon.config.metrics_entry_series,
+        ));
+    }
     let (tx, mut requests) = mpsc::channel(64);
     let socket = daemon.config.control_socket.clone();
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
@@ -169,6 +203,9 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
                     }
                 }
                 ready.clear_ready();
+            }
+            Some(reply) = snapshots.recv() => {
+                let _ = reply.send(daemon.snapshot());
             }
             () = sleep_until(rollback_at) => daemon.roll_back(),
             () = sleep_until(emergency_ends_at) => daemon.emergency_expired(),
@@ -446,7 +483,11 @@ impl Daemon {
             self.revision + 1,
         )?;
         let old = self.config.clone();
-        match self.switch_to(new, text) {
+        let result = self.switch_to(new, text);
+        self.reloads.total += 1;
+        self.reloads.last_ok = result.is_ok();
+        self.reloads.last_at = jiff::Timestamp::now();
+        match result {
             Ok(summary) => Ok((summary, old)),
             Err(e) => {
                 // Maps and links keep whatever state they reached: every step of apply keeps
@@ -466,6 +507,73 @@ impl Daemon {
                 Err(why)
             }
         }
+    }
+
+    /// Takes what /metrics shows.
+    fn snapshot(&self) -> metrics::Snapshot {
+        let counters = self.filter.counters().unwrap_or_default();
+        let hits = self.filter.hits().unwrap_or_default();
+        let budget = self.filter.event_budget().unwrap_or_default();
+        let v4 = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| e.net.addr().is_ipv4())
+            .count() as u64;
+        metrics::Snapshot {
+            interfaces: counters
+                .iter()
+                .map(|(ifindex, c)| metrics::InterfaceCounters {
+                    name: self.interface_name(*ifindex),
+                    by_reason: c.by_reason,
+                })
+                .collect(),
+            entries: self
+                .config
+                .entries
+                .iter()
+                .map(|e| metrics::EntryHits {
+                    cidr: e.net,
+                    comment: e.comment.clone(),
+                    hits: hits.get(&e.net).map_or(0, |h| h.packets),
+                })
+                .collect(),
+            entries_v4: v4,
+            entries_v6: self.config.entries.len() as u64 - v4,
+            capacity: u64::from(self.filter.capacity()),
+            active: self.config.active,
+            emergency_remaining_secs: self
+                .emergency
+                .as_ref()
+                .and_then(Emergency::remaining)
+                .map_or(0, |d| d.as_secs()),
+            reloads_total: self.reloads.total,
+            last_reload_success: self.reloads.last_ok,
+            last_reload_timestamp_secs: self.reloads.last_at.as_millisecond() as f64 / 1000.0,
+            audit_records: self.audit.last_seq(),
+            revision: self.revision,
+            blocked_events_total: self.blocked.events(),
+            blocked_events_suppressed_total: budget.suppressed,
+        }
+    }
+
+    /// Remembers when each connection was first seen; forgets ended ones.
+    fn note_sessions(&mut self, found: &[Session]) {
+        let now = jiff::Timestamp::now();
+        let live: std::collections::HashSet<_> =
+            found.iter().map(|s| (s.local, s.peer, s.inode)).collect();
+        self.sessions_seen.retain(|key, _| live.contains(key));
+        for key in live {
+            self.sessions_seen.entry(key).or_insert(now);
+        }
+    }
+
+    fn session_since(&self, session: &Session) -> String {
+        self.sessions_seen
+            .get(&(session.local, session.peer, session.inode))
+            .map_or_else(String::new, |t| {
+                t.round(jiff::Unit::Second).unwrap_or(*t).to_string()
+            })
     }
 
     fn reload_on_signal(&mut self) {
@@ -531,6 +639,12 @@ impl Daemon {
     }
 
     fn watch(&mut self) {
+        if !self.config.protected_tcp_ports.is_empty() {
+            match crate::sessions::established(&self.config.protected_tcp_ports) {
+                Ok(found) => self.note_sessions(&found),
+                Err(e) => warn!("{e}"),
+            }
+        }
         self.attachments.watch(
             self.filter.program(),
             &self.config.interfaces,
@@ -640,6 +754,9 @@ fn needs_restart(old: &Config, new: &Config) -> Option<String> {
         return Some(
             "xdp_mode changed: attached interfaces keep their mode; stop allowlistd (which detaches) and start it again".into(),
         );
+    }
+    if old.metrics_listen != new.metrics_listen {
+        return Some("metrics_listen changed: restart allowlistd".into());
     }
     if old.control_socket != new.control_socket || old.control_group != new.control_group {
         return Some("control_socket or control_group changed: restart allowlistd".into());

@@ -71,12 +71,8 @@ pub struct Record {
     pub seq: u64,
     /// RFC 3339, UTC.
     pub time: String,
-    pub actor: Actor,
-    pub action: String,
-    pub before: serde_json::Value,
-    pub after: serde_json::Value,
-    pub result: Outcome,
-    pub revision: u64,
+    #[serde(flatten)]
+    pub event: Event,
     pub prev_hash: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
@@ -93,7 +89,7 @@ impl Record {
 }
 
 /// What a change was: everything but the bookkeeping the log adds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub actor: Actor,
     pub action: String,
@@ -271,12 +267,7 @@ impl AuditLog {
             time: jiff::Timestamp::now()
                 .round(jiff::Unit::Millisecond)
                 .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string()),
-            actor: event.actor,
-            action: event.action,
-            before: event.before,
-            after: event.after,
-            result: event.result,
-            revision: event.revision,
+            event,
             prev_hash: self.last_hash.clone(),
             hash: String::new(),
         };

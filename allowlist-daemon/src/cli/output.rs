@@ -111,7 +111,7 @@ pub fn render(reply: &Reply) -> String {
         }
         Reply::Audit(report) => {
             for r in &report.records {
-                let result = match &r.result {
+                let result = match &r.event.result {
                     Outcome::Ok => "ok".to_owned(),
                     Outcome::Refused { reason } => format!("REFUSED ({reason})"),
                     Outcome::Failed { reason } => format!("FAILED ({reason})"),
@@ -121,17 +121,17 @@ pub fn render(reply: &Reply) -> String {
                     "#{} {} {} (uid {}, pid {}, {}) {} {} rev {}: {} -> {}",
                     r.seq,
                     r.time,
-                    r.actor.user,
-                    r.actor.uid,
-                    r.actor.pid.map_or("-".to_owned(), |p| p.to_string()),
-                    serde_json::to_string(&r.actor.via)
+                    r.event.actor.user,
+                    r.event.actor.uid,
+                    r.event.actor.pid.map_or("-".to_owned(), |p| p.to_string()),
+                    serde_json::to_string(&r.event.actor.via)
                         .unwrap_or_default()
                         .trim_matches('"'),
-                    r.action,
+                    r.event.action,
                     result,
-                    r.revision,
-                    r.before,
-                    r.after
+                    r.event.revision,
+                    r.event.before,
+                    r.event.after
                 );
             }
             if report.records.is_empty() {

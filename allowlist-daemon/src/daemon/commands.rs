@@ -22,7 +22,7 @@ use crate::control::protocol::{
     SessionsReport, Status, TestReport,
 };
 use crate::control::server::Peer;
-use crate::emergency::{self, Emergency};
+use crate::emergency;
 
 /// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
 /// list hostage for long.
@@ -649,24 +649,15 @@ impl Daemon {
             self.record_refusal(actor, "emergency-start", &rule);
             return Err(invalid(rule));
         }
-        let new = Emergency::start(duration, reason, &actor.user);
-        self.record(
-            actor,
-            "emergency-start",
-            json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
-            json!({ "emergency": new.describe() }),
-            Outcome::Ok,
-            self.revision,
-        )
-        .map_err(|m| (ErrorKind::Internal, m))?;
+        let new = self
+            .begin_emergency(actor, duration, reason)
+            .map_err(|m| (ErrorKind::Internal, m))?;
         let summary = format!(
             "EMERGENCY DISABLE until {} ({}): new connections from any source are let in; reason: {}",
             new.until_local(),
             humantime::format_duration(duration),
             new.reason
         );
-        self.set_emergency(Some(new))
-            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         tracing::warn!(uid = peer.uid, "{summary}");
         Ok(Changed {
             revision: self.revision,
@@ -722,7 +713,7 @@ impl Daemon {
         let records = audit::read(&files)
             .map_err(|e| (ErrorKind::Internal, e.to_string()))?
             .into_iter()
-            .filter(|r| action.is_none_or(|a| r.action == a))
+            .filter(|r| action.is_none_or(|a| r.event.action == a))
             .filter(|r| {
                 since
                     .is_none_or(|since| r.time.parse::<jiff::Timestamp>().is_ok_and(|t| t >= since))

@@ -323,23 +323,14 @@ impl Daemon {
             }
         }
         if let Some((duration, reason)) = start.emergency {
-            let actor = Actor::daemon(Via::Startup);
-            let new = Emergency::start(duration, &reason, &actor.user);
-            self.record(
-                actor,
-                "emergency-start",
-                json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
-                json!({ "emergency": new.describe() }),
-                Outcome::Ok,
-                self.revision,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let new = self
+                .begin_emergency(Actor::daemon(Via::Startup), duration, &reason)
+                .map_err(anyhow::Error::msg)?;
             warn!(
                 "EMERGENCY DISABLE from the command line until {} (reason: {})",
                 new.until_local(),
                 new.reason
             );
-            self.emergency = Some(new);
         }
         emergency::save(&state_dir, self.emergency.as_ref())
             .with_context(|| format!("saving the emergency state in {}", state_dir.display()))?;
@@ -360,6 +351,27 @@ impl Daemon {
             self.revision,
         )
         .map_err(anyhow::Error::msg)
+    }
+
+    /// Starts an emergency disable (replacing one in force), audited first.
+    fn begin_emergency(
+        &mut self,
+        actor: Actor,
+        duration: Duration,
+        reason: &str,
+    ) -> Result<Emergency, String> {
+        let new = Emergency::start(duration, reason, &actor.user);
+        self.record(
+            actor,
+            "emergency-start",
+            json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
+            json!({ "emergency": new.describe() }),
+            Outcome::Ok,
+            self.revision,
+        )?;
+        self.set_emergency(Some(new.clone()))
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(new)
     }
 
     /// Starts or replaces the emergency disable, or with `None` ends it.

@@ -144,6 +144,29 @@ fn run() -> anyhow::Result<()> {
     println!("unprotected port {UNPROTECTED}:");
     tally.probe(&lab, v4_blocked, "(not listed) ", UNPROTECTED, true);
 
+    let ctl = |args: &[&str]| -> anyhow::Result<()> {
+        println!("\n$ allowlistctl {}", args.join(" "));
+        let out =
+            std::process::Command::new(allowlist_tests::daemon::bin_dir().join("allowlistctl"))
+                .arg("--socket")
+                .arg(&config.control_socket)
+                .args(args)
+                .env_remove("SSH_CONNECTION")
+                .env_remove("SSH_CLIENT")
+                .output()
+                .context("running allowlistctl")?;
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("  {line}");
+        }
+        Ok(())
+    };
+    ctl(&["test", "198.18.2.2"])?;
+    ctl(&["blocked"])?;
+    ctl(&["list"])?;
+
     println!("\nadding 198.18.2.0/24 to the config file and sending SIGHUP");
     config
         .clone()
@@ -158,6 +181,7 @@ fn run() -> anyhow::Result<()> {
         bail!("the reload failed; log:\n{}", daemon.log());
     }
     tally.probe(&lab, v4_blocked, "(now listed) ", PROTECTED, true);
+    ctl(&["status"])?;
 
     println!("\nstopping the daemon with SIGTERM");
     daemon.signal(Signal::SIGTERM);

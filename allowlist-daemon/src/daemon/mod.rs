@@ -451,9 +451,17 @@ impl Daemon {
         Ok(format!("{summary}, revision {}", self.revision))
     }
 
-    /// Re-reads the file and applies it, audited; `Err` says why nothing changed. Returns
-    /// the summary and the config it replaced.
+    /// Re-reads the file and applies it, audited and counted for /metrics; `Err` says why
+    /// nothing changed. Returns the summary and the config it replaced.
     fn reload(&mut self, actor: Actor) -> Result<(String, Config), String> {
+        let result = self.reload_file(actor);
+        self.reloads.total += 1;
+        self.reloads.last_ok = result.is_ok();
+        self.reloads.last_at = jiff::Timestamp::now();
+        result
+    }
+
+    fn reload_file(&mut self, actor: Actor) -> Result<(String, Config), String> {
         let prepared = match &self.pending {
             Some(pending) => Err(format!(
                 "a change awaits confirmation ({}); run `allowlistctl confirm` or wait for its rollback first",
@@ -495,11 +503,7 @@ impl Daemon {
             self.revision + 1,
         )?;
         let old = self.config.clone();
-        let result = self.switch_to(new, text);
-        self.reloads.total += 1;
-        self.reloads.last_ok = result.is_ok();
-        self.reloads.last_at = jiff::Timestamp::now();
-        match result {
+        match self.switch_to(new, text) {
             Ok(summary) => Ok((summary, old)),
             Err(e) => {
                 // Maps and links keep whatever state they reached: every step of apply keeps

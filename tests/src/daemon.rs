@@ -20,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::bpffs::TestDir;
-use crate::netns::{Netns, next_id};
+use crate::netns::{Netns, PROTECTED, next_id, show_command};
 
 /// How long a daemon may take to load, attach and fill its maps.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,7 +126,22 @@ impl Daemon {
 
     /// [`Daemon::spawn`] with options.
     pub fn spawn_with(ns: &Netns, config: &Path, options: &SpawnOptions) -> Daemon {
-        let bin = allowlistd();
+        Daemon::spawn_command(ns, Daemon::command(config), options)
+    }
+
+    /// `allowlistd --config CONFIG`, the command [`Daemon::spawn`] runs: add arguments or
+    /// environment to it and start it with [`Daemon::spawn_command`].
+    pub fn command(config: &Path) -> Command {
+        let mut cmd = Command::new(allowlistd());
+        cmd.arg("--config").arg(config);
+        cmd
+    }
+
+    /// Starts `cmd` inside `ns` as a daemon: its program, arguments and environment as the
+    /// caller set them (anything that ends up exec'ing `allowlistd`, e.g. a wrapper such as
+    /// setpriv), stdin from /dev/null, stdout and stderr captured as the log. Panics if it
+    /// cannot be started at all.
+    pub fn spawn_command(ns: &Netns, mut cmd: Command, options: &SpawnOptions) -> Daemon {
         let tag = options
             .tag
             .clone()
@@ -135,10 +150,7 @@ impl Daemon {
             .open()
             .unwrap_or_else(|e| panic!("starting {tag}: {e:#}"));
         let ns_fd = ns_file.as_raw_fd();
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: only setns(2), which is async-signal-safe, runs between fork and exec; the
@@ -152,14 +164,9 @@ impl Daemon {
                 }
             });
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "starting {} --config {} in {}: {e}",
-                bin.display(),
-                config.display(),
-                ns.name()
-            )
-        });
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting `{}` in {}: {e}", show_command(&cmd), ns.name()));
         drop(ns_file);
 
         let log = Arc::new(SharedLog::default());
@@ -390,7 +397,7 @@ impl Config {
         Config {
             active: true,
             interfaces: vec![interface.to_owned()],
-            protected_tcp_ports: vec![2222],
+            protected_tcp_ports: vec![PROTECTED],
             entries: Vec::new(),
             detach_on_exit: None,
             xdp_mode: None,

@@ -7,7 +7,7 @@
 //! `ip netns exec` is avoided for anything that needs the host's bpffs (it remounts /sys).
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +24,21 @@ pub const ALLOWED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xa
 /// Client addresses meant to stay outside the allowlist.
 pub const BLOCKED_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const BLOCKED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xb);
+
+/// The TCP port the tests protect (the default of `daemon::Config`), and one they leave open.
+pub const PROTECTED: u16 = 2222;
+pub const UNPROTECTED: u16 = 8080;
+
+/// The client addresses as `IpAddr`s: allowed (`A`) and blocked (`B`), IPv4 and IPv6.
+pub const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
+pub const A6: IpAddr = IpAddr::V6(ALLOWED_V6);
+pub const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
+pub const B6: IpAddr = IpAddr::V6(BLOCKED_V6);
+
+/// The server address of `src`'s family, on `port`: where a probe from `src` goes.
+pub fn to(src: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(Lab::server_addr_for(src), port)
+}
 
 /// Prefix lengths of the lab's on-link networks.
 const V4_PREFIX: u8 = 16;
@@ -52,7 +67,8 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn show_command(cmd: &Command) -> String {
+/// `cmd` as a command line, for messages.
+pub(crate) fn show_command(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())

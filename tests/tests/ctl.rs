@@ -25,23 +25,10 @@ use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{Out, ctl_command, run};
 use allowlist_tests::daemon::{Config, Daemon, write_atomically};
-use allowlist_tests::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, Lab};
+use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, UNPROTECTED, to};
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, Listener, assert_connects, assert_times_out};
 use serde_json::Value;
-
-const PROTECTED: u16 = 2222;
-const UNPROTECTED: u16 = 8080;
-
-const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
-const A6: IpAddr = IpAddr::V6(ALLOWED_V6);
-const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
-const B6: IpAddr = IpAddr::V6(BLOCKED_V6);
-
-/// The server address of `src`'s family, on `port`.
-fn to(src: IpAddr, port: u16) -> SocketAddr {
-    SocketAddr::new(Lab::server_addr_for(src), port)
-}
 
 // ---------------------------------------------------------------------------------------
 // The fixture
@@ -167,6 +154,23 @@ impl Fx {
     #[track_caller]
     fn origin(&self, text: &str, needle: &str) -> String {
         format!("{}:{}", self.path.display(), line_of(text, needle))
+    }
+
+    /// Asserts that `entries` (from [`Fx::entries`]) hold `cidr` with `comment`, its origin
+    /// the line of `text` (the config file) where `"CIDR"` is written.
+    #[track_caller]
+    fn assert_listed(
+        &self,
+        entries: &[(String, String, String)],
+        text: &str,
+        cidr: &str,
+        comment: &str,
+    ) {
+        let origin = self.origin(text, &format!("\"{cidr}\""));
+        assert!(
+            entries.contains(&entry(cidr, comment, &origin)),
+            "{entries:?}"
+        );
     }
 
     #[track_caller]
@@ -367,30 +371,9 @@ fn ctl_status_list_and_changes_with_their_json() {
     }
     assert!(text.starts_with(&text0), "adding only appends:\n{text}");
     let entries = fx.entries();
-    assert!(
-        entries.contains(&entry(
-            "198.18.7.7/32",
-            "single host",
-            &fx.origin(&text, "\"198.18.7.7/32\"")
-        )),
-        "{entries:?}"
-    );
-    assert!(
-        entries.contains(&entry(
-            "2001:db8:5::/48",
-            "v6 net",
-            &fx.origin(&text, "\"2001:db8:5::/48\"")
-        )),
-        "{entries:?}"
-    );
-    assert!(
-        entries.contains(&entry(
-            "2001:db8::c/128",
-            "",
-            &fx.origin(&text, "\"2001:db8::c/128\"")
-        )),
-        "{entries:?}"
-    );
+    fx.assert_listed(&entries, &text, "198.18.7.7/32", "single host");
+    fx.assert_listed(&entries, &text, "2001:db8:5::/48", "v6 net");
+    fx.assert_listed(&entries, &text, "2001:db8::c/128", "");
     let out = fx.ctl(&["list"]);
     let line = out
         .stdout
@@ -427,22 +410,8 @@ fn ctl_status_list_and_changes_with_their_json() {
         .stdout_has("edit 2001:db8::c/128: ");
     let text = fx.file();
     let entries = fx.entries();
-    assert!(
-        entries.contains(&entry(
-            "198.18.7.0/24",
-            "lab G",
-            &fx.origin(&text, "\"198.18.7.0/24\"")
-        )),
-        "{entries:?}"
-    );
-    assert!(
-        entries.contains(&entry(
-            "2001:db8::c/128",
-            "host C",
-            &fx.origin(&text, "\"2001:db8::c/128\"")
-        )),
-        "{entries:?}"
-    );
+    fx.assert_listed(&entries, &text, "198.18.7.0/24", "lab G");
+    fx.assert_listed(&entries, &text, "2001:db8::c/128", "host C");
     assert!(
         !text.contains("198.18.7.7") && !text.contains("single host"),
         "{text}"

@@ -5,7 +5,7 @@
 //! Needs root and the built binaries (`cargo xtask test`, or `cargo xtask build` then
 //! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test e2e`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,24 +13,12 @@ use std::time::Duration;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::daemon::{self, Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT};
 use allowlist_tests::netns::{
-    ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, Lab, Netns, SERVER_V4, SERVER_V6, next_id,
+    A4, A6, ALLOWED_V4, ALLOWED_V6, B4, B6, BLOCKED_V4, BLOCKED_V6, Lab, Netns, PROTECTED,
+    SERVER_V4, SERVER_V6, UNPROTECTED, next_id, to,
 };
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, Listener, assert_connects, assert_times_out};
 use nix::sys::signal::Signal;
-
-const PROTECTED: u16 = 2222;
-const UNPROTECTED: u16 = 8080;
-
-const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
-const A6: IpAddr = IpAddr::V6(ALLOWED_V6);
-const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
-const B6: IpAddr = IpAddr::V6(BLOCKED_V6);
-
-/// The server address of `src`'s family, on `port`.
-fn to(src: IpAddr, port: u16) -> SocketAddr {
-    SocketAddr::new(Lab::server_addr_for(src), port)
-}
 
 /// The entries that allow the lab's "allowed" clients.
 fn allow_allowed_clients(config: Config) -> Config {

@@ -19,41 +19,28 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd as _;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::ctl::{Out, ctl_command, run, wait_child};
+use allowlist_tests::ctl::{Out, ctl_command, run};
 use allowlist_tests::daemon::{
-    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, allowlistd, write_atomically,
+    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, write_atomically,
 };
-use allowlist_tests::netns::{ALLOWED_V4, BLOCKED_V4, Lab, Netns};
+use allowlist_tests::netns::{A4, B4, Lab, PROTECTED, to};
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, Listener};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-const PROTECTED: u16 = 2222;
-
-const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
-const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
-
 /// `prev_hash` of the very first record of a log.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Slack after a deadline before a probe expects enforcement back.
 const AFTER_DEADLINE: Duration = Duration::from_millis(300);
-
-/// The server address of `src`'s family, on the protected port.
-fn to(src: IpAddr) -> SocketAddr {
-    SocketAddr::new(Lab::server_addr_for(src), PROTECTED)
-}
 
 fn now_ms() -> i64 {
     let since = SystemTime::now()
@@ -65,105 +52,6 @@ fn now_ms() -> i64 {
 fn sleep_until(deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     std::thread::sleep(left);
-}
-
-// ---------------------------------------------------------------------------------------
-// allowlistd with extra command-line arguments (the harness's Daemon takes only --config)
-// ---------------------------------------------------------------------------------------
-
-/// `allowlistd --config CONFIG ARGS...` inside `ns`, its stdout and stderr going to a file.
-/// Killed (SIGKILL) on drop if it still runs.
-struct RawDaemon {
-    child: Child,
-    log: PathBuf,
-    status: Option<ExitStatus>,
-}
-
-impl RawDaemon {
-    fn spawn(ns: &Netns, config: &Path, args: &[&str], log: &Path) -> RawDaemon {
-        let bin = allowlistd();
-        let out = File::create(log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let err = out.try_clone().expect("duplicating the log file");
-        let ns_file = ns.open().unwrap_or_else(|e| panic!("{e:#}"));
-        let ns_fd = ns_file.as_raw_fd();
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--config")
-            .arg(config)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // SAFETY: only setns(2), async-signal-safe, runs between fork and exec; the namespace
-        // file stays open until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(ns_fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {} {args:?}: {e}", bin.display()));
-        drop(ns_file);
-        RawDaemon {
-            child,
-            log: log.to_path_buf(),
-            status: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for `allowlistd ready`; panics with the log if it exits or takes too long.
-    #[track_caller]
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !self.log().contains("allowlistd ready") {
-            if let Some(status) = self.child.try_wait().expect("polling allowlistd") {
-                panic!(
-                    "allowlistd exited ({status}) before ready; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "allowlistd not ready within {READY_TIMEOUT:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for it to exit by itself; panics with the log if it does not.
-    #[track_caller]
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let status = wait_child(&mut self.child, timeout).unwrap_or_else(|| {
-            panic!(
-                "allowlistd still ran after {timeout:?} (killed); log:\n{}",
-                self.log()
-            )
-        });
-        self.status = Some(status);
-        status
-    }
-}
-
-impl Drop for RawDaemon {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,13 +233,13 @@ impl Fx {
     /// Panics unless the "blocked" client's connect times out (its SYN dropped).
     #[track_caller]
     fn assert_blocked(&self, why: &str) {
-        tcp::assert_times_out(&self.lab.client, B4, to(B4), why);
+        tcp::assert_times_out(&self.lab.client, B4, to(B4, PROTECTED), why);
     }
 
     /// Panics unless the "blocked" client connects.
     #[track_caller]
     fn assert_let_in(&self, why: &str) {
-        tcp::assert_connects(&self.lab.client, B4, to(B4), why);
+        tcp::assert_connects(&self.lab.client, B4, to(B4, PROTECTED), why);
     }
 
     #[track_caller]
@@ -473,7 +361,7 @@ fn emergency_disable_lets_everyone_in_and_ends_by_itself() {
         return;
     }
     let fx = Fx::start("");
-    tcp::assert_connects(&fx.lab.client, A4, to(A4), "listed");
+    tcp::assert_connects(&fx.lab.client, A4, to(A4, PROTECTED), "listed");
     fx.assert_blocked("before the emergency disable");
     fx.assert_no_emergency("before the emergency disable");
 
@@ -780,21 +668,23 @@ fn emergency_disable_on_start_breaks_glass_from_the_console() {
     config.write(&path);
     let fx_ctl = |args: &[&str]| run(&mut ctl_command(&config.control_socket, args));
 
-    let mut daemon = RawDaemon::spawn(
-        &lab.server,
-        &path,
-        &[
-            "--emergency-disable-on-start",
-            "--reason",
-            "console",
-            "--for",
-            "3s",
-        ],
-        &dir.join("allowlistd.log"),
-    );
+    let mut cmd = Daemon::command(&path);
+    cmd.args([
+        "--emergency-disable-on-start",
+        "--reason",
+        "console",
+        "--for",
+        "3s",
+    ]);
+    let daemon = Daemon::spawn_command(&lab.server, cmd, &SpawnOptions::default());
     daemon.wait_ready();
     let ready = Instant::now();
-    tcp::assert_connects(&lab.client, B4, to(B4), "started with an emergency disable");
+    tcp::assert_connects(
+        &lab.client,
+        B4,
+        to(B4, PROTECTED),
+        "started with an emergency disable",
+    );
     let s = fx_ctl(&["--json", "status"]).ok().json();
     assert_eq!(s["emergency"]["reason"].as_str(), Some("console"), "{s:?}");
     assert_eq!(s["emergency"]["by"].as_str(), Some("root"), "{s:?}");
@@ -809,7 +699,7 @@ fn emergency_disable_on_start_breaks_glass_from_the_console() {
         .find(|r| r["action"].as_str().unwrap() == "emergency-start")
         .unwrap_or_else(|| panic!("no emergency-start record: {records:?}"));
     assert_eq!(status_of(start), "ok");
-    assert_actor(start, "startup", daemon.pid());
+    assert_actor(start, "startup", daemon.pid().as_raw().unsigned_abs());
     assert_eq!(
         start["after"]["emergency"]["reason"].as_str(),
         Some("console")
@@ -826,31 +716,35 @@ fn emergency_disable_on_start_breaks_glass_from_the_console() {
 
     // The deadline was set before `ready`: 3 s after it at the latest.
     sleep_until(ready + Duration::from_secs(3) + AFTER_DEADLINE);
-    tcp::assert_times_out(&lab.client, B4, to(B4), "the 3 s emergency disable ended");
+    tcp::assert_times_out(
+        &lab.client,
+        B4,
+        to(B4, PROTECTED),
+        "the 3 s emergency disable ended",
+    );
     let s = fx_ctl(&["--json", "status"]).ok().json();
     assert!(s["emergency"].is_null(), "{s:?}");
     let expiry = records_of(&config.audit_log)
         .into_iter()
         .find(|r| r["action"].as_str().unwrap() == "emergency-expiry")
         .expect("an emergency-expiry record");
-    assert_actor(&expiry, "expiry", daemon.pid());
+    assert_actor(&expiry, "expiry", daemon.pid().as_raw().unsigned_abs());
     drop(daemon);
 
     // Longer than a day: refused before anything starts, naming the rule.
     let lines_before = records_of(&config.audit_log).len();
-    let mut refused = RawDaemon::spawn(
-        &lab.server,
-        &path,
-        &[
-            "--emergency-disable-on-start",
-            "--for",
-            "25h",
-            "--reason",
-            "x",
-        ],
-        &dir.join("allowlistd-25h.log"),
-    );
-    let status = refused.wait_exit(RELOAD_TIMEOUT);
+    let mut cmd = Daemon::command(&path);
+    cmd.args([
+        "--emergency-disable-on-start",
+        "--for",
+        "25h",
+        "--reason",
+        "x",
+    ]);
+    let mut refused = Daemon::spawn_command(&lab.server, cmd, &SpawnOptions::default());
+    let status = refused
+        .wait_exit(RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let log = refused.log();
     assert!(
         !status.success(),
@@ -865,7 +759,7 @@ fn emergency_disable_on_start_breaks_glass_from_the_console() {
     tcp::assert_times_out(
         &lab.client,
         B4,
-        to(B4),
+        to(B4, PROTECTED),
         "no emergency disable from the refused start",
     );
 }

@@ -16,20 +16,18 @@
 //! (`cargo run -p xtask`) with `--bin-dir` set to those binaries, so no release build happens.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::daemon::{Config, READY_TIMEOUT, RELOAD_TIMEOUT, bin_dir};
+use allowlist_tests::daemon::{
+    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, bin_dir,
+};
 use allowlist_tests::netns::{Lab, Netns};
 use allowlist_tests::require_root;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 /// The budget for `systemd-analyze security --offline=true allowlistd.service`.
 const MAX_EXPOSURE: f64 = 2.5;
@@ -769,114 +767,14 @@ fn man_pages_and_completions_cover_every_command_option_and_config_key() {
 // The real daemon, run as systemd runs it
 // ---------------------------------------------------------------------------------------
 
-/// A daemon started by these tests (not the harness's `Daemon`: these need their own
-/// environment and binary path). Killed on drop if still running.
-struct Service {
-    child: Child,
-    log: PathBuf,
-    status: Option<ExitStatus>,
-}
-
-impl Service {
-    /// Runs `program args...` inside `ns` with `env`, output into `log`.
-    fn spawn(ns: &Netns, program: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> Self {
-        let ns_file = ns.open().expect("opening the network namespace");
-        let ns_fd = ns_file.as_raw_fd();
-        let out = File::create(log).expect("creating the daemon's log file");
-        let err = out.try_clone().expect("duplicating the log file");
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // SAFETY: only setns(2), async-signal-safe, between fork and exec; the namespace
-        // file stays open until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(ns_fd, libc::CLONE_NEWNET) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        drop(ns_file);
-        Service {
-            child,
-            log: log.to_path_buf(),
-            status: None,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pids fit in i32"))
-    }
-
-    #[track_caller]
-    fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal)
-            .unwrap_or_else(|e| panic!("sending {signal}: {e}; log:\n{}", self.log()));
-    }
-
-    #[track_caller]
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
-            if let Some(status) = self.try_status() {
-                panic!(
-                    "the daemon exited ({status}) before logging `{needle}`; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` within {timeout:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().expect("polling the daemon");
-        }
-        self.status
-    }
-
-    #[track_caller]
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_status() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {timeout:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if self.try_status().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Starts `program args...` inside `ns` as the daemon (not only `allowlistd --config`: these
+/// tests need their own environment and binary path), with `env` and without `WATCHDOG_PID`.
+fn spawn_service(ns: &Netns, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env_remove("WATCHDOG_PID");
+    Daemon::spawn_command(ns, cmd, &SpawnOptions::default())
 }
 
 /// The notification socket systemd would listen on, and every message received on it.
@@ -922,7 +820,7 @@ impl NotifySocket {
 
     /// The next message with a line `line` (e.g. `READY=1`); others are kept in `received`.
     #[track_caller]
-    fn wait_for(&mut self, line: &str, timeout: Duration, service: &Service) -> String {
+    fn wait_for(&mut self, line: &str, timeout: Duration, service: &Daemon) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(message) = self.next()
@@ -1021,7 +919,7 @@ fn daemon_speaks_sd_notify_under_the_units_capabilities() {
         ("NOTIFY_SOCKET", notify_path.as_str()),
         ("WATCHDOG_USEC", "500000"),
     ];
-    let mut service = Service::spawn(&lab.server, &program, &args, &env, &dir.join("daemon.log"));
+    let mut service = spawn_service(&lab.server, &program, &args, &env);
 
     // READY=1 comes with the status, once the program is attached and the maps are full.
     let ready = notify.wait_for("READY=1", READY_TIMEOUT, &service);
@@ -1068,7 +966,9 @@ fn daemon_speaks_sd_notify_under_the_units_capabilities() {
         ready.contains("STATUS=enforcing: 3 entries on "),
         "READY=1 after the reload without the new count: {ready:?}"
     );
-    service.wait_for_log("reload applied", RELOAD_TIMEOUT);
+    service
+        .wait_for_log("reload applied", RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
 
     // Still pinging after the reload.
     notify.wait_for("WATCHDOG=1", Duration::from_secs(2), &service);
@@ -1076,7 +976,9 @@ fn daemon_speaks_sd_notify_under_the_units_capabilities() {
     // SIGTERM: STOPPING=1, then a clean exit that detaches.
     service.signal(Signal::SIGTERM);
     notify.wait_for("STOPPING=1", RELOAD_TIMEOUT, &service);
-    let status = service.wait_exit(RELOAD_TIMEOUT);
+    let status = service
+        .wait_exit(RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(status.success(), "exit {status}; log:\n{}", service.log());
     assert!(!xdp_attached(&lab), "still attached after SIGTERM");
     assert!(
@@ -1107,14 +1009,13 @@ fn prerm_removes_a_running_daemon(test: &str, detach_on_exit: Option<bool>) {
     std::fs::create_dir_all(dir.join("sbin")).expect("creating sbin/");
     std::fs::copy(allowlist_tests::daemon::allowlistd(), &daemon).expect("copying allowlistd");
 
-    let mut service = Service::spawn(
+    let mut service = spawn_service(
         &lab.server,
         &daemon,
         &["--config", config_path.to_str().expect("utf-8 path")],
         &[],
-        &dir.join("daemon.log"),
     );
-    service.wait_for_log("allowlistd ready", READY_TIMEOUT);
+    service.wait_ready();
     assert!(xdp_attached(&lab));
 
     let mut prerm = read(&workspace_root().join("packaging/debian/prerm"));
@@ -1143,7 +1044,9 @@ fn prerm_removes_a_running_daemon(test: &str, detach_on_exit: Option<bool>) {
     eprintln!("prerm: {}", stdout(&out));
 
     // prerm waits for the daemon to be gone; only the reaping is left to its parent.
-    let status = service.wait_exit(Duration::from_secs(2));
+    let status = service
+        .wait_exit(Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(status.success(), "exit {status}; log:\n{}", service.log());
     assert!(!xdp_attached(&lab), "still attached after prerm remove");
     assert!(

@@ -242,6 +242,18 @@ impl Lab {
         ));
     }
 
+    /// Checks that `BPF_PROG_TEST_RUN` refuses `bytes` with EINVAL, so the program never
+    /// runs on them.
+    fn expect_refused(&mut self, name: &str, bytes: &[u8]) {
+        match self.run(bytes) {
+            Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
+                if io_error.raw_os_error() == Some(libc::EINVAL) => {}
+            other => self.failures.push(format!(
+                "{name}: expected EINVAL from BPF_PROG_TEST_RUN, got {other:?}"
+            )),
+        }
+    }
+
     /// Panics listing every mismatch (the first 25 in full).
     fn finish(self) {
         if self.failures.is_empty() {
@@ -790,34 +802,109 @@ fn ipv6_header_chain_bound() {
     lab.finish();
 }
 
+/// What the fragment cases that read the same in both families need of one.
+struct Family<A> {
+    syn: fn(A, u16) -> Frame,
+    allowed: A,
+    blocked: A,
+    drop_syn: Reason,
+    pass_allowed: Reason,
+}
+
+const V4: Family<Ipv4Addr> = Family {
+    syn: syn4,
+    allowed: ALLOWED4,
+    blocked: BLOCKED4,
+    drop_syn: DropSynV4,
+    pass_allowed: PassAllowedV4,
+};
+
+const V6: Family<Ipv6Addr> = Family {
+    syn: syn6,
+    allowed: ALLOWED6,
+    blocked: BLOCKED6,
+    drop_syn: DropSynV6,
+    pass_allowed: PassAllowedV6,
+};
+
+/// A first fragment that holds the whole TCP header is judged like any segment.
+fn first_fragments_are_judged_like_segments<A: Copy>(lab: &mut Lab, family: &Family<A>) {
+    let first = |src, port| {
+        (family.syn)(src, port)
+            .tcp_options(&SYN_OPTIONS)
+            .fragment(0, true)
+    };
+    lab.expect(
+        "first fragment, SYN from outside",
+        &first(family.blocked, 22),
+        family.drop_syn,
+    );
+    lab.expect(
+        "first fragment, SYN from lab A",
+        &first(family.allowed, 22),
+        family.pass_allowed,
+    );
+    lab.expect(
+        "first fragment, SYN+ACK from outside",
+        &first(family.blocked, 22).flags(SYN | ACK),
+        PassNotSyn,
+    );
+    lab.expect(
+        "first fragment, SYN to port 80",
+        &first(family.blocked, 80),
+        PassUnprotectedPort,
+    );
+}
+
+/// Tiny first fragments (RFC 1858): the flags are not there, so it could be a SYN.
+fn tiny_first_fragments<A: Copy>(lab: &mut Lab, family: &Family<A>) {
+    let tiny = |src, port, n| (family.syn)(src, port).fragment(0, true).l4_bytes(n);
+    for n in 4..14 {
+        let name = format!("tiny first fragment with {n} TCP bytes");
+        lab.expect(
+            &format!("{name} from outside to 22"),
+            &tiny(family.blocked, 22, n),
+            DropFragmentEvasion,
+        );
+        lab.expect(
+            &format!("{name} from outside to 80"),
+            &tiny(family.blocked, 80, n),
+            PassUnprotectedPort,
+        );
+        lab.expect(
+            &format!("{name} from lab A"),
+            &tiny(family.allowed, 22, n),
+            family.pass_allowed,
+        );
+    }
+    // Without the ports, any protected port could be the target.
+    for n in 0..4 {
+        let name = format!("tiny first fragment with {n} TCP bytes");
+        lab.expect(
+            &format!("{name} from outside to 22"),
+            &tiny(family.blocked, 22, n),
+            DropFragmentEvasion,
+        );
+        lab.expect(
+            &format!("{name} from outside to 80"),
+            &tiny(family.blocked, 80, n),
+            DropFragmentEvasion,
+        );
+        lab.expect(
+            &format!("{name} from lab A"),
+            &tiny(family.allowed, 80, n),
+            family.pass_allowed,
+        );
+    }
+}
+
 #[test]
 fn ipv4_fragments() {
     if !allowlist_tests::require_root("ipv4_fragments") {
         return;
     }
     let mut lab = Lab::new(lab_rules());
-    // A first fragment that holds the whole TCP header is judged like any segment.
-    let first = |src, port| syn4(src, port).tcp_options(&SYN_OPTIONS).fragment(0, true);
-    lab.expect(
-        "first fragment, SYN from outside",
-        &first(BLOCKED4, 22),
-        DropSynV4,
-    );
-    lab.expect(
-        "first fragment, SYN from lab A",
-        &first(ALLOWED4, 22),
-        PassAllowedV4,
-    );
-    lab.expect(
-        "first fragment, SYN+ACK from outside",
-        &first(BLOCKED4, 22).flags(SYN | ACK),
-        PassNotSyn,
-    );
-    lab.expect(
-        "first fragment, SYN to port 80",
-        &first(BLOCKED4, 80),
-        PassUnprotectedPort,
-    );
+    first_fragments_are_judged_like_segments(&mut lab, &V4);
     lab.expect(
         "first fragment with 14 TCP bytes (flags just visible), SYN from outside",
         &syn4(BLOCKED4, 22).fragment(0, true).l4_bytes(14),
@@ -847,49 +934,16 @@ fn ipv4_fragments() {
             PassNotTcp,
         );
     }
-    // Tiny first fragments (RFC 1858): the flags are not there, so it could be a SYN.
+    tiny_first_fragments(&mut lab, &V4);
+    // Without the flags, an ACK is no better than a SYN.
     for n in 4..14 {
-        let tiny = |src, port| syn4(src, port).fragment(0, true).l4_bytes(n);
-        let name = format!("tiny first fragment with {n} TCP bytes");
         lab.expect(
-            &format!("{name} from outside to 22"),
-            &tiny(BLOCKED4, 22),
+            &format!("tiny first fragment with {n} TCP bytes from outside to 2222, ACK"),
+            &syn4(BLOCKED4, 2222)
+                .fragment(0, true)
+                .l4_bytes(n)
+                .flags(ACK),
             DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from outside to 2222, ACK"),
-            &tiny(BLOCKED4, 2222).flags(ACK),
-            DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from outside to 80"),
-            &tiny(BLOCKED4, 80),
-            PassUnprotectedPort,
-        );
-        lab.expect(
-            &format!("{name} from lab A"),
-            &tiny(ALLOWED4, 22),
-            PassAllowedV4,
-        );
-    }
-    // Without the ports, any protected port could be the target.
-    for n in 0..4 {
-        let tiny = |src, port| syn4(src, port).fragment(0, true).l4_bytes(n);
-        let name = format!("tiny first fragment with {n} TCP bytes");
-        lab.expect(
-            &format!("{name} from outside to 22"),
-            &tiny(BLOCKED4, 22),
-            DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from outside to 80"),
-            &tiny(BLOCKED4, 80),
-            DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from lab A"),
-            &tiny(ALLOWED4, 80),
-            PassAllowedV4,
         );
     }
     lab.expect(
@@ -936,27 +990,7 @@ fn ipv6_fragments() {
         return;
     }
     let mut lab = Lab::new(lab_rules());
-    let first = |src, port| syn6(src, port).tcp_options(&SYN_OPTIONS).fragment(0, true);
-    lab.expect(
-        "first fragment, SYN from outside",
-        &first(BLOCKED6, 22),
-        DropSynV6,
-    );
-    lab.expect(
-        "first fragment, SYN from lab A",
-        &first(ALLOWED6, 22),
-        PassAllowedV6,
-    );
-    lab.expect(
-        "first fragment, SYN+ACK from outside",
-        &first(BLOCKED6, 22).flags(SYN | ACK),
-        PassNotSyn,
-    );
-    lab.expect(
-        "first fragment, SYN to port 80",
-        &first(BLOCKED6, 80),
-        PassUnprotectedPort,
-    );
+    first_fragments_are_judged_like_segments(&mut lab, &V6);
     lab.expect(
         "first fragment with 14 TCP bytes, SYN from outside",
         &syn6(BLOCKED6, 22).fragment(0, true).l4_bytes(14),
@@ -982,24 +1016,10 @@ fn ipv6_fragments() {
             PassNonFirstFragment,
         );
     }
+    tiny_first_fragments(&mut lab, &V6);
+    // Mapped sources are judged as IPv4 ones, behind a fragment header too.
     for n in 4..14 {
-        let tiny = |src, port| syn6(src, port).fragment(0, true).l4_bytes(n);
         let name = format!("tiny first fragment with {n} TCP bytes");
-        lab.expect(
-            &format!("{name} from outside to 22"),
-            &tiny(BLOCKED6, 22),
-            DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from outside to 80"),
-            &tiny(BLOCKED6, 80),
-            PassUnprotectedPort,
-        );
-        lab.expect(
-            &format!("{name} from lab A"),
-            &tiny(ALLOWED6, 22),
-            PassAllowedV6,
-        );
         lab.expect(
             &format!("{name}, mapped from outside"),
             &mapped(BLOCKED4, 22).fragment(0, true).l4_bytes(n),
@@ -1009,25 +1029,6 @@ fn ipv6_fragments() {
             &format!("{name}, mapped from lab A"),
             &mapped(ALLOWED4, 22).fragment(0, true).l4_bytes(n),
             PassAllowedV4,
-        );
-    }
-    for n in 0..4 {
-        let tiny = |src, port| syn6(src, port).fragment(0, true).l4_bytes(n);
-        let name = format!("tiny first fragment with {n} TCP bytes");
-        lab.expect(
-            &format!("{name} from outside to 22"),
-            &tiny(BLOCKED6, 22),
-            DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from outside to 80"),
-            &tiny(BLOCKED6, 80),
-            DropFragmentEvasion,
-        );
-        lab.expect(
-            &format!("{name} from lab A"),
-            &tiny(ALLOWED6, 80),
-            PassAllowedV6,
         );
     }
     // A first fragment whose header chain ends inside the fragment: the rest (and the TCP
@@ -1655,14 +1656,7 @@ fn truncated_frames_at_every_length() {
             let name = format!("{what} cut to {len} of {full} bytes");
             if len < 14 {
                 // The kernel refuses to run XDP on less than an Ethernet header.
-                let bytes = cut.build();
-                match lab.run(&bytes) {
-                    Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
-                        if io_error.raw_os_error() == Some(libc::EINVAL) => {}
-                    other => lab.failures.push(format!(
-                        "{name}: expected EINVAL from BPF_PROG_TEST_RUN, got {other:?}"
-                    )),
-                }
+                lab.expect_refused(&name, &cut.build());
                 continue;
             }
             let want = if len == full { syn } else { PassTruncated };
@@ -1670,13 +1664,7 @@ fn truncated_frames_at_every_length() {
         }
     }
     // The same with no data at all.
-    match lab.run(&[]) {
-        Err(ProgramError::SyscallError(SyscallError { io_error, .. }))
-            if io_error.raw_os_error() == Some(libc::EINVAL) => {}
-        other => lab
-            .failures
-            .push(format!("an empty frame: expected EINVAL, got {other:?}")),
-    }
+    lab.expect_refused("an empty frame", &[]);
     // Refused frames are not counted.
     let totals = lab.totals();
     assert_eq!(totals, lab.seen, "a refused run moved the counters");

@@ -10,13 +10,12 @@ use std::process::ExitCode;
 
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::daemon::{Config, Daemon, RELOAD_TIMEOUT, SpawnOptions};
-use allowlist_tests::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, Lab};
+use allowlist_tests::netns::{
+    A4, A6, ALLOWED_V4, ALLOWED_V6, B4, B6, BLOCKED_V4, BLOCKED_V6, Lab, PROTECTED, UNPROTECTED, to,
+};
 use allowlist_tests::tcp::{self, Listener, Outcome};
 use anyhow::{Context as _, bail};
 use nix::sys::signal::Signal;
-
-const PROTECTED: u16 = 2222;
-const UNPROTECTED: u16 = 8080;
 
 fn main() -> ExitCode {
     if !nix::unistd::geteuid().is_root() {
@@ -43,7 +42,7 @@ struct Tally {
 impl Tally {
     /// Probes `src -> dst` and prints one line; `expect_connect` says what should happen.
     fn probe(&mut self, lab: &Lab, src: IpAddr, label: &str, port: u16, expect_connect: bool) {
-        let dst = SocketAddr::new(Lab::server_addr_for(src), port);
+        let dst = to(src, port);
         let timeout = if expect_connect {
             tcp::ALLOWED_PROBE
         } else {
@@ -123,26 +122,12 @@ fn run() -> anyhow::Result<()> {
 
     let mut tally = Tally::default();
     println!("\nprotected port {PROTECTED}:");
-    let v4 = IpAddr::V4(ALLOWED_V4);
-    let v4_blocked = IpAddr::V4(BLOCKED_V4);
-    tally.probe(&lab, v4, "(allowlisted) ", PROTECTED, true);
-    tally.probe(&lab, v4_blocked, "(not listed) ", PROTECTED, false);
-    tally.probe(
-        &lab,
-        IpAddr::V6(ALLOWED_V6),
-        "(allowlisted) ",
-        PROTECTED,
-        true,
-    );
-    tally.probe(
-        &lab,
-        IpAddr::V6(BLOCKED_V6),
-        "(not listed) ",
-        PROTECTED,
-        false,
-    );
+    tally.probe(&lab, A4, "(allowlisted) ", PROTECTED, true);
+    tally.probe(&lab, B4, "(not listed) ", PROTECTED, false);
+    tally.probe(&lab, A6, "(allowlisted) ", PROTECTED, true);
+    tally.probe(&lab, B6, "(not listed) ", PROTECTED, false);
     println!("unprotected port {UNPROTECTED}:");
-    tally.probe(&lab, v4_blocked, "(not listed) ", UNPROTECTED, true);
+    tally.probe(&lab, B4, "(not listed) ", UNPROTECTED, true);
 
     let ctl = |args: &[&str]| -> anyhow::Result<()> {
         println!("\n$ allowlistctl {}", args.join(" "));
@@ -180,7 +165,7 @@ fn run() -> anyhow::Result<()> {
     if which != 0 {
         bail!("the reload failed; log:\n{}", daemon.log());
     }
-    tally.probe(&lab, v4_blocked, "(now listed) ", PROTECTED, true);
+    tally.probe(&lab, B4, "(now listed) ", PROTECTED, true);
     ctl(&["status"])?;
 
     println!("\nstopping the daemon with SIGTERM");
@@ -197,7 +182,7 @@ fn run() -> anyhow::Result<()> {
         println!("  pins left in the bpffs: {left:?}   <-- UNEXPECTED");
         tally.surprises += 1;
     }
-    tally.probe(&lab, v4_blocked, "(filter gone) ", PROTECTED, true);
+    tally.probe(&lab, B4, "(filter gone) ", PROTECTED, true);
 
     println!("\nremoving the namespaces and the bpffs");
     if tally.surprises > 0 || !status.success() {

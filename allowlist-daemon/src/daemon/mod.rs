@@ -3,8 +3,12 @@
 //! to leave the filter enforcing. Everything stateful lives in [`Daemon`], owned by one loop,
 //! so changes from signals and from clients are applied one at a time.
 
+mod audit_trail;
+mod break_glass;
 mod commands;
 mod diff;
+mod observe;
+mod views;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::attach::Attachments;
-use crate::audit::{Actor, AuditLog, Event, Outcome, Via};
+use crate::audit::{Actor, AuditLog, Outcome, Via};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -32,7 +36,6 @@ use crate::emergency::{self, Emergency};
 use crate::filter::{Changes, Filter};
 use crate::metrics;
 use crate::notify;
-use crate::sessions::Session;
 
 /// How often vanished or returning interfaces are noticed.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -245,168 +248,6 @@ fn read_revision(state_dir: &Path) -> u64 {
 }
 
 impl Daemon {
-    /// Appends an audit record (and mirrors it to the log as one line); `Err` is the refusal
-    /// to give when it cannot be written: no change may happen unaudited.
-    fn record(
-        &mut self,
-        actor: Actor,
-        action: &str,
-        before: serde_json::Value,
-        after: serde_json::Value,
-        result: Outcome,
-        revision: u64,
-    ) -> Result<(), String> {
-        let event = Event {
-            actor,
-            action: action.to_owned(),
-            before,
-            after,
-            result,
-            revision,
-        };
-        match self.audit.append(event) {
-            Ok(record) => {
-                info!(target: "audit", "{}", serde_json::to_string(&record).unwrap_or_default());
-                Ok(())
-            }
-            Err(e) => {
-                error!("{e}");
-                Err(format!(
-                    "the audit log cannot be written ({e}); refused, nothing changed"
-                ))
-            }
-        }
-    }
-
-    /// Records a refused attempt; a failure to record it only gets logged.
-    fn record_refusal(&mut self, actor: Actor, action: &str, reason: &str) {
-        let _ = self.record(
-            actor,
-            action,
-            serde_json::Value::Null,
-            serde_json::Value::Null,
-            Outcome::Refused {
-                reason: reason.to_owned(),
-            },
-            self.revision,
-        );
-    }
-
-    /// Start-up's audit records: an emergency disable that ended while the daemon was down,
-    /// one that continues, a break-glass one from the command line, and the start itself.
-    fn start_records(&mut self, start: StartOptions) -> Result<()> {
-        let state_dir = self.config.state_dir.clone();
-        if let Some(persisted) = emergency::load(&state_dir)? {
-            match persisted.clone().resume() {
-                Some(e) => {
-                    info!(
-                        "emergency disable still in force until {} (reason: {})",
-                        e.until_local(),
-                        e.reason
-                    );
-                    self.emergency = Some(e);
-                }
-                None => {
-                    self.record(
-                        Actor::daemon(Via::Expiry),
-                        "emergency-expiry",
-                        json!({ "emergency": persisted.describe() }),
-                        json!({ "emergency": null, "note": "ended while allowlistd was not running" }),
-                        Outcome::Ok,
-                        self.revision,
-                    )
-                    .map_err(anyhow::Error::msg)?;
-                    info!(
-                        "the emergency disable ended while allowlistd was not running; enforcing"
-                    );
-                }
-            }
-        }
-        if let Some((duration, reason)) = start.emergency {
-            let new = self
-                .begin_emergency(Actor::daemon(Via::Startup), duration, &reason)
-                .map_err(anyhow::Error::msg)?;
-            warn!(
-                "EMERGENCY DISABLE from the command line until {} (reason: {})",
-                new.until_local(),
-                new.reason
-            );
-        }
-        emergency::save(&state_dir, self.emergency.as_ref())
-            .with_context(|| format!("saving the emergency state in {}", state_dir.display()))?;
-        self.filter
-            .set_emergency(self.emergency.as_ref().map_or(0, |e| e.until_boot_ns))?;
-        let after = json!({
-            "active": self.config.active,
-            "entries": self.config.entries.len(),
-            "protected_tcp_ports": self.config.protected_tcp_ports,
-            "interfaces": self.config.interfaces,
-        });
-        self.record(
-            Actor::daemon(Via::Startup),
-            "start",
-            serde_json::Value::Null,
-            after,
-            Outcome::Ok,
-            self.revision,
-        )
-        .map_err(anyhow::Error::msg)
-    }
-
-    /// Starts an emergency disable (replacing one in force), audited first.
-    fn begin_emergency(
-        &mut self,
-        actor: Actor,
-        duration: Duration,
-        reason: &str,
-    ) -> Result<Emergency, String> {
-        let new = Emergency::start(duration, reason, &actor.user);
-        self.record(
-            actor,
-            "emergency-start",
-            json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
-            json!({ "emergency": new.describe() }),
-            Outcome::Ok,
-            self.revision,
-        )?;
-        self.set_emergency(Some(new.clone()))
-            .map_err(|e| format!("{e:#}"))?;
-        Ok(new)
-    }
-
-    /// Starts or replaces the emergency disable, or with `None` ends it.
-    fn set_emergency(&mut self, new: Option<Emergency>) -> Result<()> {
-        self.filter
-            .set_emergency(new.as_ref().map_or(0, |e| e.until_boot_ns))?;
-        emergency::save(&self.config.state_dir, new.as_ref())
-            .context("saving the emergency state")?;
-        self.emergency = new;
-        Ok(())
-    }
-
-    fn emergency_expired(&mut self) {
-        let Some(ended) = self.emergency.clone() else {
-            return;
-        };
-        // The kernel already enforces again (it compares the deadline itself); this records
-        // it and clears the state.
-        let _ = self.record(
-            Actor::daemon(Via::Expiry),
-            "emergency-expiry",
-            json!({ "emergency": ended.describe() }),
-            json!({ "emergency": null }),
-            Outcome::Ok,
-            self.revision,
-        );
-        match self.set_emergency(None) {
-            Ok(()) => warn!(
-                "emergency disable ended (reason was: {}); enforcing again",
-                ended.reason
-            ),
-            Err(e) => error!("clearing the ended emergency disable: {e:#}"),
-        }
-    }
-
     fn save_revision(&self) {
         let path = revision_path(&self.config.state_dir);
         if let Err(e) = write_atomic(&path, &format!("{}\n", self.revision)) {
@@ -525,73 +366,6 @@ impl Daemon {
         }
     }
 
-    /// Takes what /metrics shows.
-    fn snapshot(&self) -> metrics::Snapshot {
-        let counters = self.filter.counters().unwrap_or_default();
-        let hits = self.filter.hits().unwrap_or_default();
-        let budget = self.filter.event_budget().unwrap_or_default();
-        let v4 = self
-            .config
-            .entries
-            .iter()
-            .filter(|e| e.net.addr().is_ipv4())
-            .count() as u64;
-        metrics::Snapshot {
-            interfaces: counters
-                .iter()
-                .map(|(ifindex, c)| metrics::InterfaceCounters {
-                    name: self.interface_name(*ifindex),
-                    by_reason: c.by_reason,
-                })
-                .collect(),
-            entries: self
-                .config
-                .entries
-                .iter()
-                .map(|e| metrics::EntryHits {
-                    cidr: e.net,
-                    comment: e.comment.clone(),
-                    hits: hits.get(&e.net).map_or(0, |h| h.packets),
-                })
-                .collect(),
-            entries_v4: v4,
-            entries_v6: self.config.entries.len() as u64 - v4,
-            capacity: u64::from(self.filter.capacity()),
-            active: self.config.active,
-            emergency_remaining_secs: self
-                .emergency
-                .as_ref()
-                .and_then(Emergency::remaining)
-                .map_or(0, |d| d.as_secs()),
-            reloads_total: self.reloads.total,
-            last_reload_success: self.reloads.last_ok,
-            last_reload_timestamp_secs: self.reloads.last_at.as_millisecond() as f64 / 1000.0,
-            audit_records: self.audit.last_seq(),
-            revision: self.revision,
-            blocked_events_total: self.blocked.events(),
-            blocked_events_suppressed_total: budget.suppressed,
-        }
-    }
-
-    /// Remembers when each connection was first seen; forgets ended ones.
-    fn note_sessions(&mut self, found: &[Session]) {
-        let now = jiff::Timestamp::now();
-        let live: std::collections::HashSet<_> =
-            found.iter().map(|s| (s.local, s.peer, s.inode)).collect();
-        self.sessions_seen.retain(|key, _| live.contains(key));
-        for key in live {
-            self.sessions_seen.entry(key).or_insert(now);
-        }
-    }
-
-    fn session_since(&self, session: &Session) -> String {
-        self.sessions_seen
-            .get(&(session.local, session.peer, session.inode))
-            .map_or_else(String::new, |t| {
-                t.round(jiff::Unit::Second).unwrap_or(*t).to_string()
-            })
-    }
-
     fn reload_on_signal(&mut self) {
         notify::reloading();
         match self.reload(Actor::daemon(Via::Signal)) {
@@ -666,57 +440,6 @@ impl Daemon {
             &self.config.interfaces,
             self.config.xdp_mode,
         );
-    }
-
-    fn describe_interfaces(&self) -> String {
-        let list: Vec<String> = self
-            .attachments
-            .describe()
-            .map(|(name, _, mode)| format!("{name} ({mode})"))
-            .collect();
-        if list.is_empty() {
-            "none".into()
-        } else {
-            list.join(", ")
-        }
-    }
-
-    fn interface_name(&self, ifindex: u32) -> String {
-        self.attachments
-            .describe()
-            .find(|(_, i, _)| *i == ifindex)
-            .map_or_else(|| format!("ifindex {ifindex}"), |(n, _, _)| n.to_string())
-    }
-
-    fn log_counters(&self) {
-        let counters = match self.filter.counters() {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("reading counters: {e:#}");
-                return;
-            }
-        };
-        let (mut passed, mut dropped) = (0, 0);
-        for (ifindex, c) in &counters {
-            let (p, d) = totals(c);
-            let drops: Vec<String> = Reason::ALL
-                .iter()
-                .filter(|r| r.is_drop() && c.by_reason[**r as usize] > 0)
-                .map(|r| format!("{} {}", r.name(), c.by_reason[*r as usize]))
-                .collect();
-            info!(
-                "counters {}: passed {p}, dropped {d}{}",
-                self.interface_name(*ifindex),
-                if drops.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", drops.join(", "))
-                }
-            );
-            passed += p;
-            dropped += d;
-        }
-        info!("counters total: passed {passed}, dropped {dropped}");
     }
 
     fn stop(mut self, signal: &str) -> Result<()> {

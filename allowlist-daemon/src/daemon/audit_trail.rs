@@ -1,0 +1,120 @@
+//! The daemon's audit trail: every change and refusal goes through `record`, and start-up
+//! writes what happened while the daemon was away.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tracing::{error, info, warn};
+
+use super::{Daemon, StartOptions};
+use crate::audit::{Actor, Event, Outcome, Via};
+use crate::emergency;
+
+impl Daemon {
+    /// Appends an audit record (and mirrors it to the log as one line); `Err` is the refusal
+    /// to give when it cannot be written: no change may happen unaudited.
+    pub(super) fn record(
+        &mut self,
+        actor: Actor,
+        action: &str,
+        before: serde_json::Value,
+        after: serde_json::Value,
+        result: Outcome,
+        revision: u64,
+    ) -> Result<(), String> {
+        let event = Event {
+            actor,
+            action: action.to_owned(),
+            before,
+            after,
+            result,
+            revision,
+        };
+        match self.audit.append(event) {
+            Ok(record) => {
+                info!(target: "audit", "{}", serde_json::to_string(&record).unwrap_or_default());
+                Ok(())
+            }
+            Err(e) => {
+                error!("{e}");
+                Err(format!(
+                    "the audit log cannot be written ({e}); refused, nothing changed"
+                ))
+            }
+        }
+    }
+
+    /// Records a refused attempt; a failure to record it only gets logged.
+    pub(super) fn record_refusal(&mut self, actor: Actor, action: &str, reason: &str) {
+        let _ = self.record(
+            actor,
+            action,
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            Outcome::Refused {
+                reason: reason.to_owned(),
+            },
+            self.revision,
+        );
+    }
+
+    /// Start-up's audit records: an emergency disable that ended while the daemon was down,
+    /// one that continues, a break-glass one from the command line, and the start itself.
+    pub(super) fn start_records(&mut self, start: StartOptions) -> Result<()> {
+        let state_dir = self.config.state_dir.clone();
+        if let Some(persisted) = emergency::load(&state_dir)? {
+            match persisted.clone().resume() {
+                Some(e) => {
+                    info!(
+                        "emergency disable still in force until {} (reason: {})",
+                        e.until_local(),
+                        e.reason
+                    );
+                    self.emergency = Some(e);
+                }
+                None => {
+                    self.record(
+                        Actor::daemon(Via::Expiry),
+                        "emergency-expiry",
+                        json!({ "emergency": persisted.describe() }),
+                        json!({ "emergency": null, "note": "ended while allowlistd was not running" }),
+                        Outcome::Ok,
+                        self.revision,
+                    )
+                    .map_err(anyhow::Error::msg)?;
+                    info!(
+                        "the emergency disable ended while allowlistd was not running; enforcing"
+                    );
+                }
+            }
+        }
+        if let Some((duration, reason)) = start.emergency {
+            let new = self
+                .begin_emergency(Actor::daemon(Via::Startup), duration, &reason)
+                .map_err(anyhow::Error::msg)?;
+            warn!(
+                "EMERGENCY DISABLE from the command line until {} (reason: {})",
+                new.until_local(),
+                new.reason
+            );
+        }
+        emergency::save(&state_dir, self.emergency.as_ref())
+            .with_context(|| format!("saving the emergency state in {}", state_dir.display()))?;
+        self.filter
+            .set_emergency(self.emergency.as_ref().map_or(0, |e| e.until_boot_ns))?;
+        let after = json!({
+            "active": self.config.active,
+            "entries": self.config.entries.len(),
+            "protected_tcp_ports": self.config.protected_tcp_ports,
+            "interfaces": self.config.interfaces,
+        });
+        self.record(
+            Actor::daemon(Via::Startup),
+            "start",
+            serde_json::Value::Null,
+            after,
+            Outcome::Ok,
+            self.revision,
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}

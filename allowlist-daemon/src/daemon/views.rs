@@ -1,0 +1,358 @@
+//! Read-only views for allowlistctl (status, list with hits, the live verdict, blocked
+//! sources, the audit log) and the sessions view with its one action, ending unlisted
+//! connections.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use allowlist_common::verdict::Reason;
+use ipnet::IpNet;
+use serde_json::json;
+use tracing::info;
+
+use super::commands::{Refusal, invalid};
+use super::diff::entry_info;
+use super::{Daemon, totals};
+use crate::audit::{self, Actor, Outcome, Via};
+use crate::control::protocol::{
+    AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
+    InterfaceStatus, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status, TestReport,
+};
+use crate::control::server::Peer;
+
+impl Daemon {
+    pub(super) fn status(&self) -> Status {
+        let counters = self.filter.counters().unwrap_or_default();
+        let mut by_reason = std::collections::BTreeMap::new();
+        for c in counters.values() {
+            for reason in Reason::ALL {
+                *by_reason.entry(reason.name().to_owned()).or_insert(0) +=
+                    c.by_reason[reason as usize];
+            }
+        }
+        let mut interfaces: Vec<InterfaceStatus> = self
+            .config
+            .interfaces
+            .iter()
+            .map(|name| {
+                let attached = self.attachments.describe().find(|(n, _, _)| n == name);
+                let counts = attached.and_then(|(_, ifindex, _)| counters.get(&ifindex));
+                let (passed, dropped) = counts.map_or((0, 0), totals);
+                let by_reason = counts
+                    .map(|c| {
+                        Reason::ALL
+                            .iter()
+                            .map(|r| (r.name().to_owned(), c.by_reason[*r as usize]))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                InterfaceStatus {
+                    name: name.clone(),
+                    xdp_mode: attached.map_or("detached".into(), |(_, _, mode)| mode.to_string()),
+                    passed,
+                    dropped,
+                    by_reason,
+                }
+            })
+            .collect();
+        interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let v4 = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| e.net.addr().is_ipv4())
+            .count();
+        Status {
+            active: self.config.active,
+            entries: self.config.entries.len(),
+            entries_v4: v4,
+            entries_v6: self.config.entries.len() - v4,
+            capacity: self.filter.capacity(),
+            protected_tcp_ports: self.config.protected_tcp_ports.iter().copied().collect(),
+            passed: interfaces.iter().map(|i| i.passed).sum(),
+            dropped: interfaces.iter().map(|i| i.dropped).sum(),
+            interfaces,
+            revision: self.revision,
+            config: self.config.path.display().to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            counters: by_reason,
+            pending_confirmation: self.pending_info(),
+            emergency: self.emergency.as_ref().and_then(|e| {
+                Some(EmergencyStatus {
+                    remaining_secs: e.remaining()?.as_secs(),
+                    until: e.until_utc(),
+                    until_local: e.until_local(),
+                    reason: e.reason.clone(),
+                    by: e.by.clone(),
+                })
+            }),
+        }
+    }
+
+    /// Entries with their hit counts; with `unused_for_secs`, only those not hit for that
+    /// long.
+    pub(super) fn list(&self, unused_for_secs: Option<u64>) -> Result<Reply, Refusal> {
+        let hits = self
+            .filter
+            .hits()
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        let now_boot = crate::emergency::boot_ns();
+        let now = jiff::Timestamp::now();
+        let mut entries = Vec::new();
+        for entry in &self.config.entries {
+            let stat = hits.get(&entry.net).copied().unwrap_or_default();
+            // Boot-time ns of the hit, turned into wall time by its age.
+            let age = (stat.last_seen_ns != 0)
+                .then(|| Duration::from_nanos(now_boot.saturating_sub(stat.last_seen_ns)));
+            if let Some(limit) = unused_for_secs
+                && age.is_some_and(|age| age < Duration::from_secs(limit))
+            {
+                continue;
+            }
+            let mut info = entry_info(entry);
+            info.hits = stat.packets;
+            info.last_hit = age.and_then(|age| {
+                let age = jiff::SignedDuration::try_from(age).ok()?;
+                Some(
+                    now.checked_sub(age)
+                        .ok()?
+                        .round(jiff::Unit::Second)
+                        .ok()?
+                        .to_string(),
+                )
+            });
+            entries.push(info);
+        }
+        Ok(Reply::List(EntryList {
+            revision: self.revision,
+            active: self.config.active,
+            entries,
+        }))
+    }
+
+    pub(super) fn pending_info(&self) -> Option<Pending> {
+        self.pending.as_ref().map(|p| Pending {
+            change: p.description.clone(),
+            rollback_in_secs: p
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs(),
+        })
+    }
+
+    /// The live verdict from the kernel's maps for a SYN from `ip`, per port.
+    pub(super) fn test(&self, ip: &str, port: Option<u16>) -> Result<Reply, Refusal> {
+        let addr: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("`{ip}` is not an IP address")))?;
+        let ports: Vec<u16> = match port {
+            Some(p) => vec![p],
+            None => self.filter.rules().ports.iter().copied().collect(),
+        };
+        let mut verdicts = Vec::new();
+        for port in ports {
+            let (reason, covering) = self
+                .filter
+                .verdict(addr, port)
+                .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+            let entry = covering.and_then(|net| self.config.entries.iter().find(|e| e.net == net));
+            let explanation = match (reason, entry) {
+                (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e))
+                    if e.comment.is_empty() =>
+                {
+                    format!("allowed by {}", e.net)
+                }
+                (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) => {
+                    format!("allowed by {} ({})", e.net, e.comment)
+                }
+                (Reason::PassInactive, _) => "allowed: the list is inactive".to_owned(),
+                (Reason::PassEmergency, _) => format!(
+                    "allowed by the emergency disable{} (no entry covers {addr}; port {port} is protected)",
+                    self.emergency
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" until {}", e.until_local()))
+                ),
+                (Reason::PassUnprotectedPort, _) => {
+                    format!("allowed: port {port} is not protected")
+                }
+                (r, _) if r.is_drop() => {
+                    format!(
+                        "blocked: no entry covers {addr}; port {port} is protected; list active"
+                    )
+                }
+                (r, _) => format!("allowed ({})", r.name()),
+            };
+            verdicts.push(PortVerdict {
+                port,
+                protected: reason != Reason::PassUnprotectedPort,
+                allowed: !reason.is_drop(),
+                entry: entry.map(entry_info),
+                explanation,
+            });
+        }
+        Ok(Reply::Test(TestReport {
+            ip: addr.to_string(),
+            active: self.filter.rules().active,
+            verdicts,
+        }))
+    }
+
+    pub(super) fn audit_records(
+        &self,
+        since: Option<&str>,
+        action: Option<&str>,
+    ) -> Result<Reply, Refusal> {
+        let since = since
+            .map(|text| {
+                text.parse::<jiff::Timestamp>()
+                    .or_else(|_| {
+                        let ago = humantime::parse_duration(text).map_err(|_| ())?;
+                        let ago = jiff::SignedDuration::try_from(ago).map_err(|_| ())?;
+                        jiff::Timestamp::now().checked_sub(ago).map_err(|_| ())
+                    })
+                    .map_err(|()| invalid(format!("--since `{text}`: give an RFC 3339 time (2026-11-23T14:00:00Z) or a duration ago (2h)")))
+            })
+            .transpose()?;
+        let files = self.audit.files();
+        let records = audit::read(&files)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?
+            .into_iter()
+            .filter(|r| action.is_none_or(|a| r.event.action == a))
+            .filter(|r| {
+                since
+                    .is_none_or(|since| r.time.parse::<jiff::Timestamp>().is_ok_and(|t| t >= since))
+            })
+            .collect();
+        Ok(Reply::Audit(AuditReport {
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            records,
+        }))
+    }
+
+    /// Verifies the daemon's own files, and that they end where the daemon's chain ends (so
+    /// records cut off the end are caught too).
+    pub(super) fn audit_verify(&self) -> Result<Reply, Refusal> {
+        let mut verification =
+            audit::verify(&self.audit.files()).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        if verification.first_break.is_none() && verification.last_hash != self.audit.last_hash() {
+            let path = self.audit.path().display().to_string();
+            verification.first_break = Some(audit::Break {
+                line: std::fs::read_to_string(self.audit.path())
+                    .map_or(0, |t| t.lines().count() + 1),
+                file: path,
+                seq: Some(self.audit.last_seq()),
+                why: format!(
+                    "the log ends before seq {}, the last record allowlistd wrote (records cut off the end)",
+                    self.audit.last_seq()
+                ),
+            });
+        }
+        Ok(Reply::Verify(verification))
+    }
+
+    pub(super) fn blocked_report(&self, top: usize) -> Result<Reply, Refusal> {
+        let budget = self
+            .filter
+            .event_budget()
+            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        Ok(Reply::Blocked(BlockedReport {
+            sources: self.blocked.top(top),
+            events_received: self.blocked.events(),
+            events_sent: budget.sent,
+            events_suppressed: budget.suppressed,
+        }))
+    }
+
+    /// Established connections to protected ports with the entry covering each peer; with
+    /// `kill`, ends (and audits) those no entry covers.
+    pub(super) fn sessions(
+        &mut self,
+        port: Option<u16>,
+        kill: bool,
+        options: &ChangeOptions,
+        peer: &Peer,
+    ) -> Result<Reply, Refusal> {
+        let ports = match port {
+            Some(p) => std::collections::BTreeSet::from([p]),
+            None => self.config.protected_tcp_ports.clone(),
+        };
+        let found = crate::sessions::established(&ports)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        self.note_sessions(&found);
+        let mut infos = Vec::new();
+        for session in &found {
+            let (_, covering) = self
+                .filter
+                .verdict(session.peer.ip(), session.local.port())
+                .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+            let covered_by = covering
+                .and_then(|net| self.config.entries.iter().find(|e| e.net == net))
+                .map(entry_info);
+            infos.push(SessionInfo {
+                local: session.local,
+                peer: session.peer,
+                since: self.session_since(session),
+                idle_ms: session.idle_ms,
+                covered_by,
+                killed: false,
+            });
+        }
+        let mut killed = 0;
+        if kill {
+            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+            if let Some(caller) = options.caller
+                && !options.force
+                && infos
+                    .iter()
+                    .any(|i| i.covered_by.is_none() && i.peer.ip() == caller.ip)
+            {
+                let why = format!(
+                    "refused: your own connection from {} is not covered by any entry and would be ended; add {} first, or pass --force",
+                    caller.ip,
+                    IpNet::from(caller.ip)
+                );
+                self.record_refusal(actor, "kill-unlisted", &why);
+                return Err((ErrorKind::Lockout, why));
+            }
+            let unlisted: Vec<serde_json::Value> = infos
+                .iter()
+                .filter(|i| i.covered_by.is_none())
+                .map(|i| json!({ "peer": i.peer.to_string(), "local": i.local.to_string() }))
+                .collect();
+            if !unlisted.is_empty() {
+                self.record(
+                    actor,
+                    "kill-unlisted",
+                    json!({ "sessions": unlisted }),
+                    json!({ "sessions": [] }),
+                    Outcome::Ok,
+                    self.revision,
+                )
+                .map_err(|m| (ErrorKind::Internal, m))?;
+            }
+            for (session, info) in found.iter().zip(infos.iter_mut()) {
+                if info.covered_by.is_some() {
+                    continue;
+                }
+                match crate::sessions::destroy(session) {
+                    Ok(()) => {
+                        info.killed = true;
+                        killed += 1;
+                    }
+                    // Ended meanwhile by itself: nothing left to do.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err((ErrorKind::Internal, e.to_string())),
+                }
+            }
+            info!(
+                uid = peer.uid,
+                "ended {killed} connections from unlisted sources"
+            );
+        }
+        Ok(Reply::Sessions(SessionsReport {
+            sessions: infos,
+            killed,
+        }))
+    }
+}

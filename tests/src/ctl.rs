@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -126,12 +126,22 @@ fn show(cmd: &Command) -> String {
 
 /// `allowlistctl --socket SOCKET ARGS...` with no SSH environment.
 pub fn ctl_command(socket: &Path, args: &[&str]) -> Command {
+    ctl_command_with(&allowlistctl(), socket, args)
+}
+
+/// The built allowlistctl binary.
+pub fn allowlistctl() -> PathBuf {
     let bin = bin_dir().join("allowlistctl");
     assert!(
         bin.exists(),
         "{} does not exist: build it first (`cargo xtask build`) or set ALLOWLIST_BIN_DIR",
         bin.display()
     );
+    bin
+}
+
+/// Like [`ctl_command`], with the allowlistctl binary at `bin`.
+pub fn ctl_command_with(bin: &Path, socket: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("--socket")
         .arg(socket)

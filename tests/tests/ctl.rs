@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::ctl::{Out, ctl_command, run};
+use allowlist_tests::ctl::{Out, allowlistctl, ctl_command, ctl_command_with, run};
 use allowlist_tests::daemon::{Config, Daemon, write_atomically};
 use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, UNPROTECTED, to};
 use allowlist_tests::require_root;
@@ -102,6 +102,24 @@ impl Fx {
 
     fn ctl(&self, args: &[&str]) -> Out {
         run(&mut self.cmd(args))
+    }
+
+    /// `allowlistctl ARGS...` as uid and gid 65534, with the test directory (and so the
+    /// socket) reachable for it. The binary is copied into the test directory first: the
+    /// build tree may sit below a 0700 directory (CI clones into one), where uid 65534 could
+    /// not even start it.
+    fn cmd_as_nobody(&self, args: &[&str]) -> Command {
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod the test directory");
+        let bin = self.dir.join("allowlistctl-as-nobody");
+        if !bin.exists() {
+            std::fs::copy(allowlistctl(), &bin).expect("copying allowlistctl");
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod the copy of allowlistctl");
+        }
+        let mut cmd = ctl_command_with(&bin, &self.socket, args);
+        cmd.current_dir("/").uid(65534).gid(65534);
+        cmd
     }
 
     /// `allowlistctl ARGS...` with `KEY=VALUE` in its environment.
@@ -1185,20 +1203,14 @@ fn ctl_unauthorized_users_are_refused() {
         return;
     }
     let fx = Fx::standard();
-    // Let everyone through the (0700) test directory, so that the socket's own mode decides.
-    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o711))
-        .expect("chmod the test directory");
     let mode = std::fs::metadata(&fx.socket)
         .expect("the control socket exists")
         .permissions()
         .mode();
     assert_eq!(mode & 0o7777, 0o660, "the control socket's mode");
     let before = fx.snapshot();
-    let as_nobody = |args: &[&str]| {
-        let mut cmd = fx.cmd(args);
-        cmd.uid(65534).gid(65534);
-        run(&mut cmd)
-    };
+    // The test directory is opened to everyone, so that the socket's own mode decides.
+    let as_nobody = |args: &[&str]| run(&mut fx.cmd_as_nobody(args));
 
     for args in [&["status"][..], &["add", "198.18.4.0/24"]] {
         as_nobody(args)
@@ -1237,8 +1249,7 @@ fn ctl_unauthorized_large_request_still_gets_permission_denied() {
         return;
     }
     let fx = Fx::standard();
-    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o711))
-        .expect("chmod the test directory");
+    let mut nobody = fx.cmd_as_nobody(&[]);
     std::fs::set_permissions(&fx.socket, std::fs::Permissions::from_mode(0o666))
         .expect("chmod the socket");
     let before = fx.snapshot();
@@ -1247,9 +1258,7 @@ fn ctl_unauthorized_large_request_still_gets_permission_denied() {
     let args = ["edit", big.as_str(), "--cidr", &big, "--comment", &big];
     // Root is answered after the daemon has read it all.
     fx.ctl(&args).refused("not an IP address or CIDR");
-    let mut cmd = fx.cmd(&args);
-    cmd.uid(65534).gid(65534);
-    let out = run(&mut cmd);
+    let out = run(nobody.args(args));
     assert_eq!(
         out.code, 2,
         "uid 65534 should be told \"permission denied\" (exit 2), not that the daemon is \

@@ -22,11 +22,17 @@ impl Daemon {
             .filter(|e| e.net.addr().is_ipv4())
             .count() as u64;
         metrics::Snapshot {
-            interfaces: counters
-                .iter()
-                .map(|(ifindex, c)| metrics::InterfaceCounters {
-                    name: self.interface_name(*ifindex),
-                    by_reason: c.by_reason,
+            // Every attached interface, zeros included, as `status` shows them.
+            interfaces: self
+                .attachments
+                .describe()
+                .map(|(name, ifindex, _)| metrics::InterfaceCounters {
+                    name: name.to_owned(),
+                    by_reason: counters
+                        .get(&ifindex)
+                        .copied()
+                        .unwrap_or_default()
+                        .by_reason,
                 })
                 .collect(),
             entries: self

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
 use ipnet::IpNet;
 use serde_json::json;
@@ -23,29 +24,32 @@ use crate::control::server::Peer;
 impl Daemon {
     pub(super) fn status(&self) -> Status {
         let counters = self.filter.counters().unwrap_or_default();
-        let mut by_reason = std::collections::BTreeMap::new();
+        // Every reason is listed, zeros included, so scripts find each key from the start.
+        let named = |c: &Counters| -> std::collections::BTreeMap<String, u64> {
+            Reason::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), c.by_reason[*r as usize]))
+                .collect()
+        };
+        let mut all = Counters::default();
         for c in counters.values() {
-            for reason in Reason::ALL {
-                *by_reason.entry(reason.name().to_owned()).or_insert(0) +=
-                    c.by_reason[reason as usize];
+            for (total, n) in all.by_reason.iter_mut().zip(c.by_reason) {
+                *total += n;
             }
         }
+        let by_reason = named(&all);
         let mut interfaces: Vec<InterfaceStatus> = self
             .config
             .interfaces
             .iter()
             .map(|name| {
                 let attached = self.attachments.describe().find(|(n, _, _)| n == name);
-                let counts = attached.and_then(|(_, ifindex, _)| counters.get(&ifindex));
-                let (passed, dropped) = counts.map_or((0, 0), totals);
-                let by_reason = counts
-                    .map(|c| {
-                        Reason::ALL
-                            .iter()
-                            .map(|r| (r.name().to_owned(), c.by_reason[*r as usize]))
-                            .collect()
-                    })
+                let counts = attached
+                    .and_then(|(_, ifindex, _)| counters.get(&ifindex))
+                    .copied()
                     .unwrap_or_default();
+                let (passed, dropped) = totals(&counts);
+                let by_reason = named(&counts);
                 InterfaceStatus {
                     name: name.clone(),
                     xdp_mode: attached.map_or("detached".into(), |(_, _, mode)| mode.to_string()),

@@ -272,6 +272,56 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_the_pins() {
     assert_connects(fx.client(), B4, to(B4, PROTECTED), "filter detached");
 }
 
+/// SIGUSR2 is the handover for restarts and upgrades: the daemon exits with status 75 and
+/// leaves the filter enforcing, and the next daemon adopts it, so there is no gap.
+#[test]
+fn sigusr2_hands_over_without_a_gap() {
+    if !require_root("sigusr2_hands_over_without_a_gap") {
+        return;
+    }
+    let mut fx = Fixture::start(allow_allowed_clients);
+    fx.daemon.signal(Signal::SIGUSR2);
+    let status = fx
+        .daemon
+        .wait_exit(RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "SIGUSR2 should exit with the handover status 75; log:\n{}",
+        fx.daemon.log()
+    );
+    assert!(
+        !fx.dir.bpffs_entries().is_empty(),
+        "a handover keeps the pins"
+    );
+    assert_times_out(
+        fx.client(),
+        B4,
+        to(B4, PROTECTED),
+        "between the two daemons",
+    );
+    assert_connects(
+        fx.client(),
+        A4,
+        to(A4, PROTECTED),
+        "between the two daemons",
+    );
+    fx.daemon = Daemon::spawn(&fx.lab.server, &fx.config_path);
+    let adopted = fx
+        .daemon
+        .wait_for_log("adopted the pinned XDP link", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the next daemon: {e:#}"));
+    eprintln!("{adopted}");
+    fx.daemon
+        .wait_for_log("allowlistd ready", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the next daemon: {e:#}"));
+    assert_times_out(fx.client(), B6, to(B6, PROTECTED), "after the handover");
+    assert_connects(fx.client(), A6, to(A6, PROTECTED), "after the handover");
+    fx.stop(Signal::SIGTERM);
+    fx.assert_bpffs_empty("after SIGTERM");
+}
+
 #[test]
 fn sigterm_detaches_and_removes_the_pins() {
     if !require_root("sigterm_detaches_and_removes_the_pins") {

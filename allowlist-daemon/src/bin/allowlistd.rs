@@ -37,7 +37,8 @@ fn main() -> ExitCode {
             .then(|| (args.duration, args.reason.unwrap_or_default())),
     };
     match runtime.block_on(daemon::run(&args.config, start)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(daemon::Exit::Stopped) => ExitCode::SUCCESS,
+        Ok(daemon::Exit::HandedOver) => ExitCode::from(daemon::HANDOVER_EXIT_STATUS),
         Err(e) => {
             error!("{e:#}");
             ExitCode::FAILURE

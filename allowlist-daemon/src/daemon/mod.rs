@@ -91,13 +91,28 @@ fn read_config(path: &Path) -> Result<(Config, String)> {
     Ok((config, text))
 }
 
-pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
+/// How the daemon ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: detached (unless `detach_on_exit = false`).
+    Stopped,
+    /// SIGUSR2: exited leaving the filter enforcing, for the next daemon to adopt (an upgrade
+    /// or restart without a gap).
+    HandedOver,
+}
+
+/// The exit status of a handover: the unit restarts the daemon on it
+/// (`RestartForceExitStatus=`), and the new one adopts the pinned filter.
+pub const HANDOVER_EXIT_STATUS: u8 = 75;
+
+pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     // Handlers first: a signal that arrives while starting must not kill the daemon with the
     // default action, leaving pins and links behind.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     let (config, config_text) = read_config(config_path)?;
     if let Some((duration, reason)) = &start.emergency {
         emergency::check(*duration, reason).map_err(anyhow::Error::msg)?;
@@ -216,15 +231,18 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<()> {
             _ = usr1.recv() => daemon.log_counters(),
             _ = watch.tick() => daemon.watch(),
             () = watchdog.tick() => notify::watchdog(),
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => break ("SIGTERM", Exit::Stopped),
+            _ = int.recv() => break ("SIGINT", Exit::Stopped),
+            _ = usr2.recv() => break ("SIGUSR2", Exit::HandedOver),
         }
         // Only sent when it changed (a client's change, a rollback, an emergency's end).
         notify::status(&daemon.config, daemon.revision, daemon.emergency.as_ref());
     };
-    notify::stopping(stop);
+    let (signal, exit) = stop;
+    notify::stopping(signal);
     let _ = std::fs::remove_file(&socket);
-    daemon.stop(stop)
+    daemon.stop(signal, exit)?;
+    Ok(exit)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -442,9 +460,10 @@ impl Daemon {
         );
     }
 
-    fn stop(mut self, signal: &str) -> Result<()> {
+    fn stop(mut self, signal: &str, exit: Exit) -> Result<()> {
         self.log_counters();
-        let after = json!({ "detached": self.config.detach_on_exit, "signal": signal });
+        let detach = exit == Exit::Stopped && self.config.detach_on_exit;
+        let after = json!({ "detached": detach, "signal": signal });
         let _ = self.record(
             Actor::daemon(Via::Signal),
             "stop",
@@ -453,7 +472,13 @@ impl Daemon {
             Outcome::Ok,
             self.revision,
         );
-        if !self.config.detach_on_exit {
+        if exit == Exit::HandedOver {
+            info!(
+                "{signal}: handing over: exiting with the filter enforcing, for the next allowlistd to adopt"
+            );
+            return Ok(());
+        }
+        if !detach {
             info!("{signal}: exiting and leaving the filter enforcing (detach_on_exit = false)");
             return Ok(());
         }

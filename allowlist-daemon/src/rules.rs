@@ -1,7 +1,7 @@
 //! What the filter should enforce, independent of where it came from (config file, and later
 //! the control socket): the one input the kernel maps are synchronised to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -10,9 +10,10 @@ use ipnet::IpNet;
 pub struct Rules {
     pub active: bool,
     pub ports: BTreeSet<u16>,
-    /// Every entry, normalised (host bits clear), with its comment. IPv4 networks are
-    /// `IpNet::V4`; IPv4-mapped IPv6 networks never appear here (the config refuses them).
-    pub entries: BTreeMap<IpNet, String>,
+    /// Every entry's network, normalised (host bits clear). IPv4 networks are `IpNet::V4`;
+    /// IPv4-mapped IPv6 networks never appear here (the config refuses them). Comments stay
+    /// with the config: the kernel does not need them.
+    pub entries: BTreeSet<IpNet>,
 }
 
 impl Rules {
@@ -25,7 +26,7 @@ impl Rules {
         };
         !self.active
             || !self.ports.contains(&port)
-            || self.entries.keys().any(|net| net.contains(&ip))
+            || self.entries.iter().any(|net| net.contains(&ip))
     }
 
     /// The first port (of `port`, or of every protected port when unknown) on which `ip` is
@@ -49,10 +50,7 @@ mod tests {
         Rules {
             active,
             ports: BTreeSet::from([22, 443]),
-            entries: entries
-                .iter()
-                .map(|e| (e.parse().unwrap(), String::new()))
-                .collect(),
+            entries: entries.iter().map(|e| e.parse().unwrap()).collect(),
         }
     }
 

@@ -1213,7 +1213,7 @@ impl verdict::Rules for ReferenceRules<'_> {
     }
 
     fn covered(&self, src: &Source) -> bool {
-        self.0.entries.keys().any(|net| match (net, src) {
+        self.0.entries.iter().any(|net| match (net, src) {
             (IpNet::V4(net), Source::V4(addr)) => net.contains(&Ipv4Addr::from(*addr)),
             (IpNet::V6(net), Source::V6(addr)) => net.contains(&Ipv6Addr::from(*addr)),
             _ => false,

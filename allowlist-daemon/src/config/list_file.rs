@@ -11,6 +11,7 @@
 //! split by hand rather than with a general parser: these files may have a million lines.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::entries::{check_comment, parse_net};
 use super::error::{Problem, Report, quoted};
@@ -41,6 +42,7 @@ pub fn parse(path: &Path, text: &str, entries: &mut Vec<Entry>, report: &mut Rep
         || path.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
     );
+    let file: Arc<Path> = Arc::from(path);
     for (index, line) in text.split('\n').enumerate() {
         let (addr, comment) = match line.split_once('#') {
             Some((addr, comment)) => (addr.trim(), Some(comment.trim())),
@@ -72,7 +74,7 @@ pub fn parse(path: &Path, text: &str, entries: &mut Vec<Entry>, report: &mut Rep
             net,
             comment,
             origin: Origin {
-                file: path.to_path_buf(),
+                file: Arc::clone(&file),
                 line,
             },
         });
@@ -131,7 +133,7 @@ mod tests {
         assert!(
             entries
                 .iter()
-                .all(|e| e.origin.file == Path::new("/etc/allowlist/partners.list"))
+                .all(|e| *e.origin.file == *Path::new("/etc/allowlist/partners.list"))
         );
     }
 

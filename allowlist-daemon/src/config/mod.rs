@@ -31,6 +31,7 @@ mod tests_values;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
@@ -103,7 +104,8 @@ pub struct Entry {
 /// Where an entry was written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Origin {
-    pub file: PathBuf,
+    /// Shared by every entry of the file: a list file can hold a million.
+    pub file: Arc<Path>,
     /// 1-based.
     pub line: usize,
 }
@@ -172,11 +174,7 @@ impl Config {
         Rules {
             active: self.active,
             ports: self.protected_tcp_ports.clone(),
-            entries: self
-                .entries
-                .iter()
-                .map(|e| (e.net, e.comment.clone()))
-                .collect(),
+            entries: self.entries.iter().map(|e| e.net).collect(),
         }
     }
 

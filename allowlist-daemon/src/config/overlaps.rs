@@ -112,7 +112,7 @@ fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use super::super::Origin;
     use super::*;
@@ -127,7 +127,7 @@ mod tests {
                 net: net(n),
                 comment: String::new(),
                 origin: Origin {
-                    file: PathBuf::from(file),
+                    file: std::sync::Arc::from(Path::new(file)),
                     line,
                 },
             })

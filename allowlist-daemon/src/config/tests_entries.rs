@@ -36,7 +36,7 @@ fn single_addresses_are_normalised() -> Result<(), ConfigError> {
     assert_eq!(
         config.entries[0].origin,
         Origin {
-            file: PathBuf::from(super::tests::PATH),
+            file: std::path::Path::new(super::tests::PATH).into(),
             line: 4
         }
     );
@@ -254,7 +254,7 @@ fn list_files_are_read_relative_to_the_config() -> TestResult {
             ("198.19.1.5/32".to_owned(), "partners.list", 5),
         ]
     );
-    assert!(config.entries.iter().all(|e| e.origin.file == list_path));
+    assert!(config.entries.iter().all(|e| *e.origin.file == *list_path));
     Ok(())
 }
 

@@ -445,7 +445,7 @@ impl Daemon {
             .iter()
             .find(|e| e.net == net)
             .ok_or_else(|| invalid(format!("no entry `{net}`; `allowlistctl list` shows them")))?;
-        if entry.origin.file != self.config.path {
+        if *entry.origin.file != *self.config.path {
             return Err(invalid(format!(
                 "`{net}` comes from the list file {}; edit that file and run `allowlistctl reload`",
                 entry.origin

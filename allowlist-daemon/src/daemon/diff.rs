@@ -38,20 +38,26 @@ pub fn entries(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
     (added, removed)
 }
 
-/// One line saying what going from `old` to `new` changes, as a reload would apply it.
+/// One line saying what going from `old` to `new` changes: the summary of every change and
+/// reload, and of a dry run.
 pub fn summary(old: &Config, new: &Config) -> String {
-    let (added, removed) = entries(old, new);
+    // One map of the old entries: a million-entry reload builds nothing more.
     let old_comments: HashMap<IpNet, &str> = old
         .entries
         .iter()
         .map(|e| (e.net, e.comment.as_str()))
         .collect();
-    let recommented = new
-        .entries
-        .iter()
-        .filter(|e| old_comments.get(&e.net).is_some_and(|c| *c != e.comment))
-        .count();
-    let mut parts = vec![format!("+{} -{} entries", added.len(), removed.len())];
+    let (mut added, mut recommented) = (0, 0);
+    for e in &new.entries {
+        match old_comments.get(&e.net) {
+            None => added += 1,
+            Some(comment) if *comment != e.comment => recommented += 1,
+            Some(_) => {}
+        }
+    }
+    // Networks are unique on each side, so the rest of the old ones are gone.
+    let removed = old.entries.len() - (new.entries.len() - added);
+    let mut parts = vec![format!("+{added} -{removed} entries")];
     if recommented > 0 {
         parts.push(format!("{recommented} comments changed"));
     }
@@ -69,7 +75,14 @@ pub fn summary(old: &Config, new: &Config) -> String {
         parts.push(format!("ports +{ports_added:?} -{ports_removed:?}"));
     }
     if old.active != new.active {
-        parts.push(if new.active { "activate" } else { "deactivate" }.to_owned());
+        parts.push(
+            if new.active {
+                "now active"
+            } else {
+                "now inactive"
+            }
+            .to_owned(),
+        );
     }
     let attach: Vec<&String> = new
         .interfaces
@@ -82,7 +95,9 @@ pub fn summary(old: &Config, new: &Config) -> String {
         .filter(|i| !new.interfaces.contains(i))
         .collect();
     if !attach.is_empty() || !detach.is_empty() {
-        parts.push(format!("interfaces attach {attach:?} detach {detach:?}"));
+        parts.push(format!(
+            "interfaces attached {attach:?} detached {detach:?}"
+        ));
     }
     parts.join(", ")
 }

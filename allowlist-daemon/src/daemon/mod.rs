@@ -33,7 +33,7 @@ use crate::bpffs::PinDir;
 use crate::config::{Config, edit::write_atomic};
 use crate::control::server;
 use crate::emergency::{self, Emergency};
-use crate::filter::{Changes, Filter};
+use crate::filter::Filter;
 use crate::metrics;
 use crate::notify;
 
@@ -275,34 +275,10 @@ impl Daemon {
 
     /// Makes `new` the enforced config: maps, then interfaces. On success the revision moves.
     fn switch_to(&mut self, new: Config, text: String) -> Result<String> {
-        let Changes {
-            added,
-            removed,
-            recommented,
-            ports_added,
-            ports_removed,
-            active,
-        } = self.filter.apply(&new.rules())?;
-        let (attached, detached) =
-            self.attachments
-                .sync(self.filter.program(), &new.interfaces, new.xdp_mode)?;
-        let mut summary = format!("+{added} -{removed} entries");
-        if recommented > 0 {
-            summary += &format!(", {recommented} comments changed");
-        }
-        if !ports_added.is_empty() || !ports_removed.is_empty() {
-            summary += &format!(", ports +{ports_added:?} -{ports_removed:?}");
-        }
-        if let Some(active) = active {
-            summary += if active {
-                ", now active"
-            } else {
-                ", now inactive"
-            };
-        }
-        if !attached.is_empty() || !detached.is_empty() {
-            summary += &format!(", interfaces attached {attached:?} detached {detached:?}");
-        }
+        let summary = diff::summary(&self.config, &new);
+        self.filter.apply(&new.rules())?;
+        self.attachments
+            .sync(self.filter.program(), &new.interfaces, new.xdp_mode)?;
         self.config = new;
         self.config_text = text;
         self.revision += 1;

@@ -96,17 +96,6 @@ impl Drop for MappedWords {
     }
 }
 
-/// What `apply` changed, for the one-line reload summary.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub added: usize,
-    pub removed: usize,
-    pub recommented: usize,
-    pub ports_added: Vec<u16>,
-    pub ports_removed: Vec<u16>,
-    pub active: Option<bool>,
-}
-
 pub struct Filter {
     ebpf: Ebpf,
     prefilter_v4_words: MappedWords,
@@ -200,29 +189,18 @@ impl Filter {
     }
 
     /// Brings the maps from what they hold to `rules`.
-    pub fn apply(&mut self, rules: &Rules) -> Result<Changes> {
-        let old = &self.applied;
+    pub fn apply(&mut self, rules: &Rules) -> Result<()> {
         let added: Vec<IpNet> = rules
             .entries
-            .keys()
-            .filter(|net| !old.entries.contains_key(net))
+            .difference(&self.applied.entries)
             .copied()
             .collect();
-        let removed: Vec<IpNet> = old
+        let removed: Vec<IpNet> = self
+            .applied
             .entries
-            .keys()
-            .filter(|net| !rules.entries.contains_key(net))
+            .difference(&rules.entries)
             .copied()
             .collect();
-        let recommented = rules
-            .entries
-            .iter()
-            .filter(|(net, comment)| old.entries.get(net).is_some_and(|c| c != *comment))
-            .count();
-        let ports_added: Vec<u16> = rules.ports.difference(&old.ports).copied().collect();
-        let ports_removed: Vec<u16> = old.ports.difference(&rules.ports).copied().collect();
-        let active = (rules.active != old.active).then_some(rules.active);
-
         self.insert_entries(&added)?;
         self.write_ports(&rules.ports)?;
         self.settings.active = u32::from(rules.active);
@@ -230,16 +208,8 @@ impl Filter {
         self.write_settings()?;
         self.remove_entries(&removed)?;
         self.ids.forget_inherited();
-
         self.applied = rules.clone();
-        Ok(Changes {
-            added: added.len(),
-            removed: removed.len(),
-            recommented,
-            ports_added,
-            ports_removed,
-            active,
-        })
+        Ok(())
     }
 
     fn insert_entries(&mut self, nets: &[IpNet]) -> Result<()> {

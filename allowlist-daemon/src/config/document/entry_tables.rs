@@ -1,6 +1,7 @@
 //! The `[[entries]]` tables (or an inline array of `{ cidr = ..., comment = ... }` tables).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use toml_edit::{Item, TableLike, Value};
 
@@ -114,7 +115,7 @@ impl Reader<'_> {
             net,
             comment,
             origin: Origin {
-                file: self.path.to_path_buf(),
+                file: Arc::from(self.path),
                 line: self.lines.line_of(cidr_span).unwrap_or_default(),
             },
         })

@@ -491,3 +491,12 @@ fn quote(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// `text` (a rendered config) with `extra` (whole lines) inserted before the first
+/// `[[entries]]` table, where it is still a top-level key.
+pub fn with_top_level(text: &str, extra: &str) -> String {
+    match text.find("\n[[entries]]") {
+        Some(i) => format!("{}\n{extra}{}", &text[..i], &text[i..]),
+        None => format!("{text}{extra}"),
+    }
+}

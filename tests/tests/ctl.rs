@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{Out, allowlistctl, ctl_command, ctl_command_with, run};
-use allowlist_tests::daemon::{Config, Daemon, write_atomically};
+use allowlist_tests::daemon::{Config, Daemon, with_top_level, write_atomically};
 use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, UNPROTECTED, to};
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, Listener, assert_connects, assert_times_out};
@@ -50,15 +50,6 @@ fn standard(dir: &TestDir, iface: &str) -> Config {
     Config::new(dir, iface)
         .entry("198.18.1.0/24", "lab A")
         .entry("2001:db8::a", "lab A v6")
-}
-
-/// `text` with `extra` (whole lines) inserted before the first `[[entries]]` table, where
-/// it is still a top-level key.
-fn with_top(text: &str, extra: &str) -> String {
-    match text.find("\n[[entries]]") {
-        Some(i) => format!("{}{extra}{}", &text[..i], &text[i..]),
-        None => format!("{text}{extra}"),
-    }
 }
 
 /// Everything the admin sees of the list, to show that a refused command changed nothing.
@@ -700,7 +691,7 @@ fn ctl_capacity_is_per_address_family() {
             .entry("198.18.5.0/24", "lab E")
             .entry("2001:db8::a", "lab A v6")
             .render();
-        with_top(&text, "max_entries = 2\n")
+        with_top_level(&text, "max_entries = 2\n")
     });
     let s = fx.status();
     assert_eq!(s["capacity"].as_u64(), Some(2));
@@ -1544,7 +1535,7 @@ fn ctl_list_works_for_a_large_allowlist() {
     // 4000 entries with long comments: well within max_entries, and the daemon loads them.
     const N: u32 = 4000;
     let fx = Fx::start(|dir, iface| {
-        let mut text = with_top(&standard(dir, iface).render(), "max_entries = 4096\n");
+        let mut text = with_top_level(&standard(dir, iface).render(), "max_entries = 4096\n");
         let comment = "c".repeat(250);
         for i in 0..N {
             text += &format!(

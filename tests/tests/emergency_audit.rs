@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{Out, ctl_command, run};
 use allowlist_tests::daemon::{
-    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, write_atomically,
+    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, with_top_level, write_atomically,
 };
 use allowlist_tests::netns::{A4, B4, Lab, PROTECTED, to};
 use allowlist_tests::require_root;
@@ -121,15 +121,6 @@ struct Fx {
     lab: Lab,
 }
 
-/// `text` with `extra` (whole lines) inserted before the first `[[entries]]` table, where
-/// it is still a top-level key.
-fn with_top(text: &str, extra: &str) -> String {
-    match text.find("\n[[entries]]") {
-        Some(i) => format!("{}\n{extra}{}", &text[..i], &text[i..]),
-        None => format!("{text}{extra}"),
-    }
-}
-
 impl Fx {
     /// The usual fixture, with `extra` top-level config lines.
     fn start(extra: &str) -> Fx {
@@ -155,7 +146,7 @@ impl Fx {
             None => dir.join("audit.jsonl"),
         };
         let path = dir.join("allowlist.toml");
-        write_atomically(&path, &with_top(&config.render(), extra));
+        write_atomically(&path, &with_top_level(&config.render(), extra));
         let daemon = Daemon::spawn(&lab.server, &path);
         daemon.wait_ready();
         Fx {

@@ -19,38 +19,19 @@ use std::time::{Duration, Instant};
 
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{Out, ctl_command, run, wait_child};
-use allowlist_tests::daemon::{Config, Daemon, write_atomically};
+use allowlist_tests::daemon::{Config, Daemon, with_top_level, write_atomically};
 use allowlist_tests::frames::Frame;
-use allowlist_tests::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, Lab, Netns, SERVER_V4};
+use allowlist_tests::netns::{A4, A6, B4, Lab, Netns, PROTECTED, SERVER_V4, to};
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, ALLOWED_PROBE, Listener, assert_connects, assert_times_out};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use serde_json::Value;
 
-const PROTECTED: u16 = 2222;
 /// Where /metrics listens, inside the server namespace (each test has its own).
 const METRICS: &str = "127.0.0.1:9469";
 
-const A4: IpAddr = IpAddr::V4(ALLOWED_V4);
-const A6: IpAddr = IpAddr::V6(ALLOWED_V6);
-const B4: IpAddr = IpAddr::V4(BLOCKED_V4);
-
 /// `EVENTS_PER_SEC_PER_CPU`: the XDP program's per-CPU event budget (and burst).
 const EVENTS_PER_SEC_PER_CPU: u64 = allowlist_common::maps::EVENTS_PER_SEC_PER_CPU;
-
-/// The server address of `src`'s family, on the protected port.
-fn to(src: IpAddr) -> SocketAddr {
-    SocketAddr::new(Lab::server_addr_for(src), PROTECTED)
-}
-
-/// `text` with `extra` (whole lines) inserted before the first `[[entries]]` table, where
-/// it is still a top-level key.
-fn with_top(text: &str, extra: &str) -> String {
-    match text.find("\n[[entries]]") {
-        Some(i) => format!("{}\n{extra}{}", &text[..i], &text[i..]),
-        None => format!("{text}{extra}"),
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The fixture
@@ -81,7 +62,7 @@ impl Fx {
             config = config.entry(cidr, comment);
         }
         let path = dir.join("allowlist.toml");
-        write_atomically(&path, &with_top(&config.render(), top));
+        write_atomically(&path, &with_top_level(&config.render(), top));
         let daemon = Daemon::spawn(&lab.server, &path);
         daemon.wait_ready();
         Fx {
@@ -177,8 +158,8 @@ fn assert_ended(client: &mut TcpStream, what: &str) {
 /// Opens a connection and waits for one echo, so the server side is established.
 #[track_caller]
 fn open_echoing(ns: &Netns, src: IpAddr) -> TcpStream {
-    let mut stream = tcp::open(ns, src, to(src), ALLOWED_PROBE)
-        .unwrap_or_else(|e| panic!("{src} -> {}: {e}", to(src)));
+    let mut stream = tcp::open(ns, src, to(src, PROTECTED), ALLOWED_PROBE)
+        .unwrap_or_else(|e| panic!("{src} -> {}: {e}", to(src, PROTECTED)));
     tcp::exchange(&mut stream, b"hello").unwrap_or_else(|e| panic!("{src}: echo: {e}"));
     stream
 }
@@ -226,13 +207,23 @@ fn hit_counters_follow_real_connects_and_survive_a_sigkill() {
     );
     const N: u64 = 5;
     for _ in 0..N {
-        assert_connects(fx.client(), A4, to(A4), "198.18.1.0/24 is listed");
+        assert_connects(
+            fx.client(),
+            A4,
+            to(A4, PROTECTED),
+            "198.18.1.0/24 is listed",
+        );
     }
     for _ in 0..2 {
-        assert_connects(fx.client(), A6, to(A6), "2001:db8::a is listed");
+        assert_connects(fx.client(), A6, to(A6, PROTECTED), "2001:db8::a is listed");
     }
     // A dropped attempt is nobody's hit.
-    assert_times_out(fx.client(), B4, to(B4), "198.18.2.2 is not listed");
+    assert_times_out(
+        fx.client(),
+        B4,
+        to(B4, PROTECTED),
+        "198.18.2.2 is not listed",
+    );
 
     let list = fx.list(&[]);
     assert_eq!(list.len(), 3, "{list:#?}");
@@ -254,7 +245,7 @@ fn hit_counters_follow_real_connects_and_survive_a_sigkill() {
     assert_hits(&list, "198.18.1.0/24", N, "after SIGKILL and restart");
     assert_hits(&list, "2001:db8::a/128", 2, "after SIGKILL and restart");
     assert_hits(&list, "198.18.3.0/24", 0, "after SIGKILL and restart");
-    assert_connects(fx.client(), A4, to(A4), "after the restart");
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "after the restart");
     let list = fx.list(&[]);
     assert_hits(
         &list,
@@ -641,7 +632,12 @@ fn sessions_show_who_is_connected_and_kill_unlisted_ends_only_the_unlisted() {
     let mut covered = open_echoing(fx.client(), A4);
     let mut unlisted = open_echoing(fx.client(), B4);
     fx.ctl(&["remove", "198.18.2.0/24"]).ok();
-    assert_times_out(fx.client(), B4, to(B4), "198.18.2.0/24 was removed");
+    assert_times_out(
+        fx.client(),
+        B4,
+        to(B4, PROTECTED),
+        "198.18.2.0/24 was removed",
+    );
 
     // Both are listed, with the covering entry only for the first.
     let report = fx.json(&["sessions"]);
@@ -651,7 +647,7 @@ fn sessions_show_who_is_connected_and_kill_unlisted_ends_only_the_unlisted() {
         2,
         "{report:#}"
     );
-    let server = to(A4).to_string();
+    let server = to(A4, PROTECTED).to_string();
     let c = session_of(&report, &covered);
     let u = session_of(&report, &unlisted);
     for s in [c, u] {
@@ -718,7 +714,7 @@ fn sessions_show_who_is_connected_and_kill_unlisted_ends_only_the_unlisted() {
     );
     assert_ended(&mut late, "198.18.2.2 after activate --kill-unlisted");
     tcp::exchange(&mut covered, b"covered").expect("the covered connection should stay");
-    assert_times_out(fx.client(), B4, to(B4), "active again");
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "active again");
     let records = fx.audit_records("kill-unlisted");
     assert_eq!(records.len(), 3, "{records:#?}");
     assert_eq!(
@@ -861,12 +857,12 @@ fn metrics_parse_and_agree_with_status_list_blocked_and_audit() {
         &format!("metrics_listen = \"{METRICS}\"\nmetrics_entry_series = 1\n"),
     );
     for _ in 0..3 {
-        assert_connects(fx.client(), A4, to(A4), "listed");
+        assert_connects(fx.client(), A4, to(A4, PROTECTED), "listed");
     }
     for _ in 0..2 {
-        assert_connects(fx.client(), A6, to(A6), "listed");
+        assert_connects(fx.client(), A6, to(A6, PROTECTED), "listed");
     }
-    assert_times_out(fx.client(), B4, to(B4), "not listed");
+    assert_times_out(fx.client(), B4, to(B4, PROTECTED), "not listed");
     fx.ctl(&["add", "198.18.5.5", "--comment", "brief"]).ok();
     fx.ctl(&["remove", "198.18.5.5/32"]).ok();
     // Events of the blocked connect reach the daemon.

@@ -102,15 +102,20 @@ fn without_headings(render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::
         .collect())
 }
 
+/// What both pages start with: title, name, synopsis, description, options.
+fn render_head(page: &clap_mangen::Man, out: &mut Vec<u8>) -> io::Result<()> {
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)
+}
+
 /// allowlistd(8): the generated synopsis and options, then signals, systemd, files.
 pub fn allowlistd_page() -> io::Result<String> {
     let page = man(allowlistd_command(), "8");
     let mut out = Vec::new();
-    page.render_title(&mut out)?;
-    page.render_name_section(&mut out)?;
-    page.render_synopsis_section(&mut out)?;
-    page.render_description_section(&mut out)?;
-    page.render_options_section(&mut out)?;
+    render_head(&page, &mut out)?;
     out.write_all(ALLOWLISTD_EXTRA.as_bytes())?;
     page.render_version_section(&mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
@@ -127,11 +132,7 @@ pub fn allowlistctl_page() -> io::Result<String> {
         .collect();
     let page = man(cmd.clone(), "8");
     let mut out = Vec::new();
-    page.render_title(&mut out)?;
-    page.render_name_section(&mut out)?;
-    page.render_synopsis_section(&mut out)?;
-    page.render_description_section(&mut out)?;
-    page.render_options_section(&mut out)?;
+    render_head(&page, &mut out)?;
     writeln!(out, ".SH COMMANDS")?;
     for sub in cmd.get_subcommands() {
         render_subcommand(&mut out, sub, &globals)?;

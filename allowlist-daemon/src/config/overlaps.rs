@@ -125,7 +125,7 @@ mod tests {
         list.iter()
             .map(|&(n, file, line)| Entry {
                 net: net(n),
-                comment: String::new(),
+                comment: std::sync::Arc::from(""),
                 origin: Origin {
                     file: std::sync::Arc::from(Path::new(file)),
                     line,

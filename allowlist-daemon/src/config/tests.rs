@@ -93,7 +93,7 @@ cidr = "2001:db8::/32"
     let config = Config::load(&path)?;
     let entry = |net: &str, comment: &str, file: &Path, line| Entry {
         net: net.parse().expect("test network"),
-        comment: comment.to_owned(),
+        comment: Arc::from(comment),
         origin: Origin {
             file: file.into(),
             line,

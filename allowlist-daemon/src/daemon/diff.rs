@@ -12,7 +12,7 @@ use crate::control::protocol::EntryInfo;
 pub fn entry_info(entry: &Entry) -> EntryInfo {
     EntryInfo {
         cidr: entry.net.to_string(),
-        comment: entry.comment.clone(),
+        comment: entry.comment.to_string(),
         origin: entry.origin.to_string(),
         hits: 0,
         last_hit: None,
@@ -42,16 +42,13 @@ pub fn entries(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
 /// reload, and of a dry run.
 pub fn summary(old: &Config, new: &Config) -> String {
     // One map of the old entries: a million-entry reload builds nothing more.
-    let old_comments: HashMap<IpNet, &str> = old
-        .entries
-        .iter()
-        .map(|e| (e.net, e.comment.as_str()))
-        .collect();
+    let old_comments: HashMap<IpNet, &str> =
+        old.entries.iter().map(|e| (e.net, &*e.comment)).collect();
     let (mut added, mut recommented) = (0, 0);
     for e in &new.entries {
         match old_comments.get(&e.net) {
             None => added += 1,
-            Some(comment) if *comment != e.comment => recommented += 1,
+            Some(comment) if *comment != &*e.comment => recommented += 1,
             Some(_) => {}
         }
     }
@@ -103,7 +100,7 @@ pub fn summary(old: &Config, new: &Config) -> String {
 }
 
 fn entry_value(entry: &Entry) -> Value {
-    json!({ "cidr": entry.net.to_string(), "comment": entry.comment })
+    json!({ "cidr": entry.net.to_string(), "comment": &*entry.comment })
 }
 
 /// `before` and `after` for an audit record: the entries as they were and became (removed

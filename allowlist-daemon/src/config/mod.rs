@@ -94,6 +94,8 @@ pub struct Config {
     pub list_files: Vec<PathBuf>,
     /// `[[entries]]` first, then each list file's, in file order.
     pub entries: Vec<Entry>,
+    /// Indices into `entries` in network order: comparing two configs is then one merge.
+    pub(crate) by_net: Vec<u32>,
 }
 
 /// One allowlisted network.
@@ -142,6 +144,7 @@ impl Config {
             metrics_entry_series: 100,
             list_files: Vec::new(),
             entries: Vec::new(),
+            by_net: Vec::new(),
         }
     }
 
@@ -192,7 +195,7 @@ impl Config {
                 report.push(problem.entry(label.clone()));
             }
         }
-        overlaps::check_overlaps(&config.entries, &layout.inline, &mut report);
+        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, &mut report);
         if !capacity.exceeded {
             config.check_capacity(&layout, &mut report);
         }
@@ -205,8 +208,14 @@ impl Config {
         Rules {
             active: self.active,
             ports: self.protected_tcp_ports.clone(),
-            entries: self.entries.iter().map(|e| e.net).collect(),
+            // In order already: the set is built without sorting.
+            entries: self.entries_by_net().map(|e| e.net).collect(),
         }
+    }
+
+    /// The entries in network order (IPv4 first).
+    pub fn entries_by_net(&self) -> impl Iterator<Item = &Entry> {
+        self.by_net.iter().map(|&i| &self.entries[i as usize])
     }
 
     /// Checks that every listed interface exists now. Kept apart from loading because

@@ -17,8 +17,13 @@ pub const EXACT_V6: &str = "EXACT_V6";
 pub const PORTS: &str = "PORTS";
 /// One [`Settings`] at index 0.
 pub const SETTINGS: &str = "SETTINGS";
-/// Per-CPU [`Counters`] keyed by ingress ifindex (u32).
+/// Per-CPU [`Counters`] indexed by ingress ifindex, or 0 for an ifindex of
+/// [`COUNTER_SLOTS`] or more. An array, not a hash map: every packet is counted, and an array
+/// lookup is a few instructions the verifier inlines.
 pub const COUNTERS: &str = "COUNTERS";
+/// Interfaces beyond this ifindex share slot 0 (ifindexes count per network namespace, so
+/// only a host that has created thousands of interfaces gets there).
+pub const COUNTER_SLOTS: u32 = 4096;
 /// [`HitStat`]s indexed by `cpu * hit_slots + entry id` (the id the tries and hash maps
 /// return), a block per CPU so that CPUs never write the same cache line. Pinned, so that
 /// hit counts outlive the daemon. A plain array rather than a per-CPU one: the kernel
@@ -40,7 +45,6 @@ pub const PREFILTER_V4: &str = "PREFILTER_V4";
 pub const PREFILTER_V6: &str = "PREFILTER_V6";
 
 pub const PORT_WORDS: u32 = 65536 / 64;
-pub const MAX_INTERFACES: u32 = 1024;
 
 /// 2^24 /24 networks, 2 bits each, 32 per u64 word: 4 MiB.
 pub const PREFILTER_V4_WORDS: u32 = (1 << 24) * 2 / 64;
@@ -164,7 +168,7 @@ pub struct EventBudget {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are #[repr(C)], made only of integers, with no implicit padding.
+    // SAFETY: all are #[repr(C)], made only of integers, with no implicit padding.
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::HitStat {}

@@ -18,17 +18,17 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        BlockedEvent, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat, MAX_INTERFACES,
+        BlockedEvent, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat,
         PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, V4Slot, v4_slot_position,
         v6_bit, v6_first32,
     },
     verdict::{Parsed, Reason, Rules, Source, decide},
 };
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
     helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 
@@ -54,7 +54,7 @@ static PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
-static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(MAX_INTERFACES, 0);
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 #[map]
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
@@ -458,20 +458,13 @@ fn count_hit(id: u32) {
 #[inline(always)]
 fn count(ctx: &XdpContext, reason: Reason) {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let index = reason as usize;
-    if let Some(counters) = COUNTERS.get_ptr_mut(ifindex) {
+    let slot = if ifindex < COUNTER_SLOTS { ifindex } else { 0 };
+    if let Some(counters) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: a per-CPU value: no other program instance writes it concurrently.
-        if let Some(slot) = unsafe { (*counters).by_reason.get_mut(index) } {
-            *slot += 1;
+        if let Some(n) = unsafe { (*counters).by_reason.get_mut(reason as usize) } {
+            *n += 1;
         }
-        return;
     }
-    let mut first = Counters::default();
-    if let Some(slot) = first.by_reason.get_mut(index) {
-        *slot = 1;
-    }
-    // Fails only when MAX_INTERFACES interfaces are counted already: then this one is not.
-    let _ = COUNTERS.insert(ifindex, first, u64::from(BPF_NOEXIST));
 }
 
 #[cfg(not(test))]

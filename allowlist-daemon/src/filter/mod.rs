@@ -20,8 +20,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapType, PerCpuArray, PerCpuHashMap,
-        RingBuf, lpm_trie::Key,
+        Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapType, PerCpuArray, RingBuf,
+        lpm_trie::Key,
     },
     programs::Xdp,
 };
@@ -168,6 +168,15 @@ impl Filter {
             }
             hits_inherited = hits_pin.exists();
             counters_pin = maps_dir.join(names::COUNTERS);
+            if let Ok(old) = MapData::from_pin(&counters_pin)
+                && !matches!(
+                    old.info().map(|i| i.map_type()),
+                    Ok(Ok(MapType::PerCpuArray))
+                )
+            {
+                tracing::warn!("the interface counters' layout changed: they start from zero");
+                remove_pin(&counters_pin)?;
+            }
             loader
                 .map_pin_path(names::HITS, hits_pin.as_path())
                 .map_pin_path(names::COUNTERS, counters_pin.as_path());
@@ -353,21 +362,23 @@ impl Filter {
             .context("writing the settings map")
     }
 
-    /// Packet counts per ingress ifindex, summed over CPUs.
+    /// Packet counts per ingress ifindex (0: interfaces of ifindex `COUNTER_SLOTS` or
+    /// more), summed over CPUs; interfaces with none are left out.
     pub fn counters(&self) -> Result<BTreeMap<u32, Counters>> {
-        let map: PerCpuHashMap<_, u32, Counters> =
-            PerCpuHashMap::try_from(map(&self.ebpf, names::COUNTERS)?)?;
         let mut out = BTreeMap::new();
-        for item in map.iter() {
-            let (ifindex, per_cpu) = item.context("reading the counters map")?;
+        let fd = map_fd(&self.ebpf, names::COUNTERS)?;
+        batch::for_each_array_per_cpu(fd, self.cpus as usize, |ifindex, per_cpu: &[Counters]| {
             let mut sum = Counters::default();
-            for cpu in per_cpu.iter() {
+            for cpu in per_cpu {
                 for (total, n) in sum.by_reason.iter_mut().zip(cpu.by_reason) {
                     *total += n;
                 }
             }
-            out.insert(ifindex, sum);
-        }
+            if sum.by_reason.iter().any(|&n| n != 0) {
+                out.insert(ifindex, sum);
+            }
+        })
+        .context("reading the counters map")?;
         Ok(out)
     }
 
@@ -554,7 +565,9 @@ fn is_array(map_type: Result<MapType, aya::maps::MapError>) -> bool {
 
 fn map_fd<'a>(ebpf: &'a Ebpf, name: &str) -> Result<BorrowedFd<'a>> {
     match map(ebpf, name)? {
-        Map::Array(data) | Map::HashMap(data) | Map::LpmTrie(data) => Ok(data.fd().as_fd()),
+        Map::Array(data) | Map::PerCpuArray(data) | Map::HashMap(data) | Map::LpmTrie(data) => {
+            Ok(data.fd().as_fd())
+        }
         _ => bail!("map {name} is not an array, hash map or trie"),
     }
 }

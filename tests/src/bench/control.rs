@@ -1,0 +1,1 @@
+//! Part 3 and 4: the control plane.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use allowlist_tests::bench::{Headline, testrun};
+use allowlist_tests::bench::{Headline, control, flood, testrun};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
 
@@ -129,6 +129,108 @@ fn main() -> Result<()> {
             name: "syn-flood-1m-v6",
             value: out.ratio("allowlist", "syn_v6", 1 << 20),
             goal: 5.0,
+        });
+    }
+
+    if args.parts.iter().any(|p| p == "control") {
+        let settings = control::Settings {
+            sizes: if args.quick {
+                vec![1000, 1 << 20]
+            } else {
+                vec![1000, 100_000, 1 << 20]
+            },
+            reload_sizes: vec![1 << 20],
+            ctl_runs: if args.quick { 30 } else { 200 },
+            seed: 2,
+        };
+        let t = Instant::now();
+        let out = control::run(&settings)?;
+        println!(
+            "\n== 3./4. control plane (entries: {:.0}% IPv4, the rest IPv6)\n{}",
+            control::V4_SHARE * 100.0,
+            control::table(&out)
+        );
+        let m = 1 << 20;
+        let apply = out.find("allowlistd", "start", m);
+        let reload = out.find("allowlistd", "reload 1%", m);
+        let peak = reload.or(apply).and_then(|r| r.peak_rss_mib);
+        results.insert(
+            "control".into(),
+            json!({
+                "rows": out.rows.iter().map(control::Row::json).collect::<Vec<_>>(),
+                "ctl": out.ctl.iter().map(|(c, n, s)| json!({"command": c, "entries": n, "ms": s.json()})).collect::<Vec<_>>(),
+                "maps": out.maps.iter().map(|(n, v)| json!({"entries": n, "maps": v})).collect::<Vec<_>>(),
+                "v4_share": control::V4_SHARE,
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
+        headlines.push(Headline {
+            name: "apply-1m-seconds",
+            value: apply.map(|r| r.seconds),
+            goal: 2.0,
+        });
+        headlines.push(Headline {
+            name: "reload-1pct-1m-ms",
+            value: reload.map(|r| r.seconds * 1000.0),
+            goal: 500.0,
+        });
+        headlines.push(Headline {
+            name: "peak-rss-1m-mb",
+            value: peak,
+            goal: 200.0,
+        });
+    }
+
+    if args.parts.iter().any(|p| p == "flood") {
+        let settings = flood::Settings {
+            entries: if args.quick { 1 << 16 } else { 1 << 20 },
+            seconds: if args.quick { 4.0 } else { 10.0 },
+            connects: if args.quick { 300 } else { 1000 },
+            pool: if args.quick { 1 << 18 } else { 1 << 21 },
+            seed: 3,
+            filters: [
+                "allowlist",
+                "nft-netdev",
+                "nft-inet",
+                "iptables-ipset",
+                "xdp-filter",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        let t = Instant::now();
+        let out = flood::run(&settings)?;
+        println!(
+            "\n== 2. SYN flood over veth, {} IPv4 entries, {} s per filter, {} distinct uncovered sources\n{}",
+            settings.entries,
+            settings.seconds,
+            out.pool,
+            flood::table(&out)
+        );
+        let cpu = |name: &str| {
+            out.rows
+                .iter()
+                .find(|r| r.filter == name && r.dropped > 0)
+                .map(|r| r.cpu_ns_per_drop)
+        };
+        let best_nft = [cpu("nft-netdev"), cpu("nft-inet")]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
+        results.insert(
+            "flood".into(),
+            json!({
+                "entries": settings.entries, "seconds_each": settings.seconds,
+                "pool": out.pool, "conntrack": out.conntrack,
+                "idle_connect_ms": out.idle_connect_ms.json(),
+                "rows": out.rows.iter().map(flood::Row::json).collect::<Vec<_>>(),
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
+        headlines.push(Headline {
+            name: "flood-cpu-vs-nftables",
+            value: cpu("allowlist").zip(best_nft).map(|(a, n)| a / n),
+            goal: 0.5,
         });
     }
 

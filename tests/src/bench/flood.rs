@@ -414,7 +414,7 @@ fn connects(lab: &Lab, n: usize, stop: Option<&AtomicBool>) -> Result<(Vec<f64>,
 }
 
 enum Installed {
-    Allowlist(Filter),
+    Allowlist(Box<Filter>),
     Nft { family: &'static str },
     Iptables,
     XdpFilter,
@@ -438,7 +438,7 @@ fn install(
             })?;
             // This thread is in the receiver's namespace: the name resolves there.
             f.program().attach(&lab.recv_if, XdpMode::Driver)?;
-            (Installed::Allowlist(f), "XDP driver mode on veth".into())
+            (Installed::Allowlist(Box::new(f)), "XDP driver mode on veth".into())
         }
         "nft-netdev" | "nft-inet" => {
             let netdev = filter == "nft-netdev";

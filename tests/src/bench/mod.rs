@@ -22,7 +22,7 @@ impl Headline {
     pub fn line(&self) -> String {
         let value = self
             .value
-            .map_or_else(|| "n/a".to_owned(), |v| format_value(v));
+            .map_or_else(|| "n/a".to_owned(), format_value);
         format!(
             "headline: {} = {value} (goal <= {})",
             self.name,

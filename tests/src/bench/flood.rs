@@ -438,7 +438,10 @@ fn install(
             })?;
             // This thread is in the receiver's namespace: the name resolves there.
             f.program().attach(&lab.recv_if, XdpMode::Driver)?;
-            (Installed::Allowlist(Box::new(f)), "XDP driver mode on veth".into())
+            (
+                Installed::Allowlist(Box::new(f)),
+                "XDP driver mode on veth".into(),
+            )
         }
         "nft-netdev" | "nft-inet" => {
             let netdev = filter == "nft-netdev";

@@ -20,9 +20,7 @@ pub struct Headline {
 
 impl Headline {
     pub fn line(&self) -> String {
-        let value = self
-            .value
-            .map_or_else(|| "n/a".to_owned(), format_value);
+        let value = self.value.map_or_else(|| "n/a".to_owned(), format_value);
         format!(
             "headline: {} = {value} (goal <= {})",
             self.name,

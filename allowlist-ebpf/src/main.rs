@@ -188,6 +188,8 @@ fn parse_v4(ctx: &XdpContext, offset: usize) -> Parsed {
     }
     let more_fragments = frag & 0x2000 != 0;
     let src = Source::V4([ip[12], ip[13], ip[14], ip[15]]);
+    #[cfg(feature = "random-source")]
+    let src = random_source(src);
     parse_tcp(ctx, offset + header_len, end, src, more_fragments)
 }
 
@@ -204,6 +206,8 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&ip[8..24]);
     let src = Source::from_v6(addr);
+    #[cfg(feature = "random-source")]
+    let src = random_source(src);
     let mut next = ip[6];
     let mut offset = offset + 40;
     let mut more_fragments = false;
@@ -463,6 +467,23 @@ fn count(ctx: &XdpContext, reason: Reason) {
         // SAFETY: a per-CPU value: no other program instance writes it concurrently.
         if let Some(n) = unsafe { (*counters).by_reason.get_mut(reason as usize) } {
             *n += 1;
+        }
+    }
+}
+
+/// Bench builds only (`--features random-source`, see `cargo xtask bench`): replaces the
+/// parsed source with one drawn for every packet, of the same family, as a flood of spoofed
+/// SYNs brings; BPF_PROG_TEST_RUN repeats one frame, which would keep every cache warm.
+#[cfg(feature = "random-source")]
+#[inline(always)]
+fn random_source(parsed: Source) -> Source {
+    use allowlist_common::random_source::{v4, v6};
+    use aya_ebpf::helpers::bpf_get_prandom_u32;
+    // SAFETY: helpers without arguments.
+    unsafe {
+        match parsed {
+            Source::V4(_) => Source::V4(v4(bpf_get_prandom_u32())),
+            Source::V6(_) => Source::V6(v6(bpf_get_prandom_u32(), bpf_get_prandom_u32())),
         }
     }
 }

@@ -24,3 +24,4 @@ pub fn require_root(test: &str) -> bool {
     );
     false
 }
+pub mod bench;

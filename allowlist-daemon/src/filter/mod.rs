@@ -129,6 +129,16 @@ impl Filter {
     /// and interface counters are shared (the same pinned maps), and each network keeps the
     /// entry id it had, so its hit counts carry over.
     pub fn load_with(max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
+        Filter::load_object_with(OBJECT, max_entries, pin_dir)
+    }
+
+    /// Like `load`, from another build of the program (`cargo xtask bench` loads its
+    /// `random-source` variant this way, so that `apply` fills it exactly as the daemon does).
+    pub fn load_object(object: &[u8], max_entries: u32) -> Result<Filter> {
+        Filter::load_object_with(object, max_entries, None)
+    }
+
+    fn load_object_with(object: &[u8], max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
         // Every entry of both families needs an id; 0 means none.
         let id_capacity = max_entries * 2;
         let hit_slots = id_capacity + 1;
@@ -182,7 +192,7 @@ impl Filter {
                 .map_pin_path(names::COUNTERS, counters_pin.as_path());
         }
         let mut ebpf = loader
-            .load(OBJECT)
+            .load(object)
             .context("loading the XDP object into the kernel")?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)

@@ -42,13 +42,14 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 11] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
     names::PREFILTER_V4,
     names::PREFILTER_V6,
+    names::WHOLE_V4,
     names::PORTS,
     names::SETTINGS,
     names::COUNTERS,
@@ -153,6 +154,7 @@ impl Filter {
             .map_max_entries(names::EXACT_V4, max_entries)
             .map_max_entries(names::EXACT_V6, max_entries)
             .map_max_entries(names::HITS, hits_len)
+            .map_max_entries(names::WHOLE_V4, whole_slots(max_entries))
             .override_global(names::HIT_SLOTS, &hit_slots, true);
         let mut inherited = HashMap::new();
         let hits_pin;
@@ -260,10 +262,7 @@ impl Filter {
         let (v4, v6) = split(nets);
         self.v4.before_insert(self.prefilter_v4_words.words(), &v4);
         self.v6.before_insert(self.prefilter_v6_words.words(), &v6);
-        if self.v6.wide() != self.settings.v6_wide_entries {
-            self.settings.v6_wide_entries = self.v6.wide();
-            self.write_settings()?;
-        }
+        self.publish_v6_prefilter()?;
         let mut writes = Writes::default();
         let mut fresh = Vec::new();
         let mut assigned = Vec::with_capacity(nets.len());
@@ -290,6 +289,8 @@ impl Filter {
         if let Some(max) = assigned.iter().map(|(_, id)| id + 1).max() {
             self.hits_clean_from = self.hits_clean_from.max(max);
         }
+        // Before the /24s turn whole: until then their sources go to the trie anyway.
+        self.write_whole_ids(assigned.iter().copied())?;
         self.ids.record(assigned, &[]);
         self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
         Ok(())
@@ -307,6 +308,8 @@ impl Filter {
     fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
         let (v4, v6) = split(nets);
         self.v4.before_remove(self.prefilter_v4_words.words(), &v4);
+        // The /24s are no longer whole, so their ids are not read any more.
+        self.write_whole_ids(nets.iter().map(|&net| (net, 0)))?;
         for net in nets {
             let result = match net {
                 IpNet::V4(n) if n.prefix_len() == 32 => {
@@ -333,11 +336,47 @@ impl Filter {
         self.ids.record(Vec::new(), nets);
         self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
         self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
-        if self.v6.wide() != self.settings.v6_wide_entries {
-            self.settings.v6_wide_entries = self.v6.wide();
+        self.publish_v6_prefilter()
+    }
+
+    /// Tells the program which IPv6 prefilter marks to test, and whether to test at all.
+    fn publish_v6_prefilter(&mut self) -> Result<()> {
+        let (wide, classes) = (self.v6.wide(), self.v6.classes());
+        if (wide, classes) != (self.settings.v6_wide_entries, self.settings.v6_classes) {
+            self.settings.v6_wide_entries = wide;
+            self.settings.v6_classes = classes;
             self.write_settings()?;
         }
         Ok(())
+    }
+
+    /// Writes `id` as the entry of every /24 of each IPv4 network of /24 or wider, in
+    /// chunks (a /8 has 65,536 /24s), where WHOLE_V4 is in use.
+    fn write_whole_ids(&self, entries: impl Iterator<Item = (IpNet, u32)>) -> Result<()> {
+        if whole_slots(self.capacity) == 1 {
+            return Ok(());
+        }
+        const CHUNK: usize = 1 << 16;
+        let fd = map_fd(&self.ebpf, names::WHOLE_V4)?;
+        let (mut slots, mut ids) = (Vec::new(), Vec::new());
+        for (net, id) in entries {
+            let IpNet::V4(net) = net else { continue };
+            if net.prefix_len() > 24 {
+                continue;
+            }
+            let first = u32::from(net.network()) >> 8;
+            let last = u32::from(net.broadcast()) >> 8;
+            for slot in first..=last {
+                slots.push(slot);
+                ids.push(id);
+                if slots.len() == CHUNK {
+                    batch::update(fd, &slots, &ids).context("writing the ids of whole /24s")?;
+                    slots.clear();
+                    ids.clear();
+                }
+            }
+        }
+        batch::update(fd, &slots, &ids).context("writing the ids of whole /24s")
     }
 
     fn write_ports(&mut self, ports: &BTreeSet<u16>) -> Result<()> {
@@ -566,6 +605,16 @@ fn ip_of(src: Source) -> IpAddr {
     match src {
         Source::V4(a) => IpAddr::from(a),
         Source::V6(a) => IpAddr::from(a),
+    }
+}
+
+/// WHOLE_V4's size: a slot per /24 (64 MiB of kernel memory) only where lists are long
+/// enough for a trie walk per allowed SYN to matter.
+fn whole_slots(max_entries: u32) -> u32 {
+    if max_entries >= 65_536 {
+        names::WHOLE_V4_SLOTS
+    } else {
+        1
     }
 }
 

@@ -426,8 +426,8 @@ mod tests {
                 marked(&w, p.classes(), &std::net::Ipv6Addr::from(addr).to_string())
             })
             .count();
-        // 200,000 entries set about 0.6% of the bits; both of a source's must be set.
-        assert!(passed < 100, "{passed} of 100,000 random sources passed");
+        // 200,000 entries set about 0.3% of the 2^26 bits: about 300 sources pass.
+        assert!(passed < 600, "{passed} of 100,000 random sources passed");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod build;
 mod checks;
 mod demo;
 mod exec;
+mod fuzz;
 mod install;
 mod package;
 mod toolchain;
@@ -40,6 +41,9 @@ enum Cmd {
     },
     /// Build, then run the demo (needs root)
     Demo,
+    /// Long fuzz runs in release mode (the XDP program against the reference model, the config
+    /// parser, the control protocol), and replays of what they report
+    Fuzz(fuzz::FuzzArgs),
     /// Build release binaries, then install them with the systemd unit, the default config
     /// (only if none exists), man pages and shell completions
     Install {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::Build { release } => ("build", build::build(root, *release).map(drop)),
         Cmd::Test { cargo_test_args } => ("test", checks::test(root, cargo_test_args)),
         Cmd::Demo => ("demo", demo::demo(root)),
+        Cmd::Fuzz(args) => ("fuzz", fuzz::fuzz(root, args)),
         Cmd::Install {
             prefix,
             destdir,

@@ -78,8 +78,11 @@ enum Kind {
 pub enum FirstFragment {
     /// Any with offset 0 and M set: the README's reading.
     AnyHeader,
-    /// Only the last in the chain: what the program does today, a known issue (a first
-    /// fragment whose chain holds a later fragment header without M hides a SYN). Only the
+    /// Only the last in the chain: what the program does today, a known issue. A tiny first
+    /// fragment whose chain holds a later fragment header without M passes as truncated
+    /// instead of being dropped as a possible SYN. Linux 6.18 drops such packets itself (a
+    /// first fragment without the whole TCP header, RFC 7112; nested fragment headers), so
+    /// nothing gets through, but the counters and `allowlistctl blocked` miss them. Only the
     /// differential test's triage uses it; remove it with the fix.
     LastHeader,
 }

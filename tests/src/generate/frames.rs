@@ -181,7 +181,7 @@ fn segment(rng: &mut Rng, setup: &Setup, b: &mut Builder) -> (u8, Vec<u8>, Vec<u
         }
         2 => {
             b.traits.push("ICMP");
-            // Echo request; the type is the same byte for ICMPv6 (128) as the caller picks.
+            // An echo request (ipv6() turns it into ICMPv6's).
             let mut seg = vec![8, 0];
             let n = 6 + rng.usize(0..32);
             seg.extend(bytes(rng, n));

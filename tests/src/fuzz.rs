@@ -27,6 +27,8 @@ pub struct Fuzz {
     /// Names the target in messages and in the replay command (`--target NAME`).
     pub target: &'static str,
     pub default_seconds: f64,
+    /// Usually [`PER_INPUT`].
+    pub per_input: Duration,
 }
 
 impl Fuzz {
@@ -53,10 +55,10 @@ impl Fuzz {
             to_worker
                 .send(input.clone())
                 .expect("the fuzz worker ended early");
-            let failure = match results.recv_timeout(PER_INPUT) {
+            let failure = match results.recv_timeout(self.per_input) {
                 Ok(Ok(())) => return,
                 Ok(Err(problem)) => problem,
-                Err(_) => format!("no answer within {PER_INPUT:?}: hung"),
+                Err(_) => format!("no answer within {:?}: hung", self.per_input),
             };
             panic!(
                 "fuzz {}: {failure}\n  input: {}\n  replay: {replay}",
@@ -185,5 +187,59 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, dictionary: &[&[u8]], other: &[
             }
             _ => data.insert(at, rng.u8(..)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fuzz(per_input: Duration) -> Fuzz {
+        Fuzz {
+            target: "selftest",
+            default_seconds: 0.2,
+            per_input,
+        }
+    }
+
+    fn some_input(rng: &mut Rng) -> Input {
+        vec![vec![rng.u8(..)], vec![]]
+    }
+
+    #[test]
+    fn quiet_checks_run_until_the_time_is_up() {
+        assert!(fuzz(PER_INPUT).run(some_input, |_| Ok(())) > 10);
+    }
+
+    #[test]
+    #[should_panic(expected = "fuzz selftest: panicked: boom")]
+    fn a_panic_is_a_failure_naming_the_input() {
+        // The default panic hook may print a slow backtrace first.
+        fuzz(PER_INPUT).run(some_input, |_| panic!("boom"));
+    }
+
+    #[test]
+    #[should_panic(expected = "hung")]
+    fn a_slow_input_is_a_hang() {
+        fuzz(Duration::from_millis(200)).run(some_input, |_| {
+            thread::sleep(Duration::from_secs(2));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "replay: cargo xtask fuzz --target selftest --input")]
+    fn a_problem_comes_with_its_replay() {
+        fuzz(PER_INPUT).run(some_input, |input| match input[0][0] {
+            0..128 => Ok(()),
+            _ => Err("high byte".into()),
+        });
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes = [0u8, 1, 0x7f, 0xff];
+        assert_eq!(unhex(&hex(&bytes)), Ok(bytes.to_vec()));
+        assert!(unhex("abc").is_err());
     }
 }

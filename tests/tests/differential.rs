@@ -16,10 +16,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use allowlist_common::verdict::{REASON_COUNT, Reason};
 use allowlist_daemon::{emergency::boot_ns, filter::Filter, rules::Rules};
+use allowlist_tests::fuzz::{hex, unhex};
 use allowlist_tests::generate::{Rng, frames, setups};
 use allowlist_tests::model::{self, Expected, FirstFragment, Setup};
 use aya::{TestRun, TestRunOptions};
@@ -172,66 +173,141 @@ fn describe_outcome(outcome: &Outcome) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+/// One judged frame, with what a report of it needs.
+struct Case<'a> {
+    /// Seed and index in a generated run; `None` for a replay.
+    at: Option<(u64, u64)>,
+    frame: &'a [u8],
+    setup: &'a Setup,
+    emergency: &'static str,
+    expected: Option<Expected>,
+    outcome: Outcome,
 }
 
-fn unhex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(
-        digits.len().is_multiple_of(2),
-        "ALLOWLIST_FUZZ_REPLAY: odd number of hex digits"
-    );
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let pair = std::str::from_utf8(pair).expect("ASCII");
-            u8::from_str_radix(pair, 16)
-                .unwrap_or_else(|e| panic!("ALLOWLIST_FUZZ_REPLAY: `{pair}`: {e}"))
-        })
-        .collect()
-}
-
-/// One disagreement, in full, with the commands that replay it.
-fn report(
-    case: Option<(u64, u64)>,
-    frame: &[u8],
-    setup: &Setup,
-    program: &Program,
-    expected: Option<&Expected>,
-    outcome: &Outcome,
-) -> String {
-    let mut text = String::from("DISAGREEMENT");
-    if let Some((seed, case)) = case {
-        let _ = write!(text, " in case {case} of seed {seed}");
+impl Case<'_> {
+    fn agrees(&self) -> bool {
+        agrees(self.expected.as_ref(), &self.outcome)
     }
-    let _ = write!(
-        text,
-        "\n  frame ({} bytes): {}\n  setup: {setup}\n  emergency deadline: {}\n  model:   {}\n  \
-         program: {}\n  replay:  cargo xtask fuzz --replay {} --config '{setup}'",
-        frame.len(),
-        hex(frame),
-        program.emergency,
-        describe_expected(expected),
-        describe_outcome(outcome),
-        hex(frame),
-    );
-    if let Some((seed, case)) = case {
+
+    /// What the program does today for the known issue (see `model::FirstFragment`).
+    fn known_issue(&self) -> Option<Expected> {
+        model::expected_reading(self.frame, self.setup, FirstFragment::LastHeader)
+    }
+
+    /// The disagreement in full, with the commands that replay it.
+    fn report(&self) -> String {
+        let mut text = String::from("DISAGREEMENT");
+        if let Some((seed, case)) = self.at {
+            let _ = write!(text, " in case {case} of seed {seed}");
+        }
+        let frame = hex(self.frame);
+        let setup = self.setup;
         let _ = write!(
             text,
-            "\n           cargo xtask fuzz --seed {seed} --case {case}   (with the map history \
-             of the run)"
+            "\n  frame ({} bytes): {frame}\n  setup: {setup}\n  emergency deadline: {}\n  \
+             model:   {}\n  program: {}\n  replay:  cargo xtask fuzz --replay {frame} --config \
+             '{setup}'",
+            self.frame.len(),
+            self.emergency,
+            describe_expected(self.expected.as_ref()),
+            describe_outcome(&self.outcome),
         );
+        if let Some((seed, case)) = self.at {
+            let _ = write!(
+                text,
+                "\n           cargo xtask fuzz --seed {seed} --case {case}   (with the map \
+                 history of the run)"
+            );
+        }
+        text
     }
-    text
+}
+
+/// What a run saw: the generator's traits, the model's reasons, the disagreements (the known
+/// issue's apart), and the hits the model expects under the current allowlist.
+#[derive(Default)]
+struct Tally {
+    traits: BTreeMap<&'static str, u64>,
+    reasons: BTreeMap<&'static str, u64>,
+    disagreements: Vec<String>,
+    known_issue: u64,
+    first_known: Option<String>,
+    want_hits: HashMap<IpNet, u64>,
+    hit_problems: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, traits: &[&'static str], case: &Case, strict: bool) {
+        for t in traits {
+            *self.traits.entry(t).or_default() += 1;
+        }
+        let reason = case
+            .expected
+            .map_or("(refused by the kernel)", |e| e.reason.name());
+        *self.reasons.entry(reason).or_default() += 1;
+        let held_to = if case.agrees() {
+            case.expected
+        } else if let Some(known) = case
+            .known_issue()
+            .filter(|k| !strict && agrees(Some(k), &case.outcome))
+        {
+            self.known_issue += 1;
+            self.first_known.get_or_insert_with(|| case.report());
+            Some(known)
+        } else {
+            let text = case.report();
+            if self.disagreements.len() < SHOWN {
+                eprintln!("{text}\n");
+            }
+            self.disagreements.push(text);
+            return;
+        };
+        if let Some(entry) = held_to.and_then(|e| e.entry) {
+            *self.want_hits.entry(entry).or_default() += 1;
+        }
+    }
+
+    /// Each entry's hits during one allowlist's frames must be the model's count of SYNs it
+    /// let in; starts the count for the next allowlist.
+    fn check_hits(&mut self, program: &Program, before: &HashMap<IpNet, u64>, setup: &Setup) {
+        for (net, now) in program.hits() {
+            let got = now - before.get(&net).copied().unwrap_or(0);
+            let want = self.want_hits.get(&net).copied().unwrap_or(0);
+            if got != want {
+                self.hit_problems.push(format!(
+                    "{net}: {got} hits, the model let in {want} (setup: {setup})"
+                ));
+            }
+        }
+        self.want_hits.clear();
+    }
+
+    fn print_summary(&self, total: u64) {
+        let share = |n: u64| format!("{n} ({:.1}%)", n as f64 * 100.0 / total as f64);
+        eprintln!("generated (a frame has several traits):");
+        for (t, n) in &self.traits {
+            eprintln!("  {t}: {}", share(*n));
+        }
+        eprintln!("model's reasons:");
+        for (r, n) in &self.reasons {
+            eprintln!("  {r}: {}", share(*n));
+        }
+        if let Some(example) = &self.first_known {
+            eprintln!(
+                "KNOWN ISSUE in {} frames (not counted as disagreements; \
+                 ALLOWLIST_FUZZ_STRICT=1 counts them): an IPv6 first fragment whose chain holds \
+                 a later fragment header without M is judged as unfragmented, so a tiny first \
+                 fragment passes as truncated instead of being dropped (see \
+                 model::FirstFragment). The first:\n{example}\n",
+                self.known_issue
+            );
+        }
+    }
 }
 
 /// Judges one frame given on the command line.
 fn replay(frame_hex: &str) {
-    let frame = unhex(frame_hex);
+    let frame = unhex(frame_hex).unwrap_or_else(|e| panic!("ALLOWLIST_FUZZ_REPLAY: {e}"));
     let config: String =
         env("ALLOWLIST_FUZZ_CONFIG").expect("ALLOWLIST_FUZZ_REPLAY needs ALLOWLIST_FUZZ_CONFIG");
     let setup: Setup = config
@@ -239,26 +315,28 @@ fn replay(frame_hex: &str) {
         .unwrap_or_else(|e| panic!("ALLOWLIST_FUZZ_CONFIG: {e:#}"));
     let mut program = Program::load();
     program.apply(&setup, false);
-    let expected = model::expected(&frame, &setup);
-    let outcome = program.run(&frame);
+    let case = Case {
+        at: None,
+        frame: &frame,
+        setup: &setup,
+        emergency: program.emergency,
+        expected: model::expected(&frame, &setup),
+        outcome: program.run(&frame),
+    };
     eprintln!(
         "frame ({} bytes): {}\nsetup: {setup}\nmodel:   {}\nprogram: {}",
         frame.len(),
         hex(&frame),
-        describe_expected(expected.as_ref()),
-        describe_outcome(&outcome)
+        describe_expected(case.expected.as_ref()),
+        describe_outcome(&case.outcome)
     );
-    let known = model::expected_reading(&frame, &setup, FirstFragment::LastHeader);
-    let note = if agrees(known.as_ref(), &outcome) {
-        "\n  (the known issue of model::FirstFragment)"
-    } else {
-        ""
+    let note = match case.known_issue() {
+        Some(known) if agrees(Some(&known), &case.outcome) => {
+            "\n  (the known issue of model::FirstFragment)"
+        }
+        _ => "",
     };
-    assert!(
-        agrees(expected.as_ref(), &outcome),
-        "{}{note}",
-        report(None, &frame, &setup, &program, expected.as_ref(), &outcome)
-    );
+    assert!(case.agrees(), "{}{note}", case.report());
 }
 
 #[test]
@@ -276,6 +354,7 @@ fn the_program_agrees_with_the_model() {
         || env("ALLOWLIST_FUZZ_FRAMES").unwrap_or(DEFAULT_FRAMES),
         |case| case + 1,
     );
+    let strict = env::<u8>("ALLOWLIST_FUZZ_STRICT") == Some(1);
     eprintln!(
         "differential: seed {seed}, {total} frames, {FRAMES_PER_SETUP} per allowlist \
          (ALLOWLIST_FUZZ_SEED, ALLOWLIST_FUZZ_FRAMES, or `cargo xtask fuzz`)"
@@ -284,136 +363,61 @@ fn the_program_agrees_with_the_model() {
     let mut rng = Rng::with_seed(seed);
     let mut program = Program::load();
     let mut setup = setups::fresh(&mut rng);
-    let mut disagreements = Vec::new();
-    let mut traits: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut hit_problems = Vec::new();
-    let mut want_hits: HashMap<IpNet, u64> = HashMap::new();
+    let mut tally = Tally::default();
     let mut hits_before = HashMap::new();
-    let mut setups_applied = 0;
-    let mut apply_time = std::time::Duration::ZERO;
-    let strict = env::<u8>("ALLOWLIST_FUZZ_STRICT") == Some(1);
-    let mut known_issue = 0;
-    let mut first_known = None;
+    let mut apply_time = Duration::ZERO;
     for case in 0..total {
         if case % FRAMES_PER_SETUP == 0 {
             if case > 0 {
-                check_hits(
-                    &program,
-                    &hits_before,
-                    &want_hits,
-                    &setup,
-                    &mut hit_problems,
-                );
+                tally.check_hits(&program, &hits_before, &setup);
                 setup = setups::next(&mut rng, &setup);
             }
             let applying = Instant::now();
             program.apply(&setup, rng.bool());
             apply_time += applying.elapsed();
-            setups_applied += 1;
             hits_before = program.hits();
-            want_hits.clear();
         }
         let generated = frames::frame(&mut rng, &setup);
         if only.is_some_and(|k| k != case) {
             continue;
         }
-        let expected = model::expected(&generated.bytes, &setup);
-        let outcome = program.run(&generated.bytes);
-        for t in generated.traits {
-            *traits.entry(t).or_default() += 1;
-        }
-        match &expected {
-            Some(e) => *reasons.entry(e.reason.name()).or_default() += 1,
-            None => *reasons.entry("(refused by the kernel)").or_default() += 1,
-        }
-        if agrees(expected.as_ref(), &outcome) {
-            if let Some(entry) = expected.as_ref().and_then(|e| e.entry) {
-                *want_hits.entry(entry).or_default() += 1;
-            }
-        } else {
-            let known =
-                model::expected_reading(&generated.bytes, &setup, FirstFragment::LastHeader);
-            if !strict && agrees(known.as_ref(), &outcome) {
-                known_issue += 1;
-                if let Some(entry) = known.and_then(|e| e.entry) {
-                    *want_hits.entry(entry).or_default() += 1;
-                }
-                first_known.get_or_insert_with(|| {
-                    report(
-                        Some((seed, case)),
-                        &generated.bytes,
-                        &setup,
-                        &program,
-                        expected.as_ref(),
-                        &outcome,
-                    )
-                });
-                continue;
-            }
-            let text = report(
-                Some((seed, case)),
-                &generated.bytes,
-                &setup,
-                &program,
-                expected.as_ref(),
-                &outcome,
-            );
-            if disagreements.len() < SHOWN {
-                eprintln!("{text}\n");
-            }
-            disagreements.push(text);
-        }
+        let judged = Case {
+            at: Some((seed, case)),
+            frame: &generated.bytes,
+            setup: &setup,
+            emergency: program.emergency,
+            expected: model::expected(&generated.bytes, &setup),
+            outcome: program.run(&generated.bytes),
+        };
+        tally.record(&generated.traits, &judged, strict);
     }
     if only.is_none() {
-        check_hits(
-            &program,
-            &hits_before,
-            &want_hits,
-            &setup,
-            &mut hit_problems,
-        );
+        tally.check_hits(&program, &hits_before, &setup);
     }
-    let elapsed = started.elapsed();
     eprintln!(
-        "differential: {total} frames under {setups_applied} allowlists in {elapsed:.1?} \
-         (applying the allowlists {apply_time:.1?}), {} disagreements",
-        disagreements.len()
+        "differential: {total} frames under {} allowlists in {:.1?} (applying the allowlists \
+         {apply_time:.1?}), {} disagreements",
+        total.div_ceil(FRAMES_PER_SETUP),
+        started.elapsed(),
+        tally.disagreements.len()
     );
     if only.is_none() {
-        let share = |n: u64| format!("{n} ({:.1}%)", n as f64 * 100.0 / total as f64);
-        eprintln!("generated (a frame has several traits):");
-        for (t, n) in &traits {
-            eprintln!("  {t}: {}", share(*n));
-        }
-        eprintln!("model's reasons:");
-        for (r, n) in &reasons {
-            eprintln!("  {r}: {}", share(*n));
-        }
-    }
-    if let Some(example) = &first_known {
-        eprintln!(
-            "KNOWN ISSUE in {known_issue} frames (not counted as disagreements; \
-             ALLOWLIST_FUZZ_STRICT=1 counts them): an IPv6 first fragment whose chain holds a \
-             later fragment header without M is judged as unfragmented, so a tiny first fragment \
-             passes as truncated instead of being dropped (see model::FirstFragment). The \
-             first:\n{example}\n"
-        );
+        tally.print_summary(total);
     }
     assert!(
-        disagreements.is_empty(),
+        tally.disagreements.is_empty(),
         "{} of {total} frames got another verdict from the program than from the model (seed \
          {seed}); the first:\n{}",
-        disagreements.len(),
-        disagreements[0]
+        tally.disagreements.len(),
+        tally.disagreements[0]
     );
     assert!(
-        hit_problems.is_empty(),
+        tally.hit_problems.is_empty(),
         "hit counters differ from the model's:\n{}",
-        hit_problems.join("\n")
+        tally.hit_problems.join("\n")
     );
     assert!(
-        strict || only.is_some() || total < KNOWN_ISSUE_RUN || known_issue > 0,
+        strict || only.is_some() || total < KNOWN_ISSUE_RUN || tally.known_issue > 0,
         "the known issue no longer shows in {total} frames: the program now reads IPv6 fragment \
          headers as the README does. Remove FirstFragment::LastHeader from model.rs and the \
          triage here, so that such frames count as disagreements again."
@@ -422,30 +426,10 @@ fn the_program_agrees_with_the_model() {
         // A generator that stopped reaching some verdict would let bugs there through.
         for reason in Reason::ALL {
             assert!(
-                reasons.contains_key(reason.name()),
+                tally.reasons.contains_key(reason.name()),
                 "no frame of the run was expected to get {}: widen the generator",
                 reason.name()
             );
-        }
-    }
-}
-
-/// Each entry's hits during one allowlist's frames must be the model's count of SYNs it let
-/// in.
-fn check_hits(
-    program: &Program,
-    before: &HashMap<IpNet, u64>,
-    want: &HashMap<IpNet, u64>,
-    setup: &Setup,
-    problems: &mut Vec<String>,
-) {
-    for (net, now) in program.hits() {
-        let got = now - before.get(&net).copied().unwrap_or(0);
-        let want = want.get(&net).copied().unwrap_or(0);
-        if got != want {
-            problems.push(format!(
-                "{net}: {got} hits, the model let in {want} (setup: {setup})"
-            ));
         }
     }
 }

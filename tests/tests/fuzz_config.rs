@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use allowlist_daemon::config::{
     Config, ConfigError, MAX_ENTRIES_LIMIT, MAX_PROBLEMS, edit::ConfigDoc,
 };
-use allowlist_tests::fuzz::{Fuzz, Input, mutate};
+use allowlist_tests::fuzz::{self, Fuzz, Input, mutate};
 use fastrand::Rng;
 use ipnet::IpNet;
 
@@ -372,6 +372,7 @@ fn config_parser_under_fuzzing() {
     let fuzz = Fuzz {
         target: "config",
         default_seconds: 10.0,
+        per_input: fuzz::PER_INPUT,
     };
     let count = fuzz.run(generate, check);
     let [accepted, invalid, unreadable] = OUTCOMES.each_ref().map(|n| n.load(Ordering::Relaxed));

@@ -13,7 +13,7 @@ use allowlist_daemon::control::protocol::{
     self, ChangeOptions, Changed, Command, ErrorKind, FrameError, MAX_MESSAGE, Outcome, Reply,
     Request, Response, VERSION,
 };
-use allowlist_tests::fuzz::{Fuzz, Input, mutate};
+use allowlist_tests::fuzz::{self, Fuzz, Input, mutate};
 use fastrand::Rng;
 use serde_json::Value;
 
@@ -299,6 +299,7 @@ fn protocol_decoders_under_fuzzing() {
     let fuzz = Fuzz {
         target: "protocol",
         default_seconds: 10.0,
+        per_input: fuzz::PER_INPUT,
     };
     let count = fuzz.run(generate, check);
     assert!(count > 0, "no input was tried");

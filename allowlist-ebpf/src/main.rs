@@ -252,7 +252,8 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
                     return Parsed::NonFirstFragment;
                 }
                 next = frag[0];
-                more_fragments = frag[3] & 1 != 0;
+                // Sticky: a later fragment header cannot undo an earlier one's "more".
+                more_fragments |= frag[3] & 1 != 0;
                 offset += 8;
             }
             _ => return Parsed::NotTcp,

@@ -5,6 +5,9 @@ pub mod bpffs;
 pub mod ctl;
 pub mod daemon;
 pub mod frames;
+pub mod fuzz;
+pub mod generate;
+pub mod model;
 pub mod netns;
 pub mod tcp;
 

@@ -19,8 +19,7 @@ pub struct Built {
 
 /// Sets the machine up, then builds the XDP object and every userspace binary.
 pub fn build(root: &Path, release: bool) -> Result<Built> {
-    let toolchain = toolchain::setup()?;
-    let ebpf_object = build_ebpf(root, toolchain)?;
+    let ebpf_object = ebpf_object(root)?;
     let mut cmd = userspace_cargo(root, "build", &ebpf_object);
     cmd.arg("--bins");
     if release {
@@ -32,6 +31,11 @@ pub fn build(root: &Path, release: bool) -> Result<Built> {
         ebpf_object,
         bin_dir: root.join("target").join(profile),
     })
+}
+
+/// Sets the machine up and builds the XDP object only.
+pub fn ebpf_object(root: &Path) -> Result<PathBuf> {
+    build_ebpf(root, toolchain::setup()?)
 }
 
 fn build_ebpf(root: &Path, toolchain: EbpfToolchain) -> Result<PathBuf> {

@@ -7,6 +7,7 @@ mod build;
 mod checks;
 mod demo;
 mod exec;
+mod fuzz;
 mod install;
 mod package;
 mod report;
@@ -49,6 +50,9 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Long fuzz runs in release mode (the XDP program against the reference model, the config
+    /// parser, the control protocol), and replays of what they report
+    Fuzz(fuzz::FuzzArgs),
     /// Build release binaries, then install them with the systemd unit, the default config
     /// (only if none exists), man pages and shell completions
     Install {
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::Test { cargo_test_args } => ("test", checks::test(root, cargo_test_args)),
         Cmd::Demo => ("demo", demo::demo(root)),
         Cmd::Bench { quick } => ("bench", bench::bench(root, *quick)),
+        Cmd::Fuzz(args) => ("fuzz", fuzz::fuzz(root, args)),
         Cmd::Install {
             prefix,
             destdir,

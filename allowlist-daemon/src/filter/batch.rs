@@ -70,19 +70,22 @@ pub fn for_each_array<V: aya::Pod + Default>(
     map: BorrowedFd<'_>,
     mut each: impl FnMut(u32, &V),
 ) -> io::Result<()> {
-    for_each_array_per_cpu(map, 1, |key, values: &[V]| each(key, &values[0]))
+    for_each_array_per_cpu(map, 1, u32::MAX, |key, values: &[V]| each(key, &values[0]))
 }
 
-/// Calls `each(key, values)` for every element of an array map, with `cpus` values each: one
-/// per CPU for a per-CPU array (whose values `V`, a multiple of 8 bytes, the kernel lays out
-/// back to back), one for a plain array.
+/// Calls `each(key, values)` for the elements 0..=`last` of an array map, with `cpus` values
+/// each: one per CPU for a per-CPU array (whose values `V`, a multiple of 8 bytes, the kernel
+/// lays out back to back), one for a plain array.
 pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
     map: BorrowedFd<'_>,
     cpus: usize,
+    last: u32,
     mut each: impl FnMut(u32, &[V]),
 ) -> io::Result<()> {
-    let mut keys = vec![0u32; CHUNK];
-    let mut values = vec![V::default(); CHUNK * cpus];
+    let chunk = CHUNK.min(last as usize + 1);
+    let mut keys = vec![0u32; chunk];
+    let mut values = vec![V::default(); chunk * cpus];
+    let mut left = last as usize + 1;
     let mut token = 0u32;
     let mut first = true;
     loop {
@@ -91,7 +94,7 @@ pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
             out_batch: &raw mut token as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
-            count: CHUNK as u32,
+            count: chunk.min(left) as u32,
             map_fd: map.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
@@ -106,7 +109,8 @@ pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
         for (key, values) in keys.iter().zip(values.chunks(cpus)).take(count) {
             each(*key, values);
         }
-        if done || count == 0 {
+        left -= count;
+        if done || count == 0 || left == 0 {
             return Ok(());
         }
     }

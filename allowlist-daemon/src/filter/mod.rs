@@ -412,11 +412,17 @@ impl Filter {
     }
 
     /// Packet counts per ingress ifindex (0: interfaces of ifindex `COUNTER_SLOTS` or
-    /// more), summed over CPUs; interfaces with none are left out.
+    /// more), summed over CPUs; interfaces with none are left out. Only the slots up to the
+    /// highest ifindex there is now are read: usually a handful of the 4096.
     pub fn counters(&self) -> Result<BTreeMap<u32, Counters>> {
         let mut out = BTreeMap::new();
         let fd = map_fd(&self.ebpf, names::COUNTERS)?;
-        batch::for_each_array_per_cpu(fd, self.cpus as usize, |ifindex, per_cpu: &[Counters]| {
+        let last = nix::net::if_::if_nameindex()
+            .map(|all| all.iter().map(|i| i.index()).max().unwrap_or(0))
+            .unwrap_or(names::COUNTER_SLOTS - 1)
+            .min(names::COUNTER_SLOTS - 1);
+        let cpus = self.cpus as usize;
+        batch::for_each_array_per_cpu(fd, cpus, last, |ifindex, per_cpu: &[Counters]| {
             let mut sum = Counters::default();
             for cpu in per_cpu {
                 for (total, n) in sum.by_reason.iter_mut().zip(cpu.by_reason) {

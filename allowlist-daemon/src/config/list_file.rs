@@ -154,7 +154,7 @@ pub fn read_from(
             comment,
             origin: Origin {
                 file: Arc::clone(&file),
-                line,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
             },
         });
     }
@@ -356,7 +356,7 @@ mod tests {
                  file holds one address or network per line"
             )]
         );
-        let lines: Vec<usize> = entries.iter().map(|e| e.origin.line).collect();
+        let lines: Vec<u32> = entries.iter().map(|e| e.origin.line).collect();
         assert_eq!(lines, [1, 3]);
     }
 

@@ -113,8 +113,8 @@ pub struct Entry {
 pub struct Origin {
     /// Shared by every entry of the file: a list file can hold a million.
     pub file: Arc<Path>,
-    /// 1-based.
-    pub line: usize,
+    /// 1-based. u32: a million entries are held, and each byte counts.
+    pub line: u32,
 }
 
 impl fmt::Display for Origin {

@@ -11,7 +11,7 @@ use super::error::{Problem, Report};
 /// lines, located by their line alone.
 fn entry_problem(entries: &[Entry], inline: &[usize], index: usize, message: String) -> Problem {
     let entry = &entries[index];
-    let problem = Problem::new(&entry.origin.file, Some(entry.origin.line), message);
+    let problem = Problem::new(&entry.origin.file, Some(entry.origin.line as usize), message);
     match inline.get(index) {
         Some(number) => problem
             .key("entries")
@@ -132,7 +132,7 @@ mod tests {
                 comment: std::sync::Arc::from(""),
                 origin: Origin {
                     file: std::sync::Arc::from(Path::new(file)),
-                    line,
+                    line: line as u32,
                 },
             })
             .collect()

@@ -127,7 +127,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let pins = PinDir::open(&config.bpffs_dir)?;
     let (listener, gid) = server::bind(&config.control_socket, &config.control_group)?;
     let mut filter = Filter::load_with(config.max_entries, Some(pins.path()))?;
-    filter.apply(&config.rules())?;
+    apply(&mut filter, &config)?;
     // The maps are complete before the program reaches any interface (or replaces a previous
     // daemon's program), so there is no moment of partial enforcement.
     let attachments = Attachments::adopt_or_attach(
@@ -252,6 +252,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Brings the maps to what `config` says, straight from its entries.
+fn apply(filter: &mut Filter, config: &Config) -> Result<()> {
+    let entries = config.entries_by_net().map(|e| &e.net);
+    let applied = filter.apply_parts(config.active, &config.protected_tcp_ports, entries);
+    // Loading and comparing a million entries leaves tens of MB of freed heap behind; give it
+    // back rather than hold it until the next reload.
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe { libc::malloc_trim(0) };
+    applied
+}
+
 fn revision_path(state_dir: &Path) -> PathBuf {
     state_dir.join("revision")
 }
@@ -281,7 +292,7 @@ impl Daemon {
         text: String,
         summary: String,
     ) -> Result<(String, Config)> {
-        self.filter.apply(&new.rules())?;
+        apply(&mut self.filter, &new)?;
         self.attachments
             .sync(self.filter.program(), &new.interfaces, new.xdp_mode)?;
         let old = std::mem::replace(&mut self.config, new);

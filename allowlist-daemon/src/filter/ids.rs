@@ -122,6 +122,11 @@ impl Ids {
     /// (sorted); their ids are released.
     pub fn record(&mut self, mut added: Vec<(IpNet, u32)>, removed: &[IpNet]) {
         added.sort_unstable();
+        if self.entries.is_empty() {
+            // The first apply: nothing to merge with (and a million entries not to copy).
+            self.entries = added;
+            return;
+        }
         let old = std::mem::take(&mut self.entries);
         let mut merged = Vec::with_capacity(old.len() + added.len() - removed.len().min(old.len()));
         let mut removed = removed.iter().peekable();

@@ -245,14 +245,25 @@ impl Filter {
 
     /// Brings the maps from what they hold to `rules`.
     pub fn apply(&mut self, rules: &Rules) -> Result<()> {
-        let (added, removed) = self.ids.diff(rules.entries.iter());
+        self.apply_parts(rules.active, &rules.ports, rules.entries.iter())
+    }
+
+    /// `apply`, with the entries in network order and without repeats (as a config's
+    /// `entries_by_net`): a million-entry config need not be copied into a set first.
+    pub fn apply_parts<'a>(
+        &mut self,
+        active: bool,
+        ports: &BTreeSet<u16>,
+        entries: impl Iterator<Item = &'a IpNet>,
+    ) -> Result<()> {
+        let (added, removed) = self.ids.diff(entries);
         self.insert_entries(&added)?;
-        self.write_ports(&rules.ports)?;
-        self.ports = rules.ports.clone();
-        self.settings.active = u32::from(rules.active);
-        self.settings.protected_ports = rules.ports.len() as u32;
+        self.write_ports(ports)?;
+        self.ports = ports.clone();
+        self.settings.active = u32::from(active);
+        self.settings.protected_ports = ports.len() as u32;
         self.write_settings()?;
-        self.active = rules.active;
+        self.active = active;
         self.remove_entries(&removed)?;
         self.ids.forget_inherited();
         Ok(())

@@ -116,7 +116,7 @@ impl Reader<'_> {
             comment: Arc::from(comment),
             origin: Origin {
                 file: Arc::from(self.path),
-                line: self.lines.line_of(cidr_span).unwrap_or_default(),
+                line: self.lines.line_of(cidr_span).unwrap_or_default() as u32,
             },
         })
     }

@@ -12,6 +12,7 @@ pub mod daemon_args;
 pub mod docs;
 pub mod emergency;
 pub mod filter;
+pub mod link_events;
 pub mod metrics;
 pub mod notify;
 pub mod prefilter;

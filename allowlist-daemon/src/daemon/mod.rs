@@ -34,10 +34,12 @@ use crate::config::{Config, edit::write_atomic};
 use crate::control::server;
 use crate::emergency::{self, Emergency};
 use crate::filter::Filter;
+use crate::link_events::LinkEvents;
 use crate::metrics;
 use crate::notify;
 
-/// How often vanished or returning interfaces are noticed.
+/// How often sessions are sampled and interfaces looked at even without a link event (the
+/// fallback should events be lost).
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Daemon {
@@ -162,6 +164,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         AsyncFd::register_with_interest(daemon.filter.take_blocked_events()?, Interest::READABLE)
     }
     .map_err(|e| anyhow::anyhow!("watching the blocked-events ring buffer: {e}"))?;
+    let link_events = LinkEvents::subscribe()?;
     daemon.save_revision();
     daemon.start_records(start)?;
     let (snapshot_tx, mut snapshots) = mpsc::channel(8);
@@ -219,6 +222,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
                         let event = unsafe { item.as_ptr().cast::<BlockedEvent>().read_unaligned() };
                         daemon.blocked.record(&event, now);
                     }
+                }
+                ready.clear_ready();
+            }
+            ready = link_events.readable() => {
+                let mut ready = ready.context("waiting on rtnetlink link events")?;
+                if ready.get_inner().drain() {
+                    daemon.watch_interfaces();
                 }
                 ready.clear_ready();
             }
@@ -429,6 +439,10 @@ impl Daemon {
                 Err(e) => warn!("{e}"),
             }
         }
+        self.watch_interfaces();
+    }
+
+    fn watch_interfaces(&mut self) {
         self.attachments.watch(
             self.filter.program(),
             &self.config.interfaces,

@@ -156,6 +156,39 @@ pub fn audit_values(old: &Config, new: &Config) -> (Value, Value) {
     (Value::Object(before), Value::Object(after))
 }
 
+/// Whether `config` is what a change recorded by [`audit_values`] as `before` -> `after`
+/// produced: the entries of `after` present with their comments, those only in `before`
+/// gone, and every changed setting at its new value.
+pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
+    let comments: HashMap<String, &str> = config
+        .entries
+        .iter()
+        .map(|e| (e.net.to_string(), e.comment.as_str()))
+        .collect();
+    let listed = |e: &Value| {
+        e["cidr"]
+            .as_str()
+            .and_then(|cidr| comments.get(cidr))
+            .is_some_and(|comment| e["comment"].as_str() == Some(comment))
+    };
+    let added = after["entries"].as_array().map_or(&[][..], Vec::as_slice);
+    let removed = before["entries"].as_array().map_or(&[][..], Vec::as_slice);
+    let settings_match = after.as_object().is_none_or(|map| {
+        map.iter().all(|(key, value)| match key.as_str() {
+            "active" => *value == json!(config.active),
+            "protected_tcp_ports" => *value == json!(config.protected_tcp_ports),
+            "interfaces" => *value == json!(config.interfaces),
+            _ => true,
+        })
+    });
+    settings_match
+        && added.iter().all(listed)
+        && removed
+            .iter()
+            .filter_map(|e| e["cidr"].as_str())
+            .all(|cidr| !comments.contains_key(cidr) || added.iter().any(|a| a["cidr"] == cidr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

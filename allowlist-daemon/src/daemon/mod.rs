@@ -127,6 +127,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         config.audit_keep_files,
     )?;
     let pins = PinDir::open(&config.bpffs_dir)?;
+    let fd_limit = server::raise_fd_limit();
+    if fd_limit < server::MAX_CONNECTIONS as u64 + 256 {
+        warn!(
+            "the open-files limit is {fd_limit}: fewer than {} control clients may be served at once",
+            server::MAX_CONNECTIONS
+        );
+    }
     let (listener, gid) = server::bind(&config.control_socket, &config.control_group)?;
     let mut filter = Filter::load_with(config.max_entries, Some(pins.path()))?;
     filter.apply(&config.rules())?;

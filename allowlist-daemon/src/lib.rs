@@ -18,3 +18,4 @@ pub mod notify;
 pub mod prefilter;
 pub mod rules;
 pub mod sessions;
+pub mod trusted_file;

@@ -37,6 +37,7 @@ use crate::filter::Filter;
 use crate::link_events::LinkEvents;
 use crate::metrics;
 use crate::notify;
+use crate::trusted_file;
 
 /// How often sessions are sampled and interfaces looked at even without a link event (the
 /// fallback should events be lost).
@@ -86,9 +87,13 @@ struct PendingChange {
 
 /// Reads and validates the config file, keeping its text.
 fn read_config(path: &Path) -> Result<(Config, String)> {
+    trusted_file::check(path, "config file")?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let config = Config::parse(path, &text)?;
+    for list in &config.list_files {
+        trusted_file::check(list, "list file")?;
+    }
     config.check_interfaces_exist()?;
     Ok((config, text))
 }

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod frames;
 pub mod netns;
 pub mod tcp;
+pub mod tmpfs;
 
 /// Privileged tests call this first. Outside CI a non-root run skips visibly; under CI=true a
 /// skip would hide a failure, so it panics instead.

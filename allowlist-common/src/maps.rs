@@ -2,19 +2,30 @@
 
 use crate::verdict::REASON_COUNT;
 
-/// IPv4 LPM trie: key `Key<[u8; 4]>` (network order), value: entry id.
+/// IPv4 LPM trie of every entry but single addresses: key `Key<[u8; 4]>` (network order),
+/// value: entry id.
 pub const ALLOW_V4: &str = "ALLOW_V4";
-/// IPv6 LPM trie: key `Key<[u8; 16]>`, value: entry id.
+/// IPv6 LPM trie of every entry but single addresses: key `Key<[u8; 16]>`, value: entry id.
 pub const ALLOW_V6: &str = "ALLOW_V6";
+/// Hash map of single IPv4 addresses (/32 entries), key `[u8; 4]`, value: entry id. Most
+/// entries of a long list are single addresses; a hash lookup costs a fraction of a trie
+/// walk, and a hash insert a fraction of a trie insert.
+pub const EXACT_V4: &str = "EXACT_V4";
+/// Hash map of single IPv6 addresses (/128 entries), key `[u8; 16]`, value: entry id.
+pub const EXACT_V6: &str = "EXACT_V6";
 /// Bitmap of protected TCP ports: `PORT_WORDS` u64 words, bit `port % 64` of word `port / 64`.
 pub const PORTS: &str = "PORTS";
 /// One [`Settings`] at index 0.
 pub const SETTINGS: &str = "SETTINGS";
 /// Per-CPU [`Counters`] keyed by ingress ifindex (u32).
 pub const COUNTERS: &str = "COUNTERS";
-/// Per-CPU [`HitStat`] indexed by entry id (the value the tries return); pinned, so that hit
-/// counts outlive the daemon.
+/// [`HitStat`]s indexed by `cpu * hit_slots + entry id` (the id the tries and hash maps
+/// return), a block per CPU so that CPUs never write the same cache line. Pinned, so that
+/// hit counts outlive the daemon. A plain array rather than a per-CPU one: the kernel
+/// allocates a per-CPU array element by element, seconds for millions of entries.
 pub const HITS: &str = "HITS";
+/// The global (in the program's .rodata) holding `hit_slots`: entry ids + 1.
+pub const HIT_SLOTS: &str = "HIT_SLOTS";
 /// Ring buffer of [`BlockedEvent`]s for the daemon's "blocked sources" view.
 pub const BLOCKED: &str = "BLOCKED";
 /// Per-CPU [`EventBudget`] (index 0): the token bucket that bounds BLOCKED's event rate.
@@ -48,16 +59,20 @@ pub const V6_PREFILTER_MIN_PREFIX: u8 = 20;
 pub enum V4Slot {
     /// No entry covers any address in this /24: an uncovered source, decided in one read.
     None = 0,
-    /// Some entries cover part of it: ask the LPM trie.
-    Partial = 1,
+    /// Only single addresses (/32 entries) lie in it: the hash map of addresses decides.
+    Hosts = 1,
     /// An entry of length /24 or shorter covers all of it.
     Whole = 2,
+    /// Entries of /25 to /31 lie in it (or a change is under way): ask the hash map, then
+    /// the LPM trie.
+    Partial = 3,
 }
 
 impl V4Slot {
     pub const fn from_bits(bits: u64) -> V4Slot {
         match bits & 3 {
             0 => V4Slot::None,
+            1 => V4Slot::Hosts,
             2 => V4Slot::Whole,
             _ => V4Slot::Partial,
         }

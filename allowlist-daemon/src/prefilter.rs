@@ -38,38 +38,80 @@ fn write_slot(words: &[AtomicU64], slot: u32, state: V4Slot) {
 }
 
 /// What the IPv4 prefilter must know to compute a /24's state: which short entries (/24 or
-/// wider) exist, and how many long ones (/25../32) sit in each /24.
-#[derive(Default)]
+/// wider) exist, which /24s they cover, and how many long ones sit in each /24.
 pub struct V4Prefilter {
     wide: HashSet<(u32, u8)>,
     wide_by_len: [u32; 25],
-    narrow_per_slot: HashMap<u32, u32>,
+    /// A bit per /24 covered by a wide entry: a million-entry list covers millions of /24s,
+    /// and asking `wide` at every length for each would dominate a load.
+    whole: Vec<u64>,
+    /// /32 entries per /24.
+    hosts_per_slot: HashMap<u32, u32>,
+    /// /25 to /31 entries per /24.
+    nets_per_slot: HashMap<u32, u32>,
+}
+
+impl Default for V4Prefilter {
+    fn default() -> Self {
+        V4Prefilter {
+            wide: HashSet::new(),
+            wide_by_len: [0; 25],
+            whole: vec![0; (1 << 24) / 64],
+            hosts_per_slot: HashMap::new(),
+            nets_per_slot: HashMap::new(),
+        }
+    }
 }
 
 impl V4Prefilter {
-    fn state(&self, slot: u32) -> V4Slot {
-        let addr = slot << 8;
-        for len in 0..=24u8 {
-            if self.wide_by_len[len as usize] == 0 {
-                continue;
-            }
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            if self.wide.contains(&(addr & mask, len)) {
-                return V4Slot::Whole;
-            }
+    fn is_whole(&self, slot: u32) -> bool {
+        self.whole[(slot / 64) as usize] & (1 << (slot % 64)) != 0
+    }
+
+    fn set_whole(&mut self, slot: u32, whole: bool) {
+        let word = &mut self.whole[(slot / 64) as usize];
+        if whole {
+            *word |= 1 << (slot % 64);
+        } else {
+            *word &= !(1 << (slot % 64));
         }
-        if self.narrow_per_slot.contains_key(&slot) {
+    }
+
+    /// Whether some remaining wide entry covers `slot`: the slow way, after a removal.
+    fn covered_by_wide(&self, slot: u32) -> bool {
+        let addr = slot << 8;
+        (0..=24u8).any(|len| {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            self.wide_by_len[len as usize] != 0 && self.wide.contains(&(addr & mask, len))
+        })
+    }
+
+    fn state(&self, slot: u32) -> V4Slot {
+        if self.is_whole(slot) {
+            V4Slot::Whole
+        } else if self.nets_per_slot.contains_key(&slot) {
             V4Slot::Partial
+        } else if self.hosts_per_slot.contains_key(&slot) {
+            V4Slot::Hosts
         } else {
             V4Slot::None
         }
     }
 
-    /// Phase 1 of an insert: slots the new entries touch send their sources to the trie.
+    fn narrow_counts(&mut self, net: &Ipv4Net) -> &mut HashMap<u32, u32> {
+        if net.prefix_len() == 32 {
+            &mut self.hosts_per_slot
+        } else {
+            &mut self.nets_per_slot
+        }
+    }
+
+    /// Phase 1 of an insert: slots the new entries touch send their sources to the hash map
+    /// and the trie.
     pub fn before_insert(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
         for net in nets {
             for slot in v4_slots(net) {
-                if read_slot(words, slot) == V4Slot::None {
+                if matches!(read_slot(words, slot), V4Slot::None | V4Slot::Hosts) {
                     write_slot(words, slot, V4Slot::Partial);
                 }
             }
@@ -78,16 +120,19 @@ impl V4Prefilter {
                 self.wide.insert((u32::from(net.network()), len));
                 self.wide_by_len[len as usize] += 1;
             } else {
-                *self
-                    .narrow_per_slot
-                    .entry(u32::from(net.network()) >> 8)
-                    .or_default() += 1;
+                let slot = u32::from(net.network()) >> 8;
+                *self.narrow_counts(net).entry(slot).or_default() += 1;
             }
         }
     }
 
-    /// Phase 2 of an insert, once the trie holds the new entries: final states.
-    pub fn after_insert(&self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    /// Phase 2 of an insert, once the maps hold the new entries: final states.
+    pub fn after_insert(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+        for net in nets.iter().filter(|net| net.prefix_len() <= 24) {
+            for slot in v4_slots(net) {
+                self.set_whole(slot, true);
+            }
+        }
         self.settle(words, nets);
     }
 
@@ -106,18 +151,25 @@ impl V4Prefilter {
                 }
             } else {
                 let slot = u32::from(net.network()) >> 8;
-                if let Some(count) = self.narrow_per_slot.get_mut(&slot) {
+                let counts = self.narrow_counts(net);
+                if let Some(count) = counts.get_mut(&slot) {
                     *count -= 1;
                     if *count == 0 {
-                        self.narrow_per_slot.remove(&slot);
+                        counts.remove(&slot);
                     }
                 }
             }
         }
     }
 
-    /// Phase 2 of a removal, once the trie no longer holds the entries: final states.
-    pub fn after_remove(&self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    /// Phase 2 of a removal, once the maps no longer hold the entries: final states.
+    pub fn after_remove(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+        for net in nets.iter().filter(|net| net.prefix_len() <= 24) {
+            for slot in v4_slots(net) {
+                let whole = self.covered_by_wide(slot);
+                self.set_whole(slot, whole);
+            }
+        }
         self.settle(words, nets);
     }
 
@@ -230,14 +282,19 @@ mod tests {
         for a in ["198.18.4.1", "198.18.5.1", "198.18.7.255"] {
             assert_eq!(read_slot(&w, slot(a)), V4Slot::Whole, "{a}");
         }
-        assert_eq!(read_slot(&w, slot("198.18.9.1")), V4Slot::Partial);
+        assert_eq!(read_slot(&w, slot("198.18.9.1")), V4Slot::Hosts);
         assert_eq!(read_slot(&w, slot("198.18.8.1")), V4Slot::None);
         assert_eq!(read_slot(&w, slot("198.18.3.255")), V4Slot::None);
 
-        // A /32 inside a whole /24 keeps it whole; removing the /22 leaves it partial.
+        // A /32 inside a whole /24 keeps it whole; removing the /22 leaves only the host.
         insert(&mut p, &w, &[v4("198.18.5.5/32")]);
         remove(&mut p, &w, &[v4("198.18.4.0/22")]);
+        assert_eq!(read_slot(&w, slot("198.18.5.5")), V4Slot::Hosts);
+        // A /25 next to a host sends the /24 to the trie as well.
+        insert(&mut p, &w, &[v4("198.18.5.128/25")]);
         assert_eq!(read_slot(&w, slot("198.18.5.5")), V4Slot::Partial);
+        remove(&mut p, &w, &[v4("198.18.5.128/25")]);
+        assert_eq!(read_slot(&w, slot("198.18.5.5")), V4Slot::Hosts);
         assert_eq!(read_slot(&w, slot("198.18.4.1")), V4Slot::None);
         remove(&mut p, &w, &[v4("198.18.5.5/32"), v4("198.18.9.7/32")]);
         assert!(w.iter().all(|x| x.load(Ordering::Relaxed) == 0));
@@ -258,6 +315,20 @@ mod tests {
         assert_eq!(read_slot(&w, slot("198.18.1.1")), V4Slot::Partial);
         p.after_remove(&w, &net);
         assert_eq!(read_slot(&w, slot("198.18.1.1")), V4Slot::None);
+    }
+
+    #[test]
+    fn v4_a_network_joining_hosts_is_asked_about_before_it_lands() {
+        let w = words(PREFILTER_V4_WORDS);
+        let mut p = V4Prefilter::default();
+        insert(&mut p, &w, &[v4("198.18.0.1/32")]);
+        assert_eq!(read_slot(&w, slot("198.18.0.1")), V4Slot::Hosts);
+        let net = [v4("198.18.0.64/26")];
+        p.before_insert(&w, &net);
+        // `Hosts` would skip the trie the /26 is about to enter.
+        assert_eq!(read_slot(&w, slot("198.18.0.1")), V4Slot::Partial);
+        p.after_insert(&w, &net);
+        assert_eq!(read_slot(&w, slot("198.18.0.1")), V4Slot::Partial);
     }
 
     #[test]

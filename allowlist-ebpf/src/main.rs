@@ -25,18 +25,25 @@ use allowlist_common::{
     verdict::{Parsed, Reason, Rules, Source, decide},
 };
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST, xdp_action},
-    helpers::bpf_ktime_get_boot_ns,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
     macros::{map, xdp},
-    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 
-// Sizes of the tries are placeholders: the daemon sets them from `max_entries` at load time.
+// Sizes of the tries and hash maps are placeholders: the daemon sets them from `max_entries`
+// at load time.
 #[map]
 static ALLOW_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1024, 0);
 #[map]
 static ALLOW_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1024, 0);
+// Not preallocated: a preallocated map of a million elements per family costs its full size
+// (and seconds to create) however short the list.
+#[map]
+static EXACT_V4: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+#[map]
+static EXACT_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 // Memory-mappable so the daemon updates prefilter bits with plain stores, not one syscall each.
 #[map]
 static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BPF_F_MMAPABLE);
@@ -52,9 +59,12 @@ static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
 static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
-/// Sized by the daemon: one slot per possible entry id.
+/// Sized by the daemon: `HIT_SLOTS` per possible CPU.
 #[map]
-static HITS: PerCpuArray<HitStat> = PerCpuArray::with_max_entries(2049, 0);
+static HITS: Array<HitStat> = Array::with_max_entries(2049, 0);
+/// Entry ids + 1, set by the daemon at load time (see `maps::HITS`).
+#[unsafe(no_mangle)]
+static HIT_SLOTS: u32 = 2049;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -316,6 +326,16 @@ impl Rules for KernelRules {
                 if slot == V4Slot::None {
                     return false;
                 }
+                // SAFETY: the value is a u32 the daemon wrote; it is copied out at once.
+                if slot != V4Slot::Whole
+                    && let Some(id) = unsafe { EXACT_V4.get(addr) }
+                {
+                    self.entry.set(*id);
+                    return true;
+                }
+                if slot == V4Slot::Hosts {
+                    return false;
+                }
                 // A whole /24 is covered whatever the trie says; it is still asked, for the id
                 // of the entry to count the hit against (only allowed SYNs get here).
                 match ALLOW_V4.get(Key::new(32, addr)) {
@@ -333,6 +353,11 @@ impl Rules for KernelRules {
                     if word & (1 << (bit % 64)) == 0 {
                         return false;
                     }
+                }
+                // SAFETY: as for EXACT_V4.
+                if let Some(id) = unsafe { EXACT_V6.get(addr) } {
+                    self.entry.set(*id);
+                    return true;
                 }
                 match ALLOW_V6.get(Key::new(128, addr)) {
                     Some(id) => {
@@ -414,8 +439,15 @@ fn report_blocked(ctx: &XdpContext, parsed: Parsed, reason: Reason) {
 
 #[inline(always)]
 fn count_hit(id: u32) {
-    if let Some(stat) = HITS.get_ptr_mut(id) {
-        // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+    // SAFETY: reads a global the loader wrote; helpers without arguments.
+    let (slots, cpu) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const HIT_SLOTS),
+            bpf_get_smp_processor_id(),
+        )
+    };
+    if let Some(stat) = HITS.get_ptr_mut(cpu * slots + id) {
+        // SAFETY: this CPU's block: no other program instance writes it concurrently.
         unsafe {
             (*stat).packets += 1;
             (*stat).last_seen_ns = bpf_ktime_get_boot_ns();

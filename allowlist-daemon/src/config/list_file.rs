@@ -9,50 +9,113 @@
 //!
 //! An entry's comment is the text after `#`, or the file name if there is none. Lines are
 //! split by hand rather than with a general parser: these files may have a million lines.
+//! They are streamed, never read whole: a runaway generator's file (ten million lines, or one
+//! line of a hundred megabytes) is refused with bounded memory, as soon as it is clear.
 
+use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use super::entries::{check_comment, parse_net};
 use super::error::{Problem, Report, quoted};
 use super::{Entry, Origin};
 
-/// Reads the list file at `path`, appending its entries and reporting bad lines. The `Err`
-/// is for the caller to report against the config line that names the file.
-pub fn read(path: &Path, entries: &mut Vec<Entry>, report: &mut Report) -> std::io::Result<()> {
-    let bytes = std::fs::read(path)?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => parse(path, text, entries, report),
-        Err(err) => {
-            let valid = bytes.get(..err.valid_up_to()).unwrap_or_default();
-            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-            report.push(Problem::new(
-                path,
-                Some(line),
-                "not valid UTF-8; list files are plain text",
-            ));
-        }
-    }
-    Ok(())
+/// Longer lines are not an address with a comment (a comment is at most 256 characters).
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// How many entries of each family the config holds so far, against `max_entries`.
+pub struct Capacity {
+    pub max: u32,
+    /// `max` is the default, not written in the config.
+    pub default: bool,
+    pub v4: usize,
+    pub v6: usize,
+    /// Set once a list file went past `max`; the rest of that file was not read.
+    pub exceeded: bool,
 }
 
-/// Parses the text of the list file at `path`.
-pub fn parse(path: &Path, text: &str, entries: &mut Vec<Entry>, report: &mut Report) {
-    let file_name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
+impl Capacity {
+    pub fn new(max: u32, default: bool, entries: &[Entry]) -> Capacity {
+        let v4 = entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
+        Capacity {
+            max,
+            default,
+            v4,
+            v6: entries.len() - v4,
+            exceeded: false,
+        }
+    }
+
+    /// Counts `net`; the family's name when that takes it past `max`.
+    fn count(&mut self, net: &IpNet) -> Option<&'static str> {
+        let (count, family) = match net {
+            IpNet::V4(_) => (&mut self.v4, "IPv4"),
+            IpNet::V6(_) => (&mut self.v6, "IPv6"),
+        };
+        *count += 1;
+        (*count > self.max as usize).then_some(family)
+    }
+}
+
+/// Reads the list file at `path`, appending its entries and reporting bad lines. The `Err`
+/// is for the caller to report against the config line that names the file.
+pub fn read(
+    path: &Path,
+    capacity: &mut Capacity,
+    entries: &mut Vec<Entry>,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    read_from(
+        path,
+        std::io::BufReader::with_capacity(1 << 16, file),
+        capacity,
+        entries,
+        report,
+    )
+}
+
+/// Reads the lines of the list file at `path` from `reader`.
+pub fn read_from(
+    path: &Path,
+    mut reader: impl BufRead,
+    capacity: &mut Capacity,
+    entries: &mut Vec<Entry>,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let file_name: Arc<str> = path.file_name().map_or_else(
+        || Arc::from(path.display().to_string()),
+        |name| Arc::from(name.to_string_lossy()),
     );
     let file: Arc<Path> = Arc::from(path);
-    for (index, line) in text.split('\n').enumerate() {
-        let (addr, comment) = match line.split_once('#') {
+    let mut bytes = Vec::with_capacity(256);
+    let mut line = 0;
+    while read_line(&mut reader, &mut bytes)? {
+        line += 1;
+        let problem = |message: String| Problem::new(path, Some(line), message);
+        if bytes.len() > MAX_LINE_BYTES {
+            report.push(problem(format!(
+                "line longer than {MAX_LINE_BYTES} bytes; a list file holds one address or \
+                 network per line"
+            )));
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            report.push(problem(
+                "not valid UTF-8; list files are plain text".to_owned(),
+            ));
+            continue;
+        };
+        let (addr, comment) = match text.split_once('#') {
             Some((addr, comment)) => (addr.trim(), Some(comment.trim())),
-            None => (line.trim(), None),
+            None => (text.trim(), None),
         };
         if addr.is_empty() {
             continue; // blank, or only a comment
         }
-        let line = index + 1;
-        let problem = |message: String| Problem::new(path, Some(line), message).entry(quoted(addr));
+        let problem = |message: String| problem(message).entry(quoted(addr));
         let net = match parse_net(addr) {
             Ok(net) => net,
             Err(message) => {
@@ -66,10 +129,26 @@ pub fn parse(path: &Path, text: &str, entries: &mut Vec<Entry>, report: &mut Rep
                     report.push(problem(message));
                     continue;
                 }
-                comment.to_owned()
+                Arc::from(comment)
             }
-            _ => file_name.clone(),
+            _ => Arc::clone(&file_name),
         };
+        if let Some(family) = capacity.count(&net) {
+            // Stop here: the file may be far too long to hold in memory.
+            capacity.exceeded = true;
+            report.push(problem(format!(
+                "more than max_entries = {}{} {family} entries; the rest of the file was \
+                 not read. Raise max_entries (up to {}) or shorten the list",
+                capacity.max,
+                if capacity.default {
+                    " (the default)"
+                } else {
+                    ""
+                },
+                super::MAX_ENTRIES_LIMIT
+            )));
+            return Ok(());
+        }
         entries.push(Entry {
             net,
             comment,
@@ -79,6 +158,31 @@ pub fn parse(path: &Path, text: &str, entries: &mut Vec<Entry>, report: &mut Rep
             },
         });
     }
+    Ok(())
+}
+
+/// Reads one line (without its `\n`) into `bytes`, keeping at most `MAX_LINE_BYTES + 1` bytes
+/// of it: enough to tell that it is too long. False at the end of the input.
+fn read_line(reader: &mut impl BufRead, bytes: &mut Vec<u8>) -> std::io::Result<bool> {
+    bytes.clear();
+    let mut any = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any);
+        }
+        any = true;
+        let (chunk, used, done) = match memchr::memchr(b'\n', buf) {
+            Some(end) => (&buf[..end], end + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = (MAX_LINE_BYTES + 1).saturating_sub(bytes.len());
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        reader.consume(used);
+        if done {
+            return Ok(true);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -87,15 +191,18 @@ mod tests {
 
     use super::*;
 
-    fn parse_str(text: &str) -> (Vec<Entry>, Vec<String>) {
+    fn parse_bytes(text: &[u8], max: u32) -> (Vec<Entry>, Vec<String>) {
         let mut entries = Vec::new();
         let mut report = Report::default();
-        parse(
+        let mut capacity = Capacity::new(max, false, &[]);
+        read_from(
             Path::new("/etc/allowlist/partners.list"),
             text,
+            &mut capacity,
             &mut entries,
             &mut report,
-        );
+        )
+        .expect("reading from memory");
         let problems = match report.finish(()) {
             Ok(()) => Vec::new(),
             Err(err) => err.problems().iter().map(Problem::to_string).collect(),
@@ -103,10 +210,14 @@ mod tests {
         (entries, problems)
     }
 
+    fn parse_str(text: &str) -> (Vec<Entry>, Vec<String>) {
+        parse_bytes(text.as_bytes(), 1024)
+    }
+
     fn summary(entries: &[Entry]) -> Vec<(String, &str, usize)> {
         entries
             .iter()
-            .map(|e| (e.net.to_string(), e.comment.as_str(), e.origin.line))
+            .map(|e| (e.net.to_string(), &*e.comment, e.origin.line))
             .collect()
     }
 
@@ -191,7 +302,12 @@ mod tests {
         let path = dir.path().join("bad.list");
         std::fs::write(&path, b"198.18.0.0/24\n198.18.1.0/24 # caf\xe9\n")?;
         let (mut entries, mut report) = (Vec::new(), Report::default());
-        read(&path, &mut entries, &mut report)?;
+        read(
+            &path,
+            &mut Capacity::new(1024, false, &[]),
+            &mut entries,
+            &mut report,
+        )?;
         let err = report.finish(()).expect_err("invalid UTF-8");
         assert_eq!(err.problems()[0].line, Some(2));
         assert_eq!(err.problems()[0].file, path);
@@ -203,8 +319,65 @@ mod tests {
     fn read_passes_io_errors_to_the_caller() {
         let (mut entries, mut report) = (Vec::new(), Report::default());
         let missing = PathBuf::from("/nonexistent/allowlist/missing.list");
-        let err = read(&missing, &mut entries, &mut report).expect_err("missing file");
+        let err = read(
+            &missing,
+            &mut Capacity::new(1024, false, &[]),
+            &mut entries,
+            &mut report,
+        )
+        .expect_err("missing file");
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         assert!(report.finish(()).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_per_line_and_the_rest_still_read() {
+        let (entries, problems) = parse_bytes(b"198.18.0.0/24 # caf\xe9\n198.18.1.0/24\n", 1024);
+        assert_eq!(
+            problems,
+            ["/etc/allowlist/partners.list:1: not valid UTF-8; list files are plain text"]
+        );
+        assert_eq!(
+            summary(&entries),
+            [("198.18.1.0/24".to_owned(), "partners.list", 2)]
+        );
+    }
+
+    #[test]
+    fn overlong_lines_are_refused_without_being_kept() {
+        let mut text = b"198.18.0.1\n198.18.0.2 # ".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 10 << 20));
+        text.extend_from_slice(b"\n198.18.0.3\n");
+        let (entries, problems) = parse_bytes(&text, 1024);
+        assert_eq!(
+            problems,
+            [format!(
+                "/etc/allowlist/partners.list:2: line longer than {MAX_LINE_BYTES} bytes; a list \
+                 file holds one address or network per line"
+            )]
+        );
+        let lines: Vec<usize> = entries.iter().map(|e| e.origin.line).collect();
+        assert_eq!(lines, [1, 3]);
+    }
+
+    #[test]
+    fn reading_stops_at_the_first_entry_past_max_entries() {
+        // Lines after the limit are never looked at: this one would be an error otherwise.
+        let text = "198.18.0.1\n2001:db8::1\n198.18.0.2\n2001:db8::2\n198.18.0.3\nnot an address\n";
+        let (entries, problems) = parse_str_max(text, 2);
+        assert_eq!(entries.len(), 4);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "/etc/allowlist/partners.list:5: `198.18.0.3`: more than max_entries = 2 IPv4 \
+                 entries; the rest of the file was not read. Raise max_entries"
+            ),
+            "{}",
+            problems[0]
+        );
+    }
+
+    fn parse_str_max(text: &str, max: u32) -> (Vec<Entry>, Vec<String>) {
+        parse_bytes(text.as_bytes(), max)
     }
 }

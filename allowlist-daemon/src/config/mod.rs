@@ -44,6 +44,10 @@ use error::{LineIndex, Report, quoted};
 
 pub const DEFAULT_PATH: &str = "/etc/allowlist/allowlist.toml";
 
+/// Larger config files are refused before parsing: long lists belong in list files, which
+/// are streamed.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Largest accepted `max_entries`: beyond this the per-family maps would pin an unreasonable
 /// amount of kernel memory.
 pub const MAX_ENTRIES_LIMIT: u32 = 16_777_216;
@@ -90,6 +94,8 @@ pub struct Config {
     pub list_files: Vec<PathBuf>,
     /// `[[entries]]` first, then each list file's, in file order.
     pub entries: Vec<Entry>,
+    /// Indices into `entries` in network order: comparing two configs is then one merge.
+    pub(crate) by_net: Vec<u32>,
 }
 
 /// One allowlisted network.
@@ -97,7 +103,8 @@ pub struct Config {
 pub struct Entry {
     /// Normalised: host bits clear; single addresses are /32 or /128; never IPv4-mapped.
     pub net: IpNet,
-    pub comment: String,
+    /// Shared with the entry's file name where a list-file line has no comment of its own.
+    pub comment: Arc<str>,
     pub origin: Origin,
 }
 
@@ -137,15 +144,29 @@ impl Config {
             metrics_entry_series: 100,
             list_files: Vec::new(),
             entries: Vec::new(),
+            by_net: Vec::new(),
         }
     }
 
     /// Reads and validates the config file at `path` and the list files it names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
+        let io = |error| ConfigError::Io {
             path: path.to_path_buf(),
             error,
-        })?;
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_CONFIG_BYTES {
+            let message = format!(
+                "{size} bytes, more than the {} MiB a config file may have; put long lists \
+                 in list files (list_files = [...])",
+                MAX_CONFIG_BYTES >> 20
+            );
+            return Err(ConfigError::Invalid {
+                problems: vec![Problem::new(path, None, message)],
+                omitted: 0,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
         Config::parse(path, &text)
     }
 
@@ -156,15 +177,28 @@ impl Config {
         let mut report = Report::default();
         let mut config = Config::defaults(path);
         let layout = document::read(&doc, path, &mut config, &mut report);
+        let max = if layout.is_valid("max_entries") {
+            config.max_entries
+        } else {
+            MAX_ENTRIES_LIMIT
+        };
+        let default = !layout.is_set("max_entries");
+        let mut capacity = list_file::Capacity::new(max, default, &config.entries);
         for (file, (line, label)) in config.list_files.iter().zip(&layout.list_files) {
-            if let Err(err) = list_file::read(file, &mut config.entries, &mut report) {
+            if capacity.exceeded {
+                break;
+            }
+            let read = list_file::read(file, &mut capacity, &mut config.entries, &mut report);
+            if let Err(err) = read {
                 let message = format!("reading {}: {err}", file.display());
                 let problem = Problem::new(path, *line, message).key("list_files");
                 report.push(problem.entry(label.clone()));
             }
         }
-        overlaps::check_overlaps(&config.entries, &layout.inline, &mut report);
-        config.check_capacity(&layout, &mut report);
+        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, &mut report);
+        if !capacity.exceeded {
+            config.check_capacity(&layout, &mut report);
+        }
         config.check_protection(&layout, &mut report);
         report.finish(config)
     }
@@ -174,8 +208,14 @@ impl Config {
         Rules {
             active: self.active,
             ports: self.protected_tcp_ports.clone(),
-            entries: self.entries.iter().map(|e| e.net).collect(),
+            // In order already: the set is built without sorting.
+            entries: self.entries_by_net().map(|e| e.net).collect(),
         }
+    }
+
+    /// The entries in network order (IPv4 first).
+    pub fn entries_by_net(&self) -> impl Iterator<Item = &Entry> {
+        self.by_net.iter().map(|&i| &self.entries[i as usize])
     }
 
     /// Checks that every listed interface exists now. Kept apart from loading because

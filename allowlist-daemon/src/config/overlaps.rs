@@ -35,12 +35,13 @@ struct Overlap {
     duplicate: bool,
 }
 
-/// Reports every entry that repeats an earlier one or lies inside another entry's network.
+/// Reports every entry that repeats an earlier one or lies inside another entry's network,
+/// and returns the entries' indices in network order (IPv4 first, as `IpNet` orders them).
 ///
 /// Sorting by (start, prefix length) puts every network right after the networks containing
 /// it (CIDR blocks either nest or are disjoint), so one sweep finds all overlaps: O(n log n),
 /// which matters for list files with a million lines.
-pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) {
+pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) -> Vec<u32> {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
@@ -60,8 +61,9 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
         }
     }
     let mut found = Vec::new();
-    sweep(v4, &mut found);
-    sweep(v6, &mut found);
+    let mut order = Vec::with_capacity(entries.len());
+    sweep(v4, &mut found, &mut order);
+    sweep(v6, &mut found, &mut order);
     found.sort_unstable_by_key(|o| o.index);
     for o in found {
         let (this, other) = (&entries[o.index], &entries[o.other]);
@@ -78,11 +80,13 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
         };
         report.push(entry_problem(entries, inline, o.index, message));
     }
+    order
 }
 
-fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>) {
+fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>, order: &mut Vec<u32>) {
     // Equal networks sort by position, so the first occurrence is the one kept.
     spans.sort_unstable_by_key(|s| (s.start, s.prefix, s.index));
+    order.extend(spans.iter().map(|s| s.index as u32));
     // The widest network containing the current position, and the first occurrence of the
     // network before this one (so a repeated network reads as a duplicate, not as covered).
     let mut cover: Option<&Span<A>> = None;
@@ -125,7 +129,7 @@ mod tests {
         list.iter()
             .map(|&(n, file, line)| Entry {
                 net: net(n),
-                comment: String::new(),
+                comment: std::sync::Arc::from(""),
                 origin: Origin {
                     file: std::sync::Arc::from(Path::new(file)),
                     line,
@@ -136,7 +140,10 @@ mod tests {
 
     fn overlaps(list: &[(&str, &str, usize)], inline: &[usize]) -> Vec<String> {
         let mut report = Report::default();
-        check_overlaps(&entries(list), inline, &mut report);
+        let list = entries(list);
+        let order = check_overlaps(&list, inline, &mut report);
+        let nets: Vec<IpNet> = order.iter().map(|&i| list[i as usize].net).collect();
+        assert!(nets.is_sorted(), "network order: {nets:?}");
         match report.finish(()) {
             Ok(()) => Vec::new(),
             Err(err) => err.problems().iter().map(Problem::to_string).collect(),

@@ -50,6 +50,7 @@ fn defaults() -> Result<(), ConfigError> {
         metrics_entry_series: 100,
         list_files: vec![],
         entries: vec![],
+        by_net: vec![],
     };
     assert_eq!(config, expected);
     // `active` defaults to true.
@@ -93,7 +94,7 @@ cidr = "2001:db8::/32"
     let config = Config::load(&path)?;
     let entry = |net: &str, comment: &str, file: &Path, line| Entry {
         net: net.parse().expect("test network"),
-        comment: comment.to_owned(),
+        comment: Arc::from(comment),
         origin: Origin {
             file: file.into(),
             line,
@@ -123,6 +124,7 @@ cidr = "2001:db8::/32"
             entry("2001:db8::/32", "", &path, 23),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
+        by_net: vec![0, 2, 1],
     };
     assert_eq!(config, expected);
     assert_eq!(

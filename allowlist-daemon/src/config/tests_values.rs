@@ -221,8 +221,27 @@ fn capacity_default_is_named() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: key `max_entries`: 1025 IPv4 entries but max_entries = 1024 (the default); \
-             raise max_entries",
+            "{}:1025: `198.18.4.0`: more than max_entries = 1024 (the default) IPv4 entries; \
+             the rest of the file was not read. Raise max_entries (up to 16777216) or shorten \
+             the list",
+            dir.path().join("many.list").display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn oversized_config_file_is_refused_before_parsing() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("allowlist.toml");
+    // Sparse: the size alone must be enough to refuse it.
+    std::fs::File::create(&path)?.set_len(MAX_CONFIG_BYTES + 1)?;
+    let err = Config::load(&path).expect_err("too large");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: 16777217 bytes, more than the 16 MiB a config file may have; put long lists in \
+             list files (list_files = [...])",
             path.display()
         )
     );

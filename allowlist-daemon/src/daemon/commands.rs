@@ -107,7 +107,9 @@ impl Daemon {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
         let (summary, old) = self.reload(actor).map_err(invalid)?;
         info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
-        let (added, removed) = diff::entries(&old, &self.config);
+        let (added, removed) = old
+            .map(|old| diff::entries(&old, &self.config))
+            .unwrap_or_default();
         Ok(Reply::Reload(ReloadReport {
             dry_run,
             revision: self.revision,
@@ -172,7 +174,11 @@ impl Daemon {
                 pending_confirmation: self.pending_info(),
             });
         }
-        let (before, after) = diff::audit_values(&self.config, &new);
+        let diff::Changes {
+            before,
+            after,
+            summary,
+        } = diff::changes(&self.config, &new);
         self.record(
             actor.clone(),
             action,
@@ -207,8 +213,8 @@ impl Daemon {
         }
         let old_config = self.config.clone();
         let old_text = self.config_text.clone();
-        let summary = match self.switch_to(new, new_text) {
-            Ok(summary) => summary,
+        let summary = match self.switch_to(new, new_text, summary) {
+            Ok((summary, _)) => summary,
             Err(e) => {
                 // Put the file back so that it keeps describing what the kernel enforces.
                 let restored = write_atomic(&path, &old_text);

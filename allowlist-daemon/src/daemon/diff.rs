@@ -1,9 +1,6 @@
 //! What a change changed, between two configs: the entries added and removed (for reload
 //! reports) and the before/after values of audit records.
 
-use std::collections::HashMap;
-
-use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
 use crate::config::{Config, Entry};
@@ -12,51 +9,61 @@ use crate::control::protocol::EntryInfo;
 pub fn entry_info(entry: &Entry) -> EntryInfo {
     EntryInfo {
         cidr: entry.net.to_string(),
-        comment: entry.comment.clone(),
+        comment: entry.comment.to_string(),
         origin: entry.origin.to_string(),
         hits: 0,
         last_hit: None,
     }
 }
 
+/// One network of either config, met in network order.
+enum Side<'a> {
+    Old(&'a Entry),
+    New(&'a Entry),
+    Both(&'a Entry, &'a Entry),
+}
+
+/// Calls `each` for every network of `old` and `new`: one merge of the two in network order,
+/// so that comparing million-entry configs builds nothing.
+fn walk<'a>(old: &'a Config, new: &'a Config, mut each: impl FnMut(Side<'a>)) {
+    let mut olds = old.entries_by_net().peekable();
+    for n in new.entries_by_net() {
+        while let Some(o) = olds.next_if(|o| o.net < n.net) {
+            each(Side::Old(o));
+        }
+        match olds.next_if(|o| o.net == n.net) {
+            Some(o) => each(Side::Both(o, n)),
+            None => each(Side::New(n)),
+        }
+    }
+    olds.for_each(|o| each(Side::Old(o)));
+}
+
 /// Entries only in `new`, and entries only in `old`.
 pub fn entries(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
-    let old_nets: HashMap<IpNet, &Entry> = old.entries.iter().map(|e| (e.net, e)).collect();
-    let new_nets: HashMap<IpNet, &Entry> = new.entries.iter().map(|e| (e.net, e)).collect();
-    let added = new
-        .entries
-        .iter()
-        .filter(|e| !old_nets.contains_key(&e.net))
-        .map(entry_info)
-        .collect();
-    let removed = old
-        .entries
-        .iter()
-        .filter(|e| !new_nets.contains_key(&e.net))
-        .map(entry_info)
-        .collect();
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    walk(old, new, |side| match side {
+        Side::New(e) => added.push(entry_info(e)),
+        Side::Old(e) => removed.push(entry_info(e)),
+        Side::Both(..) => {}
+    });
     (added, removed)
 }
 
 /// One line saying what going from `old` to `new` changes: the summary of every change and
 /// reload, and of a dry run.
 pub fn summary(old: &Config, new: &Config) -> String {
-    // One map of the old entries: a million-entry reload builds nothing more.
-    let old_comments: HashMap<IpNet, &str> = old
-        .entries
-        .iter()
-        .map(|e| (e.net, e.comment.as_str()))
-        .collect();
-    let (mut added, mut recommented) = (0, 0);
-    for e in &new.entries {
-        match old_comments.get(&e.net) {
-            None => added += 1,
-            Some(comment) if *comment != e.comment => recommented += 1,
-            Some(_) => {}
-        }
-    }
-    // Networks are unique on each side, so the rest of the old ones are gone.
-    let removed = old.entries.len() - (new.entries.len() - added);
+    changes(old, new).summary
+}
+
+/// The summary line, given how many entries were added, removed and recommented.
+fn summary_line(
+    old: &Config,
+    new: &Config,
+    added: usize,
+    removed: usize,
+    recommented: usize,
+) -> String {
     let mut parts = vec![format!("+{added} -{removed} entries")];
     if recommented > 0 {
         parts.push(format!("{recommented} comments changed"));
@@ -103,37 +110,42 @@ pub fn summary(old: &Config, new: &Config) -> String {
 }
 
 fn entry_value(entry: &Entry) -> Value {
-    json!({ "cidr": entry.net.to_string(), "comment": entry.comment })
+    json!({ "cidr": entry.net.to_string(), "comment": &*entry.comment })
 }
 
-/// `before` and `after` for an audit record: the entries as they were and became (removed
-/// and changed ones before, added and changed ones after) and every setting that changed.
-/// Keys that did not change are left out, so an `add` reads `{"entries": []}` ->
-/// `{"entries": [{"cidr": ..., "comment": ...}]}` and an `activate` `{"active": false}` ->
-/// `{"active": true}`.
-pub fn audit_values(old: &Config, new: &Config) -> (Value, Value) {
-    let old_by_net: HashMap<IpNet, &Entry> = old.entries.iter().map(|e| (e.net, e)).collect();
-    let new_by_net: HashMap<IpNet, &Entry> = new.entries.iter().map(|e| (e.net, e)).collect();
-    let before_entries: Vec<Value> = old
-        .entries
-        .iter()
-        .filter(|e| {
-            new_by_net
-                .get(&e.net)
-                .is_none_or(|n| n.comment != e.comment)
-        })
-        .map(entry_value)
-        .collect();
-    let after_entries: Vec<Value> = new
-        .entries
-        .iter()
-        .filter(|e| {
-            old_by_net
-                .get(&e.net)
-                .is_none_or(|o| o.comment != e.comment)
-        })
-        .map(entry_value)
-        .collect();
+/// What going from one config to another changes, from one walk over both.
+pub struct Changes {
+    /// `before` and `after` for an audit record: the entries as they were and became
+    /// (removed and changed ones before, added and changed ones after) and every setting
+    /// that changed. Keys that did not change are left out, so an `add` reads
+    /// `{"entries": []}` -> `{"entries": [{"cidr": ..., "comment": ...}]}` and an `activate`
+    /// `{"active": false}` -> `{"active": true}`.
+    pub before: Value,
+    pub after: Value,
+    /// See [`summary`].
+    pub summary: String,
+}
+
+pub fn changes(old: &Config, new: &Config) -> Changes {
+    let (mut before_entries, mut after_entries) = (Vec::new(), Vec::new());
+    let mut recommented = 0;
+    walk(old, new, |side| match side {
+        Side::Old(o) => before_entries.push(entry_value(o)),
+        Side::New(n) => after_entries.push(entry_value(n)),
+        Side::Both(o, n) if o.comment != n.comment => {
+            recommented += 1;
+            before_entries.push(entry_value(o));
+            after_entries.push(entry_value(n));
+        }
+        Side::Both(..) => {}
+    });
+    let summary = summary_line(
+        old,
+        new,
+        after_entries.len() - recommented,
+        before_entries.len() - recommented,
+        recommented,
+    );
     let mut before = Map::new();
     let mut after = Map::new();
     if !before_entries.is_empty() || !after_entries.is_empty() {
@@ -153,7 +165,11 @@ pub fn audit_values(old: &Config, new: &Config) -> (Value, Value) {
         json!(new.protected_tcp_ports),
     );
     setting("interfaces", json!(old.interfaces), json!(new.interfaces));
-    (Value::Object(before), Value::Object(after))
+    Changes {
+        before: Value::Object(before),
+        after: Value::Object(after),
+        summary,
+    }
 }
 
 /// Whether `config` is what a change recorded by [`audit_values`] as `before` -> `after`
@@ -208,7 +224,7 @@ mod tests {
         let b = config(
             "[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"A\"\n[[entries]]\ncidr = \"2001:db8::/48\"\n",
         );
-        let (before, after) = audit_values(&a, &b);
+        let Changes { before, after, .. } = changes(&a, &b);
         assert_eq!(
             before,
             json!({ "entries": [{ "cidr": "198.18.1.0/24", "comment": "a" }] })
@@ -222,7 +238,7 @@ mod tests {
         );
         let (added, removed) = entries(&a, &b);
         assert_eq!((added.len(), removed.len()), (1, 0));
-        let (before, after) = audit_values(&a, &a);
+        let Changes { before, after, .. } = changes(&a, &a);
         assert_eq!((before, after), (json!({}), json!({})));
         assert_eq!(summary(&a, &b), "+1 -0 entries, 1 comments changed");
     }

@@ -295,22 +295,27 @@ impl Daemon {
         }
     }
 
-    /// Makes `new` the enforced config: maps, then interfaces. On success the revision moves.
-    fn switch_to(&mut self, new: Config, text: String) -> Result<String> {
-        let summary = diff::summary(&self.config, &new);
+    /// Makes `new` the enforced config: maps, then interfaces. On success the revision moves;
+    /// returns the summary and the config replaced.
+    fn switch_to(
+        &mut self,
+        new: Config,
+        text: String,
+        summary: String,
+    ) -> Result<(String, Config)> {
         self.filter.apply(&new.rules())?;
         self.attachments
             .sync(self.filter.program(), &new.interfaces, new.xdp_mode)?;
-        self.config = new;
+        let old = std::mem::replace(&mut self.config, new);
         self.config_text = text;
         self.revision += 1;
         self.save_revision();
-        Ok(format!("{summary}, revision {}", self.revision))
+        Ok((format!("{summary}, revision {}", self.revision), old))
     }
 
     /// Re-reads the file and applies it, audited and counted for /metrics; `Err` says why
-    /// nothing changed. Returns the summary and the config it replaced.
-    fn reload(&mut self, actor: Actor) -> Result<(String, Config), String> {
+    /// nothing changed. Returns the summary and the config it replaced, if anything changed.
+    fn reload(&mut self, actor: Actor) -> Result<(String, Option<Config>), String> {
         let result = self.reload_file(actor);
         self.reloads.total += 1;
         self.reloads.last_ok = result.is_ok();
@@ -318,7 +323,7 @@ impl Daemon {
         result
     }
 
-    fn reload_file(&mut self, actor: Actor) -> Result<(String, Config), String> {
+    fn reload_file(&mut self, actor: Actor) -> Result<(String, Option<Config>), String> {
         let prepared = match &self.pending {
             Some(pending) => Err(format!(
                 "a change awaits confirmation ({}); run `allowlistctl confirm` or wait for its rollback first",
@@ -348,9 +353,13 @@ impl Daemon {
                 self.revision,
             )?;
             let summary = format!("no change, revision {}", self.revision);
-            return Ok((summary, self.config.clone()));
+            return Ok((summary, None));
         }
-        let (before, after) = diff::audit_values(&self.config, &new);
+        let diff::Changes {
+            before,
+            after,
+            summary,
+        } = diff::changes(&self.config, &new);
         self.record(
             actor.clone(),
             "reload",
@@ -359,9 +368,8 @@ impl Daemon {
             Outcome::Ok,
             self.revision + 1,
         )?;
-        let old = self.config.clone();
-        match self.switch_to(new, text) {
-            Ok(summary) => Ok((summary, old)),
+        match self.switch_to(new, text, summary) {
+            Ok((summary, old)) => Ok((summary, Some(old))),
             Err(e) => {
                 // Maps and links keep whatever state they reached: every step of apply keeps
                 // allowed sources allowed, and the next reload converges from there.
@@ -395,7 +403,11 @@ impl Daemon {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        let (before, after) = diff::audit_values(&self.config, &pending.restore_config);
+        let diff::Changes {
+            before,
+            after,
+            summary,
+        } = diff::changes(&self.config, &pending.restore_config);
         let note = json!({ "unconfirmed": pending.description });
         let after = match after {
             serde_json::Value::Object(mut map) => {
@@ -430,7 +442,9 @@ impl Daemon {
         } else {
             write_atomic(&path, &text).context("restoring the config file")
         };
-        match restored.and_then(|()| self.switch_to(pending.restore_config, text)) {
+        let switched =
+            restored.and_then(|()| self.switch_to(pending.restore_config, text, summary));
+        match switched.map(|(summary, _)| summary) {
             Ok(summary) if hand_edited => warn!(
                 "not confirmed in time: rolled back the enforced rules of `{}` ({summary}), but left {} alone because it was edited by hand meanwhile; check it and run `allowlistctl reload`",
                 pending.description,

@@ -41,7 +41,7 @@ impl Daemon {
                 .iter()
                 .map(|e| metrics::EntryHits {
                     cidr: e.net,
-                    comment: e.comment.clone(),
+                    comment: e.comment.to_string(),
                     hits: hits.get(&e.net).map_or(0, |h| h.packets),
                 })
                 .collect(),

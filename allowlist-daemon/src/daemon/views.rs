@@ -152,7 +152,7 @@ impl Daemon {
             .map_err(|_| invalid(format!("`{ip}` is not an IP address")))?;
         let ports: Vec<u16> = match port {
             Some(p) => vec![p],
-            None => self.filter.rules().ports.iter().copied().collect(),
+            None => self.filter.ports().iter().copied().collect(),
         };
         let mut verdicts = Vec::new();
         for port in ports {
@@ -197,7 +197,7 @@ impl Daemon {
         }
         Ok(Reply::Test(TestReport {
             ip: addr.to_string(),
-            active: self.filter.rules().active,
+            active: self.filter.active(),
             verdicts,
         }))
     }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroUsize;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
@@ -20,8 +20,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
-        lpm_trie::Key,
+        Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapType, PerCpuArray, PerCpuHashMap,
+        RingBuf, lpm_trie::Key,
     },
     programs::Xdp,
 };
@@ -33,6 +33,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use crate::prefilter::{V4Prefilter, V6Prefilter};
 use crate::rules::Rules;
 
+mod batch;
 mod ids;
 
 use ids::Ids;
@@ -41,9 +42,11 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 8] = [
+pub const MAP_NAMES: [&str; 10] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
+    names::EXACT_V4,
+    names::EXACT_V6,
     names::PREFILTER_V4,
     names::PREFILTER_V6,
     names::PORTS,
@@ -102,10 +105,17 @@ pub struct Filter {
     prefilter_v6_words: MappedWords,
     v4: V4Prefilter,
     v6: V6Prefilter,
-    applied: Rules,
+    /// Whether the list is enforced, and the protected ports, as the maps have them.
+    active: bool,
+    ports: BTreeSet<u16>,
     ids: Ids,
     settings: Settings,
     capacity: u32,
+    /// Entry ids + 1: the length of each CPU's block of HITS.
+    hit_slots: u32,
+    /// Ids from here on have never counted a hit in HITS: a new entry there needs no clearing.
+    hits_clean_from: u32,
+    cpus: u32,
 }
 
 impl Filter {
@@ -121,14 +131,23 @@ impl Filter {
     pub fn load_with(max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
         // Every entry of both families needs an id; 0 means none.
         let id_capacity = max_entries * 2;
+        let hit_slots = id_capacity + 1;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)? as u32;
+        let hits_len = hit_slots
+            .checked_mul(cpus)
+            .context("max_entries too large for the hit counters of this many CPUs")?;
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(names::ALLOW_V4, max_entries)
             .map_max_entries(names::ALLOW_V6, max_entries)
-            .map_max_entries(names::HITS, id_capacity + 1);
+            .map_max_entries(names::EXACT_V4, max_entries)
+            .map_max_entries(names::EXACT_V6, max_entries)
+            .map_max_entries(names::HITS, hits_len)
+            .override_global(names::HIT_SLOTS, &hit_slots, true);
         let mut inherited = HashMap::new();
         let hits_pin;
         let counters_pin;
+        let mut hits_inherited = false;
         if let Some(dir) = pin_dir {
             let maps_dir = dir.join("maps");
             std::fs::create_dir_all(&maps_dir)
@@ -136,11 +155,18 @@ impl Filter {
             inherited = previous_ids(&maps_dir)?;
             hits_pin = maps_dir.join(names::HITS);
             if let Ok(old) = MapData::from_pin(&hits_pin)
-                && old.info().map(|i| i.max_entries()).ok() != Some(id_capacity + 1)
+                && old
+                    .info()
+                    .ok()
+                    .is_none_or(|i| i.max_entries() != hits_len || !is_array(i.map_type()))
             {
-                tracing::warn!("max_entries changed: per-entry hit counters start from zero");
+                tracing::warn!(
+                    "max_entries (or the counters' layout) changed: per-entry hit counters \
+                     start from zero"
+                );
                 remove_pin(&hits_pin)?;
             }
+            hits_inherited = hits_pin.exists();
             counters_pin = maps_dir.join(names::COUNTERS);
             loader
                 .map_pin_path(names::HITS, hits_pin.as_path())
@@ -166,10 +192,14 @@ impl Filter {
             prefilter_v6_words,
             v4: V4Prefilter::default(),
             v6: V6Prefilter::default(),
-            applied: Rules::default(),
+            active: false,
+            ports: BTreeSet::new(),
             ids: Ids::new(id_capacity, inherited),
             settings: Settings::default(),
             capacity: max_entries,
+            hit_slots,
+            hits_clean_from: if hits_inherited { hit_slots } else { 0 },
+            cpus,
         })
     }
 
@@ -180,8 +210,12 @@ impl Filter {
             .expect("load() checked the program exists and is XDP")
     }
 
-    pub fn rules(&self) -> &Rules {
-        &self.applied
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    pub fn ports(&self) -> &BTreeSet<u16> {
+        &self.ports
     }
 
     pub fn capacity(&self) -> u32 {
@@ -190,25 +224,16 @@ impl Filter {
 
     /// Brings the maps from what they hold to `rules`.
     pub fn apply(&mut self, rules: &Rules) -> Result<()> {
-        let added: Vec<IpNet> = rules
-            .entries
-            .difference(&self.applied.entries)
-            .copied()
-            .collect();
-        let removed: Vec<IpNet> = self
-            .applied
-            .entries
-            .difference(&rules.entries)
-            .copied()
-            .collect();
+        let (added, removed) = self.ids.diff(rules.entries.iter());
         self.insert_entries(&added)?;
         self.write_ports(&rules.ports)?;
+        self.ports = rules.ports.clone();
         self.settings.active = u32::from(rules.active);
         self.settings.protected_ports = rules.ports.len() as u32;
         self.write_settings()?;
+        self.active = rules.active;
         self.remove_entries(&removed)?;
         self.ids.forget_inherited();
-        self.applied = rules.clone();
         Ok(())
     }
 
@@ -220,37 +245,44 @@ impl Filter {
             self.settings.v6_wide_entries = self.v6.wide();
             self.write_settings()?;
         }
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut writes = Writes::default();
+        let mut fresh = Vec::new();
+        let mut assigned = Vec::with_capacity(nets.len());
         for net in nets {
-            let assigned = self
-                .ids
-                .assign(*net)
-                .with_context(|| format!("no entry id left for {net}"))?;
-            if assigned.fresh {
-                // A reused id must not inherit a removed entry's counts.
-                let mut hits: PerCpuArray<_, HitStat> =
-                    PerCpuArray::try_from(map_mut(&mut self.ebpf, names::HITS)?)?;
-                let zero = PerCpuValues::try_from(vec![HitStat::default(); cpus])?;
-                hits.set(assigned.id, zero, 0)
-                    .context("clearing the hit counters of a new entry")?;
-            }
-            let id = assigned.id;
-            let result = match net {
-                IpNet::V4(n) => trie_v4(&mut self.ebpf)?.insert(
-                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                    id,
-                    0,
-                ),
-                IpNet::V6(n) => trie_v6(&mut self.ebpf)?.insert(
-                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
-                    id,
-                    0,
-                ),
+            let Some(new) = self.ids.assign(*net) else {
+                self.ids.unassign(assigned.iter().map(|(_, id)| *id));
+                bail!("no entry id left for {net}");
             };
-            result.with_context(|| format!("inserting {net} into the kernel's allowlist"))?;
+            if new.fresh && new.id < self.hits_clean_from {
+                fresh.push(new.id);
+            }
+            writes.push(*net, new.id);
+            assigned.push((*net, new.id));
         }
+        // A reused id must not inherit a removed entry's counts.
+        let written = self
+            .clear_hits(&fresh)
+            .and_then(|()| writes.write(&self.ebpf));
+        if let Err(err) = written {
+            // Not recorded: the next apply writes them all again (writes overwrite).
+            self.ids.unassign(assigned.iter().map(|(_, id)| *id));
+            return Err(err);
+        }
+        if let Some(max) = assigned.iter().map(|(_, id)| id + 1).max() {
+            self.hits_clean_from = self.hits_clean_from.max(max);
+        }
+        self.ids.record(assigned, &[]);
         self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
         Ok(())
+    }
+
+    fn clear_hits(&self, ids: &[u32]) -> Result<()> {
+        let keys: Vec<u32> = (0..self.cpus)
+            .flat_map(|cpu| ids.iter().map(move |id| cpu * self.hit_slots + id))
+            .collect();
+        let zeros = vec![HitStat::default(); keys.len()];
+        batch::update(map_fd(&self.ebpf, names::HITS)?, &keys, &zeros)
+            .context("clearing the hit counters of new entries")
     }
 
     fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
@@ -258,14 +290,28 @@ impl Filter {
         self.v4.before_remove(self.prefilter_v4_words.words(), &v4);
         for net in nets {
             let result = match net {
+                IpNet::V4(n) if n.prefix_len() == 32 => {
+                    exact_v4(&mut self.ebpf)?.remove(&n.addr().octets())
+                }
+                IpNet::V6(n) if n.prefix_len() == 128 => {
+                    exact_v6(&mut self.ebpf)?.remove(&n.addr().octets())
+                }
                 IpNet::V4(n) => trie_v4(&mut self.ebpf)?
                     .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
                 IpNet::V6(n) => trie_v6(&mut self.ebpf)?
                     .remove(&Key::new(u32::from(n.prefix_len()), n.network().octets())),
             };
-            result.with_context(|| format!("removing {net} from the kernel's allowlist"))?;
-            self.ids.release(net);
+            // Already gone: an earlier apply failed after removing it.
+            let missing = matches!(
+                &result,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT)
+            );
+            if !missing {
+                result.with_context(|| format!("removing {net} from the kernel's allowlist"))?;
+            }
         }
+        self.ids.record(Vec::new(), nets);
         self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
         self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
         if self.v6.wide() != self.settings.v6_wide_entries {
@@ -281,7 +327,7 @@ impl Filter {
             words[usize::from(*port / 64)] |= 1 << (port % 64);
         }
         let mut old = [0u64; PORT_WORDS as usize];
-        for port in &self.applied.ports {
+        for port in &self.ports {
             old[usize::from(*port / 64)] |= 1 << (port % 64);
         }
         let mut map: Array<_, u64> = Array::try_from(map_mut(&mut self.ebpf, names::PORTS)?)?;
@@ -349,20 +395,24 @@ impl Filter {
             }))
     }
 
-    /// Hits per entry: new connections let in, summed over CPUs, and the boot-time ns of the
-    /// latest (0 if none).
+    /// Hits per entry with any: new connections let in, summed over CPUs, and the boot-time
+    /// ns of the latest.
     pub fn hits(&self) -> Result<HashMap<IpNet, HitStat>> {
-        let hits: PerCpuArray<_, HitStat> = PerCpuArray::try_from(map(&self.ebpf, names::HITS)?)?;
-        let mut out = HashMap::new();
-        for (net, id) in self.ids.iter() {
-            let per_cpu = hits.get(id, 0).context("reading the hit counters")?;
-            let stat = per_cpu.iter().fold(HitStat::default(), |sum, cpu| HitStat {
-                packets: sum.packets + cpu.packets,
-                last_seen_ns: sum.last_seen_ns.max(cpu.last_seen_ns),
-            });
-            out.insert(*net, stat);
-        }
-        Ok(out)
+        let mut by_id: HashMap<u32, HitStat> = HashMap::new();
+        batch::for_each_array(map_fd(&self.ebpf, names::HITS)?, |index, stat: &HitStat| {
+            if stat.packets != 0 {
+                let sum = by_id.entry(index % self.hit_slots).or_default();
+                sum.packets += stat.packets;
+                sum.last_seen_ns = sum.last_seen_ns.max(stat.last_seen_ns);
+            }
+        })
+        .context("reading the hit counters")?;
+        Ok(self
+            .ids
+            .entries()
+            .iter()
+            .filter_map(|(net, id)| Some((*net, *by_id.get(id)?)))
+            .collect())
     }
 
     /// What the kernel would do now with a SYN from `ip` to `port`, read from the live maps
@@ -376,14 +426,20 @@ impl Filter {
             IpAddr::V6(a) => Source::from_v6(a.octets()),
         };
         let covering = match src {
-            Source::V4(a) => lookup(&trie_v4_ref(&self.ebpf)?, Key::new(32, a))?,
-            Source::V6(a) => lookup(&trie_v6_ref(&self.ebpf)?, Key::new(128, a))?,
+            Source::V4(a) => match exact(&self.ebpf, names::EXACT_V4, a)? {
+                Some(id) => Some(id),
+                None => lookup(&trie_v4_ref(&self.ebpf)?, Key::new(32, a))?,
+            },
+            Source::V6(a) => match exact(&self.ebpf, names::EXACT_V6, a)? {
+                Some(id) => Some(id),
+                None => lookup(&trie_v6_ref(&self.ebpf)?, Key::new(128, a))?,
+            },
         };
         let settings = settings.get(&0, 0).context("reading the settings map")?;
         let word = ports
             .get(&u32::from(port / 64), 0)
             .context("reading the ports map")?;
-        let covering = covering.and_then(|id| self.ids.net(id));
+        let covering = covering.and_then(|id| self.ids.covering(ip_of(src), id));
         let view = MapView {
             settings,
             port_protected: word & (1 << (port % 64)) != 0,
@@ -436,6 +492,20 @@ fn previous_ids(maps_dir: &Path) -> Result<HashMap<IpNet, u32>> {
             }
         }
     }
+    if let Ok(data) = MapData::from_pin(maps_dir.join(names::EXACT_V4)) {
+        let map: BpfHashMap<_, [u8; 4], u32> = BpfHashMap::try_from(Map::HashMap(data))?;
+        for item in map.iter() {
+            let (addr, id) = item.context("reading the previous IPv4 addresses")?;
+            ids.insert(IpNet::V4(Ipv4Net::from(std::net::Ipv4Addr::from(addr))), id);
+        }
+    }
+    if let Ok(data) = MapData::from_pin(maps_dir.join(names::EXACT_V6)) {
+        let map: BpfHashMap<_, [u8; 16], u32> = BpfHashMap::try_from(Map::HashMap(data))?;
+        for item in map.iter() {
+            let (addr, id) = item.context("reading the previous IPv6 addresses")?;
+            ids.insert(IpNet::V6(Ipv6Net::from(std::net::Ipv6Addr::from(addr))), id);
+        }
+    }
     let v6 = maps_dir.join(names::ALLOW_V6);
     if let Ok(data) = MapData::from_pin(&v6) {
         let trie: LpmTrie<_, [u8; 16], u32> = LpmTrie::try_from(Map::LpmTrie(data))?;
@@ -469,6 +539,95 @@ fn map<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Map> {
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
     ebpf.map_mut(name)
         .ok_or_else(|| anyhow!("the XDP object has no map {name}"))
+}
+
+fn ip_of(src: Source) -> IpAddr {
+    match src {
+        Source::V4(a) => IpAddr::from(a),
+        Source::V6(a) => IpAddr::from(a),
+    }
+}
+
+fn is_array(map_type: Result<MapType, aya::maps::MapError>) -> bool {
+    matches!(map_type, Ok(MapType::Array))
+}
+
+fn map_fd<'a>(ebpf: &'a Ebpf, name: &str) -> Result<BorrowedFd<'a>> {
+    match map(ebpf, name)? {
+        Map::Array(data) | Map::HashMap(data) | Map::LpmTrie(data) => Ok(data.fd().as_fd()),
+        _ => bail!("map {name} is not an array, hash map or trie"),
+    }
+}
+
+fn exact<K: aya::Pod>(ebpf: &Ebpf, name: &str, key: K) -> Result<Option<u32>> {
+    let map: BpfHashMap<_, K, u32> = BpfHashMap::try_from(map(ebpf, name)?)?;
+    match map.get(&key, 0) {
+        Ok(id) => Ok(Some(id)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(e).context("looking up the kernel's allowlist"),
+    }
+}
+
+fn exact_v4(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, [u8; 4], u32>> {
+    Ok(BpfHashMap::try_from(map_mut(ebpf, names::EXACT_V4)?)?)
+}
+
+fn exact_v6(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, [u8; 16], u32>> {
+    Ok(BpfHashMap::try_from(map_mut(ebpf, names::EXACT_V6)?)?)
+}
+
+/// New entries sorted by the map they go to, written one batch per map.
+#[derive(Default)]
+struct Writes {
+    exact_v4: (Vec<[u8; 4]>, Vec<u32>),
+    exact_v6: (Vec<[u8; 16]>, Vec<u32>),
+    trie_v4: (Vec<Key<[u8; 4]>>, Vec<u32>),
+    trie_v6: (Vec<Key<[u8; 16]>>, Vec<u32>),
+}
+
+impl Writes {
+    fn push(&mut self, net: IpNet, id: u32) {
+        match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                self.exact_v4.0.push(n.addr().octets());
+                self.exact_v4.1.push(id);
+            }
+            IpNet::V6(n) if n.prefix_len() == 128 => {
+                self.exact_v6.0.push(n.addr().octets());
+                self.exact_v6.1.push(id);
+            }
+            IpNet::V4(n) => {
+                let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                self.trie_v4.0.push(key);
+                self.trie_v4.1.push(id);
+            }
+            IpNet::V6(n) => {
+                let key = Key::new(u32::from(n.prefix_len()), n.network().octets());
+                self.trie_v6.0.push(key);
+                self.trie_v6.1.push(id);
+            }
+        }
+    }
+
+    fn write(&self, ebpf: &Ebpf) -> Result<()> {
+        let write = |name, result: std::io::Result<()>, count: usize, what| {
+            result.with_context(|| {
+                format!("inserting {count} {what} into the kernel's allowlist ({name})")
+            })
+        };
+        let (keys, ids) = &self.exact_v4;
+        let result = batch::update(map_fd(ebpf, names::EXACT_V4)?, keys, ids);
+        write(names::EXACT_V4, result, keys.len(), "IPv4 addresses")?;
+        let (keys, ids) = &self.exact_v6;
+        let result = batch::update(map_fd(ebpf, names::EXACT_V6)?, keys, ids);
+        write(names::EXACT_V6, result, keys.len(), "IPv6 addresses")?;
+        let (keys, ids) = &self.trie_v4;
+        let result = batch::update(map_fd(ebpf, names::ALLOW_V4)?, keys, ids);
+        write(names::ALLOW_V4, result, keys.len(), "IPv4 networks")?;
+        let (keys, ids) = &self.trie_v6;
+        let result = batch::update(map_fd(ebpf, names::ALLOW_V6)?, keys, ids);
+        write(names::ALLOW_V6, result, keys.len(), "IPv6 networks")
+    }
 }
 
 fn lookup<K: aya::Pod>(trie: &LpmTrie<&MapData, K, u32>, key: Key<K>) -> Result<Option<u32>> {

@@ -113,7 +113,7 @@ impl Reader<'_> {
         };
         valid.then(|| Entry {
             net,
-            comment,
+            comment: Arc::from(comment),
             origin: Origin {
                 file: Arc::from(self.path),
                 line: self.lines.line_of(cidr_span).unwrap_or_default(),

@@ -1,0 +1,102 @@
+//! BPF_MAP_UPDATE_BATCH and BPF_MAP_LOOKUP_BATCH, which aya does not wrap: one syscall per
+//! chunk of elements instead of one per element. Loading a million entries one syscall at a
+//! time spends more time entering the kernel than inserting.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Elements per syscall: large enough to amortise the syscall, small enough that the kernel
+/// never holds a map's lock for long.
+const CHUNK: usize = 16_384;
+
+// From enum bpf_cmd in linux/bpf.h.
+const BPF_MAP_LOOKUP_BATCH: libc::c_int = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_int = 26;
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn bpf(cmd: libc::c_int, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; the pointers in it point
+    // at buffers the caller keeps alive, sized for `count` elements.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            size_of::<BatchAttr>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes `keys[i] -> values[i]` for every i.
+pub fn update<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "one value per key");
+    for (keys, values) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: values.as_ptr() as u64,
+            count: keys.len() as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        bpf(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+    }
+    Ok(())
+}
+
+/// Calls `each(key, value)` for every element of an array map, in index order.
+pub fn for_each_array<V: aya::Pod + Default>(
+    map: BorrowedFd<'_>,
+    mut each: impl FnMut(u32, &V),
+) -> io::Result<()> {
+    let mut keys = vec![0u32; CHUNK];
+    let mut values = vec![V::default(); CHUNK];
+    let mut token = 0u32;
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &raw const token as u64 },
+            out_batch: &raw mut token as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        first = false;
+        // ENOENT: the last chunk (possibly empty) has been read.
+        let done = match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+            Ok(()) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) => return Err(e),
+        };
+        let count = attr.count as usize;
+        for (key, value) in keys.iter().zip(&values).take(count) {
+            each(*key, value);
+        }
+        if done || count == 0 {
+            return Ok(());
+        }
+    }
+}

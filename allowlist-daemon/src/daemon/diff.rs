@@ -176,10 +176,10 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
 /// produced: the entries of `after` present with their comments, those only in `before`
 /// gone, and every changed setting at its new value.
 pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
-    let comments: HashMap<String, &str> = config
+    let comments: std::collections::HashMap<String, &str> = config
         .entries
         .iter()
-        .map(|e| (e.net.to_string(), e.comment.as_str()))
+        .map(|e| (e.net.to_string(), &*e.comment))
         .collect();
     let listed = |e: &Value| {
         e["cidr"]

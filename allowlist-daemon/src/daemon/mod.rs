@@ -88,8 +88,7 @@ struct PendingChange {
 /// Reads and validates the config file, keeping its text.
 fn read_config(path: &Path) -> Result<(Config, String)> {
     trusted_file::check(path, "config file")?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = Config::read_text(path)?;
     let config = Config::parse(path, &text)?;
     for list in &config.list_files {
         trusted_file::check(list, "list file")?;
@@ -431,7 +430,7 @@ impl Daemon {
         // stays, and CLI changes are refused until `reload` (the file differs from what the
         // daemon knows).
         let path = pending.restore_config.path.clone();
-        let hand_edited = std::fs::read_to_string(&path).ok().as_ref() != Some(&self.config_text);
+        let hand_edited = Config::read_text(&path).ok().as_ref() != Some(&self.config_text);
         let text = if hand_edited {
             self.config_text.clone()
         } else {

@@ -7,13 +7,13 @@
 //! Needs root and the built binaries (`cargo xtask test`, or `cargo xtask build` then
 //! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test hostile`).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use allowlist_daemon::control::protocol;
@@ -494,4 +494,179 @@ fn hostile_full_or_read_only_config_directory_refuses_changes_and_loses_nothing(
         to(B4, PROTECTED),
         "added once the disk had room",
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Files far beyond any sane size
+// ---------------------------------------------------------------------------------------
+
+/// What `allowlistd --check --config PATH` said, how long it took and its peak memory.
+struct Checked {
+    ok: bool,
+    stderr: String,
+    took: Duration,
+    max_rss_kb: i64,
+}
+
+/// Runs `allowlistd --check` on `path`, measuring the child alone (wait4's rusage).
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also gives the child's own rusage"
+)]
+fn check_measured(path: &Path) -> Checked {
+    let t0 = Instant::now();
+    let mut child = Command::new(allowlistd())
+        .args(["--check", "--config"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting allowlistd --check");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let pid = i32::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child, reaping it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let deadline = t0 + Duration::from_secs(60);
+    loop {
+        // SAFETY: valid pointers to locals; WNOHANG so the deadline can be checked.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            break;
+        }
+        assert!(reaped == 0, "wait4: {}", std::io::Error::last_os_error());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "allowlistd --check on {} still runs after 60 s",
+                path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Checked {
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stderr: reader.join().unwrap(),
+        took: t0.elapsed(),
+        max_rss_kb: usage.ru_maxrss,
+    }
+}
+
+/// Refused by `--check` within `within`, under 64 MiB of memory, saying every one of `needles`.
+#[track_caller]
+fn refused_quickly(path: &Path, within: Duration, needles: &[&str]) {
+    let checked = check_measured(path);
+    eprintln!(
+        "{}: refused in {:?} with {} MiB at most",
+        path.display(),
+        checked.took,
+        checked.max_rss_kb / 1024
+    );
+    assert!(!checked.ok, "--check should refuse {}", path.display());
+    for needle in needles {
+        assert!(
+            checked.stderr.contains(needle),
+            "the refusal should say {needle:?}: {}",
+            checked.stderr
+        );
+    }
+    assert!(
+        checked.took < within,
+        "refused only after {:?}",
+        checked.took
+    );
+    assert!(
+        checked.max_rss_kb < 64 * 1024,
+        "peak memory {} kB",
+        checked.max_rss_kb
+    );
+}
+
+#[test]
+fn hostile_huge_list_and_config_files_are_refused_quickly_in_bounded_memory() {
+    if !require_root("hostile_huge_list_and_config_files_are_refused_quickly_in_bounded_memory") {
+        return;
+    }
+    let fx = Fx::start();
+    let before = fx.list();
+    let base = standard(&fx.dir, fx.lab.server_if()).render();
+    let with_list = |name: &str| with_top_level(&base, &format!("list_files = [\"{name}\"]\n"));
+
+    // Ten million addresses (198.19.0.0/16, over and over) against max_entries = 1024.
+    let huge = fx.dir.join("huge.list");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&huge).unwrap());
+    for i in 0..10_000_000u32 {
+        let ip = std::net::Ipv4Addr::from(
+            u32::from(std::net::Ipv4Addr::new(198, 19, 0, 0)) + i % 65_536,
+        );
+        writeln!(w, "{ip}").unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let config = fx.dir.join("huge-list.toml");
+    write_atomically(&config, &with_list("huge.list"));
+    // The config's own entry is the first IPv4 one, so the list's 1024th is one too many.
+    let at = format!("{}:1024:", huge.display());
+    refused_quickly(
+        &config,
+        Duration::from_secs(5),
+        &[&at, "more than max_entries = 1024", "Raise max_entries"],
+    );
+    write_atomically(&fx.path, &with_list("huge.list"));
+    let line = fx.reload_fails();
+    assert!(line.contains(&at), "the reload names file and line: {line}");
+
+    // One line of 100 MB.
+    let long = fx.dir.join("long.list");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&long).unwrap());
+    let chunk = vec![b'1'; 1 << 20];
+    for _ in 0..100 {
+        w.write_all(&chunk).unwrap();
+    }
+    w.write_all(b"\n198.18.2.0/24\n").unwrap();
+    w.flush().unwrap();
+    drop(w);
+    write_atomically(&config, &with_list("long.list"));
+    let at = format!("{}:1:", long.display());
+    refused_quickly(
+        &config,
+        Duration::from_secs(5),
+        &[&at, "line longer than 4096 bytes"],
+    );
+    write_atomically(&fx.path, &with_list("long.list"));
+    let line = fx.reload_fails();
+    assert!(line.contains(&at), "{line}");
+
+    // A 17 MiB config file (one long comment: valid TOML, refused for its size alone).
+    let mut text = base.clone();
+    text.push_str("# ");
+    text.push_str(&"x".repeat(17 << 20));
+    text.push_str("\n[[entries]]\ncidr = \"198.18.2.0/24\"\n");
+    std::fs::write(&config, &text).unwrap();
+    let size = text.len().to_string();
+    refused_quickly(
+        &config,
+        Duration::from_secs(5),
+        &[&size, "more than the 16 MiB", "list_files"],
+    );
+    std::fs::write(&fx.path, &text).unwrap();
+    let line = fx.reload_fails();
+    assert!(line.contains(&size) && line.contains("16 MiB"), "{line}");
+
+    assert_eq!(fx.list(), before, "the refused files changed nothing");
+    assert_times_out(
+        fx.client(),
+        B4,
+        to(B4, PROTECTED),
+        "none of the refused files took effect",
+    );
+    for path in [&huge, &long] {
+        std::fs::remove_file(path).unwrap();
+    }
 }

@@ -3,4 +3,5 @@
 #![no_std]
 
 pub mod maps;
+pub mod random_source;
 pub mod verdict;

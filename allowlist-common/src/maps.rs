@@ -17,8 +17,13 @@ pub const EXACT_V6: &str = "EXACT_V6";
 pub const PORTS: &str = "PORTS";
 /// One [`Settings`] at index 0.
 pub const SETTINGS: &str = "SETTINGS";
-/// Per-CPU [`Counters`] keyed by ingress ifindex (u32).
+/// Per-CPU [`Counters`] indexed by ingress ifindex, or 0 for an ifindex of
+/// [`COUNTER_SLOTS`] or more. An array, not a hash map: every packet is counted, and an array
+/// lookup is a few instructions the verifier inlines.
 pub const COUNTERS: &str = "COUNTERS";
+/// Interfaces beyond this ifindex share slot 0 (ifindexes count per network namespace, so
+/// only a host that has created thousands of interfaces gets there).
+pub const COUNTER_SLOTS: u32 = 4096;
 /// [`HitStat`]s indexed by `cpu * hit_slots + entry id` (the id the tries and hash maps
 /// return), a block per CPU so that CPUs never write the same cache line. Pinned, so that
 /// hit counts outlive the daemon. A plain array rather than a per-CPU one: the kernel
@@ -36,20 +41,31 @@ pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 pub const EVENTS_PER_SEC_PER_CPU: u64 = 200;
 /// IPv4 prefilter: two bits per /24 (see [`V4Slot`]).
 pub const PREFILTER_V4: &str = "PREFILTER_V4";
-/// IPv6 prefilter: one bit per hashed /32, set when an entry may cover addresses in it.
+/// IPv6 prefilter: a Bloom filter of the /32s and /48s entries may cover (see [`v6_marks`]).
 pub const PREFILTER_V6: &str = "PREFILTER_V6";
+/// The id of the entry covering each whole IPv4 /24 (u32 per /24, 0: ask the trie), so that a
+/// SYN from a covered /24 finds the entry to count its hit against without a trie walk.
+/// Sized 2^24 by the daemon for long lists, 1 (unused) for short ones, whose trie is cheap.
+pub const WHOLE_V4: &str = "WHOLE_V4";
+pub const WHOLE_V4_SLOTS: u32 = 1 << 24;
 
 pub const PORT_WORDS: u32 = 65536 / 64;
-pub const MAX_INTERFACES: u32 = 1024;
 
 /// 2^24 /24 networks, 2 bits each, 32 per u64 word: 4 MiB.
 pub const PREFILTER_V4_WORDS: u32 = (1 << 24) * 2 / 64;
-/// 2^24 bits: 2 MiB, small enough to stay in cache under a flood.
-pub const PREFILTER_V6_BITS: u32 = 1 << 24;
-pub const PREFILTER_V6_WORDS: u32 = PREFILTER_V6_BITS / 64;
-/// An IPv6 entry of this length or longer marks at most 2^(32-20) = 4096 bits of the IPv6
+/// 2^26 bits (8 MiB, a quarter of this machine class's L3): a million entries set about 1.5%
+/// of them, so about one random source in 70 goes on to the hash map and trie.
+pub const PREFILTER_V6_WORDS: u32 = 1 << 20;
+/// An IPv6 entry of this length or longer marks at most 2^(32-20) = 4096 /32s in the IPv6
 /// prefilter; a shorter one turns the prefilter off (see [`Settings::v6_wide_entries`]).
 pub const V6_PREFILTER_MIN_PREFIX: u8 = 20;
+/// Entries this long or longer mark their /48 in the IPv6 prefilter; shorter ones their /32s.
+pub const V6_PREFILTER_FINE_PREFIX: u8 = 48;
+
+/// The classes of marks in the IPv6 prefilter ([`Settings::v6_classes`]): the program tests
+/// a source only against the classes some entry uses.
+pub const V6_CLASS_32: u32 = 1;
+pub const V6_CLASS_48: u32 = 2;
 
 /// The state of one IPv4 /24 in the prefilter. Only `Whole` and `None` decide on their own;
 /// the daemon moves a slot through `Partial` around every change so that neither a wrong drop
@@ -86,16 +102,23 @@ pub const fn v4_slot_position(addr: [u8; 4]) -> (u32, u32) {
     (slot / 32, (slot % 32) * 2)
 }
 
-/// Bit of the IPv6 prefilter for the /32 holding `addr` (a multiplicative hash of the first
-/// 32 bits, so that allocations next to each other spread over the whole bitmap).
+/// The IPv6 prefilter's mark for a /32 (`class` [`V6_CLASS_32`], `prefix` its first 32 bits)
+/// or a /48 ([`V6_CLASS_48`], its first 48 bits): a word index and its bit. 32-bit
+/// multiplicative hashing: cheap in BPF, and enough to spread allocations that sit next to
+/// each other.
 #[inline(always)]
-pub const fn v6_bit(first32: u32) -> u32 {
-    first32.wrapping_mul(0x9E37_79B1) >> 8
+pub const fn v6_marks(class: u32, prefix: u64) -> (u32, u64) {
+    let x = (prefix as u32) ^ ((prefix >> 32) as u32).wrapping_mul(0x85EB_CA6B) ^ class << 28;
+    let bit = x.wrapping_mul(0x9E37_79B1) >> 6; // 26 bits: PREFILTER_V6_WORDS * 64
+    (bit / 64, 1 << (bit % 64))
 }
 
+/// The first 32 and 48 bits of `addr`, as [`v6_marks`] takes them.
 #[inline(always)]
-pub const fn v6_first32(addr: &[u8; 16]) -> u32 {
-    u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]])
+pub const fn v6_prefixes(addr: &[u8; 16]) -> (u64, u64) {
+    let first32 = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]) as u64;
+    let first48 = first32 << 16 | u16::from_be_bytes([addr[4], addr[5]]) as u64;
+    (first32, first48)
 }
 
 /// Global settings, index 0 of `SETTINGS`.
@@ -109,7 +132,8 @@ pub struct Settings {
     /// IPv6 entries shorter than [`V6_PREFILTER_MIN_PREFIX`]: too wide to mark in the IPv6
     /// prefilter, so while any exists every IPv6 source goes to the trie.
     pub v6_wide_entries: u32,
-    pub _pad: u32,
+    /// Which mark classes (`V6_CLASS_*`) IPv6 entries use.
+    pub v6_classes: u32,
     /// Reserved for the timed emergency disable (boot-time ns deadline; 0 = none).
     pub emergency_until_ns: u64,
 }
@@ -164,7 +188,7 @@ pub struct EventBudget {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are #[repr(C)], made only of integers, with no implicit padding.
+    // SAFETY: all are #[repr(C)], made only of integers, with no implicit padding.
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::HitStat {}

@@ -18,17 +18,17 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        BlockedEvent, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat, MAX_INTERFACES,
-        PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, V4Slot, v4_slot_position,
-        v6_bit, v6_first32,
+        BlockedEvent, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat,
+        PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, V4Slot, V6_CLASS_32,
+        V6_CLASS_48, v4_slot_position, v6_marks, v6_prefixes,
     },
     verdict::{Parsed, Reason, Rules, Source, decide},
 };
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 
@@ -50,11 +50,13 @@ static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BP
 #[map]
 static PREFILTER_V6: Array<u64> = Array::with_max_entries(PREFILTER_V6_WORDS, BPF_F_MMAPABLE);
 #[map]
+static WHOLE_V4: Array<u32> = Array::with_max_entries(1, 0);
+#[map]
 static PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
-static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(MAX_INTERFACES, 0);
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 #[map]
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
@@ -89,15 +91,20 @@ const TCP_THROUGH_FLAGS: usize = 14;
 pub fn allowlist(ctx: XdpContext) -> u32 {
     let rules = KernelRules {
         entry: Cell::new(0),
+        family: Cell::new(0),
+        addr: Cell::new([0; 16]),
+        port: Cell::new(0),
     };
-    let parsed = parse(&ctx);
-    let reason = decide(parsed, &rules);
+    // `parsed` is dead once decided: what a blocked event needs, `decide` handed to `rules`.
+    // Keeping it alive made LLVM copy the unused payload of payload-less variants at a join,
+    // an uninitialised register the verifier refuses.
+    let reason = decide(parse(&ctx), &rules);
     count(&ctx, reason);
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
         count_hit(rules.entry.get());
     }
     if reason.is_drop() {
-        report_blocked(&ctx, parsed, reason);
+        report_blocked(&ctx, &rules, reason);
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -188,6 +195,8 @@ fn parse_v4(ctx: &XdpContext, offset: usize) -> Parsed {
     }
     let more_fragments = frag & 0x2000 != 0;
     let src = Source::V4([ip[12], ip[13], ip[14], ip[15]]);
+    #[cfg(feature = "random-source")]
+    let src = random_source(src);
     parse_tcp(ctx, offset + header_len, end, src, more_fragments)
 }
 
@@ -204,6 +213,8 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&ip[8..24]);
     let src = Source::from_v6(addr);
+    #[cfg(feature = "random-source")]
+    let src = random_source(src);
     let mut next = ip[6];
     let mut offset = offset + 40;
     let mut more_fragments = false;
@@ -287,9 +298,15 @@ fn parse_tcp(
 }
 
 /// The decision's view of the maps. `covered` notes the id of the entry it found, for the
-/// per-entry hit counters.
+/// per-entry hit counters, and the source it was asked about (`protected` the port), for a
+/// blocked event.
 struct KernelRules {
     entry: Cell<u32>,
+    /// 4 or 6; the address as in [`BlockedEvent`].
+    family: Cell<u8>,
+    addr: Cell<[u8; 16]>,
+    /// 0 when a fragment hid it.
+    port: Cell<u16>,
 }
 
 impl KernelRules {
@@ -307,6 +324,7 @@ impl Rules for KernelRules {
 
     #[inline(always)]
     fn protected(&self, port: u16) -> bool {
+        self.port.set(port);
         let word = PORTS.get(u32::from(port) / 64).copied().unwrap_or(0);
         word & (1 << (port % 64)) != 0
     }
@@ -320,6 +338,10 @@ impl Rules for KernelRules {
     fn covered(&self, src: &Source) -> bool {
         match *src {
             Source::V4(addr) => {
+                self.family.set(4);
+                self.addr.set([
+                    addr[0], addr[1], addr[2], addr[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ]);
                 let (word, shift) = v4_slot_position(addr);
                 let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
                 let slot = V4Slot::from_bits(bits);
@@ -336,8 +358,18 @@ impl Rules for KernelRules {
                 if slot == V4Slot::Hosts {
                     return false;
                 }
-                // A whole /24 is covered whatever the trie says; it is still asked, for the id
-                // of the entry to count the hit against (only allowed SYNs get here).
+                // A whole /24 is covered whatever the trie says. The id of its entry, to count
+                // the hit against, comes from WHOLE_V4 where the daemon keeps it, else from
+                // the trie (only allowed SYNs get here).
+                if slot == V4Slot::Whole {
+                    let index = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
+                    if let Some(&id) = WHOLE_V4.get(index)
+                        && id != 0
+                    {
+                        self.entry.set(id);
+                        return true;
+                    }
+                }
                 match ALLOW_V4.get(Key::new(32, addr)) {
                     Some(id) => {
                         self.entry.set(*id);
@@ -347,10 +379,18 @@ impl Rules for KernelRules {
                 }
             }
             Source::V6(addr) => {
-                if Self::settings().v6_wide_entries == 0 {
-                    let bit = v6_bit(v6_first32(&addr));
-                    let word = PREFILTER_V6.get(bit / 64).copied().unwrap_or(0);
-                    if word & (1 << (bit % 64)) == 0 {
+                self.family.set(6);
+                self.addr.set(addr);
+                let settings = Self::settings();
+                if settings.v6_wide_entries == 0 {
+                    let (first32, first48) = v6_prefixes(&addr);
+                    let (word, bit) = v6_marks(V6_CLASS_48, first48);
+                    let fine = settings.v6_classes & V6_CLASS_48 != 0
+                        && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
+                    let (word, bit) = v6_marks(V6_CLASS_32, first32);
+                    let coarse = settings.v6_classes & V6_CLASS_32 != 0
+                        && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
+                    if !fine && !coarse {
                         return false;
                     }
                 }
@@ -390,19 +430,15 @@ impl KernelRules {
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only
 /// counted.
 #[inline(always)]
-fn report_blocked(ctx: &XdpContext, parsed: Parsed, reason: Reason) {
-    let (src, port) = match parsed {
-        Parsed::Syn { src, dport } => (src, dport),
-        Parsed::Opaque { src, dport } => (src, dport.unwrap_or(0)),
-        _ => return,
-    };
+fn report_blocked(ctx: &XdpContext, rules: &KernelRules, reason: Reason) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: a per-CPU value: no other program instance writes it concurrently.
     let budget = unsafe { &mut *budget };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // SAFETY: a helper without arguments. Coarse (a tick's resolution) is enough for a
+    // budget per second, and cheaper under a flood, where every drop gets here.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
     let earned = (now - budget.refilled_ns) / interval;
     if earned > 0 {
@@ -413,22 +449,13 @@ fn report_blocked(ctx: &XdpContext, parsed: Parsed, reason: Reason) {
         budget.suppressed += 1;
         return;
     }
-    let mut event = BlockedEvent {
-        port,
+    let event = BlockedEvent {
+        addr: rules.addr.get(),
+        port: rules.port.get(),
+        family: rules.family.get(),
         reason: reason as u8,
         ifindex: ctx.ingress_ifindex() as u32,
-        ..BlockedEvent::default()
     };
-    match src {
-        Source::V4(a) => {
-            event.family = 4;
-            event.addr[..4].copy_from_slice(&a);
-        }
-        Source::V6(a) => {
-            event.family = 6;
-            event.addr = a;
-        }
-    }
     if BLOCKED.output::<BlockedEvent>(&event, 0).is_ok() {
         budget.tokens -= 1;
         budget.sent += 1;
@@ -458,20 +485,30 @@ fn count_hit(id: u32) {
 #[inline(always)]
 fn count(ctx: &XdpContext, reason: Reason) {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let index = reason as usize;
-    if let Some(counters) = COUNTERS.get_ptr_mut(ifindex) {
+    let slot = if ifindex < COUNTER_SLOTS { ifindex } else { 0 };
+    if let Some(counters) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: a per-CPU value: no other program instance writes it concurrently.
-        if let Some(slot) = unsafe { (*counters).by_reason.get_mut(index) } {
-            *slot += 1;
+        if let Some(n) = unsafe { (*counters).by_reason.get_mut(reason as usize) } {
+            *n += 1;
         }
-        return;
     }
-    let mut first = Counters::default();
-    if let Some(slot) = first.by_reason.get_mut(index) {
-        *slot = 1;
+}
+
+/// Bench builds only (`--features random-source`, see `cargo xtask bench`): replaces the
+/// parsed source with one drawn for every packet, of the same family, as a flood of spoofed
+/// SYNs brings; BPF_PROG_TEST_RUN repeats one frame, which would keep every cache warm.
+#[cfg(feature = "random-source")]
+#[inline(always)]
+fn random_source(parsed: Source) -> Source {
+    use allowlist_common::random_source::{v4, v6};
+    use aya_ebpf::helpers::bpf_get_prandom_u32;
+    // SAFETY: helpers without arguments.
+    unsafe {
+        match parsed {
+            Source::V4(_) => Source::V4(v4(bpf_get_prandom_u32())),
+            Source::V6(_) => Source::V6(v6(bpf_get_prandom_u32(), bpf_get_prandom_u32())),
+        }
     }
-    // Fails only when MAX_INTERFACES interfaces are counted already: then this one is not.
-    let _ = COUNTERS.insert(ifindex, first, u64::from(BPF_NOEXIST));
 }
 
 #[cfg(not(test))]

@@ -25,3 +25,4 @@ pub fn require_root(test: &str) -> bool {
     );
     false
 }
+pub mod bench;

@@ -36,15 +36,30 @@ pub fn build(root: &Path, release: bool) -> Result<Built> {
 
 fn build_ebpf(root: &Path, toolchain: EbpfToolchain) -> Result<PathBuf> {
     // A target directory of its own: another compiler and target than the host builds.
-    let target_dir = root.join("target/ebpf");
+    build_ebpf_package(root, toolchain, "allowlist-ebpf", &[], "target/ebpf")
+}
+
+/// Builds the eBPF crate `package` (with `features`) in release into `target_dir` (relative to
+/// `root`) and returns the object's path.
+pub fn build_ebpf_package(
+    root: &Path,
+    toolchain: EbpfToolchain,
+    package: &str,
+    features: &[&str],
+    target_dir: &str,
+) -> Result<PathBuf> {
+    let target_dir = root.join(target_dir);
     let mut cmd = toolchain.cargo()?;
     cmd.current_dir(root)
-        .args(["build", "--release", "-p", "allowlist-ebpf"])
+        .args(["build", "--release", "-p", package])
         .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--target-dir")
         .arg(&target_dir);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     run(&mut cmd)?;
-    let object = target_dir.join("bpfel-unknown-none/release/allowlist-ebpf");
+    let object = target_dir.join("bpfel-unknown-none/release").join(package);
     if !object.is_file() {
         bail!("the eBPF build succeeded but left no {}", object.display());
     }
@@ -57,7 +72,8 @@ pub fn userspace_cargo(root: &Path, subcommand: &str, ebpf_object: &Path) -> Com
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)
         .env("ALLOWLIST_EBPF_OBJECT", ebpf_object)
-        .args([subcommand, "--workspace", "--exclude", "allowlist-ebpf"])
+        .args([subcommand, "--workspace"])
+        .args(["--exclude", "allowlist-ebpf", "--exclude", "bench-ebpf"])
         // Explicit, so the binaries are where `bin_dir` says whatever CARGO_TARGET_DIR holds.
         .arg("--target-dir")
         .arg(root.join("target"));

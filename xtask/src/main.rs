@@ -2,12 +2,14 @@
 //!
 //! Depends on no other workspace crate: it has to build before the XDP object exists.
 
+mod bench;
 mod build;
 mod checks;
 mod demo;
 mod exec;
 mod install;
 mod package;
+mod report;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,13 @@ enum Cmd {
     },
     /// Build, then run the demo (needs root)
     Demo,
+    /// Measure the data path, a SYN flood against nftables/iptables/xdp-filter and the control
+    /// plane; write BENCHMARKS.md, benchmarks/ (raw results, plots). Needs root.
+    Bench {
+        /// A smaller run (under 5 minutes) into target/bench/quick
+        #[arg(long)]
+        quick: bool,
+    },
     /// Build release binaries, then install them with the systemd unit, the default config
     /// (only if none exists), man pages and shell completions
     Install {
@@ -79,6 +88,7 @@ fn main() -> ExitCode {
         Cmd::Build { release } => ("build", build::build(root, *release).map(drop)),
         Cmd::Test { cargo_test_args } => ("test", checks::test(root, cargo_test_args)),
         Cmd::Demo => ("demo", demo::demo(root)),
+        Cmd::Bench { quick } => ("bench", bench::bench(root, *quick)),
         Cmd::Install {
             prefix,
             destdir,

@@ -140,7 +140,7 @@ pub fn setup() -> Result<EbpfToolchain> {
     Ok(toolchain)
 }
 
-fn install_packages(needed: &[&str]) -> Result<()> {
+pub fn install_packages(needed: &[&str]) -> Result<()> {
     let missing = missing_packages(needed)?;
     if missing.is_empty() {
         eprintln!("xtask: Debian packages present: {}", needed.join(" "));

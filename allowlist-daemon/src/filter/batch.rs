@@ -70,8 +70,19 @@ pub fn for_each_array<V: aya::Pod + Default>(
     map: BorrowedFd<'_>,
     mut each: impl FnMut(u32, &V),
 ) -> io::Result<()> {
+    for_each_array_per_cpu(map, 1, |key, values: &[V]| each(key, &values[0]))
+}
+
+/// Calls `each(key, values)` for every element of an array map, with `cpus` values each: one
+/// per CPU for a per-CPU array (whose values `V`, a multiple of 8 bytes, the kernel lays out
+/// back to back), one for a plain array.
+pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
+    map: BorrowedFd<'_>,
+    cpus: usize,
+    mut each: impl FnMut(u32, &[V]),
+) -> io::Result<()> {
     let mut keys = vec![0u32; CHUNK];
-    let mut values = vec![V::default(); CHUNK];
+    let mut values = vec![V::default(); CHUNK * cpus];
     let mut token = 0u32;
     let mut first = true;
     loop {
@@ -92,8 +103,8 @@ pub fn for_each_array<V: aya::Pod + Default>(
             Err(e) => return Err(e),
         };
         let count = attr.count as usize;
-        for (key, value) in keys.iter().zip(&values).take(count) {
-            each(*key, value);
+        for (key, values) in keys.iter().zip(values.chunks(cpus)).take(count) {
+            each(*key, values);
         }
         if done || count == 0 {
             return Ok(());

@@ -20,8 +20,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapType, PerCpuArray, PerCpuHashMap,
-        RingBuf, lpm_trie::Key,
+        Array, HashMap as BpfHashMap, LpmTrie, Map, MapData, MapType, PerCpuArray, RingBuf,
+        lpm_trie::Key,
     },
     programs::Xdp,
 };
@@ -42,13 +42,14 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 11] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
     names::PREFILTER_V4,
     names::PREFILTER_V6,
+    names::WHOLE_V4,
     names::PORTS,
     names::SETTINGS,
     names::COUNTERS,
@@ -129,6 +130,16 @@ impl Filter {
     /// and interface counters are shared (the same pinned maps), and each network keeps the
     /// entry id it had, so its hit counts carry over.
     pub fn load_with(max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
+        Filter::load_object_with(OBJECT, max_entries, pin_dir)
+    }
+
+    /// Like `load`, from another build of the program (`cargo xtask bench` loads its
+    /// `random-source` variant this way, so that `apply` fills it exactly as the daemon does).
+    pub fn load_object(object: &[u8], max_entries: u32) -> Result<Filter> {
+        Filter::load_object_with(object, max_entries, None)
+    }
+
+    fn load_object_with(object: &[u8], max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
         // Every entry of both families needs an id; 0 means none.
         let id_capacity = max_entries * 2;
         let hit_slots = id_capacity + 1;
@@ -143,6 +154,7 @@ impl Filter {
             .map_max_entries(names::EXACT_V4, max_entries)
             .map_max_entries(names::EXACT_V6, max_entries)
             .map_max_entries(names::HITS, hits_len)
+            .map_max_entries(names::WHOLE_V4, whole_slots(max_entries))
             .override_global(names::HIT_SLOTS, &hit_slots, true);
         let mut inherited = HashMap::new();
         let hits_pin;
@@ -168,12 +180,21 @@ impl Filter {
             }
             hits_inherited = hits_pin.exists();
             counters_pin = maps_dir.join(names::COUNTERS);
+            if let Ok(old) = MapData::from_pin(&counters_pin)
+                && !matches!(
+                    old.info().map(|i| i.map_type()),
+                    Ok(Ok(MapType::PerCpuArray))
+                )
+            {
+                tracing::warn!("the interface counters' layout changed: they start from zero");
+                remove_pin(&counters_pin)?;
+            }
             loader
                 .map_pin_path(names::HITS, hits_pin.as_path())
                 .map_pin_path(names::COUNTERS, counters_pin.as_path());
         }
         let mut ebpf = loader
-            .load(OBJECT)
+            .load(object)
             .context("loading the XDP object into the kernel")?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM)
@@ -241,10 +262,7 @@ impl Filter {
         let (v4, v6) = split(nets);
         self.v4.before_insert(self.prefilter_v4_words.words(), &v4);
         self.v6.before_insert(self.prefilter_v6_words.words(), &v6);
-        if self.v6.wide() != self.settings.v6_wide_entries {
-            self.settings.v6_wide_entries = self.v6.wide();
-            self.write_settings()?;
-        }
+        self.publish_v6_prefilter()?;
         let mut writes = Writes::default();
         let mut fresh = Vec::new();
         let mut assigned = Vec::with_capacity(nets.len());
@@ -271,6 +289,8 @@ impl Filter {
         if let Some(max) = assigned.iter().map(|(_, id)| id + 1).max() {
             self.hits_clean_from = self.hits_clean_from.max(max);
         }
+        // Before the /24s turn whole: until then their sources go to the trie anyway.
+        self.write_whole_ids(assigned.iter().copied())?;
         self.ids.record(assigned, &[]);
         self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
         Ok(())
@@ -288,6 +308,8 @@ impl Filter {
     fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
         let (v4, v6) = split(nets);
         self.v4.before_remove(self.prefilter_v4_words.words(), &v4);
+        // The /24s are no longer whole, so their ids are not read any more.
+        self.write_whole_ids(nets.iter().map(|&net| (net, 0)))?;
         for net in nets {
             let result = match net {
                 IpNet::V4(n) if n.prefix_len() == 32 => {
@@ -314,11 +336,47 @@ impl Filter {
         self.ids.record(Vec::new(), nets);
         self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
         self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
-        if self.v6.wide() != self.settings.v6_wide_entries {
-            self.settings.v6_wide_entries = self.v6.wide();
+        self.publish_v6_prefilter()
+    }
+
+    /// Tells the program which IPv6 prefilter marks to test, and whether to test at all.
+    fn publish_v6_prefilter(&mut self) -> Result<()> {
+        let (wide, classes) = (self.v6.wide(), self.v6.classes());
+        if (wide, classes) != (self.settings.v6_wide_entries, self.settings.v6_classes) {
+            self.settings.v6_wide_entries = wide;
+            self.settings.v6_classes = classes;
             self.write_settings()?;
         }
         Ok(())
+    }
+
+    /// Writes `id` as the entry of every /24 of each IPv4 network of /24 or wider, in
+    /// chunks (a /8 has 65,536 /24s), where WHOLE_V4 is in use.
+    fn write_whole_ids(&self, entries: impl Iterator<Item = (IpNet, u32)>) -> Result<()> {
+        if whole_slots(self.capacity) == 1 {
+            return Ok(());
+        }
+        const CHUNK: usize = 1 << 16;
+        let fd = map_fd(&self.ebpf, names::WHOLE_V4)?;
+        let (mut slots, mut ids) = (Vec::new(), Vec::new());
+        for (net, id) in entries {
+            let IpNet::V4(net) = net else { continue };
+            if net.prefix_len() > 24 {
+                continue;
+            }
+            let first = u32::from(net.network()) >> 8;
+            let last = u32::from(net.broadcast()) >> 8;
+            for slot in first..=last {
+                slots.push(slot);
+                ids.push(id);
+                if slots.len() == CHUNK {
+                    batch::update(fd, &slots, &ids).context("writing the ids of whole /24s")?;
+                    slots.clear();
+                    ids.clear();
+                }
+            }
+        }
+        batch::update(fd, &slots, &ids).context("writing the ids of whole /24s")
     }
 
     fn write_ports(&mut self, ports: &BTreeSet<u16>) -> Result<()> {
@@ -353,21 +411,23 @@ impl Filter {
             .context("writing the settings map")
     }
 
-    /// Packet counts per ingress ifindex, summed over CPUs.
+    /// Packet counts per ingress ifindex (0: interfaces of ifindex `COUNTER_SLOTS` or
+    /// more), summed over CPUs; interfaces with none are left out.
     pub fn counters(&self) -> Result<BTreeMap<u32, Counters>> {
-        let map: PerCpuHashMap<_, u32, Counters> =
-            PerCpuHashMap::try_from(map(&self.ebpf, names::COUNTERS)?)?;
         let mut out = BTreeMap::new();
-        for item in map.iter() {
-            let (ifindex, per_cpu) = item.context("reading the counters map")?;
+        let fd = map_fd(&self.ebpf, names::COUNTERS)?;
+        batch::for_each_array_per_cpu(fd, self.cpus as usize, |ifindex, per_cpu: &[Counters]| {
             let mut sum = Counters::default();
-            for cpu in per_cpu.iter() {
+            for cpu in per_cpu {
                 for (total, n) in sum.by_reason.iter_mut().zip(cpu.by_reason) {
                     *total += n;
                 }
             }
-            out.insert(ifindex, sum);
-        }
+            if sum.by_reason.iter().any(|&n| n != 0) {
+                out.insert(ifindex, sum);
+            }
+        })
+        .context("reading the counters map")?;
         Ok(out)
     }
 
@@ -548,13 +608,25 @@ fn ip_of(src: Source) -> IpAddr {
     }
 }
 
+/// WHOLE_V4's size: a slot per /24 (64 MiB of kernel memory) only where lists are long
+/// enough for a trie walk per allowed SYN to matter.
+fn whole_slots(max_entries: u32) -> u32 {
+    if max_entries >= 65_536 {
+        names::WHOLE_V4_SLOTS
+    } else {
+        1
+    }
+}
+
 fn is_array(map_type: Result<MapType, aya::maps::MapError>) -> bool {
     matches!(map_type, Ok(MapType::Array))
 }
 
 fn map_fd<'a>(ebpf: &'a Ebpf, name: &str) -> Result<BorrowedFd<'a>> {
     match map(ebpf, name)? {
-        Map::Array(data) | Map::HashMap(data) | Map::LpmTrie(data) => Ok(data.fd().as_fd()),
+        Map::Array(data) | Map::PerCpuArray(data) | Map::HashMap(data) | Map::LpmTrie(data) => {
+            Ok(data.fd().as_fd())
+        }
         _ => bail!("map {name} is not an array, hash map or trie"),
     }
 }

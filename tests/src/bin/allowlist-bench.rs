@@ -1,0 +1,253 @@
+//! The measurements of `cargo xtask bench` (run that, not this: it builds the objects this
+//! reads, installs the peers and renders BENCHMARKS.md from `results.json`).
+//!
+//! allowlist-bench [--quick] --out DIR --bench-object PATH --random-object PATH [--parts LIST]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use allowlist_tests::bench::{Headline, control, flood, testrun};
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Map, Value, json};
+
+struct Args {
+    quick: bool,
+    out: PathBuf,
+    bench_object: PathBuf,
+    random_object: PathBuf,
+    parts: Vec<String>,
+}
+
+fn args() -> Result<Args> {
+    let mut quick = false;
+    let mut out = None;
+    let mut bench_object = None;
+    let mut random_object = None;
+    let mut parts = vec![
+        "testrun".to_owned(),
+        "control".to_owned(),
+        "flood".to_owned(),
+    ];
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--bench-object" => bench_object = Some(PathBuf::from(value()?)),
+            "--random-object" => random_object = Some(PathBuf::from(value()?)),
+            "--parts" => parts = value()?.split(',').map(str::to_owned).collect(),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Args {
+        quick,
+        out: out.context("--out DIR is required")?,
+        bench_object: bench_object.context("--bench-object is required")?,
+        random_object: random_object.context("--random-object is required")?,
+        parts,
+    })
+}
+
+fn main() -> Result<()> {
+    let args = args()?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let started = Instant::now();
+    let mut results = Map::new();
+    let mut headlines: Vec<Headline> = Vec::new();
+    results.insert(
+        "settings".into(),
+        json!({ "quick": args.quick, "parts": args.parts }),
+    );
+
+    if args.parts.iter().any(|p| p == "testrun") {
+        let bench = std::fs::read(&args.bench_object)
+            .with_context(|| format!("reading {}", args.bench_object.display()))?;
+        let random = std::fs::read(&args.random_object)
+            .with_context(|| format!("reading {}", args.random_object.display()))?;
+        let settings = if args.quick {
+            testrun::Settings {
+                sizes: vec![1000, 1 << 20],
+                fixed_sizes: vec![1000],
+                rounds: 5,
+                repeat: 200_000,
+                seed: 1,
+            }
+        } else {
+            testrun::Settings {
+                sizes: vec![1, 1000, 1 << 16, 1 << 20],
+                fixed_sizes: vec![1, 1000, 1 << 16, 1 << 20],
+                rounds: 9,
+                repeat: 1_000_000,
+                seed: 1,
+            }
+        };
+        let t = Instant::now();
+        let out = testrun::run(&settings, &bench, &random)?;
+        println!(
+            "\n== 1. data path: BPF_PROG_TEST_RUN, ns per packet (median of {} rounds of {} repeats)\n{}",
+            settings.rounds,
+            settings.repeat,
+            testrun::table(&out)
+        );
+        let floor_of = |size| {
+            out.median("empty", "any", size)
+                .map_or(f64::NAN, |r| r.ns.median)
+        };
+        let rows: Vec<Value> = out
+            .rows
+            .iter()
+            .map(|r| r.json(floor_of(r.entries)))
+            .collect();
+        results.insert(
+            "testrun".into(),
+            json!({
+                "rounds": settings.rounds, "repeat": settings.repeat, "rows": rows,
+                "random_reasons": out.random_reasons.iter().map(|(s, v)| json!({"entries": s, "reasons": v})).collect::<Vec<_>>(),
+                "load_seconds": out.load_seconds,
+                "warm_sources": testrun::warm_sources(),
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
+        headlines.push(Headline {
+            name: "non-syn-path",
+            value: out.ratio("allowlist", "established_v4", 1000),
+            goal: 1.15,
+        });
+        headlines.push(Headline {
+            name: "syn-flood-1k-v4",
+            value: out.ratio("allowlist", "syn_v4", 1000),
+            goal: 2.5,
+        });
+        headlines.push(Headline {
+            name: "syn-flood-1m-v4",
+            value: out.ratio("allowlist", "syn_v4", 1 << 20),
+            goal: 5.0,
+        });
+        headlines.push(Headline {
+            name: "syn-flood-1m-v6",
+            value: out.ratio("allowlist", "syn_v6", 1 << 20),
+            goal: 5.0,
+        });
+    }
+
+    if args.parts.iter().any(|p| p == "control") {
+        let settings = control::Settings {
+            sizes: if args.quick {
+                vec![1000, 1 << 20]
+            } else {
+                vec![1000, 100_000, 1 << 20]
+            },
+            reload_sizes: vec![1 << 20],
+            ctl_runs: if args.quick { 30 } else { 200 },
+            seed: 2,
+        };
+        let t = Instant::now();
+        let out = control::run(&settings)?;
+        println!(
+            "\n== 3./4. control plane (entries: {:.0}% IPv4, the rest IPv6)\n{}",
+            control::V4_SHARE * 100.0,
+            control::table(&out)
+        );
+        let m = 1 << 20;
+        let apply = out.find("allowlistd", "start", m);
+        let reload = out.find("allowlistd", "reload 1%", m);
+        let peak = reload.or(apply).and_then(|r| r.peak_rss_mib);
+        results.insert(
+            "control".into(),
+            json!({
+                "rows": out.rows.iter().map(control::Row::json).collect::<Vec<_>>(),
+                "ctl": out.ctl.iter().map(|(c, n, s)| json!({"command": c, "entries": n, "ms": s.json()})).collect::<Vec<_>>(),
+                "maps": out.maps.iter().map(|(n, v)| json!({"entries": n, "maps": v})).collect::<Vec<_>>(),
+                "v4_share": control::V4_SHARE,
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
+        headlines.push(Headline {
+            name: "apply-1m-seconds",
+            value: apply.map(|r| r.seconds),
+            goal: 2.0,
+        });
+        headlines.push(Headline {
+            name: "reload-1pct-1m-ms",
+            value: reload.map(|r| r.seconds * 1000.0),
+            goal: 500.0,
+        });
+        headlines.push(Headline {
+            name: "peak-rss-1m-mb",
+            value: peak,
+            goal: 200.0,
+        });
+    }
+
+    if args.parts.iter().any(|p| p == "flood") {
+        let settings = flood::Settings {
+            entries: if args.quick { 1 << 16 } else { 1 << 20 },
+            seconds: if args.quick { 4.0 } else { 10.0 },
+            connects: if args.quick { 300 } else { 1000 },
+            pool: if args.quick { 1 << 18 } else { 1 << 21 },
+            seed: 3,
+            filters: [
+                "allowlist",
+                "nft-netdev",
+                "nft-inet",
+                "iptables-ipset",
+                "xdp-filter",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        let t = Instant::now();
+        let out = flood::run(&settings)?;
+        println!(
+            "\n== 2. SYN flood over veth, {} IPv4 entries, {} s per filter, {} distinct uncovered sources\n{}",
+            settings.entries,
+            settings.seconds,
+            out.pool,
+            flood::table(&out)
+        );
+        let cpu = |name: &str| {
+            out.rows
+                .iter()
+                .find(|r| r.filter == name && r.dropped > 0)
+                .map(|r| r.cpu_ns_per_drop)
+        };
+        let best_nft = [cpu("nft-netdev"), cpu("nft-inet")]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min);
+        results.insert(
+            "flood".into(),
+            json!({
+                "entries": settings.entries, "seconds_each": settings.seconds,
+                "pool": out.pool, "conntrack": out.conntrack,
+                "idle_connect_ms": out.idle_connect_ms.json(),
+                "rows": out.rows.iter().map(flood::Row::json).collect::<Vec<_>>(),
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
+        headlines.push(Headline {
+            name: "flood-cpu-vs-nftables",
+            value: cpu("allowlist").zip(best_nft).map(|(a, n)| a / n),
+            goal: 0.5,
+        });
+    }
+
+    results.insert(
+        "headlines".into(),
+        Value::Array(headlines.iter().map(Headline::json).collect()),
+    );
+    results.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
+    let path = args.out.join("results.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&Value::Object(results))?,
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    println!();
+    for h in &headlines {
+        println!("{}", h.line());
+    }
+    Ok(())
+}

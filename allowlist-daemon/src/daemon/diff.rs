@@ -219,6 +219,24 @@ mod tests {
     }
 
     #[test]
+    fn shows_whether_a_recorded_change_reached_a_config() {
+        let a = config("[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"a\"\n");
+        let b = config(
+            "[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"A\"\n[[entries]]\ncidr = \"2001:db8::/48\"\n",
+        );
+        let c = config("[[entries]]\ncidr = \"198.18.2.0/24\"\n");
+        let Changes { before, after, .. } = changes(&a, &b);
+        assert!(shows(&b, &before, &after));
+        assert!(
+            !shows(&a, &before, &after),
+            "the old comment and no IPv6 entry"
+        );
+        let Changes { before, after, .. } = changes(&a, &c);
+        assert!(shows(&c, &before, &after));
+        assert!(!shows(&b, &before, &after), "198.18.1.0/24 still listed");
+    }
+
+    #[test]
     fn audit_values_name_what_changed() {
         let a = config("[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"a\"\n");
         let b = config(

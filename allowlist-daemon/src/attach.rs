@@ -181,22 +181,28 @@ impl Attachments {
         Ok((attached, gone))
     }
 
-    /// Notices interfaces that vanished (their links went with them) or came back.
+    /// Notices interfaces that vanished (their links went with them) or came back. An
+    /// interface deleted and re-created between two looks has a new ifindex: its dead link is
+    /// dropped and the new one attached in the same look.
     pub fn watch(&mut self, program: &mut Xdp, interfaces: &[String], setting: XdpModeSetting) {
         for name in interfaces {
             let now = ifindex(name);
-            match self.links.get(name) {
-                Some(link) if now != Some(link.ifindex) => {
-                    warn!(interface = %name, "interface vanished; its XDP link went with it (will re-attach if it returns)");
-                    if let Err(e) = self.detach(name) {
-                        warn!(interface = %name, "{e:#}");
-                    }
+            if let Some(link) = self.links.get(name) {
+                if now == Some(link.ifindex) {
+                    continue;
                 }
-                None if now.is_some() => match self.attach(program, name, setting) {
-                    Ok(()) => info!(interface = %name, "interface is back; re-attached"),
+                warn!(interface = %name, ifindex = link.ifindex, "interface vanished; its XDP link went with it (will re-attach when it returns)");
+                if let Err(e) = self.detach(name) {
+                    warn!(interface = %name, "{e:#}");
+                }
+            }
+            if now.is_some() {
+                match self.attach(program, name, setting) {
+                    Ok(()) => {
+                        info!(interface = %name, ifindex = now, "interface is back; re-attached")
+                    }
                     Err(e) => warn!(interface = %name, "{e:#}"),
-                },
-                _ => {}
+                }
             }
         }
     }

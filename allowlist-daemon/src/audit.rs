@@ -123,6 +123,8 @@ pub struct AuditLog {
     size: u64,
     next_seq: u64,
     last_hash: String,
+    /// The newest record when the log was opened: what the previous daemon did last.
+    found: Option<Event>,
     max_bytes: u64,
     keep_files: u32,
 }
@@ -224,7 +226,10 @@ impl AuditLog {
             file,
             size,
             next_seq: last.as_ref().map_or(1, |r| r.seq + 1),
-            last_hash: last.map_or_else(|| GENESIS.to_owned(), |r| r.hash),
+            last_hash: last
+                .as_ref()
+                .map_or_else(|| GENESIS.to_owned(), |r| r.hash.clone()),
+            found: last.map(|r| r.event),
             max_bytes,
             keep_files,
         })
@@ -249,6 +254,11 @@ impl AuditLog {
     /// catch records cut off the tail.
     pub fn last_hash(&self) -> &str {
         &self.last_hash
+    }
+
+    /// The newest record found when the log was opened, if any.
+    pub fn found_at_open(&self) -> Option<&Event> {
+        self.found.as_ref()
     }
 
     /// The seq of the newest record written (0 when none).

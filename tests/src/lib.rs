@@ -10,6 +10,7 @@ pub mod generate;
 pub mod model;
 pub mod netns;
 pub mod tcp;
+pub mod tmpfs;
 
 /// Privileged tests call this first. Outside CI a non-root run skips visibly; under CI=true a
 /// skip would hide a failure, so it panics instead.

@@ -247,6 +247,17 @@ impl Lab {
         Ok(())
     }
 
+    /// Deletes the veth pair (both ends go), as a driver unload or a re-provisioned link does.
+    pub fn delete_link(&self) -> anyhow::Result<()> {
+        self.server.ip(&["link", "del", &self.server_if]).map(drop)
+    }
+
+    /// Builds the veth pair again after [`Lab::delete_link`], with the same names and
+    /// addresses: new interfaces with new ifindexes.
+    pub fn restore_link(&self) -> anyhow::Result<()> {
+        self.configure()
+    }
+
     /// The server's veth end: where the daemon attaches XDP.
     pub fn server_if(&self) -> &str {
         &self.server_if

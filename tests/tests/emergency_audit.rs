@@ -17,7 +17,6 @@
 //! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test emergency_audit`).
 //! Every `allowlistctl` runs with `SSH_CONNECTION` and `SSH_CLIENT` removed.
 
-use std::fs::File;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -32,7 +31,7 @@ use allowlist_tests::daemon::{
 use allowlist_tests::netns::{A4, B4, Lab, PROTECTED, to};
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, Listener};
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use allowlist_tests::tmpfs::{Tmpfs, fill};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -52,55 +51,6 @@ fn now_ms() -> i64 {
 fn sleep_until(deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
     std::thread::sleep(left);
-}
-
-// ---------------------------------------------------------------------------------------
-// A tmpfs the test mounts (for a full disk), unmounted on drop
-// ---------------------------------------------------------------------------------------
-
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-        mount(
-            Some("allowlist-e2e-auditfs"),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some(format!("size={size},mode=0755").as_str()),
-        )
-        .unwrap_or_else(|e| panic!("mounting a tmpfs on {}: {e}", path.display()));
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // MNT_DETACH: a daemon still holding its audit log open must not keep it mounted.
-        if let Err(e) = umount2(&self.path, MntFlags::MNT_DETACH) {
-            eprintln!("warning: unmounting {}: {e}", self.path.display());
-        }
-    }
-}
-
-/// Writes zeros to `path` until the file system is full.
-fn fill(path: &Path) {
-    let mut f = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-    let chunk = vec![0u8; 4096];
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -142,7 +92,7 @@ impl Fx {
         let tmpfs = tmpfs.then(|| Tmpfs::mount(&dir.join("auditfs"), "64k"));
         let mut config = Config::new(&dir, lab.server_if()).entry("198.18.1.0/24", "lab A");
         config.audit_log = match &tmpfs {
-            Some(t) => t.path.join("audit.jsonl"),
+            Some(t) => t.path().join("audit.jsonl"),
             None => dir.join("audit.jsonl"),
         };
         let path = dir.join("allowlist.toml");

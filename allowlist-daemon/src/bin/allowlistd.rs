@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use allowlist_daemon::daemon_args::Args;
-use allowlist_daemon::{config, daemon};
+use allowlist_daemon::{config, daemon, trusted_file};
 use clap::Parser;
 use tracing::error;
 
@@ -47,10 +47,16 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    let result = config::Config::load(path).and_then(|c| {
-        c.check_interfaces_exist()?;
-        Ok(c)
-    });
+    let result = trusted_file::check(path, "config file")
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(config::Config::load(path)?))
+        .and_then(|c| {
+            for list in &c.list_files {
+                trusted_file::check(list, "list file")?;
+            }
+            c.check_interfaces_exist()?;
+            Ok(c)
+        });
     match result {
         Ok(c) => {
             let v4 = c.entries.iter().filter(|e| e.net.addr().is_ipv4()).count();

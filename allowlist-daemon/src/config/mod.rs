@@ -150,24 +150,43 @@ impl Config {
 
     /// Reads and validates the config file at `path` and the list files it names.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = Config::read_text(path)?;
+        Config::parse(path, &text)
+    }
+
+    /// The config file's text, refused by its size before it is read, and read no further
+    /// than the limit should it grow meanwhile: memory stays bounded whatever the file.
+    pub fn read_text(path: &Path) -> Result<String, ConfigError> {
         let io = |error| ConfigError::Io {
             path: path.to_path_buf(),
             error,
         };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_CONFIG_BYTES {
+        let too_large = |size: u64| {
             let message = format!(
                 "{size} bytes, more than the {} MiB a config file may have; put long lists \
                  in list files (list_files = [...])",
                 MAX_CONFIG_BYTES >> 20
             );
-            return Err(ConfigError::Invalid {
+            ConfigError::Invalid {
                 problems: vec![Problem::new(path, None, message)],
                 omitted: 0,
-            });
+            }
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(too_large(size));
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        Config::parse(path, &text)
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+            &mut text,
+        )
+        .map_err(io)?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(too_large(text.len() as u64));
+        }
+        Ok(text)
     }
 
     /// Validates `text` as the contents of the config file at `path`. List files are still

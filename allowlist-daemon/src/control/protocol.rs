@@ -361,11 +361,13 @@ pub async fn read_frame_async(
     if len > MAX_MESSAGE {
         return Err(FrameError::TooLarge(len, MAX_MESSAGE));
     }
-    let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(eof_is_truncated)?;
+    // Grown as bytes arrive, not allocated at the announced size: a client that announces
+    // 1 MiB and sends nothing costs nothing.
+    let mut body = Vec::new();
+    reader.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(FrameError::Truncated);
+    }
     Ok(body)
 }
 

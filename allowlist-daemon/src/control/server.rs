@@ -1,23 +1,29 @@
 //! The listening side of the control socket. Each connection gets its own task that checks
 //! the peer (SO_PEERCRED), reads one request within a deadline and hands it to the daemon's
 //! main loop, which owns all state and so serializes every change. A slow or garbage client
-//! only ever holds up its own task.
+//! only ever holds up its own task, and at most [`MAX_CONNECTIONS`] are open at once, so a
+//! crowd of idle clients cannot exhaust the daemon's file descriptors.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::{Gid, Group, Uid, User, chown, getgrouplist};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use super::protocol::{self, ErrorKind, Request, Response};
 
 /// A client has this long to send its whole request.
 const READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Connections served at once; beyond this a client is told the daemon is busy. Each one
+/// costs a file descriptor and a task for at most [`READ_DEADLINE`] (plus the answer).
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Who sent a request, from the kernel (SO_PEERCRED), not from the client's say-so.
 #[derive(Clone, Debug)]
@@ -30,6 +36,32 @@ pub struct Incoming {
     pub request: Request,
     pub peer: Peer,
     pub reply: oneshot::Sender<Response>,
+}
+
+/// Raises the soft limit on open files to the hard limit (systemd's advice for services
+/// that do not use select(2)): [`MAX_CONNECTIONS`] clients plus the daemon's own maps and
+/// sockets exceed the usual soft limit of 1024. Returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Binds the socket with mode 0660, owned by root and `group`.
@@ -62,17 +94,40 @@ pub fn bind(path: &Path, group: &str) -> Result<(UnixListener, Gid)> {
 
 /// Accepts connections until the daemon stops.
 pub async fn serve(listener: UnixListener, gid: Gid, socket: PathBuf, tx: mpsc::Sender<Incoming>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, gid, tx.clone()));
-            }
+            Ok((stream, _)) => match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        connection(stream, gid, tx).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(busy(stream));
+                }
+            },
             Err(e) => {
                 warn!(socket = %socket.display(), "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
+}
+
+/// Answers a client beyond [`MAX_CONNECTIONS`] without reading its request.
+async fn busy(mut stream: UnixStream) {
+    let response = Response::error(
+        ErrorKind::Internal,
+        format!("allowlistd is busy: {MAX_CONNECTIONS} connections open; try again"),
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(&protocol::encode(&response)),
+    )
+    .await;
 }
 
 fn authorized(uid: u32, gid: Gid) -> bool {

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use super::{Daemon, StartOptions};
+use super::{Daemon, StartOptions, diff};
 use crate::audit::{Actor, Event, Outcome, Via};
 use crate::emergency;
 
@@ -101,6 +101,8 @@ impl Daemon {
             .with_context(|| format!("saving the emergency state in {}", state_dir.display()))?;
         self.filter
             .set_emergency(self.emergency.as_ref().map_or(0, |e| e.until_boot_ns))?;
+        self.settle_interrupted_change()
+            .map_err(anyhow::Error::msg)?;
         let after = json!({
             "active": self.config.active,
             "entries": self.config.entries.len(),
@@ -116,5 +118,47 @@ impl Daemon {
             self.revision,
         )
         .map_err(anyhow::Error::msg)
+    }
+
+    /// A change is audited before it is made, and its revision saved after: a last record
+    /// `ok` with a revision beyond the saved one is a change the previous daemon was killed
+    /// in the middle of. If the config file (which this daemon now enforces) shows it, it
+    /// happened; if not, a `failed` record says it never took effect, and the revision moves
+    /// past the one it claimed, so no two states share a number.
+    fn settle_interrupted_change(&mut self) -> Result<(), String> {
+        let saved = self.revision - 1;
+        let Some(last) = self.audit.found_at_open().cloned() else {
+            return Ok(());
+        };
+        let change = !matches!(
+            last.action.as_str(),
+            "start" | "stop" | "confirm" | "emergency-start" | "emergency-end" | "emergency-expiry"
+        );
+        if !change || last.result != Outcome::Ok || last.revision <= saved {
+            return Ok(());
+        }
+        if diff::shows(&self.config, &last.before, &last.after) {
+            info!(
+                "the previous allowlistd was stopped during `{}` (revision {}); the config file has it, so it is in force",
+                last.action, last.revision
+            );
+            return Ok(());
+        }
+        let reason = format!(
+            "allowlistd was stopped before this {} reached the config file; it never took effect",
+            last.action
+        );
+        warn!("{reason} (revision {})", last.revision);
+        self.record(
+            last.actor,
+            &last.action,
+            json!(null),
+            json!(null),
+            Outcome::Failed { reason },
+            last.revision,
+        )?;
+        self.revision = last.revision + 1;
+        self.save_revision();
+        Ok(())
     }
 }

@@ -289,12 +289,7 @@ impl Daemon {
             ));
         }
         let path = self.config.path.clone();
-        let on_disk = std::fs::read_to_string(&path).map_err(|e| {
-            (
-                ErrorKind::Internal,
-                format!("reading {}: {e}", path.display()),
-            )
-        })?;
+        let on_disk = Config::read_text(&path).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
         if on_disk != self.config_text {
             return Err((
                 ErrorKind::Conflict,

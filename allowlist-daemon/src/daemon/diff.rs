@@ -172,6 +172,39 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
     }
 }
 
+/// Whether `config` is what a change recorded by [`audit_values`] as `before` -> `after`
+/// produced: the entries of `after` present with their comments, those only in `before`
+/// gone, and every changed setting at its new value.
+pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
+    let comments: std::collections::HashMap<String, &str> = config
+        .entries
+        .iter()
+        .map(|e| (e.net.to_string(), &*e.comment))
+        .collect();
+    let listed = |e: &Value| {
+        e["cidr"]
+            .as_str()
+            .and_then(|cidr| comments.get(cidr))
+            .is_some_and(|comment| e["comment"].as_str() == Some(comment))
+    };
+    let added = after["entries"].as_array().map_or(&[][..], Vec::as_slice);
+    let removed = before["entries"].as_array().map_or(&[][..], Vec::as_slice);
+    let settings_match = after.as_object().is_none_or(|map| {
+        map.iter().all(|(key, value)| match key.as_str() {
+            "active" => *value == json!(config.active),
+            "protected_tcp_ports" => *value == json!(config.protected_tcp_ports),
+            "interfaces" => *value == json!(config.interfaces),
+            _ => true,
+        })
+    });
+    settings_match
+        && added.iter().all(listed)
+        && removed
+            .iter()
+            .filter_map(|e| e["cidr"].as_str())
+            .all(|cidr| !comments.contains_key(cidr) || added.iter().any(|a| a["cidr"] == cidr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +216,24 @@ mod tests {
             &format!("active = false\n{text}"),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn shows_whether_a_recorded_change_reached_a_config() {
+        let a = config("[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"a\"\n");
+        let b = config(
+            "[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"A\"\n[[entries]]\ncidr = \"2001:db8::/48\"\n",
+        );
+        let c = config("[[entries]]\ncidr = \"198.18.2.0/24\"\n");
+        let Changes { before, after, .. } = changes(&a, &b);
+        assert!(shows(&b, &before, &after));
+        assert!(
+            !shows(&a, &before, &after),
+            "the old comment and no IPv6 entry"
+        );
+        let Changes { before, after, .. } = changes(&a, &c);
+        assert!(shows(&c, &before, &after));
+        assert!(!shows(&b, &before, &after), "198.18.1.0/24 still listed");
     }
 
     #[test]

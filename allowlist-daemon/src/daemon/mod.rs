@@ -34,10 +34,13 @@ use crate::config::{Config, edit::write_atomic};
 use crate::control::server;
 use crate::emergency::{self, Emergency};
 use crate::filter::Filter;
+use crate::link_events::LinkEvents;
 use crate::metrics;
 use crate::notify;
+use crate::trusted_file;
 
-/// How often vanished or returning interfaces are noticed.
+/// How often sessions are sampled and interfaces looked at even without a link event (the
+/// fallback should events be lost).
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Daemon {
@@ -84,9 +87,12 @@ struct PendingChange {
 
 /// Reads and validates the config file, keeping its text.
 fn read_config(path: &Path) -> Result<(Config, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    trusted_file::check(path, "config file")?;
+    let text = Config::read_text(path)?;
     let config = Config::parse(path, &text)?;
+    for list in &config.list_files {
+        trusted_file::check(list, "list file")?;
+    }
     config.check_interfaces_exist()?;
     Ok((config, text))
 }
@@ -125,6 +131,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         config.audit_keep_files,
     )?;
     let pins = PinDir::open(&config.bpffs_dir)?;
+    let fd_limit = server::raise_fd_limit();
+    if fd_limit < server::MAX_CONNECTIONS as u64 + 256 {
+        warn!(
+            "the open-files limit is {fd_limit}: fewer than {} control clients may be served at once",
+            server::MAX_CONNECTIONS
+        );
+    }
     let (listener, gid) = server::bind(&config.control_socket, &config.control_group)?;
     let mut filter = Filter::load_with(config.max_entries, Some(pins.path()))?;
     apply(&mut filter, &config)?;
@@ -162,6 +175,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         AsyncFd::register_with_interest(daemon.filter.take_blocked_events()?, Interest::READABLE)
     }
     .map_err(|e| anyhow::anyhow!("watching the blocked-events ring buffer: {e}"))?;
+    let link_events = LinkEvents::subscribe()?;
     daemon.save_revision();
     daemon.start_records(start)?;
     let (snapshot_tx, mut snapshots) = mpsc::channel(8);
@@ -219,6 +233,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
                         let event = unsafe { item.as_ptr().cast::<BlockedEvent>().read_unaligned() };
                         daemon.blocked.record(&event, now);
                     }
+                }
+                ready.clear_ready();
+            }
+            ready = link_events.readable() => {
+                let mut ready = ready.context("waiting on rtnetlink link events")?;
+                if ready.get_inner().drain() {
+                    daemon.watch_interfaces();
                 }
                 ready.clear_ready();
             }
@@ -420,7 +441,7 @@ impl Daemon {
         // stays, and CLI changes are refused until `reload` (the file differs from what the
         // daemon knows).
         let path = pending.restore_config.path.clone();
-        let hand_edited = std::fs::read_to_string(&path).ok().as_ref() != Some(&self.config_text);
+        let hand_edited = Config::read_text(&path).ok().as_ref() != Some(&self.config_text);
         let text = if hand_edited {
             self.config_text.clone()
         } else {
@@ -454,6 +475,10 @@ impl Daemon {
                 Err(e) => warn!("{e}"),
             }
         }
+        self.watch_interfaces();
+    }
+
+    fn watch_interfaces(&mut self) {
         self.attachments.watch(
             self.filter.program(),
             &self.config.interfaces,

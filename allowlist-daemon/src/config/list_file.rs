@@ -214,7 +214,7 @@ mod tests {
         parse_bytes(text.as_bytes(), 1024)
     }
 
-    fn summary(entries: &[Entry]) -> Vec<(String, &str, usize)> {
+    fn summary(entries: &[Entry]) -> Vec<(String, &str, u32)> {
         entries
             .iter()
             .map(|e| (e.net.to_string(), &*e.comment, e.origin.line))

@@ -11,7 +11,11 @@ use super::error::{Problem, Report};
 /// lines, located by their line alone.
 fn entry_problem(entries: &[Entry], inline: &[usize], index: usize, message: String) -> Problem {
     let entry = &entries[index];
-    let problem = Problem::new(&entry.origin.file, Some(entry.origin.line as usize), message);
+    let problem = Problem::new(
+        &entry.origin.file,
+        Some(entry.origin.line as usize),
+        message,
+    );
     match inline.get(index) {
         Some(number) => problem
             .key("entries")

@@ -102,15 +102,18 @@ impl Fx {
 /// Connects from each of `srcs` in turn to the protected port until `stop` (for at most
 /// two minutes), each attempt waiting at most `wait`, a connected one followed by a 10 ms
 /// pause; returns every outcome.
+/// Probes until `stop`, and at least `min` times (a fast change must not leave the verdict
+/// resting on a probe or two).
 fn probe_until(
     ns: &Netns,
     srcs: &[IpAddr],
     wait: Duration,
     stop: &AtomicBool,
+    min: usize,
 ) -> Vec<(IpAddr, Outcome)> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut outcomes = Vec::new();
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while (!stop.load(Ordering::Relaxed) || outcomes.len() < min) && Instant::now() < deadline {
         let src = srcs[outcomes.len() % srcs.len()];
         let outcome = tcp::connect(ns, src, to(src, PROTECTED), wait);
         if outcome.is_connected() {
@@ -136,13 +139,13 @@ fn while_probing<R>(client: &Netns, what: &str, during: impl FnOnce() -> R) -> R
     let (result, allowed, blocked) = std::thread::scope(|s| {
         // Generous for the allowed: a dropped SYN never gets an answer, however long one
         // waits, while a busy machine may be slow to answer.
-        let allowed = s.spawn(|| probe_until(client, &[A4, A6], Duration::from_secs(2), &stop));
+        let allowed = s.spawn(|| probe_until(client, &[A4, A6], Duration::from_secs(2), &stop, 10));
         // Several at once, so that a blocked SYN is in flight most of the time (each waits
         // for an answer that never comes).
         let blocked: Vec<_> = [[B4, B6], [B6, B4], [B4, B6], [B6, B4]]
             .map(|srcs| {
                 let stop = &stop;
-                s.spawn(move || probe_until(client, &srcs, Duration::from_millis(150), stop))
+                s.spawn(move || probe_until(client, &srcs, Duration::from_millis(150), stop, 0))
             })
             .into_iter()
             .collect();

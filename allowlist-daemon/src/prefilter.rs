@@ -18,7 +18,7 @@ use allowlist_common::maps::{
 use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Which /24 slots (address >> 8) an IPv4 network touches.
-fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
+pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
     let first = u32::from(net.network()) >> 8;
     let last = u32::from(net.broadcast()) >> 8;
     first..=last

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use crate::prefilter::{V4Prefilter, V6Prefilter};
+use crate::prefilter::{V4Prefilter, V6Prefilter, v4_slots};
 use crate::rules::Rules;
 
 mod batch;
@@ -288,10 +288,12 @@ impl Filter {
             writes.push(*net, new.id);
             assigned.push((*net, new.id));
         }
-        // A reused id must not inherit a removed entry's counts.
+        // A reused id must not inherit a removed entry's counts. The ids of whole /24s are
+        // written before the /24s turn whole: until then their sources go to the trie anyway.
         let written = self
             .clear_hits(&fresh)
-            .and_then(|()| writes.write(&self.ebpf));
+            .and_then(|()| writes.write(&self.ebpf))
+            .and_then(|()| self.write_whole_ids(assigned.iter().copied()));
         if let Err(err) = written {
             // Not recorded: the next apply writes them all again (writes overwrite).
             self.ids.unassign(assigned.iter().map(|(_, id)| *id));
@@ -300,8 +302,6 @@ impl Filter {
         if let Some(max) = assigned.iter().map(|(_, id)| id + 1).max() {
             self.hits_clean_from = self.hits_clean_from.max(max);
         }
-        // Before the /24s turn whole: until then their sources go to the trie anyway.
-        self.write_whole_ids(assigned.iter().copied())?;
         self.ids.record(assigned, &[]);
         self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
         Ok(())
@@ -375,9 +375,7 @@ impl Filter {
             if net.prefix_len() > 24 {
                 continue;
             }
-            let first = u32::from(net.network()) >> 8;
-            let last = u32::from(net.broadcast()) >> 8;
-            for slot in first..=last {
+            for slot in v4_slots(&net) {
                 slots.push(slot);
                 ids.push(id);
                 if slots.len() == CHUNK {

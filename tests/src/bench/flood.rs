@@ -639,6 +639,9 @@ fn uninstall(lab: &Lab, installed: Installed) -> Result<()> {
         }
         Installed::XdpFilter => {
             in_ns(&lab.recv, "xdp-filter", &["unload", &lab.recv_if])?;
+            // libxdp leaves its (now empty) pin directory behind; remove_dir keeps it if
+            // anything else is pinned there.
+            let _ = std::fs::remove_dir("/sys/fs/bpf/xdp");
         }
     }
     Ok(())

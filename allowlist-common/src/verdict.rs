@@ -99,9 +99,22 @@ impl Source {
     }
 }
 
-/// What the parser learned about a frame: only what the decision needs.
+/// What the decision needs to know of a source besides whether it is covered.
+pub trait Family {
+    fn is_v4(&self) -> bool;
+}
+
+impl Family for Source {
+    fn is_v4(&self) -> bool {
+        matches!(self, Source::V4(_))
+    }
+}
+
+/// What the parser learned about a frame: only what the decision needs. `S` is the source
+/// as the rules look it up: the address itself in userspace; in the XDP program, where the
+/// address sits in the frame (see its `SrcAt`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub enum Parsed<S = Source> {
     NotIp,
     Truncated,
     NotTcp,
@@ -109,24 +122,24 @@ pub enum Parsed {
     NonFirstFragment,
     /// A TCP segment with SYN set and ACK clear.
     Syn {
-        src: Source,
+        src: S,
         dport: u16,
     },
     /// A first fragment or header chain that might be a SYN but does not show enough to tell:
     /// `dport` is known when the fragment holds at least the TCP ports.
     Opaque {
-        src: Source,
+        src: S,
         dport: Option<u16>,
     },
 }
 
 /// The state the decision reads: the kernel answers from maps, a reference model from a
 /// config.
-pub trait Rules {
+pub trait Rules<S = Source> {
     fn active(&self) -> bool;
     fn protected(&self, port: u16) -> bool;
     fn any_protected(&self) -> bool;
-    fn covered(&self, src: &Source) -> bool;
+    fn covered(&self, src: &S) -> bool;
     /// A timed emergency disable is in force (its deadline has not passed).
     fn emergency(&self) -> bool;
 }
@@ -134,7 +147,7 @@ pub trait Rules {
 /// The verdict for one parsed frame. Cheap checks come first so that most traffic is decided
 /// before any address lookup.
 #[inline(always)]
-pub fn decide(parsed: Parsed, rules: &impl Rules) -> Reason {
+pub fn decide<S: Copy + Family>(parsed: Parsed<S>, rules: &impl Rules<S>) -> Reason {
     let (src, port_matters) = match parsed {
         Parsed::NotIp => return Reason::PassNotIp,
         Parsed::Truncated => return Reason::PassTruncated,
@@ -155,9 +168,10 @@ pub fn decide(parsed: Parsed, rules: &impl Rules) -> Reason {
         return Reason::PassInactive;
     }
     if rules.covered(&src) {
-        return match src {
-            Source::V4(_) => Reason::PassAllowedV4,
-            Source::V6(_) => Reason::PassAllowedV6,
+        return if src.is_v4() {
+            Reason::PassAllowedV4
+        } else {
+            Reason::PassAllowedV6
         };
     }
     // Checked last, so that during an emergency the counters still tell covered sources from
@@ -165,9 +179,9 @@ pub fn decide(parsed: Parsed, rules: &impl Rules) -> Reason {
     if rules.emergency() {
         return Reason::PassEmergency;
     }
-    match (parsed, src) {
-        (Parsed::Opaque { .. }, _) => Reason::DropFragmentEvasion,
-        (_, Source::V4(_)) => Reason::DropSynV4,
-        (_, Source::V6(_)) => Reason::DropSynV6,
+    match parsed {
+        Parsed::Opaque { .. } => Reason::DropFragmentEvasion,
+        _ if src.is_v4() => Reason::DropSynV4,
+        _ => Reason::DropSynV6,
     }
 }

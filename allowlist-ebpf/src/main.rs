@@ -22,7 +22,7 @@ use allowlist_common::{
         PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, V4Slot, V6_CLASS_32,
         V6_CLASS_48, v4_slot_position, v6_marks, v6_prefixes,
     },
-    verdict::{Parsed, Reason, Rules, Source, decide},
+    verdict::{Family, Parsed, Reason, Rules, decide},
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
@@ -90,21 +90,17 @@ const TCP_THROUGH_FLAGS: usize = 14;
 #[xdp]
 pub fn allowlist(ctx: XdpContext) -> u32 {
     let rules = KernelRules {
+        ctx: &ctx,
         entry: Cell::new(0),
-        family: Cell::new(0),
-        addr: Cell::new([0; 16]),
-        port: Cell::new(0),
     };
-    // `parsed` is dead once decided: what a blocked event needs, `decide` handed to `rules`.
-    // Keeping it alive made LLVM copy the unused payload of payload-less variants at a join,
-    // an uninitialised register the verifier refuses.
-    let reason = decide(parse(&ctx), &rules);
+    let found = parse(&ctx);
+    let reason = decide(found.parsed(), &rules);
     count(&ctx, reason);
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
         count_hit(rules.entry.get());
     }
     if reason.is_drop() {
-        report_blocked(&ctx, &rules, reason);
+        report_blocked(&ctx, &found, reason);
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -145,10 +141,92 @@ fn be16(b0: u8, b1: u8) -> u16 {
     u16::from_be_bytes([b0, b1])
 }
 
-fn parse(ctx: &XdpContext) -> Parsed {
+/// Where the source address sits in the frame, and whether it is IPv4 (an IPv4-mapped IPv6
+/// source is: its last four bytes). The parser hands this on, not the address: returning a
+/// 16-byte address through the parser's many exits made LLVM store all of it at every one of
+/// them, dozens of stores for every frame. `covered` reads the address, for the few frames
+/// that get that far.
+#[derive(Clone, Copy)]
+struct SrcAt {
+    offset: u16,
+    v4: bool,
+}
+
+impl Family for SrcAt {
+    #[inline(always)]
+    fn is_v4(&self) -> bool {
+        self.v4
+    }
+}
+
+/// What the parser found. A struct with every field always set rather than a `Parsed`: the
+/// variants of an enum without a payload leave it undefined, and where the parser's many exits
+/// join, LLVM fills it with whatever register is at hand, a packet pointer that the verifier
+/// then refuses to see spilled or masked. `parsed` builds the `Parsed` for `decide` after the
+/// joins.
+#[derive(Clone, Copy)]
+struct Found {
+    kind: Kind,
+    src: SrcAt,
+    /// For `Syn` and `Opaque`.
+    dport: u16,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    NotIp,
+    Truncated,
+    NotTcp,
+    NotSyn,
+    NonFirstFragment,
+    Syn,
+    /// A first fragment that shows the destination port but not the flags.
+    Opaque,
+    /// One that does not show the port either.
+    OpaqueNoPort,
+}
+
+impl Found {
+    const NOT_IP: Found = Found::bare(Kind::NotIp);
+    const TRUNCATED: Found = Found::bare(Kind::Truncated);
+    const NOT_TCP: Found = Found::bare(Kind::NotTcp);
+    const NOT_SYN: Found = Found::bare(Kind::NotSyn);
+    const NON_FIRST_FRAGMENT: Found = Found::bare(Kind::NonFirstFragment);
+
+    const fn bare(kind: Kind) -> Found {
+        Found {
+            kind,
+            src: SrcAt {
+                offset: 0,
+                v4: false,
+            },
+            dport: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn parsed(self) -> Parsed<SrcAt> {
+        let (src, dport) = (self.src, self.dport);
+        match self.kind {
+            Kind::NotIp => Parsed::NotIp,
+            Kind::Truncated => Parsed::Truncated,
+            Kind::NotTcp => Parsed::NotTcp,
+            Kind::NotSyn => Parsed::NotSyn,
+            Kind::NonFirstFragment => Parsed::NonFirstFragment,
+            Kind::Syn => Parsed::Syn { src, dport },
+            Kind::Opaque => Parsed::Opaque {
+                src,
+                dport: Some(dport),
+            },
+            Kind::OpaqueNoPort => Parsed::Opaque { src, dport: None },
+        }
+    }
+}
+
+fn parse(ctx: &XdpContext) -> Found {
     let len = frame_len(ctx);
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0, len) else {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     };
     let mut ethertype = be16(eth[12], eth[13]);
     let mut offset = ETH_HLEN;
@@ -159,7 +237,7 @@ fn parse(ctx: &XdpContext) -> Parsed {
             break;
         }
         let Some(tag) = bytes::<4>(ctx, offset, len) else {
-            return Parsed::Truncated;
+            return Found::TRUNCATED;
         };
         ethertype = be16(tag[2], tag[3]);
         offset += 4;
@@ -167,54 +245,63 @@ fn parse(ctx: &XdpContext) -> Parsed {
     match ethertype {
         ETH_P_IP => parse_v4(ctx, offset),
         ETH_P_IPV6 => parse_v6(ctx, offset),
-        _ => Parsed::NotIp,
+        _ => Found::NOT_IP,
     }
 }
 
-fn parse_v4(ctx: &XdpContext, offset: usize) -> Parsed {
+fn parse_v4(ctx: &XdpContext, offset: usize) -> Found {
     let Some(ip) = bytes::<20>(ctx, offset, frame_len(ctx)) else {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     };
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     let total_len = usize::from(be16(ip[2], ip[3]));
     // A packet longer than the frame, or shorter than its own header, is discarded by the
     // kernel's IP layer; judging it here could only be fooled by it.
     if ip[0] >> 4 != 4 || header_len < 20 || total_len < header_len {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     }
     let end = offset + total_len;
     if end > frame_len(ctx) {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     }
     if ip[9] != IPPROTO_TCP {
-        return Parsed::NotTcp;
+        return Found::NOT_TCP;
     }
     let frag = be16(ip[6], ip[7]);
     if frag & 0x1fff != 0 {
-        return Parsed::NonFirstFragment;
+        return Found::NON_FIRST_FRAGMENT;
     }
     let more_fragments = frag & 0x2000 != 0;
-    let src = Source::V4([ip[12], ip[13], ip[14], ip[15]]);
-    #[cfg(feature = "random-source")]
-    let src = random_source(src);
+    let src = SrcAt {
+        offset: (offset + 12) as u16,
+        v4: true,
+    };
     parse_tcp(ctx, offset + header_len, end, src, more_fragments)
 }
 
-fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
+fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
     let Some(ip) = bytes::<40>(ctx, offset, frame_len(ctx)) else {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     };
     // Payload length 0 would mean a jumbogram, which cannot arrive over Ethernet: the kernel
     // then sees a bare header, as the parser does.
     let end = offset + 40 + usize::from(be16(ip[4], ip[5]));
     if ip[0] >> 4 != 6 || end > frame_len(ctx) {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     }
-    let mut addr = [0u8; 16];
-    addr.copy_from_slice(&ip[8..24]);
-    let src = Source::from_v6(addr);
-    #[cfg(feature = "random-source")]
-    let src = random_source(src);
+    // IPv4-mapped (::ffff:a.b.c.d): judged as a.b.c.d.
+    let mapped = ip[8..18] == [0; 10] && ip[18] == 0xff && ip[19] == 0xff;
+    let src = if mapped {
+        SrcAt {
+            offset: (offset + 20) as u16,
+            v4: true,
+        }
+    } else {
+        SrcAt {
+            offset: (offset + 8) as u16,
+            v4: false,
+        }
+    };
     let mut next = ip[6];
     let mut offset = offset + 40;
     let mut more_fragments = false;
@@ -222,9 +309,13 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
     // merely truncated otherwise.
     let cut = |more_fragments: bool| {
         if more_fragments {
-            Parsed::Opaque { src, dport: None }
+            Found {
+                kind: Kind::OpaqueNoPort,
+                src,
+                dport: 0,
+            }
         } else {
-            Parsed::Truncated
+            Found::TRUNCATED
         }
     };
     for _ in 0..MAX_V6_EXT_HEADERS {
@@ -249,14 +340,14 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
                     return cut(more_fragments);
                 };
                 if be16(frag[2], frag[3]) >> 3 != 0 {
-                    return Parsed::NonFirstFragment;
+                    return Found::NON_FIRST_FRAGMENT;
                 }
                 next = frag[0];
                 // Sticky: a later fragment header cannot undo an earlier one's "more".
                 more_fragments |= frag[3] & 1 != 0;
                 offset += 8;
             }
-            _ => return Parsed::NotTcp,
+            _ => return Found::NOT_TCP,
         }
     }
     if next == IPPROTO_TCP {
@@ -267,57 +358,67 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Parsed {
         NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT
     ) {
         // Longer than the bound: whatever follows could be TCP.
-        return Parsed::Opaque { src, dport: None };
+        return Found {
+            kind: Kind::OpaqueNoPort,
+            src,
+            dport: 0,
+        };
     }
-    Parsed::NotTcp
+    Found::NOT_TCP
 }
 
 fn parse_tcp(
     ctx: &XdpContext,
     offset: usize,
     end: usize,
-    src: Source,
+    src: SrcAt,
     more_fragments: bool,
-) -> Parsed {
+) -> Found {
     if let Some(tcp) = bytes::<TCP_THROUGH_FLAGS>(ctx, offset, end) {
         let flags = tcp[13];
         return if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
-            Parsed::Syn {
+            Found {
+                kind: Kind::Syn,
                 src,
                 dport: be16(tcp[2], tcp[3]),
             }
         } else {
-            Parsed::NotSyn
+            Found::NOT_SYN
         };
     }
     if !more_fragments {
-        return Parsed::Truncated;
+        return Found::TRUNCATED;
     }
     // A tiny first fragment: the flags arrive later, so it could be a SYN (RFC 1858).
-    let dport = bytes::<4>(ctx, offset, end).map(|ports| be16(ports[2], ports[3]));
-    Parsed::Opaque { src, dport }
+    match bytes::<4>(ctx, offset, end) {
+        Some(ports) => Found {
+            kind: Kind::Opaque,
+            src,
+            dport: be16(ports[2], ports[3]),
+        },
+        None => Found {
+            kind: Kind::OpaqueNoPort,
+            src,
+            dport: 0,
+        },
+    }
 }
 
 /// The decision's view of the maps. `covered` notes the id of the entry it found, for the
-/// per-entry hit counters, and the source it was asked about (`protected` the port), for a
-/// blocked event.
-struct KernelRules {
+/// per-entry hit counters.
+struct KernelRules<'a> {
+    ctx: &'a XdpContext,
     entry: Cell<u32>,
-    /// 4 or 6; the address as in [`BlockedEvent`].
-    family: Cell<u8>,
-    addr: Cell<[u8; 16]>,
-    /// 0 when a fragment hid it.
-    port: Cell<u16>,
 }
 
-impl KernelRules {
+impl KernelRules<'_> {
     #[inline(always)]
     fn settings() -> Settings {
         SETTINGS.get(0).copied().unwrap_or_default()
     }
 }
 
-impl Rules for KernelRules {
+impl Rules<SrcAt> for KernelRules<'_> {
     #[inline(always)]
     fn active(&self) -> bool {
         Self::settings().active != 0
@@ -325,7 +426,6 @@ impl Rules for KernelRules {
 
     #[inline(always)]
     fn protected(&self, port: u16) -> bool {
-        self.port.set(port);
         let word = PORTS.get(u32::from(port) / 64).copied().unwrap_or(0);
         word & (1 << (port % 64)) != 0
     }
@@ -336,78 +436,12 @@ impl Rules for KernelRules {
     }
 
     #[inline(always)]
-    fn covered(&self, src: &Source) -> bool {
-        match *src {
-            Source::V4(addr) => {
-                self.family.set(4);
-                self.addr.set([
-                    addr[0], addr[1], addr[2], addr[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                ]);
-                let (word, shift) = v4_slot_position(addr);
-                let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
-                let slot = V4Slot::from_bits(bits);
-                if slot == V4Slot::None {
-                    return false;
-                }
-                // SAFETY: the value is a u32 the daemon wrote; it is copied out at once.
-                if slot != V4Slot::Whole
-                    && let Some(id) = unsafe { EXACT_V4.get(addr) }
-                {
-                    self.entry.set(*id);
-                    return true;
-                }
-                if slot == V4Slot::Hosts {
-                    return false;
-                }
-                // A whole /24 is covered whatever the trie says. The id of its entry, to count
-                // the hit against, comes from WHOLE_V4 where the daemon keeps it, else from
-                // the trie (only allowed SYNs get here).
-                if slot == V4Slot::Whole {
-                    let index = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
-                    if let Some(&id) = WHOLE_V4.get(index)
-                        && id != 0
-                    {
-                        self.entry.set(id);
-                        return true;
-                    }
-                }
-                match ALLOW_V4.get(Key::new(32, addr)) {
-                    Some(id) => {
-                        self.entry.set(*id);
-                        true
-                    }
-                    None => slot == V4Slot::Whole,
-                }
-            }
-            Source::V6(addr) => {
-                self.family.set(6);
-                self.addr.set(addr);
-                let settings = Self::settings();
-                if settings.v6_wide_entries == 0 {
-                    let (first32, first48) = v6_prefixes(&addr);
-                    let (word, bit) = v6_marks(V6_CLASS_48, first48);
-                    let fine = settings.v6_classes & V6_CLASS_48 != 0
-                        && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
-                    let (word, bit) = v6_marks(V6_CLASS_32, first32);
-                    let coarse = settings.v6_classes & V6_CLASS_32 != 0
-                        && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
-                    if !fine && !coarse {
-                        return false;
-                    }
-                }
-                // SAFETY: as for EXACT_V4.
-                if let Some(id) = unsafe { EXACT_V6.get(addr) } {
-                    self.entry.set(*id);
-                    return true;
-                }
-                match ALLOW_V6.get(Key::new(128, addr)) {
-                    Some(id) => {
-                        self.entry.set(*id);
-                        true
-                    }
-                    None => false,
-                }
-            }
+    fn covered(&self, src: &SrcAt) -> bool {
+        // The parser checked these bytes are in the frame: the `None`s never happen.
+        if src.v4 {
+            source_v4(self.ctx, usize::from(src.offset)).is_some_and(|addr| self.covered_v4(addr))
+        } else {
+            source_v6(self.ctx, usize::from(src.offset)).is_some_and(|addr| self.covered_v6(addr))
         }
     }
 
@@ -417,7 +451,75 @@ impl Rules for KernelRules {
     }
 }
 
-impl KernelRules {
+impl KernelRules<'_> {
+    #[inline(always)]
+    fn covered_v4(&self, addr: [u8; 4]) -> bool {
+        let (word, shift) = v4_slot_position(addr);
+        let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
+        let slot = V4Slot::from_bits(bits);
+        if slot == V4Slot::None {
+            return false;
+        }
+        // SAFETY: the value is a u32 the daemon wrote; it is copied out at once.
+        if slot != V4Slot::Whole
+            && let Some(id) = unsafe { EXACT_V4.get(addr) }
+        {
+            self.entry.set(*id);
+            return true;
+        }
+        if slot == V4Slot::Hosts {
+            return false;
+        }
+        // A whole /24 is covered whatever the trie says. The id of its entry, to count
+        // the hit against, comes from WHOLE_V4 where the daemon keeps it, else from
+        // the trie (only allowed SYNs get here).
+        if slot == V4Slot::Whole {
+            let index = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
+            if let Some(&id) = WHOLE_V4.get(index)
+                && id != 0
+            {
+                self.entry.set(id);
+                return true;
+            }
+        }
+        match ALLOW_V4.get(Key::new(32, addr)) {
+            Some(id) => {
+                self.entry.set(*id);
+                true
+            }
+            None => slot == V4Slot::Whole,
+        }
+    }
+
+    #[inline(always)]
+    fn covered_v6(&self, addr: [u8; 16]) -> bool {
+        let settings = Self::settings();
+        if settings.v6_wide_entries == 0 {
+            let (first32, first48) = v6_prefixes(&addr);
+            let (word, bit) = v6_marks(V6_CLASS_48, first48);
+            let fine = settings.v6_classes & V6_CLASS_48 != 0
+                && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
+            let (word, bit) = v6_marks(V6_CLASS_32, first32);
+            let coarse = settings.v6_classes & V6_CLASS_32 != 0
+                && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
+            if !fine && !coarse {
+                return false;
+            }
+        }
+        // SAFETY: as for EXACT_V4.
+        if let Some(id) = unsafe { EXACT_V6.get(addr) } {
+            self.entry.set(*id);
+            return true;
+        }
+        match ALLOW_V6.get(Key::new(128, addr)) {
+            Some(id) => {
+                self.entry.set(*id);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Boot time, not monotonic time: it keeps counting through suspend, so a deadline set
     /// for "four hours from now" ends four hours of wall time later.
     #[inline(always)]
@@ -431,7 +533,7 @@ impl KernelRules {
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only
 /// counted.
 #[inline(always)]
-fn report_blocked(ctx: &XdpContext, rules: &KernelRules, reason: Reason) {
+fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };
@@ -450,10 +552,25 @@ fn report_blocked(ctx: &XdpContext, rules: &KernelRules, reason: Reason) {
         budget.suppressed += 1;
         return;
     }
+    // Read from the frame again (bench builds too, whose verdicts judged a drawn source).
+    let offset = usize::from(found.src.offset);
+    let (family, addr) = if found.src.v4 {
+        let Some(a) = bytes::<4>(ctx, offset, frame_len(ctx)) else {
+            return;
+        };
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&a);
+        (4, addr)
+    } else {
+        let Some(addr) = bytes::<16>(ctx, offset, frame_len(ctx)) else {
+            return;
+        };
+        (6, addr)
+    };
     let event = BlockedEvent {
-        addr: rules.addr.get(),
-        port: rules.port.get(),
-        family: rules.family.get(),
+        addr,
+        port: found.dport,
+        family,
         reason: reason as u8,
         ifindex: ctx.ingress_ifindex() as u32,
     };
@@ -495,21 +612,37 @@ fn count(ctx: &XdpContext, reason: Reason) {
     }
 }
 
-/// Bench builds only (`--features random-source`, see `cargo xtask bench`): replaces the
-/// parsed source with one drawn for every packet, of the same family, as a flood of spoofed
-/// SYNs brings; BPF_PROG_TEST_RUN repeats one frame, which would keep every cache warm.
-#[cfg(feature = "random-source")]
+/// The IPv4 source address at `offset`. Bench builds (`--features random-source`, see `cargo
+/// xtask bench`) draw a new one for every packet instead, as a flood of spoofed SYNs brings:
+/// BPF_PROG_TEST_RUN repeats one frame, which would keep every cache warm.
 #[inline(always)]
-fn random_source(parsed: Source) -> Source {
-    use allowlist_common::random_source::{v4, v6};
-    use aya_ebpf::helpers::bpf_get_prandom_u32;
-    // SAFETY: helpers without arguments.
-    unsafe {
-        match parsed {
-            Source::V4(_) => Source::V4(v4(bpf_get_prandom_u32())),
-            Source::V6(_) => Source::V6(v6(bpf_get_prandom_u32(), bpf_get_prandom_u32())),
-        }
+fn source_v4(ctx: &XdpContext, offset: usize) -> Option<[u8; 4]> {
+    #[cfg(feature = "random-source")]
+    {
+        let _ = (ctx, offset);
+        // SAFETY: a helper without arguments.
+        Some(allowlist_common::random_source::v4(unsafe {
+            aya_ebpf::helpers::bpf_get_prandom_u32()
+        }))
     }
+    #[cfg(not(feature = "random-source"))]
+    bytes::<4>(ctx, offset, frame_len(ctx))
+}
+
+/// The IPv6 source address at `offset` (drawn in bench builds, as for IPv4).
+#[inline(always)]
+fn source_v6(ctx: &XdpContext, offset: usize) -> Option<[u8; 16]> {
+    #[cfg(feature = "random-source")]
+    {
+        use aya_ebpf::helpers::bpf_get_prandom_u32;
+        let _ = (ctx, offset);
+        // SAFETY: helpers without arguments.
+        Some(unsafe {
+            allowlist_common::random_source::v6(bpf_get_prandom_u32(), bpf_get_prandom_u32())
+        })
+    }
+    #[cfg(not(feature = "random-source"))]
+    bytes::<16>(ctx, offset, frame_len(ctx))
 }
 
 #[cfg(not(test))]

@@ -24,19 +24,41 @@ pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
     first..=last
 }
 
-fn read_slot(words: &[AtomicU64], slot: u32) -> V4Slot {
-    let (word, shift) = (slot / 32, (slot % 32) * 2);
-    V4Slot::from_bits(words[word as usize].load(Ordering::Acquire) >> shift)
+/// The IPv4 prefilter's two mapped arrays: a bit per /24 saying whether any entry touches it
+/// (`maps::TOUCHED_V4`), and its state (`maps::PREFILTER_V4`), which the program reads only
+/// when the bit is set.
+#[derive(Clone, Copy)]
+pub struct V4Words<'a> {
+    pub touched: &'a [AtomicU64],
+    pub states: &'a [AtomicU64],
 }
 
-fn write_slot(words: &[AtomicU64], slot: u32, state: V4Slot) {
+/// A /24's state as the program sees it.
+fn read_slot(words: V4Words, slot: u32) -> V4Slot {
+    if words.touched[(slot / 64) as usize].load(Ordering::Acquire) & (1 << (slot % 64)) == 0 {
+        return V4Slot::None;
+    }
     let (word, shift) = (slot / 32, (slot % 32) * 2);
-    let word = &words[word as usize];
+    V4Slot::from_bits(words.states[word as usize].load(Ordering::Acquire) >> shift)
+}
+
+fn write_slot(words: V4Words, slot: u32, state: V4Slot) {
+    let (word, shift) = (slot / 32, (slot % 32) * 2);
+    let word = &words.states[word as usize];
     // Only the daemon writes, and from one thread: load-modify-store cannot lose an update.
     let old = word.load(Ordering::Acquire);
     let new = (old & !(3 << shift)) | ((state as u64) << shift);
     if new != old {
         word.store(new, Ordering::Release);
+    }
+    // After the state: a source that sees the bit set sees the new state or a wider one.
+    // Cleared after it too: a slot becomes `None` only once no entry covers it.
+    let touched = &words.touched[(slot / 64) as usize];
+    let bit = 1 << (slot % 64);
+    if state == V4Slot::None {
+        touched.fetch_and(!bit, Ordering::AcqRel);
+    } else {
+        touched.fetch_or(bit, Ordering::AcqRel);
     }
 }
 
@@ -111,7 +133,7 @@ impl V4Prefilter {
 
     /// Phase 1 of an insert: slots the new entries touch send their sources to the hash map
     /// and the trie.
-    pub fn before_insert(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    pub fn before_insert(&mut self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets {
             for slot in v4_slots(net) {
                 if matches!(read_slot(words, slot), V4Slot::None | V4Slot::Hosts) {
@@ -130,7 +152,7 @@ impl V4Prefilter {
     }
 
     /// Phase 2 of an insert, once the maps hold the new entries: final states.
-    pub fn after_insert(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    pub fn after_insert(&mut self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets.iter().filter(|net| net.prefix_len() <= 24) {
             for slot in v4_slots(net) {
                 self.set_whole(slot, true);
@@ -140,7 +162,7 @@ impl V4Prefilter {
     }
 
     /// Phase 1 of a removal: a /24 that is whole now may not stay whole, so ask the trie.
-    pub fn before_remove(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    pub fn before_remove(&mut self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets {
             for slot in v4_slots(net) {
                 if read_slot(words, slot) == V4Slot::Whole {
@@ -166,7 +188,7 @@ impl V4Prefilter {
     }
 
     /// Phase 2 of a removal, once the maps no longer hold the entries: final states.
-    pub fn after_remove(&mut self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    pub fn after_remove(&mut self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets.iter().filter(|net| net.prefix_len() <= 24) {
             for slot in v4_slots(net) {
                 let whole = self.covered_by_wide(slot);
@@ -176,7 +198,7 @@ impl V4Prefilter {
         self.settle(words, nets);
     }
 
-    fn settle(&self, words: &[AtomicU64], nets: &[Ipv4Net]) {
+    fn settle(&self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets {
             for slot in v4_slots(net) {
                 write_slot(words, slot, self.state(slot));
@@ -282,7 +304,7 @@ impl V6Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use allowlist_common::maps::PREFILTER_V4_WORDS;
+    use allowlist_common::maps::{PREFILTER_V4_WORDS, TOUCHED_V4_WORDS};
 
     fn words(n: u32) -> Vec<AtomicU64> {
         (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -296,82 +318,115 @@ mod tests {
         u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap()) >> 8
     }
 
-    fn insert(p: &mut V4Prefilter, w: &[AtomicU64], nets: &[Ipv4Net]) {
+    /// Both IPv4 arrays, as the program has them.
+    struct V4Maps {
+        touched: Vec<AtomicU64>,
+        states: Vec<AtomicU64>,
+    }
+
+    impl V4Maps {
+        fn new() -> V4Maps {
+            V4Maps {
+                touched: words(TOUCHED_V4_WORDS),
+                states: words(PREFILTER_V4_WORDS),
+            }
+        }
+
+        fn view(&self) -> V4Words<'_> {
+            V4Words {
+                touched: &self.touched,
+                states: &self.states,
+            }
+        }
+
+        fn empty(&self) -> bool {
+            self.touched
+                .iter()
+                .chain(&self.states)
+                .all(|x| x.load(Ordering::Relaxed) == 0)
+        }
+    }
+
+    fn insert(p: &mut V4Prefilter, w: V4Words, nets: &[Ipv4Net]) {
         p.before_insert(w, nets);
         p.after_insert(w, nets);
     }
 
-    fn remove(p: &mut V4Prefilter, w: &[AtomicU64], nets: &[Ipv4Net]) {
+    fn remove(p: &mut V4Prefilter, w: V4Words, nets: &[Ipv4Net]) {
         p.before_remove(w, nets);
         p.after_remove(w, nets);
     }
 
     #[test]
     fn v4_states_follow_entries() {
-        let w = words(PREFILTER_V4_WORDS);
+        let maps = V4Maps::new();
+        let w = maps.view();
         let mut p = V4Prefilter::default();
-        insert(&mut p, &w, &[v4("198.18.4.0/22"), v4("198.18.9.7/32")]);
+        insert(&mut p, w, &[v4("198.18.4.0/22"), v4("198.18.9.7/32")]);
         for a in ["198.18.4.1", "198.18.5.1", "198.18.7.255"] {
-            assert_eq!(read_slot(&w, slot(a)), V4Slot::Whole, "{a}");
+            assert_eq!(read_slot(w, slot(a)), V4Slot::Whole, "{a}");
         }
-        assert_eq!(read_slot(&w, slot("198.18.9.1")), V4Slot::Hosts);
-        assert_eq!(read_slot(&w, slot("198.18.8.1")), V4Slot::None);
-        assert_eq!(read_slot(&w, slot("198.18.3.255")), V4Slot::None);
+        assert_eq!(read_slot(w, slot("198.18.9.1")), V4Slot::Hosts);
+        assert_eq!(read_slot(w, slot("198.18.8.1")), V4Slot::None);
+        assert_eq!(read_slot(w, slot("198.18.3.255")), V4Slot::None);
 
         // A /32 inside a whole /24 keeps it whole; removing the /22 leaves only the host.
-        insert(&mut p, &w, &[v4("198.18.5.5/32")]);
-        remove(&mut p, &w, &[v4("198.18.4.0/22")]);
-        assert_eq!(read_slot(&w, slot("198.18.5.5")), V4Slot::Hosts);
+        insert(&mut p, w, &[v4("198.18.5.5/32")]);
+        remove(&mut p, w, &[v4("198.18.4.0/22")]);
+        assert_eq!(read_slot(w, slot("198.18.5.5")), V4Slot::Hosts);
         // A /25 next to a host sends the /24 to the trie as well.
-        insert(&mut p, &w, &[v4("198.18.5.128/25")]);
-        assert_eq!(read_slot(&w, slot("198.18.5.5")), V4Slot::Partial);
-        remove(&mut p, &w, &[v4("198.18.5.128/25")]);
-        assert_eq!(read_slot(&w, slot("198.18.5.5")), V4Slot::Hosts);
-        assert_eq!(read_slot(&w, slot("198.18.4.1")), V4Slot::None);
-        remove(&mut p, &w, &[v4("198.18.5.5/32"), v4("198.18.9.7/32")]);
-        assert!(w.iter().all(|x| x.load(Ordering::Relaxed) == 0));
+        insert(&mut p, w, &[v4("198.18.5.128/25")]);
+        assert_eq!(read_slot(w, slot("198.18.5.5")), V4Slot::Partial);
+        remove(&mut p, w, &[v4("198.18.5.128/25")]);
+        assert_eq!(read_slot(w, slot("198.18.5.5")), V4Slot::Hosts);
+        assert_eq!(read_slot(w, slot("198.18.4.1")), V4Slot::None);
+        remove(&mut p, w, &[v4("198.18.5.5/32"), v4("198.18.9.7/32")]);
+        assert!(maps.empty());
     }
 
     #[test]
     fn v4_phases_never_claim_more_than_the_trie() {
-        let w = words(PREFILTER_V4_WORDS);
+        let maps = V4Maps::new();
+        let w = maps.view();
         let mut p = V4Prefilter::default();
         let net = [v4("198.18.0.0/23")];
-        p.before_insert(&w, &net);
+        p.before_insert(w, &net);
         // Before the trie has the entry, its sources must be asked about, not allowed.
-        assert_eq!(read_slot(&w, slot("198.18.1.1")), V4Slot::Partial);
-        p.after_insert(&w, &net);
-        assert_eq!(read_slot(&w, slot("198.18.1.1")), V4Slot::Whole);
-        p.before_remove(&w, &net);
+        assert_eq!(read_slot(w, slot("198.18.1.1")), V4Slot::Partial);
+        p.after_insert(w, &net);
+        assert_eq!(read_slot(w, slot("198.18.1.1")), V4Slot::Whole);
+        p.before_remove(w, &net);
         // While the trie still has it, its sources must not be dropped unasked either.
-        assert_eq!(read_slot(&w, slot("198.18.1.1")), V4Slot::Partial);
-        p.after_remove(&w, &net);
-        assert_eq!(read_slot(&w, slot("198.18.1.1")), V4Slot::None);
+        assert_eq!(read_slot(w, slot("198.18.1.1")), V4Slot::Partial);
+        p.after_remove(w, &net);
+        assert_eq!(read_slot(w, slot("198.18.1.1")), V4Slot::None);
     }
 
     #[test]
     fn v4_a_network_joining_hosts_is_asked_about_before_it_lands() {
-        let w = words(PREFILTER_V4_WORDS);
+        let maps = V4Maps::new();
+        let w = maps.view();
         let mut p = V4Prefilter::default();
-        insert(&mut p, &w, &[v4("198.18.0.1/32")]);
-        assert_eq!(read_slot(&w, slot("198.18.0.1")), V4Slot::Hosts);
+        insert(&mut p, w, &[v4("198.18.0.1/32")]);
+        assert_eq!(read_slot(w, slot("198.18.0.1")), V4Slot::Hosts);
         let net = [v4("198.18.0.64/26")];
-        p.before_insert(&w, &net);
+        p.before_insert(w, &net);
         // `Hosts` would skip the trie the /26 is about to enter.
-        assert_eq!(read_slot(&w, slot("198.18.0.1")), V4Slot::Partial);
-        p.after_insert(&w, &net);
-        assert_eq!(read_slot(&w, slot("198.18.0.1")), V4Slot::Partial);
+        assert_eq!(read_slot(w, slot("198.18.0.1")), V4Slot::Partial);
+        p.after_insert(w, &net);
+        assert_eq!(read_slot(w, slot("198.18.0.1")), V4Slot::Partial);
     }
 
     #[test]
     fn v4_wide_entry_covers_many_slots() {
-        let w = words(PREFILTER_V4_WORDS);
+        let maps = V4Maps::new();
+        let w = maps.view();
         let mut p = V4Prefilter::default();
-        insert(&mut p, &w, &[v4("198.18.0.0/15")]);
-        assert_eq!(read_slot(&w, slot("198.19.255.1")), V4Slot::Whole);
-        assert_eq!(read_slot(&w, slot("198.20.0.1")), V4Slot::None);
-        remove(&mut p, &w, &[v4("198.18.0.0/15")]);
-        assert_eq!(read_slot(&w, slot("198.19.255.1")), V4Slot::None);
+        insert(&mut p, w, &[v4("198.18.0.0/15")]);
+        assert_eq!(read_slot(w, slot("198.19.255.1")), V4Slot::Whole);
+        assert_eq!(read_slot(w, slot("198.20.0.1")), V4Slot::None);
+        remove(&mut p, w, &[v4("198.18.0.0/15")]);
+        assert_eq!(read_slot(w, slot("198.19.255.1")), V4Slot::None);
     }
 
     fn marked(w: &[AtomicU64], classes: u32, addr: &str) -> bool {

@@ -19,8 +19,8 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat,
-        PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, V4Slot, V6_CLASS_32,
-        V6_CLASS_48, v4_slot_position, v6_marks, v6_prefixes,
+        PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, TOUCHED_V4_WORDS, V4Slot,
+        V6_CLASS_32, V6_CLASS_48, touched_v4_position, v4_slot_position, v6_marks, v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };
@@ -47,6 +47,8 @@ static EXACT_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, BPF_F_
 // Memory-mappable so the daemon updates prefilter bits with plain stores, not one syscall each.
 #[map]
 static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BPF_F_MMAPABLE);
+#[map]
+static TOUCHED_V4: Array<u64> = Array::with_max_entries(TOUCHED_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static PREFILTER_V6: Array<u64> = Array::with_max_entries(PREFILTER_V6_WORDS, BPF_F_MMAPABLE);
 #[map]
@@ -454,6 +456,10 @@ impl Rules<SrcAt> for KernelRules<'_> {
 impl KernelRules<'_> {
     #[inline(always)]
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
+        let (word, bit) = touched_v4_position(addr);
+        if TOUCHED_V4.get(word).copied().unwrap_or(0) & bit == 0 {
+            return false;
+        }
         let (word, shift) = v4_slot_position(addr);
         let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
         let slot = V4Slot::from_bits(bits);

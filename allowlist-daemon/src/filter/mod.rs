@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
     self as names, Counters, EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS,
-    PREFILTER_V6_WORDS, Settings,
+    PREFILTER_V6_WORDS, Settings, TOUCHED_V4_WORDS,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use crate::prefilter::{V4Prefilter, V6Prefilter, v4_slots};
+use crate::prefilter::{V4Prefilter, V4Words, V6Prefilter, v4_slots};
 use crate::rules::Rules;
 
 mod batch;
@@ -42,12 +42,13 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 11] = [
+pub const MAP_NAMES: [&str; 12] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
     names::PREFILTER_V4,
+    names::TOUCHED_V4,
     names::PREFILTER_V6,
     names::WHOLE_V4,
     names::PORTS,
@@ -100,9 +101,24 @@ impl Drop for MappedWords {
     }
 }
 
+/// The IPv4 prefilter's arrays (see `prefilter::V4Words`).
+struct V4Mapped {
+    touched: MappedWords,
+    states: MappedWords,
+}
+
+impl V4Mapped {
+    fn words(&self) -> V4Words<'_> {
+        V4Words {
+            touched: self.touched.words(),
+            states: self.states.words(),
+        }
+    }
+}
+
 pub struct Filter {
     ebpf: Ebpf,
-    prefilter_v4_words: MappedWords,
+    prefilter_v4: V4Mapped,
     prefilter_v6_words: MappedWords,
     v4: V4Prefilter,
     v6: V6Prefilter,
@@ -203,13 +219,15 @@ impl Filter {
         program
             .load()
             .context("the kernel refused the XDP program")?;
-        let prefilter_v4_words =
-            MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?;
+        let prefilter_v4 = V4Mapped {
+            touched: MappedWords::new(map(&ebpf, names::TOUCHED_V4)?, TOUCHED_V4_WORDS)?,
+            states: MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?,
+        };
         let prefilter_v6_words =
             MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?;
         Ok(Filter {
             ebpf,
-            prefilter_v4_words,
+            prefilter_v4,
             prefilter_v6_words,
             v4: V4Prefilter::default(),
             v6: V6Prefilter::default(),
@@ -271,7 +289,7 @@ impl Filter {
 
     fn insert_entries(&mut self, nets: &[IpNet]) -> Result<()> {
         let (v4, v6) = split(nets);
-        self.v4.before_insert(self.prefilter_v4_words.words(), &v4);
+        self.v4.before_insert(self.prefilter_v4.words(), &v4);
         self.v6.before_insert(self.prefilter_v6_words.words(), &v6);
         self.publish_v6_prefilter()?;
         let mut writes = Writes::default();
@@ -303,7 +321,7 @@ impl Filter {
             self.hits_clean_from = self.hits_clean_from.max(max);
         }
         self.ids.record(assigned, &[]);
-        self.v4.after_insert(self.prefilter_v4_words.words(), &v4);
+        self.v4.after_insert(self.prefilter_v4.words(), &v4);
         Ok(())
     }
 
@@ -318,7 +336,7 @@ impl Filter {
 
     fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
         let (v4, v6) = split(nets);
-        self.v4.before_remove(self.prefilter_v4_words.words(), &v4);
+        self.v4.before_remove(self.prefilter_v4.words(), &v4);
         // The /24s are no longer whole, so their ids are not read any more.
         self.write_whole_ids(nets.iter().map(|&net| (net, 0)))?;
         for net in nets {
@@ -345,7 +363,7 @@ impl Filter {
             }
         }
         self.ids.record(Vec::new(), nets);
-        self.v4.after_remove(self.prefilter_v4_words.words(), &v4);
+        self.v4.after_remove(self.prefilter_v4.words(), &v4);
         self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
         self.publish_v6_prefilter()
     }

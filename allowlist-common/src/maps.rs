@@ -48,6 +48,10 @@ pub const PREFILTER_V4: &str = "PREFILTER_V4";
 pub const TOUCHED_V4: &str = "TOUCHED_V4";
 /// IPv6 prefilter: a Bloom filter of the /32s and /48s entries may cover (see [`v6_marks`]).
 pub const PREFILTER_V6: &str = "PREFILTER_V6";
+/// A second, larger Bloom filter of the same marks, read only for the sources the first one
+/// passes: a million marks let about 2% of random sources through the first, and a hash map
+/// and trie lookup cost ~1.5 us each at that size.
+pub const CONFIRM_V6: &str = "CONFIRM_V6";
 /// The id of the entry covering each whole IPv4 /24 (u32 per /24, 0: ask the trie), so that a
 /// SYN from a covered /24 finds the entry to count its hit against without a trie walk.
 /// Sized 2^24 by the daemon for long lists, 1 (unused) for short ones, whose trie is cheap.
@@ -60,9 +64,13 @@ pub const PORT_WORDS: u32 = 65536 / 64;
 pub const PREFILTER_V4_WORDS: u32 = (1 << 24) * 2 / 64;
 /// 2^24 /24 networks, 1 bit each: 2 MiB.
 pub const TOUCHED_V4_WORDS: u32 = (1 << 24) / 64;
-/// 2^26 bits (8 MiB, a quarter of this machine class's L3): a million entries set about 1.5%
-/// of them, so about one random source in 70 goes on to the hash map and trie.
-pub const PREFILTER_V6_WORDS: u32 = 1 << 20;
+/// 1 MiB: a random read in 2 MiB cost ~75 ns on the IPv6 path, in 1 MiB ~10 (see also
+/// [`TOUCHED_V4`]). Each mark sets four bits of one word: a million marks fill ~37% of the
+/// bits, and a random source passes only if all four of its bits are set, about one in 50.
+pub const PREFILTER_V6_WORDS: u32 = 1 << 17;
+/// 4 MiB: a million marks fill ~12% of its bits; one source in 5,000 of those the first
+/// filter passed gets through.
+pub const CONFIRM_V6_WORDS: u32 = 1 << 19;
 /// An IPv6 entry of this length or longer marks at most 2^(32-20) = 4096 /32s in the IPv6
 /// prefilter; a shorter one turns the prefilter off (see [`Settings::v6_wide_entries`]).
 pub const V6_PREFILTER_MIN_PREFIX: u8 = 20;
@@ -116,15 +124,35 @@ pub const fn v4_slot_position(addr: [u8; 4]) -> (u32, u32) {
     (slot / 32, (slot % 32) * 2)
 }
 
-/// The IPv6 prefilter's mark for a /32 (`class` [`V6_CLASS_32`], `prefix` its first 32 bits)
-/// or a /48 ([`V6_CLASS_48`], its first 48 bits): a word index and its bit. 32-bit
-/// multiplicative hashing: cheap in BPF, and enough to spread allocations that sit next to
-/// each other.
+/// Where a /32 (`class` [`V6_CLASS_32`], `prefix` its first 32 bits) or a /48
+/// ([`V6_CLASS_48`], its first 48 bits) is marked in [`PREFILTER_V6`] and [`CONFIRM_V6`]: in
+/// each a word and four bits of it (a Bloom filter whose probes share one word, so that
+/// testing a source reads one word). The top bits of 64-bit multiplicative hashes: a multiply
+/// in BPF, and they spread allocations that sit next to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Marks {
+    pub word: u32,
+    pub bits: u64,
+    pub confirm_word: u32,
+    pub confirm_bits: u64,
+}
+
 #[inline(always)]
-pub const fn v6_marks(class: u32, prefix: u64) -> (u32, u64) {
-    let x = (prefix as u32) ^ ((prefix >> 32) as u32).wrapping_mul(0x85EB_CA6B) ^ class << 28;
-    let bit = x.wrapping_mul(0x9E37_79B1) >> 6; // 26 bits: PREFILTER_V6_WORDS * 64
-    (bit / 64, 1 << (bit % 64))
+pub const fn v6_marks(class: u32, prefix: u64) -> V6Marks {
+    let x = (prefix ^ (class as u64) << 60).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let y = (x ^ x >> 29).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    V6Marks {
+        word: (x >> 47) as u32, // 17 bits: PREFILTER_V6_WORDS
+        bits: four_bits(x >> 23),
+        confirm_word: (y >> 45) as u32, // 19 bits: CONFIRM_V6_WORDS
+        confirm_bits: four_bits(y >> 21),
+    }
+}
+
+/// Four bit positions from the low 24 bits of `x`.
+#[inline(always)]
+const fn four_bits(x: u64) -> u64 {
+    1 << (x & 63) | 1 << (x >> 6 & 63) | 1 << (x >> 12 & 63) | 1 << (x >> 18 & 63)
 }
 
 /// The first 32 and 48 bits of `addr`, as [`v6_marks`] takes them.

@@ -18,9 +18,10 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        BlockedEvent, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU, EventBudget, HitStat,
-        PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, TOUCHED_V4_WORDS, V4Slot,
-        V6_CLASS_32, V6_CLASS_48, touched_v4_position, v4_slot_position, v6_marks, v6_prefixes,
+        BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
+        EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
+        TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, touched_v4_position,
+        v4_slot_position, v6_marks, v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };
@@ -51,6 +52,8 @@ static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BP
 static TOUCHED_V4: Array<u64> = Array::with_max_entries(TOUCHED_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static PREFILTER_V6: Array<u64> = Array::with_max_entries(PREFILTER_V6_WORDS, BPF_F_MMAPABLE);
+#[map]
+static CONFIRM_V6: Array<u64> = Array::with_max_entries(CONFIRM_V6_WORDS, BPF_F_MMAPABLE);
 #[map]
 static WHOLE_V4: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
@@ -502,12 +505,10 @@ impl KernelRules<'_> {
         let settings = Self::settings();
         if settings.v6_wide_entries == 0 {
             let (first32, first48) = v6_prefixes(&addr);
-            let (word, bit) = v6_marks(V6_CLASS_48, first48);
-            let fine = settings.v6_classes & V6_CLASS_48 != 0
-                && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
-            let (word, bit) = v6_marks(V6_CLASS_32, first32);
-            let coarse = settings.v6_classes & V6_CLASS_32 != 0
-                && PREFILTER_V6.get(word).copied().unwrap_or(0) & bit != 0;
+            let fine =
+                settings.v6_classes & V6_CLASS_48 != 0 && v6_marked(v6_marks(V6_CLASS_48, first48));
+            let coarse =
+                settings.v6_classes & V6_CLASS_32 != 0 && v6_marked(v6_marks(V6_CLASS_32, first32));
             if !fine && !coarse {
                 return false;
             }
@@ -534,6 +535,14 @@ impl KernelRules<'_> {
         // SAFETY: a helper without arguments, available to XDP programs.
         until != 0 && unsafe { bpf_ktime_get_boot_ns() } < until
     }
+}
+
+/// Whether both IPv6 Bloom filters have all the bits of `marks`.
+#[inline(always)]
+fn v6_marked(marks: V6Marks) -> bool {
+    PREFILTER_V6.get(marks.word).copied().unwrap_or(0) & marks.bits == marks.bits
+        && CONFIRM_V6.get(marks.confirm_word).copied().unwrap_or(0) & marks.confirm_bits
+            == marks.confirm_bits
 }
 
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only

@@ -12,8 +12,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, Counters, EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS,
-    PREFILTER_V6_WORDS, Settings, TOUCHED_V4_WORDS,
+    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HitStat, PORT_WORDS,
+    PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, TOUCHED_V4_WORDS,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use crate::prefilter::{V4Prefilter, V4Words, V6Prefilter, v4_slots};
+use crate::prefilter::{V4Prefilter, V4Words, V6Prefilter, V6Words, v4_slots};
 use crate::rules::Rules;
 
 mod batch;
@@ -42,7 +42,7 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 12] = [
+pub const MAP_NAMES: [&str; 13] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
@@ -50,6 +50,7 @@ pub const MAP_NAMES: [&str; 12] = [
     names::PREFILTER_V4,
     names::TOUCHED_V4,
     names::PREFILTER_V6,
+    names::CONFIRM_V6,
     names::WHOLE_V4,
     names::PORTS,
     names::SETTINGS,
@@ -116,10 +117,25 @@ impl V4Mapped {
     }
 }
 
+/// The IPv6 prefilter's arrays (see `prefilter::V6Words`).
+struct V6Mapped {
+    first: MappedWords,
+    confirm: MappedWords,
+}
+
+impl V6Mapped {
+    fn words(&self) -> V6Words<'_> {
+        V6Words {
+            first: self.first.words(),
+            confirm: self.confirm.words(),
+        }
+    }
+}
+
 pub struct Filter {
     ebpf: Ebpf,
     prefilter_v4: V4Mapped,
-    prefilter_v6_words: MappedWords,
+    prefilter_v6: V6Mapped,
     v4: V4Prefilter,
     v6: V6Prefilter,
     /// Whether the list is enforced, and the protected ports, as the maps have them.
@@ -223,12 +239,14 @@ impl Filter {
             touched: MappedWords::new(map(&ebpf, names::TOUCHED_V4)?, TOUCHED_V4_WORDS)?,
             states: MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?,
         };
-        let prefilter_v6_words =
-            MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?;
+        let prefilter_v6 = V6Mapped {
+            first: MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?,
+            confirm: MappedWords::new(map(&ebpf, names::CONFIRM_V6)?, CONFIRM_V6_WORDS)?,
+        };
         Ok(Filter {
             ebpf,
             prefilter_v4,
-            prefilter_v6_words,
+            prefilter_v6,
             v4: V4Prefilter::default(),
             v6: V6Prefilter::default(),
             active: false,
@@ -290,7 +308,7 @@ impl Filter {
     fn insert_entries(&mut self, nets: &[IpNet]) -> Result<()> {
         let (v4, v6) = split(nets);
         self.v4.before_insert(self.prefilter_v4.words(), &v4);
-        self.v6.before_insert(self.prefilter_v6_words.words(), &v6);
+        self.v6.before_insert(self.prefilter_v6.words(), &v6);
         self.publish_v6_prefilter()?;
         let mut writes = Writes::default();
         let mut fresh = Vec::new();
@@ -364,7 +382,7 @@ impl Filter {
         }
         self.ids.record(Vec::new(), nets);
         self.v4.after_remove(self.prefilter_v4.words(), &v4);
-        self.v6.after_remove(self.prefilter_v6_words.words(), &v6);
+        self.v6.after_remove(self.prefilter_v6.words(), &v6);
         self.publish_v6_prefilter()
     }
 

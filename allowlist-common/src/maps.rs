@@ -46,6 +46,10 @@ pub const PREFILTER_V4: &str = "PREFILTER_V4";
 /// the states take 4: on this machine class a random read in 4 MiB cost ~80 ns (TLB misses
 /// under nested paging) and one in 2 MiB ~10 ns.
 pub const TOUCHED_V4: &str = "TOUCHED_V4";
+/// IPv4 prefilter, level zero: one bit per /16, set while any /24 in it has its
+/// [`TOUCHED_V4`] bit. 8 KiB, which stays in the first-level cache: a flood against a short
+/// list is decided here without a cache miss.
+pub const SUMMARY_V4: &str = "SUMMARY_V4";
 /// IPv6 prefilter: a Bloom filter of the /32s and /48s entries may cover (see [`v6_marks`]).
 pub const PREFILTER_V6: &str = "PREFILTER_V6";
 /// A second, larger Bloom filter of the same marks, read only for the sources the first one
@@ -64,6 +68,8 @@ pub const PORT_WORDS: u32 = 65536 / 64;
 pub const PREFILTER_V4_WORDS: u32 = (1 << 24) * 2 / 64;
 /// 2^24 /24 networks, 1 bit each: 2 MiB.
 pub const TOUCHED_V4_WORDS: u32 = (1 << 24) / 64;
+/// 2^16 /16 networks, 1 bit each: 8 KiB.
+pub const SUMMARY_V4_WORDS: u32 = (1 << 16) / 64;
 /// 1 MiB: a random read in 2 MiB cost ~75 ns on the IPv6 path, in 1 MiB ~10 (see also
 /// [`TOUCHED_V4`]). Each mark sets four bits of one word: a million marks fill ~37% of the
 /// bits, and a random source passes only if all four of its bits are set, about one in 50.
@@ -108,6 +114,13 @@ impl V4Slot {
             _ => V4Slot::Partial,
         }
     }
+}
+
+/// Word index and bit of the /16 holding `addr` in [`SUMMARY_V4`].
+#[inline(always)]
+pub const fn summary_v4_position(addr: [u8; 4]) -> (u32, u64) {
+    let slot = (addr[0] as u32) << 8 | addr[1] as u32;
+    (slot / 64, 1 << (slot % 64))
 }
 
 /// Word index and bit of the /24 holding `addr` in [`TOUCHED_V4`].
@@ -224,6 +237,9 @@ pub struct BlockedEvent {
 pub struct EventBudget {
     pub tokens: u64,
     pub refilled_ns: u64,
+    /// Jiffies when the clock was last read: the coarse clock moves only when they do, so
+    /// until then there is nothing new to refill (and a flood's drops skip the helper call).
+    pub jiffies: u64,
     pub sent: u64,
     pub suppressed: u64,
 }

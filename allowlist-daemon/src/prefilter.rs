@@ -24,42 +24,36 @@ pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
     first..=last
 }
 
-/// The IPv4 prefilter's two mapped arrays: a bit per /24 saying whether any entry touches it
-/// (`maps::TOUCHED_V4`), and its state (`maps::PREFILTER_V4`), which the program reads only
-/// when the bit is set.
+/// The IPv4 prefilter's mapped arrays, in the order the program reads them: a bit per /16
+/// saying whether any /24 in it is touched (`maps::SUMMARY_V4`), a bit per /24 saying whether
+/// any entry touches it (`maps::TOUCHED_V4`), and the /24's state (`maps::PREFILTER_V4`).
 #[derive(Clone, Copy)]
 pub struct V4Words<'a> {
+    pub summary: &'a [AtomicU64],
     pub touched: &'a [AtomicU64],
     pub states: &'a [AtomicU64],
 }
 
+fn bit_is_set(words: &[AtomicU64], index: u32) -> bool {
+    words[(index / 64) as usize].load(Ordering::Acquire) & (1 << (index % 64)) != 0
+}
+
+fn set_bit(words: &[AtomicU64], index: u32, set: bool) {
+    let (word, bit) = (&words[(index / 64) as usize], 1 << (index % 64));
+    if set {
+        word.fetch_or(bit, Ordering::AcqRel);
+    } else {
+        word.fetch_and(!bit, Ordering::AcqRel);
+    }
+}
+
 /// A /24's state as the program sees it.
 fn read_slot(words: V4Words, slot: u32) -> V4Slot {
-    if words.touched[(slot / 64) as usize].load(Ordering::Acquire) & (1 << (slot % 64)) == 0 {
+    if !bit_is_set(words.summary, slot >> 8) || !bit_is_set(words.touched, slot) {
         return V4Slot::None;
     }
     let (word, shift) = (slot / 32, (slot % 32) * 2);
     V4Slot::from_bits(words.states[word as usize].load(Ordering::Acquire) >> shift)
-}
-
-fn write_slot(words: V4Words, slot: u32, state: V4Slot) {
-    let (word, shift) = (slot / 32, (slot % 32) * 2);
-    let word = &words.states[word as usize];
-    // Only the daemon writes, and from one thread: load-modify-store cannot lose an update.
-    let old = word.load(Ordering::Acquire);
-    let new = (old & !(3 << shift)) | ((state as u64) << shift);
-    if new != old {
-        word.store(new, Ordering::Release);
-    }
-    // After the state: a source that sees the bit set sees the new state or a wider one.
-    // Cleared after it too: a slot becomes `None` only once no entry covers it.
-    let touched = &words.touched[(slot / 64) as usize];
-    let bit = 1 << (slot % 64);
-    if state == V4Slot::None {
-        touched.fetch_and(!bit, Ordering::AcqRel);
-    } else {
-        touched.fetch_or(bit, Ordering::AcqRel);
-    }
 }
 
 /// What the IPv4 prefilter must know to compute a /24's state: which short entries (/24 or
@@ -74,6 +68,8 @@ pub struct V4Prefilter {
     hosts_per_slot: HashMap<u32, u32>,
     /// /25 to /31 entries per /24.
     nets_per_slot: HashMap<u32, u32>,
+    /// Touched /24s per /16.
+    touched_per_16: Vec<u16>,
 }
 
 impl Default for V4Prefilter {
@@ -84,6 +80,7 @@ impl Default for V4Prefilter {
             whole: vec![0; (1 << 24) / 64],
             hosts_per_slot: HashMap::new(),
             nets_per_slot: HashMap::new(),
+            touched_per_16: vec![0; 1 << 16],
         }
     }
 }
@@ -123,6 +120,37 @@ impl V4Prefilter {
         }
     }
 
+    /// Writes a /24's state, then the bits above it. Set after the state, a source that sees
+    /// them set sees the new state or a wider one; cleared after it too, as a slot becomes
+    /// `None` only once no entry covers it.
+    fn write_slot(&mut self, words: V4Words, slot: u32, state: V4Slot) {
+        let (word, shift) = (slot / 32, (slot % 32) * 2);
+        let word = &words.states[word as usize];
+        // Only the daemon writes, and from one thread: load-modify-store cannot lose an update.
+        let old = word.load(Ordering::Acquire);
+        let new = (old & !(3 << shift)) | ((state as u64) << shift);
+        if new != old {
+            word.store(new, Ordering::Release);
+        }
+        let touched = state != V4Slot::None;
+        if bit_is_set(words.touched, slot) == touched {
+            return;
+        }
+        set_bit(words.touched, slot, touched);
+        let count = &mut self.touched_per_16[(slot >> 8) as usize];
+        if touched {
+            *count += 1;
+            if *count == 1 {
+                set_bit(words.summary, slot >> 8, true);
+            }
+        } else {
+            *count -= 1;
+            if *count == 0 {
+                set_bit(words.summary, slot >> 8, false);
+            }
+        }
+    }
+
     fn narrow_counts(&mut self, net: &Ipv4Net) -> &mut HashMap<u32, u32> {
         if net.prefix_len() == 32 {
             &mut self.hosts_per_slot
@@ -137,7 +165,7 @@ impl V4Prefilter {
         for net in nets {
             for slot in v4_slots(net) {
                 if matches!(read_slot(words, slot), V4Slot::None | V4Slot::Hosts) {
-                    write_slot(words, slot, V4Slot::Partial);
+                    self.write_slot(words, slot, V4Slot::Partial);
                 }
             }
             let len = net.prefix_len();
@@ -166,7 +194,7 @@ impl V4Prefilter {
         for net in nets {
             for slot in v4_slots(net) {
                 if read_slot(words, slot) == V4Slot::Whole {
-                    write_slot(words, slot, V4Slot::Partial);
+                    self.write_slot(words, slot, V4Slot::Partial);
                 }
             }
             let len = net.prefix_len();
@@ -198,10 +226,11 @@ impl V4Prefilter {
         self.settle(words, nets);
     }
 
-    fn settle(&self, words: V4Words, nets: &[Ipv4Net]) {
+    fn settle(&mut self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets {
             for slot in v4_slots(net) {
-                write_slot(words, slot, self.state(slot));
+                let state = self.state(slot);
+                self.write_slot(words, slot, state);
             }
         }
     }
@@ -330,7 +359,7 @@ impl V6Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use allowlist_common::maps::{PREFILTER_V4_WORDS, TOUCHED_V4_WORDS};
+    use allowlist_common::maps::{PREFILTER_V4_WORDS, SUMMARY_V4_WORDS, TOUCHED_V4_WORDS};
 
     fn words(n: u32) -> Vec<AtomicU64> {
         (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -346,6 +375,7 @@ mod tests {
 
     /// Both IPv4 arrays, as the program has them.
     struct V4Maps {
+        summary: Vec<AtomicU64>,
         touched: Vec<AtomicU64>,
         states: Vec<AtomicU64>,
     }
@@ -353,6 +383,7 @@ mod tests {
     impl V4Maps {
         fn new() -> V4Maps {
             V4Maps {
+                summary: words(SUMMARY_V4_WORDS),
                 touched: words(TOUCHED_V4_WORDS),
                 states: words(PREFILTER_V4_WORDS),
             }
@@ -360,14 +391,16 @@ mod tests {
 
         fn view(&self) -> V4Words<'_> {
             V4Words {
+                summary: &self.summary,
                 touched: &self.touched,
                 states: &self.states,
             }
         }
 
         fn empty(&self) -> bool {
-            self.touched
+            self.summary
                 .iter()
+                .chain(&self.touched)
                 .chain(&self.states)
                 .all(|x| x.load(Ordering::Relaxed) == 0)
         }

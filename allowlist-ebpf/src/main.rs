@@ -19,15 +19,17 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
-        EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings,
-        TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, touched_v4_position,
+        EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS,
+        Settings, TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, summary_v4_position, touched_v4_position,
         v4_slot_position, v6_marks, v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns},
+    helpers::{
+        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
+    },
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
@@ -48,6 +50,8 @@ static EXACT_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, BPF_F_
 // Memory-mappable so the daemon updates prefilter bits with plain stores, not one syscall each.
 #[map]
 static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BPF_F_MMAPABLE);
+#[map]
+static SUMMARY_V4: Array<u64> = Array::with_max_entries(SUMMARY_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static TOUCHED_V4: Array<u64> = Array::with_max_entries(TOUCHED_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
@@ -459,6 +463,10 @@ impl Rules<SrcAt> for KernelRules<'_> {
 impl KernelRules<'_> {
     #[inline(always)]
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
+        let (word, bit) = summary_v4_position(addr);
+        if SUMMARY_V4.get(word).copied().unwrap_or(0) & bit == 0 {
+            return false;
+        }
         let (word, bit) = touched_v4_position(addr);
         if TOUCHED_V4.get(word).copied().unwrap_or(0) & bit == 0 {
             return false;
@@ -554,14 +562,19 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
     };
     // SAFETY: a per-CPU value: no other program instance writes it concurrently.
     let budget = unsafe { &mut *budget };
-    // SAFETY: a helper without arguments. Coarse (a tick's resolution) is enough for a
-    // budget per second, and cheaper under a flood, where every drop gets here.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
-    let earned = (now - budget.refilled_ns) / interval;
-    if earned > 0 {
-        budget.tokens = (budget.tokens + earned).min(EVENTS_PER_SEC_PER_CPU);
-        budget.refilled_ns = now;
+    // SAFETY: a helper without arguments; the verifier turns it into one load.
+    let jiffies = unsafe { bpf_jiffies64() };
+    if jiffies != budget.jiffies {
+        budget.jiffies = jiffies;
+        // SAFETY: a helper without arguments. Coarse (a tick's resolution) is enough for a
+        // budget per second.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
+        let earned = (now - budget.refilled_ns) / interval;
+        if earned > 0 {
+            budget.tokens = (budget.tokens + earned).min(EVENTS_PER_SEC_PER_CPU);
+            budget.refilled_ns = now;
+        }
     }
     if budget.tokens == 0 {
         budget.suppressed += 1;

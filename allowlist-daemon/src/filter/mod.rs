@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
     self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HitStat, PORT_WORDS,
-    PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, Settings, TOUCHED_V4_WORDS,
+    PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -42,12 +42,13 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 14] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
     names::PREFILTER_V4,
+    names::SUMMARY_V4,
     names::TOUCHED_V4,
     names::PREFILTER_V6,
     names::CONFIRM_V6,
@@ -104,6 +105,7 @@ impl Drop for MappedWords {
 
 /// The IPv4 prefilter's arrays (see `prefilter::V4Words`).
 struct V4Mapped {
+    summary: MappedWords,
     touched: MappedWords,
     states: MappedWords,
 }
@@ -111,6 +113,7 @@ struct V4Mapped {
 impl V4Mapped {
     fn words(&self) -> V4Words<'_> {
         V4Words {
+            summary: self.summary.words(),
             touched: self.touched.words(),
             states: self.states.words(),
         }
@@ -236,6 +239,7 @@ impl Filter {
             .load()
             .context("the kernel refused the XDP program")?;
         let prefilter_v4 = V4Mapped {
+            summary: MappedWords::new(map(&ebpf, names::SUMMARY_V4)?, SUMMARY_V4_WORDS)?,
             touched: MappedWords::new(map(&ebpf, names::TOUCHED_V4)?, TOUCHED_V4_WORDS)?,
             states: MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?,
         };

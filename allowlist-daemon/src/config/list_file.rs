@@ -68,6 +68,12 @@ pub fn read(
     report: &mut Report,
 ) -> std::io::Result<()> {
     let file = std::fs::File::open(path)?;
+    // Room for as many entries as the file could hold (the shortest line, `1.2.3.4`, takes
+    // 8 bytes), within `max_entries` of each family, so that a long list does not grow the
+    // vector by copying. Pages never written are never resident.
+    let lines = file.metadata()?.len() as usize / 8;
+    let room = (2 * capacity.max as usize).saturating_sub(capacity.v4 + capacity.v6);
+    entries.reserve(lines.min(room));
     read_from(
         path,
         std::io::BufReader::with_capacity(1 << 16, file),

@@ -46,8 +46,9 @@ struct Overlap {
 /// it (CIDR blocks either nest or are disjoint), so one sweep finds all overlaps: O(n log n),
 /// which matters for list files with a million lines.
 pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) -> Vec<u32> {
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
+    let count_v4 = entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
+    let mut v4 = Vec::with_capacity(count_v4);
+    let mut v6 = Vec::with_capacity(entries.len() - count_v4);
     for (index, entry) in entries.iter().enumerate() {
         match entry.net {
             IpNet::V4(net) => v4.push(Span {

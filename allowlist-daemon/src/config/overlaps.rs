@@ -29,13 +29,14 @@ struct Span<A> {
     start: A,
     end: A,
     prefix: u8,
-    index: usize,
+    /// u32, as `order` has it: a million of these are sorted at every reload.
+    index: u32,
 }
 
 /// `entries[index]` repeats or lies inside `entries[other]`.
 struct Overlap {
-    index: usize,
-    other: usize,
+    index: u32,
+    other: u32,
     duplicate: bool,
 }
 
@@ -49,7 +50,7 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
     let count_v4 = entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
     let mut v4 = Vec::with_capacity(count_v4);
     let mut v6 = Vec::with_capacity(entries.len() - count_v4);
-    for (index, entry) in entries.iter().enumerate() {
+    for (index, entry) in (0u32..).zip(entries) {
         match entry.net {
             IpNet::V4(net) => v4.push(Span {
                 start: u32::from(net.network()),
@@ -71,7 +72,7 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
     sweep(v6, &mut found, &mut order);
     found.sort_unstable_by_key(|o| o.index);
     for o in found {
-        let (this, other) = (&entries[o.index], &entries[o.other]);
+        let (this, other) = (&entries[o.index as usize], &entries[o.other as usize]);
         let message = if o.duplicate {
             format!(
                 "listed twice: {} and {}; remove one",
@@ -83,7 +84,7 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
                 other.net, other.origin
             )
         };
-        report.push(entry_problem(entries, inline, o.index, message));
+        report.push(entry_problem(entries, inline, o.index as usize, message));
     }
     order
 }
@@ -91,7 +92,7 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
 fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>, order: &mut Vec<u32>) {
     // Equal networks sort by position, so the first occurrence is the one kept.
     spans.sort_unstable_by_key(|s| (s.start, s.prefix, s.index));
-    order.extend(spans.iter().map(|s| s.index as u32));
+    order.extend(spans.iter().map(|s| s.index));
     // The widest network containing the current position, and the first occurrence of the
     // network before this one (so a repeated network reads as a duplicate, not as covered).
     let mut cover: Option<&Span<A>> = None;

@@ -119,34 +119,53 @@ impl Ids {
     }
 
     /// The maps now hold `added` (with the ids `assign` gave them) and no longer `removed`
-    /// (sorted); their ids are released.
+    /// (sorted); their ids are released. Both are merged in place: a second vector of a
+    /// million entries would double what the list costs at every reload.
     pub fn record(&mut self, mut added: Vec<(IpNet, u32)>, removed: &[IpNet]) {
-        added.sort_unstable();
         if self.entries.is_empty() {
-            // The first apply: nothing to merge with (and a million entries not to copy).
+            // The first apply: nothing to merge with. Room for a reload's worth of additions.
+            added.sort_unstable();
+            added.reserve(added.len() / 16);
             self.entries = added;
             return;
         }
-        let old = std::mem::take(&mut self.entries);
-        let mut merged = Vec::with_capacity(old.len() + added.len() - removed.len().min(old.len()));
-        let mut removed = removed.iter().peekable();
-        let mut added = added.into_iter().peekable();
-        for (net, id) in old {
-            while let Some(new) = added.next_if(|(new, _)| *new < net) {
-                merged.push(new);
-            }
-            if removed.next_if_eq(&&net).is_some() {
+        if !removed.is_empty() {
+            let mut removed = removed.iter().peekable();
+            let mut released = Vec::new();
+            self.entries.retain(|(net, id)| {
+                while removed.next_if(|r| *r < net).is_some() {}
+                let gone = removed.next_if_eq(&net).is_some();
+                if gone {
+                    released.push(*id);
+                }
+                !gone
+            });
+            for id in released {
                 self.set_used(id, false);
                 // Ids the search has not reached yet are found by it again.
                 if id < self.next {
                     self.free.push(id);
                 }
-            } else {
-                merged.push((net, id));
             }
         }
-        merged.extend(added);
-        self.entries = merged;
+        if added.is_empty() {
+            return;
+        }
+        added.sort_unstable();
+        // Merged from the back into the grown vector: every element moves at most once.
+        let (mut old, mut new) = (self.entries.len(), added.len());
+        self.entries.extend_from_slice(&added);
+        let entries = &mut self.entries;
+        while new > 0 {
+            let write = old + new - 1;
+            if old > 0 && entries[old - 1].0 > added[new - 1].0 {
+                entries[write] = entries[old - 1];
+                old -= 1;
+            } else {
+                entries[write] = added[new - 1];
+                new -= 1;
+            }
+        }
     }
 
     /// After the first apply: inherited ids of networks no longer listed become free.
@@ -199,6 +218,46 @@ mod tests {
 
     fn remove(ids: &mut Ids, s: &str) {
         ids.record(Vec::new(), &[net(s)]);
+    }
+
+    #[test]
+    fn changes_merge_in_place_into_network_order() {
+        let mut ids = Ids::new(2000, HashMap::new());
+        let mut model = std::collections::BTreeMap::new();
+        // A multiplicative walk over /24s: each change adds and removes networks in between
+        // the held ones, at both ends, and none.
+        let nets = |from: u32, n: u32| -> Vec<IpNet> {
+            (from..from + n)
+                .map(|i| {
+                    IpNet::new(
+                        std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761) & !0xff).into(),
+                        24,
+                    )
+                    .unwrap()
+                })
+                .collect()
+        };
+        for step in 0..12u32 {
+            let mut removed: Vec<IpNet> = model
+                .keys()
+                .copied()
+                .step_by(3)
+                .take(step as usize * 7)
+                .collect();
+            removed.sort();
+            let added: Vec<(IpNet, u32)> = nets(step * 100, 90)
+                .into_iter()
+                .filter(|n| !model.contains_key(n))
+                .map(|n| (n, ids.assign(n).unwrap().id))
+                .collect();
+            ids.record(added.clone(), &removed);
+            for n in &removed {
+                model.remove(n);
+            }
+            model.extend(added);
+            let held: Vec<(IpNet, u32)> = model.iter().map(|(n, id)| (*n, *id)).collect();
+            assert_eq!(ids.entries(), held.as_slice(), "after step {step}");
+        }
     }
 
     #[test]

@@ -353,7 +353,7 @@ fn round_trip(config: &Config, path: &Path) -> Result<(), String> {
             }
         }
     }
-    if let Some(inline) = config.entries.iter().find(|e| *e.origin.file == *path) {
+    if let Some(inline) = config.entries.iter().find(|e| *e.file == *path) {
         let mut doc = ConfigDoc::parse(&text).map_err(|e| e.to_string())?;
         doc.remove_entry(inline.net)
             .map_err(|e| format!("removing {}: {e}", inline.net))?;

@@ -12,15 +12,16 @@
 //! They are streamed, never read whole: a runaway generator's file (ten million lines, or one
 //! line of a hundred megabytes) is refused with bounded memory, as soon as it is clear.
 
+use arcstr::ArcStr;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::Entry;
 use super::entries::{check_comment, parse_net};
 use super::error::{Problem, Report, quoted};
-use super::{Entry, Origin};
 
 /// Longer lines are not an address with a comment (a comment is at most 256 characters).
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -94,10 +95,10 @@ pub fn read_from(
     let names = Names {
         path,
         file_name: path.file_name().map_or_else(
-            || Arc::from(path.display().to_string()),
-            |name| Arc::from(name.to_string_lossy()),
+            || ArcStr::from(path.display().to_string()),
+            |name| ArcStr::from(name.to_string_lossy()),
         ),
-        file: Arc::from(path),
+        file: Arc::new(path.to_path_buf()),
     };
     let mut batch = Batch::default();
     let mut bytes = Vec::with_capacity(256);
@@ -151,19 +152,14 @@ fn over_capacity(entry: &Entry, family: &str, capacity: &Capacity) -> Problem {
         },
         super::MAX_ENTRIES_LIMIT
     );
-    Problem::new(
-        &entry.origin.file,
-        Some(entry.origin.line as usize),
-        message,
-    )
-    .entry(quoted(&written))
+    Problem::new(&entry.file, Some(entry.line as usize), message).entry(quoted(&written))
 }
 
 /// What every entry of one file shares.
 struct Names<'a> {
     path: &'a Path,
-    file_name: Arc<str>,
-    file: Arc<Path>,
+    file_name: ArcStr,
+    file: Arc<PathBuf>,
 }
 
 enum Line {
@@ -263,17 +259,15 @@ fn parse_line(bytes: &[u8], line: usize, names: &Names) -> Line {
             if let Err(message) = check_comment(comment) {
                 return problem(message);
             }
-            Arc::from(comment)
+            ArcStr::from(comment)
         }
-        _ => Arc::clone(&names.file_name),
+        _ => names.file_name.clone(),
     };
     Line::Entry(Entry {
         net,
         comment,
-        origin: Origin {
-            file: Arc::clone(&names.file),
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-        },
+        file: Arc::clone(&names.file),
+        line: u32::try_from(line).unwrap_or(u32::MAX),
     })
 }
 
@@ -333,7 +327,7 @@ mod tests {
     fn summary(entries: &[Entry]) -> Vec<(String, &str, u32)> {
         entries
             .iter()
-            .map(|e| (e.net.to_string(), &*e.comment, e.origin.line))
+            .map(|e| (e.net.to_string(), &*e.comment, e.line))
             .collect()
     }
 
@@ -360,7 +354,7 @@ mod tests {
         assert!(
             entries
                 .iter()
-                .all(|e| *e.origin.file == *Path::new("/etc/allowlist/partners.list"))
+                .all(|e| *e.file == *Path::new("/etc/allowlist/partners.list"))
         );
     }
 
@@ -472,7 +466,7 @@ mod tests {
                  file holds one address or network per line"
             )]
         );
-        let lines: Vec<u32> = entries.iter().map(|e| e.origin.line).collect();
+        let lines: Vec<u32> = entries.iter().map(|e| e.line).collect();
         assert_eq!(lines, [1, 3]);
     }
 

@@ -28,6 +28,7 @@ mod tests_entries;
 #[cfg(test)]
 mod tests_values;
 
+use arcstr::ArcStr;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -104,20 +105,35 @@ pub struct Entry {
     /// Normalised: host bits clear; single addresses are /32 or /128; never IPv4-mapped.
     pub net: IpNet,
     /// Shared with the entry's file name where a list-file line has no comment of its own.
-    pub comment: Arc<str>,
-    pub origin: Origin,
-}
-
-/// Where an entry was written.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Origin {
-    /// Shared by every entry of the file: a list file can hold a million.
-    pub file: Arc<Path>,
-    /// 1-based. u32: a million entries are held, and each byte counts.
+    pub comment: ArcStr,
+    /// Where it was written (see `origin`), shared by every entry of the file: a list file
+    /// can hold a million.
+    pub file: Arc<PathBuf>,
+    /// 1-based.
     pub line: u32,
 }
 
-impl fmt::Display for Origin {
+// Thin pointers, and the line beside them rather than in a struct of its own (which would
+// be padded): a reload holds two configs of a million entries. Was 56 bytes.
+const _: () = assert!(std::mem::size_of::<Entry>() == 40);
+
+impl Entry {
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            file: &self.file,
+            line: self.line,
+        }
+    }
+}
+
+/// Where an entry was written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Origin<'a> {
+    pub file: &'a Path,
+    pub line: u32,
+}
+
+impl fmt::Display for Origin<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.file.display(), self.line)
     }

@@ -11,11 +11,7 @@ use super::error::{Problem, Report};
 /// lines, located by their line alone.
 fn entry_problem(entries: &[Entry], inline: &[usize], index: usize, message: String) -> Problem {
     let entry = &entries[index];
-    let problem = Problem::new(
-        &entry.origin.file,
-        Some(entry.origin.line as usize),
-        message,
-    );
+    let problem = Problem::new(&entry.file, Some(entry.line as usize), message);
     match inline.get(index) {
         Some(number) => problem
             .key("entries")
@@ -76,12 +72,14 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
         let message = if o.duplicate {
             format!(
                 "listed twice: {} and {}; remove one",
-                other.origin, this.origin
+                other.origin(),
+                this.origin()
             )
         } else {
             format!(
                 "already covered by `{}` ({}); remove one",
-                other.net, other.origin
+                other.net,
+                other.origin()
             )
         };
         report.push(entry_problem(entries, inline, o.index as usize, message));
@@ -124,7 +122,6 @@ fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>, order
 mod tests {
     use std::path::Path;
 
-    use super::super::Origin;
     use super::*;
 
     fn net(s: &str) -> IpNet {
@@ -135,11 +132,9 @@ mod tests {
         list.iter()
             .map(|&(n, file, line)| Entry {
                 net: net(n),
-                comment: std::sync::Arc::from(""),
-                origin: Origin {
-                    file: std::sync::Arc::from(Path::new(file)),
-                    line: line as u32,
-                },
+                comment: arcstr::ArcStr::from(""),
+                file: std::sync::Arc::new(Path::new(file).to_path_buf()),
+                line: line as u32,
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 //! `tests_entries.rs`.
 
 use super::*;
+use arcstr::ArcStr;
 
 pub const PATH: &str = "/etc/allowlist/allowlist.toml";
 /// Enough for `active = true` to be valid.
@@ -94,11 +95,9 @@ cidr = "2001:db8::/32"
     let config = Config::load(&path)?;
     let entry = |net: &str, comment: &str, file: &Path, line| Entry {
         net: net.parse().expect("test network"),
-        comment: Arc::from(comment),
-        origin: Origin {
-            file: file.into(),
-            line,
-        },
+        comment: ArcStr::from(comment),
+        file: Arc::new(file.to_path_buf()),
+        line,
     };
     let list = dir.path().join("partners.list");
     let expected = Config {
@@ -128,7 +127,7 @@ cidr = "2001:db8::/32"
     };
     assert_eq!(config, expected);
     assert_eq!(
-        config.entries[2].origin.to_string(),
+        config.entries[2].origin().to_string(),
         format!("{}:1", list.display())
     );
     Ok(())

@@ -34,9 +34,9 @@ fn single_addresses_are_normalised() -> Result<(), ConfigError> {
         ["198.18.0.5/32", "2001:db8::1/128", "198.18.1.0/24"]
     );
     assert_eq!(
-        config.entries[0].origin,
+        config.entries[0].origin(),
         Origin {
-            file: std::path::Path::new(super::tests::PATH).into(),
+            file: std::path::Path::new(super::tests::PATH),
             line: 4
         }
     );
@@ -153,7 +153,7 @@ fn inline_entries_are_accepted() -> Result<(), ConfigError> {
     let config = parse(&text)?;
     assert_eq!(nets(&config), ["198.18.0.0/24", "2001:db8::/32"]);
     assert_eq!(&*config.entries[0].comment, "office");
-    assert_eq!(config.entries[1].origin.line, 5);
+    assert_eq!(config.entries[1].line, 5);
 
     let text = format!("{PROTECT}entries = [{{ cidr = \"198.18.0.0/24\" }}, \"198.18.1.0/24\"]\n");
     assert_eq!(
@@ -244,7 +244,7 @@ fn list_files_are_read_relative_to_the_config() -> TestResult {
     let summary: Vec<_> = config
         .entries
         .iter()
-        .map(|e| (e.net.to_string(), &*e.comment, e.origin.line))
+        .map(|e| (e.net.to_string(), &*e.comment, e.line))
         .collect();
     assert_eq!(
         summary,
@@ -254,7 +254,7 @@ fn list_files_are_read_relative_to_the_config() -> TestResult {
             ("198.19.1.5/32".to_owned(), "partners.list", 5),
         ]
     );
-    assert!(config.entries.iter().all(|e| *e.origin.file == *list_path));
+    assert!(config.entries.iter().all(|e| *e.file == *list_path));
     Ok(())
 }
 

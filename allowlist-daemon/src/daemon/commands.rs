@@ -408,9 +408,9 @@ impl Daemon {
     fn check_overlap(&self, net: IpNet, except: Option<IpNet>) -> Result<(), Refusal> {
         let describe = |e: &Entry| {
             if e.comment.is_empty() {
-                format!("{} [{}]", e.net, e.origin)
+                format!("{} [{}]", e.net, e.origin())
             } else {
-                format!("{} ({}) [{}]", e.net, e.comment, e.origin)
+                format!("{} ({}) [{}]", e.net, e.comment, e.origin())
             }
         };
         for e in self.config.entries.iter().filter(|e| Some(e.net) != except) {
@@ -446,10 +446,10 @@ impl Daemon {
             .iter()
             .find(|e| e.net == net)
             .ok_or_else(|| invalid(format!("no entry `{net}`; `allowlistctl list` shows them")))?;
-        if *entry.origin.file != *self.config.path {
+        if *entry.file != *self.config.path {
             return Err(invalid(format!(
                 "`{net}` comes from the list file {}; edit that file and run `allowlistctl reload`",
-                entry.origin
+                entry.origin()
             )));
         }
         Ok(net)

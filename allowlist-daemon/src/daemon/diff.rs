@@ -10,7 +10,7 @@ pub fn entry_info(entry: &Entry) -> EntryInfo {
     EntryInfo {
         cidr: entry.net.to_string(),
         comment: entry.comment.to_string(),
-        origin: entry.origin.to_string(),
+        origin: entry.origin().to_string(),
         hits: 0,
         last_hit: None,
     }

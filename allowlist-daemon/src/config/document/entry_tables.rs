@@ -1,14 +1,15 @@
 //! The `[[entries]]` tables (or an inline array of `{ cidr = ..., comment = ... }` tables).
 
+use arcstr::ArcStr;
 use std::ops::Range;
 use std::sync::Arc;
 
 use toml_edit::{Item, TableLike, Value};
 
 use super::{ENTRY_KEYS, Reader, unknown_key};
+use crate::config::Entry;
 use crate::config::entries::{check_comment, parse_net};
 use crate::config::error::quoted;
-use crate::config::{Entry, Origin};
 
 impl Reader<'_> {
     pub(super) fn entries(&mut self, item: &Item, out: &mut Vec<Entry>) {
@@ -113,11 +114,9 @@ impl Reader<'_> {
         };
         valid.then(|| Entry {
             net,
-            comment: Arc::from(comment),
-            origin: Origin {
-                file: Arc::from(self.path),
-                line: self.lines.line_of(cidr_span).unwrap_or_default() as u32,
-            },
+            comment: ArcStr::from(comment),
+            file: Arc::new(self.path.to_path_buf()),
+            line: self.lines.line_of(cidr_span).unwrap_or_default() as u32,
         })
     }
 }

@@ -20,8 +20,8 @@ use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
         EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS,
-        Settings, TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, summary_v4_position, touched_v4_position,
-        v4_slot_position, v6_marks, v6_prefixes,
+        Settings, TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, summary_v4_position,
+        touched_v4_position, v4_slot_position, v6_marks, v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };

@@ -213,7 +213,8 @@ impl Default for Counters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HitStat {
     pub packets: u64,
-    /// bpf_ktime_get_boot_ns() of the latest one; 0 if none.
+    /// CLOCK_MONOTONIC_COARSE ns (bpf_ktime_get_coarse_ns(), a tick's resolution) of the
+    /// latest one; 0 if none.
     pub last_seen_ns: u64,
 }
 
@@ -237,9 +238,6 @@ pub struct BlockedEvent {
 pub struct EventBudget {
     pub tokens: u64,
     pub refilled_ns: u64,
-    /// Jiffies when the clock was last read: the coarse clock moves only when they do, so
-    /// until then there is nothing new to refill (and a flood's drops skip the helper call).
-    pub jiffies: u64,
     pub sent: u64,
     pub suppressed: u64,
 }

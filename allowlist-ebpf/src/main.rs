@@ -70,6 +70,9 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_S
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
 static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
+/// This CPU's last reading of the coarse clock (see `coarse_now`).
+#[map]
+static TICK_CLOCK: PerCpuArray<TickClock> = PerCpuArray::with_max_entries(1, 0);
 /// Sized by the daemon: `HIT_SLOTS` per possible CPU.
 #[map]
 static HITS: Array<HitStat> = Array::with_max_entries(2049, 0);
@@ -562,19 +565,13 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
     };
     // SAFETY: a per-CPU value: no other program instance writes it concurrently.
     let budget = unsafe { &mut *budget };
-    // SAFETY: a helper without arguments; the verifier turns it into one load.
-    let jiffies = unsafe { bpf_jiffies64() };
-    if jiffies != budget.jiffies {
-        budget.jiffies = jiffies;
-        // SAFETY: a helper without arguments. Coarse (a tick's resolution) is enough for a
-        // budget per second.
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
-        let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
-        let earned = (now - budget.refilled_ns) / interval;
-        if earned > 0 {
-            budget.tokens = (budget.tokens + earned).min(EVENTS_PER_SEC_PER_CPU);
-            budget.refilled_ns = now;
-        }
+    // A tick's resolution is enough for a budget per second.
+    let now = coarse_now();
+    let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
+    let earned = (now - budget.refilled_ns) / interval;
+    if earned > 0 {
+        budget.tokens = (budget.tokens + earned).min(EVENTS_PER_SEC_PER_CPU);
+        budget.refilled_ns = now;
     }
     if budget.tokens == 0 {
         budget.suppressed += 1;
@@ -610,6 +607,33 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
     }
 }
 
+/// The coarse clock (CLOCK_MONOTONIC_COARSE). It moves only when jiffies do, so each CPU keeps
+/// its last reading with the jiffies it was taken at: under a flood, where every drop and every
+/// allowed SYN wants the time, that is one load (the verifier inlines bpf_jiffies64) instead
+/// of a helper call.
+#[inline(always)]
+fn coarse_now() -> u64 {
+    // SAFETY (the helpers here): they take no arguments.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(clock) = TICK_CLOCK.get_ptr_mut(0) else {
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    };
+    // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+    let clock = unsafe { &mut *clock };
+    if clock.jiffies != jiffies {
+        clock.jiffies = jiffies;
+        clock.ns = unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    clock.ns
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TickClock {
+    jiffies: u64,
+    ns: u64,
+}
+
 #[inline(always)]
 fn count_hit(id: u32) {
     // SAFETY: reads a global the loader wrote; helpers without arguments.
@@ -623,7 +647,7 @@ fn count_hit(id: u32) {
         // SAFETY: this CPU's block: no other program instance writes it concurrently.
         unsafe {
             (*stat).packets += 1;
-            (*stat).last_seen_ns = bpf_ktime_get_boot_ns();
+            (*stat).last_seen_ns = coarse_now();
         }
     }
 }

@@ -100,14 +100,14 @@ impl Daemon {
             .filter
             .hits()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-        let now_boot = crate::emergency::boot_ns();
+        let now_hit_clock = crate::filter::hit_clock_ns();
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
         for entry in &self.config.entries {
             let stat = hits.get(&entry.net).copied().unwrap_or_default();
-            // Boot-time ns of the hit, turned into wall time by its age.
+            // The hit's time on the kernel's clock, turned into wall time by its age.
             let age = (stat.last_seen_ns != 0)
-                .then(|| Duration::from_nanos(now_boot.saturating_sub(stat.last_seen_ns)));
+                .then(|| Duration::from_nanos(now_hit_clock.saturating_sub(stat.last_seen_ns)));
             if let Some(limit) = unused_for_secs
                 && age.is_some_and(|age| age < Duration::from_secs(limit))
             {

@@ -101,6 +101,10 @@ const TCP_THROUGH_FLAGS: usize = 14;
 
 #[xdp]
 pub fn allowlist(ctx: XdpContext) -> u32 {
+    if established_v4(&ctx) {
+        count(&ctx, Reason::PassNotSyn);
+        return xdp_action::XDP_PASS;
+    }
     let rules = KernelRules {
         ctx: &ctx,
         entry: Cell::new(0),
@@ -117,6 +121,30 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
     } else {
         xdp_action::XDP_PASS
     }
+}
+
+/// Whether the frame is of the kind most traffic is made of, which the general parser would
+/// find `NotSyn`: untagged Ethernet, IPv4 without options, TCP, not a later fragment, showing
+/// flags other than a lone SYN. Such frames skip the parser; anything else, connection
+/// openers included, goes the long way. (The differential test holds both to the model.)
+#[inline(always)]
+fn established_v4(ctx: &XdpContext) -> bool {
+    const IP: usize = ETH_HLEN;
+    const FLAGS: usize = IP + 20 + TCP_THROUGH_FLAGS - 1;
+    let len = frame_len(ctx);
+    let Some(h) = bytes::<{ FLAGS + 1 }>(ctx, 0, len) else {
+        return false;
+    };
+    let total_len = usize::from(be16(h[IP + 2], h[IP + 3]));
+    let flags = h[FLAGS];
+    // What would be the flags first, so that a SYN leaves after one compare.
+    (flags & TCP_SYN == 0 || flags & TCP_ACK != 0)
+        && be16(h[12], h[13]) == ETH_P_IP
+        && h[IP] == 0x45
+        && total_len >= 20 + TCP_THROUGH_FLAGS
+        && IP + total_len <= len
+        && h[IP + 9] == IPPROTO_TCP
+        && be16(h[IP + 6], h[IP + 7]) & 0x1fff == 0
 }
 
 /// Bytes `offset..offset + N` of the frame, or `None` past `end` (the end of the IP packet,

@@ -352,7 +352,10 @@ fn ipv6(rng: &mut Rng, setup: &Setup, b: &mut Builder) {
     let (mut protocol, mut seg, seg_marks) = segment(rng, setup, b);
     if protocol == 1 {
         protocol = 58;
-        seg[0] = 128;
+        // An echo request, when the segment was not cut to nothing.
+        if let Some(kind) = seg.first_mut() {
+            *kind = 128;
+        }
     }
     let count = match weighted(rng, &[55, 20, 10, 8, 7]) {
         0 => 0,

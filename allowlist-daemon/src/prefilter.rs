@@ -12,8 +12,8 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use allowlist_common::maps::{
-    CONFIRM_V6_WORDS, PREFILTER_V6_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48,
-    V6_PREFILTER_FINE_PREFIX, V6_PREFILTER_MIN_PREFIX, v6_marks,
+    CONFIRM_V6_WORDS, HOSTS_V4_WORDS, PREFILTER_V6_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48,
+    V6_PREFILTER_FINE_PREFIX, V6_PREFILTER_MIN_PREFIX, host_v4_marks, v6_marks,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -27,8 +27,10 @@ pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
 /// The IPv4 prefilter's mapped arrays, in the order the program reads them: a bit per /16
 /// saying whether any /24 in it is touched (`maps::SUMMARY_V4`), a bit per /24 saying whether
 /// any entry touches it (`maps::TOUCHED_V4`), and the /24's state (`maps::PREFILTER_V4`).
+/// Beside them, the Bloom filter of single addresses (`maps::HOSTS_V4`).
 #[derive(Clone, Copy)]
 pub struct V4Words<'a> {
+    pub hosts: &'a [AtomicU64],
     pub summary: &'a [AtomicU64],
     pub touched: &'a [AtomicU64],
     pub states: &'a [AtomicU64],
@@ -70,6 +72,7 @@ pub struct V4Prefilter {
     nets_per_slot: HashMap<u32, u32>,
     /// Touched /24s per /16.
     touched_per_16: Vec<u16>,
+    hosts: WordCounts,
 }
 
 impl Default for V4Prefilter {
@@ -81,6 +84,7 @@ impl Default for V4Prefilter {
             hosts_per_slot: HashMap::new(),
             nets_per_slot: HashMap::new(),
             touched_per_16: vec![0; 1 << 16],
+            hosts: WordCounts(vec![0; HOSTS_V4_WORDS as usize]),
         }
     }
 }
@@ -163,6 +167,10 @@ impl V4Prefilter {
     /// and the trie.
     pub fn before_insert(&mut self, words: V4Words, nets: &[Ipv4Net]) {
         for net in nets {
+            if net.prefix_len() == 32 {
+                let (word, bits) = host_v4_marks(net.addr().octets());
+                self.hosts.mark(words.hosts, word, bits);
+            }
             for slot in v4_slots(net) {
                 if matches!(read_slot(words, slot), V4Slot::None | V4Slot::Hosts) {
                     self.write_slot(words, slot, V4Slot::Partial);
@@ -217,6 +225,10 @@ impl V4Prefilter {
 
     /// Phase 2 of a removal, once the maps no longer hold the entries: final states.
     pub fn after_remove(&mut self, words: V4Words, nets: &[Ipv4Net]) {
+        for net in nets.iter().filter(|net| net.prefix_len() == 32) {
+            self.hosts
+                .unmark(words.hosts, host_v4_marks(net.addr().octets()).0);
+        }
         for net in nets.iter().filter(|net| net.prefix_len() <= 24) {
             for slot in v4_slots(net) {
                 let whole = self.covered_by_wide(slot);
@@ -375,6 +387,7 @@ mod tests {
 
     /// Both IPv4 arrays, as the program has them.
     struct V4Maps {
+        hosts: Vec<AtomicU64>,
         summary: Vec<AtomicU64>,
         touched: Vec<AtomicU64>,
         states: Vec<AtomicU64>,
@@ -383,6 +396,7 @@ mod tests {
     impl V4Maps {
         fn new() -> V4Maps {
             V4Maps {
+                hosts: words(HOSTS_V4_WORDS),
                 summary: words(SUMMARY_V4_WORDS),
                 touched: words(TOUCHED_V4_WORDS),
                 states: words(PREFILTER_V4_WORDS),
@@ -391,6 +405,7 @@ mod tests {
 
         fn view(&self) -> V4Words<'_> {
             V4Words {
+                hosts: &self.hosts,
                 summary: &self.summary,
                 touched: &self.touched,
                 states: &self.states,
@@ -398,8 +413,9 @@ mod tests {
         }
 
         fn empty(&self) -> bool {
-            self.summary
+            self.hosts
                 .iter()
+                .chain(&self.summary)
                 .chain(&self.touched)
                 .chain(&self.states)
                 .all(|x| x.load(Ordering::Relaxed) == 0)
@@ -474,6 +490,25 @@ mod tests {
         assert_eq!(read_slot(w, slot("198.18.0.1")), V4Slot::Partial);
         p.after_insert(w, &net);
         assert_eq!(read_slot(w, slot("198.18.0.1")), V4Slot::Partial);
+    }
+
+    #[test]
+    fn v4_hosts_are_marked_from_before_they_land_until_they_are_gone() {
+        let maps = V4Maps::new();
+        let w = maps.view();
+        let mut p = V4Prefilter::default();
+        let host = [v4("198.18.9.7/32")];
+        let marked = || {
+            let (word, bits) = host_v4_marks(host[0].addr().octets());
+            w.hosts[word as usize].load(Ordering::Relaxed) & bits == bits
+        };
+        p.before_insert(w, &host);
+        assert!(marked(), "marked before the hash map has it");
+        p.after_insert(w, &host);
+        p.before_remove(w, &host);
+        assert!(marked(), "still marked while the hash map has it");
+        p.after_remove(w, &host);
+        assert!(maps.empty());
     }
 
     #[test]

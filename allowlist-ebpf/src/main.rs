@@ -19,9 +19,10 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
-        EventBudget, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS,
-        Settings, TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, summary_v4_position,
-        touched_v4_position, v4_slot_position, v6_marks, v6_prefixes,
+        EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS,
+        SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks,
+        host_v4_marks, summary_v4_position, touched_v4_position, v4_slot_position, v6_marks,
+        v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };
@@ -58,6 +59,8 @@ static TOUCHED_V4: Array<u64> = Array::with_max_entries(TOUCHED_V4_WORDS, BPF_F_
 static PREFILTER_V6: Array<u64> = Array::with_max_entries(PREFILTER_V6_WORDS, BPF_F_MMAPABLE);
 #[map]
 static CONFIRM_V6: Array<u64> = Array::with_max_entries(CONFIRM_V6_WORDS, BPF_F_MMAPABLE);
+#[map]
+static HOSTS_V4: Array<u64> = Array::with_max_entries(HOSTS_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static WHOLE_V4: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
@@ -510,6 +513,7 @@ impl KernelRules<'_> {
         }
         // SAFETY: the value is a u32 the daemon wrote; it is copied out at once.
         if slot != V4Slot::Whole
+            && host_may_be_listed(addr)
             && let Some(id) = unsafe { EXACT_V4.get(addr) }
         {
             self.entry.set(*id);
@@ -574,6 +578,13 @@ impl KernelRules<'_> {
         // SAFETY: a helper without arguments, available to XDP programs.
         until != 0 && unsafe { bpf_ktime_get_boot_ns() } < until
     }
+}
+
+/// Whether HOSTS_V4 has all the bits of `addr`: if not, EXACT_V4 does not have it.
+#[inline(always)]
+fn host_may_be_listed(addr: [u8; 4]) -> bool {
+    let (word, bits) = host_v4_marks(addr);
+    HOSTS_V4.get(word).copied().unwrap_or(0) & bits == bits
 }
 
 /// Whether both IPv6 Bloom filters have all the bits of `marks`.

@@ -13,9 +13,16 @@ use crate::exec::{self, run};
 use crate::report;
 use crate::toolchain;
 
-/// What the flood and the control-plane comparison run: nft, ipset, iptables, xdp-filter, and
-/// ethtool for the veth offloads.
-const PEER_PACKAGES: &[&str] = &["nftables", "ipset", "iptables", "xdp-tools", "ethtool"];
+/// What the flood and the control-plane comparison run: nft, ipset, iptables, xdp-filter,
+/// ethtool for the veth offloads, and GNU time for the peers' peak RSS.
+const PEER_PACKAGES: &[&str] = &[
+    "nftables",
+    "ipset",
+    "iptables",
+    "xdp-tools",
+    "ethtool",
+    "time",
+];
 
 pub fn bench(root: &Path, quick: bool) -> Result<()> {
     let started = Instant::now();

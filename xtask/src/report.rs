@@ -452,7 +452,8 @@ removed and as many new ones added, to the `READY=1` after `RELOADING=1` (re-rea
 included). Peak RSS = VmHWM of the daemon (after start, then after the reload). Kernel MiB = memlock of the \
 daemon's map fds from /proc/PID/fdinfo: an LPM trie's memlock under-counts its real use about 4x (~130–140 B \
 per entry). `nft -f` loads the same networks into two interval sets of an inet table in a fresh namespace; \
-`ipset restore` into hash:net sets (its kernel MiB is ipset's own \"Size in memory\"); peak RSS from wait4.\n";
+`ipset restore` into hash:net sets (its kernel MiB is ipset's own \"Size in memory\"); their peak RSS is GNU \
+time's (%M).\n";
 
 const W: f64 = 720.0;
 const H: f64 = 420.0;

@@ -12,7 +12,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HitStat, PORT_WORDS,
+    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS,
     PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
@@ -42,13 +42,14 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 14] = [
+pub const MAP_NAMES: [&str; 15] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
     names::PREFILTER_V4,
     names::SUMMARY_V4,
+    names::HOSTS_V4,
     names::TOUCHED_V4,
     names::PREFILTER_V6,
     names::CONFIRM_V6,
@@ -105,6 +106,7 @@ impl Drop for MappedWords {
 
 /// The IPv4 prefilter's arrays (see `prefilter::V4Words`).
 struct V4Mapped {
+    hosts: MappedWords,
     summary: MappedWords,
     touched: MappedWords,
     states: MappedWords,
@@ -113,6 +115,7 @@ struct V4Mapped {
 impl V4Mapped {
     fn words(&self) -> V4Words<'_> {
         V4Words {
+            hosts: self.hosts.words(),
             summary: self.summary.words(),
             touched: self.touched.words(),
             states: self.states.words(),
@@ -246,6 +249,7 @@ impl Filter {
             .load()
             .context("the kernel refused the XDP program")?;
         let prefilter_v4 = V4Mapped {
+            hosts: MappedWords::new(map(&ebpf, names::HOSTS_V4)?, HOSTS_V4_WORDS)?,
             summary: MappedWords::new(map(&ebpf, names::SUMMARY_V4)?, SUMMARY_V4_WORDS)?,
             touched: MappedWords::new(map(&ebpf, names::TOUCHED_V4)?, TOUCHED_V4_WORDS)?,
             states: MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?,

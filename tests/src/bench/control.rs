@@ -5,6 +5,7 @@
 //! memlock of the daemon's map fds (fdinfo). Side by side: `nft -f` and `ipset restore` loading
 //! the same networks into an interval set / hash:net set in a fresh namespace.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
@@ -158,31 +159,36 @@ fn write_lists(dir: &Path, v4: &[IpNet], v6: &[IpNet]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` (already set up) and returns wall seconds and the child's peak RSS (MiB).
-pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
-    cmd.stdin(Stdio::null())
+/// Runs `program args` in network namespace `ns` and returns wall seconds and its peak RSS
+/// (MiB). GNU time measures it: the peak wait4 reports for a child of this process would
+/// include this process's own memory, which a spawned child shares until it execs.
+pub fn timed(ns: &str, program: &str, args: &[&OsStr]) -> Result<(f64, f64)> {
+    let report = tempfile::NamedTempFile::new()?;
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .args(["ip", "netns", "exec", ns, program])
+        .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
-    let pid = i32::try_from(child.id())?;
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child; rusage is plain data.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     let seconds = started.elapsed().as_secs_f64();
-    if waited != pid {
-        bail!("wait4 on {cmd:?} failed");
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr {
-        use std::io::Read as _;
-        let _ = err.read_to_string(&mut stderr);
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{cmd:?} failed (status {status}): {}", stderr.trim());
-    }
-    Ok((seconds, usage.ru_maxrss as f64 / 1024.0))
+    let text = fs::read_to_string(report.path())?;
+    let kib: f64 = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("GNU time wrote {text:?}, not a peak RSS in KiB"))?;
+    Ok((seconds, kib / 1024.0))
 }
 
 fn ctl_latency(socket: &Path, args: &[&str], runs: usize) -> Result<Summary> {
@@ -330,11 +336,7 @@ fn peers_run(settings: &Settings, size: usize, out: &mut Outcome) -> Result<()> 
         lists::nft_file("inet", "bench", &v4.nets, &v6.nets, ""),
     )?;
     if which("nft") {
-        let (seconds, rss) = timed(
-            Command::new("ip")
-                .args(["netns", "exec", ns.name(), "nft", "-f"])
-                .arg(&nft),
-        )?;
+        let (seconds, rss) = timed(ns.name(), "nft", &["-f".as_ref(), nft.as_os_str()])?;
         out.rows.push(Row {
             tool: "nft -f",
             what: "load",
@@ -350,9 +352,9 @@ fn peers_run(settings: &Settings, size: usize, out: &mut Outcome) -> Result<()> 
         let restore = dir.path().join("sets.ipset");
         fs::write(&restore, lists::ipset_file(&v4.nets, &v6.nets))?;
         let (seconds, rss) = timed(
-            Command::new("ip")
-                .args(["netns", "exec", ns.name(), "ipset", "restore", "-f"])
-                .arg(&restore),
+            ns.name(),
+            "ipset",
+            &["restore".as_ref(), "-f".as_ref(), restore.as_os_str()],
         )?;
         let listing = ns.exec("ipset", &["list", "-t"])?;
         let kernel: f64 = String::from_utf8_lossy(&listing.stdout)

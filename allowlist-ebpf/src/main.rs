@@ -247,6 +247,14 @@ impl Found {
         }
     }
 
+    const fn opaque_without_port(src: SrcAt) -> Found {
+        Found {
+            kind: Kind::OpaqueNoPort,
+            src,
+            dport: 0,
+        }
+    }
+
     #[inline(always)]
     fn parsed(self) -> Parsed<SrcAt> {
         let (src, dport) = (self.src, self.dport);
@@ -352,11 +360,7 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
     // merely truncated otherwise.
     let cut = |more_fragments: bool| {
         if more_fragments {
-            Found {
-                kind: Kind::OpaqueNoPort,
-                src,
-                dport: 0,
-            }
+            Found::opaque_without_port(src)
         } else {
             Found::TRUNCATED
         }
@@ -401,11 +405,7 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
         NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT
     ) {
         // Longer than the bound: whatever follows could be TCP.
-        return Found {
-            kind: Kind::OpaqueNoPort,
-            src,
-            dport: 0,
-        };
+        return Found::opaque_without_port(src);
     }
     Found::NOT_TCP
 }
@@ -439,11 +439,7 @@ fn parse_tcp(
             src,
             dport: be16(ports[2], ports[3]),
         },
-        None => Found {
-            kind: Kind::OpaqueNoPort,
-            src,
-            dport: 0,
-        },
+        None => Found::opaque_without_port(src),
     }
 }
 

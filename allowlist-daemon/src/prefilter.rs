@@ -27,13 +27,15 @@ pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
 }
 
 /// The IPv4 prefilter's mapped arrays, in the order the program reads them: a bit per /16
-/// saying whether any /24 in it is touched (`maps::SUMMARY_V4`), a bit per /24 saying whether
-/// any entry touches it (`maps::TOUCHED_V4`), and the /24's state (`maps::PREFILTER_V4`).
-/// Beside them, the Bloom filter of single addresses (`maps::HOSTS_V4`).
+/// and one per /22 saying whether any /24 in it is touched (`maps::SUMMARY_V4`,
+/// `maps::BLOCKS_V4`), a bit per /24 saying whether any entry touches it (`maps::TOUCHED_V4`),
+/// and the /24's state (`maps::PREFILTER_V4`). Beside them, the Bloom filter of single
+/// addresses (`maps::HOSTS_V4`).
 #[derive(Clone, Copy)]
 pub struct V4Words<'a> {
     pub hosts: &'a [AtomicU64],
     pub summary: &'a [AtomicU64],
+    pub blocks: &'a [AtomicU64],
     pub touched: &'a [AtomicU64],
     pub states: &'a [AtomicU64],
 }
@@ -53,7 +55,10 @@ fn set_bit(words: &[AtomicU64], index: u32, set: bool) {
 
 /// A /24's state as the program sees it.
 fn read_slot(words: V4Words, slot: u32) -> V4Slot {
-    if !bit_is_set(words.summary, slot >> 8) || !bit_is_set(words.touched, slot) {
+    if !bit_is_set(words.summary, slot >> 8)
+        || !bit_is_set(words.blocks, slot >> 2)
+        || !bit_is_set(words.touched, slot)
+    {
         return V4Slot::None;
     }
     let (word, shift) = (slot / 32, (slot % 32) * 2);
@@ -143,6 +148,12 @@ impl V4Prefilter {
             return;
         }
         set_bit(words.touched, slot, touched);
+        // A /22's four /24s share a word of TOUCHED_V4, so its bit needs no count.
+        let quad = 0b1111 << ((slot % 64) & !3);
+        let any_in_block = words.touched[(slot / 64) as usize].load(Ordering::Acquire) & quad != 0;
+        if bit_is_set(words.blocks, slot >> 2) != any_in_block {
+            set_bit(words.blocks, slot >> 2, any_in_block);
+        }
         let count = &mut self.touched_per_16[(slot >> 8) as usize];
         if touched {
             *count += 1;
@@ -373,7 +384,9 @@ impl V6Prefilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use allowlist_common::maps::{PREFILTER_V4_WORDS, SUMMARY_V4_WORDS, TOUCHED_V4_WORDS};
+    use allowlist_common::maps::{
+        BLOCKS_V4_WORDS, PREFILTER_V4_WORDS, SUMMARY_V4_WORDS, TOUCHED_V4_WORDS,
+    };
 
     fn words(n: u32) -> Vec<AtomicU64> {
         (0..n).map(|_| AtomicU64::new(0)).collect()
@@ -391,6 +404,7 @@ mod tests {
     struct V4Maps {
         hosts: Vec<AtomicU64>,
         summary: Vec<AtomicU64>,
+        blocks: Vec<AtomicU64>,
         touched: Vec<AtomicU64>,
         states: Vec<AtomicU64>,
     }
@@ -400,6 +414,7 @@ mod tests {
             V4Maps {
                 hosts: words(HOSTS_V4_WORDS),
                 summary: words(SUMMARY_V4_WORDS),
+                blocks: words(BLOCKS_V4_WORDS),
                 touched: words(TOUCHED_V4_WORDS),
                 states: words(PREFILTER_V4_WORDS),
             }
@@ -409,6 +424,7 @@ mod tests {
             V4Words {
                 hosts: &self.hosts,
                 summary: &self.summary,
+                blocks: &self.blocks,
                 touched: &self.touched,
                 states: &self.states,
             }
@@ -418,6 +434,7 @@ mod tests {
             self.hosts
                 .iter()
                 .chain(&self.summary)
+                .chain(&self.blocks)
                 .chain(&self.touched)
                 .chain(&self.states)
                 .all(|x| x.load(Ordering::Relaxed) == 0)
@@ -458,6 +475,23 @@ mod tests {
         assert_eq!(read_slot(w, slot("198.18.5.5")), V4Slot::Hosts);
         assert_eq!(read_slot(w, slot("198.18.4.1")), V4Slot::None);
         remove(&mut p, w, &[v4("198.18.5.5/32"), v4("198.18.9.7/32")]);
+        assert!(maps.empty());
+    }
+
+    #[test]
+    fn v4_a_block_stays_marked_while_any_of_its_four_slots_is_touched() {
+        let maps = V4Maps::new();
+        let w = maps.view();
+        let mut p = V4Prefilter::default();
+        let block = |a: &str| bit_is_set(w.blocks, slot(a) >> 2);
+        // 198.18.4.0-198.18.7.255 is one /22; 198.18.8.0 starts the next.
+        insert(&mut p, w, &[v4("198.18.5.1/32"), v4("198.18.7.9/32")]);
+        assert!(block("198.18.4.0") && block("198.18.7.255"));
+        assert!(!block("198.18.8.0") && !block("198.18.3.255"));
+        remove(&mut p, w, &[v4("198.18.5.1/32")]);
+        assert!(block("198.18.4.0"), "198.18.7.9 still sits in the /22");
+        remove(&mut p, w, &[v4("198.18.7.9/32")]);
+        assert!(!block("198.18.4.0"));
         assert!(maps.empty());
     }
 

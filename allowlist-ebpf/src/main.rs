@@ -18,11 +18,11 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
-        EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS,
-        SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks,
-        host_v4_marks, summary_v4_position, touched_v4_position, v4_slot_position, v6_marks,
-        v6_prefixes,
+        BLOCKS_V4_WORDS, BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters,
+        EVENTS_PER_SEC_PER_CPU, EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS,
+        PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS,
+        V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, blocks_v4_position, host_v4_marks,
+        summary_v4_position, touched_v4_position, v4_slot_position, v6_marks, v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };
@@ -53,6 +53,8 @@ static EXACT_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, BPF_F_
 static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static SUMMARY_V4: Array<u64> = Array::with_max_entries(SUMMARY_V4_WORDS, BPF_F_MMAPABLE);
+#[map]
+static BLOCKS_V4: Array<u64> = Array::with_max_entries(BLOCKS_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static TOUCHED_V4: Array<u64> = Array::with_max_entries(TOUCHED_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
@@ -495,6 +497,10 @@ impl KernelRules<'_> {
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
         let (word, bit) = summary_v4_position(addr);
         if SUMMARY_V4.get(word).copied().unwrap_or(0) & bit == 0 {
+            return false;
+        }
+        let (word, bit) = blocks_v4_position(addr);
+        if BLOCKS_V4.get(word).copied().unwrap_or(0) & bit == 0 {
             return false;
         }
         let (word, bit) = touched_v4_position(addr);

@@ -12,8 +12,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS,
-    PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS,
+    self as names, BLOCKS_V4_WORDS, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS,
+    HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings,
+    TOUCHED_V4_WORDS,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -42,13 +43,14 @@ use ids::Ids;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 15] = [
+pub const MAP_NAMES: [&str; 16] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
     names::PREFILTER_V4,
     names::SUMMARY_V4,
+    names::BLOCKS_V4,
     names::HOSTS_V4,
     names::TOUCHED_V4,
     names::PREFILTER_V6,
@@ -108,6 +110,7 @@ impl Drop for MappedWords {
 struct V4Mapped {
     hosts: MappedWords,
     summary: MappedWords,
+    blocks: MappedWords,
     touched: MappedWords,
     states: MappedWords,
 }
@@ -117,6 +120,7 @@ impl V4Mapped {
         V4Words {
             hosts: self.hosts.words(),
             summary: self.summary.words(),
+            blocks: self.blocks.words(),
             touched: self.touched.words(),
             states: self.states.words(),
         }
@@ -251,6 +255,7 @@ impl Filter {
         let prefilter_v4 = V4Mapped {
             hosts: MappedWords::new(map(&ebpf, names::HOSTS_V4)?, HOSTS_V4_WORDS)?,
             summary: MappedWords::new(map(&ebpf, names::SUMMARY_V4)?, SUMMARY_V4_WORDS)?,
+            blocks: MappedWords::new(map(&ebpf, names::BLOCKS_V4)?, BLOCKS_V4_WORDS)?,
             touched: MappedWords::new(map(&ebpf, names::TOUCHED_V4)?, TOUCHED_V4_WORDS)?,
             states: MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?,
         };

@@ -324,20 +324,21 @@ pub fn write(
     let idle = &flood["idle_connect_ms"];
     let _ = writeln!(
         md,
-        "| filter | sent Mpps | dropped Mpps | CPU ns / drop | NAPI thread ns / drop | connect p50 ms | connect p99 ms | failed connects | configuration |\n|---|---|---|---|---|---|---|---|---|"
+        "| filter | sent Mpps | lost at the ring % | dropped Mpps | CPU ns / drop | NAPI thread ns / drop | connect p50 ms | connect p99 ms | failed connects | configuration |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     let _ = writeln!(
         md,
-        "| (idle, no flood) | | | | | {} | {} | | |",
+        "| (idle, no flood) | | | | | | {} | {} | | |",
         num(f(&idle["median"])),
         num(f(&idle["p99"]))
     );
     for r in arr(&flood["rows"]) {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s(&r["filter"]),
             num(f(&r["sent_mpps"])),
+            num(f(&r["ring_lost_pct"])),
             num(f(&r["drop_mpps"])),
             num(f(&r["cpu_ns_per_drop"])),
             num(f(&r["napi_ns_per_drop"])),
@@ -440,8 +441,11 @@ thread pinned to CPU 1. Receiver CPU per dropped SYN = (system + irq + softirq t
 / the filter's own drop counter (allowlist's COUNTERS map, nft rule counter, iptables rule counter, \
 xdp-filter status); the NAPI thread's own CPU time over the drops is shown next to it (it ignores other load \
 on CPU 1). Connect latency: an allowlisted client (198.18.1.2) in the generator's namespace connects to a \
-listener on the protected port, sequentially, during each flood and once without a flood. No raw socket is \
-open in the receiver's namespace. Numbers taken on a shared machine swing with the other load: the \
+listener on the protected port, sequentially, during each flood and once without a flood; a connect that \
+takes over 1 s counts as failed. \"Lost at the ring\" is the share of the generator's frames the receiver's veth \
+refused because its ring (256 frames) was full (the generator veth's tx_dropped; \"sent\" counts the others): they never reached the filter, \
+and a client SYN among them waits for TCP's one-second retransmission, so a filter that falls behind the \
+flood shows up there and in failed connects. No raw socket is open in the receiver's namespace. Numbers taken on a shared machine swing with the other load: the \
 generator's rate is the first to suffer.\n";
 
 const CONTROL_METHOD: &str = "The release `allowlistd` in a lab namespace with a private bpffs, reading its \

@@ -51,6 +51,10 @@ pub struct Settings {
 pub struct Row {
     pub filter: String,
     pub sent: u64,
+    /// Frames the receiver's veth refused because its ring was full (not in `sent`): they never
+    /// reached the filter. A connect whose SYN is among them waits for TCP's one-second
+    /// retransmission.
+    pub ring_lost: u64,
     pub dropped: u64,
     pub seconds: f64,
     pub cpu_ns_per_drop: f64,
@@ -66,6 +70,8 @@ impl Row {
             "filter": self.filter, "sent": self.sent, "dropped": self.dropped,
             "seconds": self.seconds, "drop_mpps": self.dropped as f64 / self.seconds / 1e6,
             "sent_mpps": self.sent as f64 / self.seconds / 1e6,
+            "ring_lost": self.ring_lost,
+            "ring_lost_pct": 100.0 * self.ring_lost as f64 / (self.sent + self.ring_lost).max(1) as f64,
             "cpu_ns_per_drop": self.cpu_ns_per_drop, "napi_ns_per_drop": self.napi_ns_per_drop,
             "connect_ms": self.connect_ms.json(), "connect_failed": self.connect_failed,
             "note": self.note,
@@ -551,6 +557,20 @@ fn install(
     })
 }
 
+/// Frames the generator's veth could not hand over (its tx_dropped: veth counts a full peer
+/// ring there).
+fn ring_lost(lab: &Lab) -> Result<u64> {
+    let text = in_ns(
+        &lab.gen_ns,
+        "ip",
+        &["-j", "-s", "link", "show", "dev", &lab.gen_if],
+    )?;
+    let links: Value = serde_json::from_str(&text).context("`ip -j -s link` output")?;
+    links[0]["stats64"]["tx"]["dropped"]
+        .as_u64()
+        .context("no tx dropped count for the generator's veth")
+}
+
 fn drops(lab: &Lab, installed: &Installed) -> Result<u64> {
     Ok(match installed {
         Installed::Allowlist(f) => f
@@ -657,6 +677,7 @@ fn flood_once(
     let stop = AtomicBool::new(false);
     let stop_connects = AtomicBool::new(false);
     let dropped_before = drops(lab, installed)?;
+    let lost_before = ring_lost(lab)?;
     let (cpu0, napi0) = (cpu_busy(RECV_CPU)?, thread_cpu(napi));
     let started = Instant::now();
     let (sent, (ms, failed)) = std::thread::scope(|s| -> Result<_> {
@@ -681,6 +702,7 @@ fn flood_once(
     // Let the last frames drain before reading the counters.
     std::thread::sleep(Duration::from_millis(200));
     let dropped = drops(lab, installed)? - dropped_before;
+    let ring_lost = ring_lost(lab)? - lost_before;
     let per = |cpu: f64| {
         if dropped == 0 {
             f64::NAN
@@ -691,6 +713,7 @@ fn flood_once(
     Ok(Row {
         filter: String::new(),
         sent,
+        ring_lost,
         dropped,
         seconds,
         cpu_ns_per_drop: per(cpu1 - cpu0),
@@ -806,9 +829,10 @@ pub fn table(out: &Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<15} {:>9} {:>9} {:>11} {:>11} {:>9} {:>9} {:>6}",
+        "{:<15} {:>9} {:>7} {:>9} {:>11} {:>11} {:>9} {:>9} {:>6}",
         "filter",
         "sent Mpps",
+        "lost %",
         "drop Mpps",
         "CPU ns/drop",
         "NAPI ns/drop",
@@ -818,15 +842,16 @@ pub fn table(out: &Outcome) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<15} {:>9} {:>9} {:>11} {:>11} {:>9.3} {:>9.3} {:>6}",
-        "(idle)", "-", "-", "-", "-", out.idle_connect_ms.median, out.idle_connect_ms.p99, 0
+        "{:<15} {:>9} {:>7} {:>9} {:>11} {:>11} {:>9.3} {:>9.3} {:>6}",
+        "(idle)", "-", "-", "-", "-", "-", out.idle_connect_ms.median, out.idle_connect_ms.p99, 0
     );
     for r in &out.rows {
         let _ = writeln!(
             s,
-            "{:<15} {:>9.3} {:>9.3} {:>11.0} {:>11.0} {:>9.3} {:>9.3} {:>6}",
+            "{:<15} {:>9.3} {:>7.2} {:>9.3} {:>11.0} {:>11.0} {:>9.3} {:>9.3} {:>6}",
             r.filter,
             r.sent as f64 / r.seconds.max(1e-9) / 1e6,
+            100.0 * r.ring_lost as f64 / (r.sent + r.ring_lost).max(1) as f64,
             r.dropped as f64 / r.seconds.max(1e-9) / 1e6,
             r.cpu_ns_per_drop,
             r.napi_ns_per_drop,

@@ -143,6 +143,7 @@ fn main() -> Result<()> {
             },
             reload_sizes: vec![1 << 20],
             ctl_runs: if args.quick { 30 } else { 200 },
+            repeats: if args.quick { 3 } else { 5 },
             seed: 2,
         };
         let t = Instant::now();

@@ -451,9 +451,11 @@ generator's rate is the first to suffer.\n";
 const CONTROL_METHOD: &str = "The release `allowlistd` in a lab namespace with a private bpffs, reading its \
 entries from two list files (80% IPv4, the rest IPv6; `max_entries` just above the larger family). Start = \
 spawn to the daemon's sd_notify `READY=1` on a NOTIFY_SOCKET the bench provides (sent once the program is \
-attached and the maps are full). Reload = SIGHUP after the files were rewritten with 1% of the entries \
-removed and as many new ones added, to the `READY=1` after `RELOADING=1` (re-reading and validating the files \
-included). Peak RSS = VmHWM of the daemon (after start, then after the reload). Kernel MiB = memlock of the \
+attached and the maps are full); each start in a fresh namespace and directory. Reload = SIGHUP after the \
+files were rewritten with 1% of the entries removed and as many new ones added, to the `READY=1` after \
+`RELOADING=1` (re-reading and validating the files included); each reload a new 1%. Starts and reloads are \
+repeated (5 times, 3 in `--quick`): the rows show the median and list every sample. Peak RSS = VmHWM of the \
+daemon (after start, then after the last reload). Kernel MiB = memlock of the \
 daemon's map fds from /proc/PID/fdinfo: an LPM trie's memlock under-counts its real use about 4x (~130–140 B \
 per entry). `nft -f` loads the same networks into two interval sets of an inet table in a fresh namespace; \
 `ipset restore` into hash:net sets (its kernel MiB is ipset's own \"Size in memory\"); their peak RSS is GNU \

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::boot_ns;
+
 /// The longest emergency disable: like a support desk's "24 hours", then it ends by itself.
 pub const MAX: Duration = Duration::from_secs(24 * 3600);
 
@@ -23,13 +25,6 @@ pub struct Emergency {
     /// Deadline on CLOCK_BOOTTIME of the boot named by `boot_id`: what the kernel compares.
     pub until_boot_ns: u64,
     pub boot_id: String,
-}
-
-/// Nanoseconds since boot, including suspend: the clock bpf_ktime_get_boot_ns() reads.
-pub fn boot_ns() -> u64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .expect("CLOCK_BOOTTIME is always available on Linux");
-    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
 fn boot_id() -> String {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod blocked;
 pub mod bpffs;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

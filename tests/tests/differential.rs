@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use allowlist_common::verdict::{REASON_COUNT, Reason};
-use allowlist_daemon::{emergency::boot_ns, filter::Filter, rules::Rules};
+use allowlist_daemon::{clock::boot_ns, filter::Filter, rules::Rules};
 use allowlist_tests::fuzz::{hex, unhex};
 use allowlist_tests::generate::{Rng, frames, setups};
 use allowlist_tests::model::{self, Expected, Setup};

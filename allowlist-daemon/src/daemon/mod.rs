@@ -94,8 +94,7 @@ fn read_config(path: &Path) -> Result<(Config, String)> {
     // risen (after the first reload frees the old config) that scratch lives in the heap and
     // stays resident, on top of both configs, until the trim at the end of `apply`: every
     // reload but the first peaked ~20 MB higher. Give it back before the diff and apply.
-    // SAFETY: malloc_trim only returns free memory to the system.
-    unsafe { libc::malloc_trim(0) };
+    give_back_free_heap();
     for list in &config.list_files {
         trusted_file::check(list, "list file")?;
     }
@@ -285,9 +284,13 @@ fn apply(filter: &mut Filter, config: &Config) -> Result<()> {
     let applied = filter.apply_parts(config.active, &config.protected_tcp_ports, entries);
     // Loading and comparing a million entries leaves tens of MB of freed heap behind; give it
     // back rather than hold it until the next reload.
+    give_back_free_heap();
+    applied
+}
+
+fn give_back_free_heap() {
     // SAFETY: malloc_trim only returns free memory to the system.
     unsafe { libc::malloc_trim(0) };
-    applied
 }
 
 fn revision_path(state_dir: &Path) -> PathBuf {

@@ -100,7 +100,7 @@ impl Daemon {
             .filter
             .hits()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-        let now_hit_clock = crate::filter::hit_clock_ns();
+        let now_hit_clock = crate::clock::hit_clock_ns();
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
         for entry in &self.config.entries {

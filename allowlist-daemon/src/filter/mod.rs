@@ -142,13 +142,6 @@ impl V6Mapped {
     }
 }
 
-/// Now on the clock of `HitStat::last_seen_ns` (CLOCK_MONOTONIC_COARSE).
-pub fn hit_clock_ns() -> u64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
-        .expect("CLOCK_MONOTONIC_COARSE is always available on Linux");
-    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
-}
-
 pub struct Filter {
     ebpf: Ebpf,
     prefilter_v4: V4Mapped,
@@ -807,7 +800,7 @@ impl verdict::Rules for MapView {
     }
 
     fn emergency(&self) -> bool {
-        self.settings.emergency_until_ns > crate::emergency::boot_ns()
+        self.settings.emergency_until_ns > crate::clock::boot_ns()
     }
 }
 

@@ -521,16 +521,10 @@ impl Rules<SrcAt> for KernelRules<'_> {
 impl KernelRules<'_> {
     #[inline(always)]
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
-        let (word, bit) = summary_v4_position(addr);
-        if SUMMARY_V4.get(word).copied().unwrap_or(0) & bit == 0 {
-            return false;
-        }
-        let (word, bit) = blocks_v4_position(addr);
-        if BLOCKS_V4.get(word).copied().unwrap_or(0) & bit == 0 {
-            return false;
-        }
-        let (word, bit) = touched_v4_position(addr);
-        if TOUCHED_V4.get(word).copied().unwrap_or(0) & bit == 0 {
+        if !has_bits(&SUMMARY_V4, summary_v4_position(addr))
+            || !has_bits(&BLOCKS_V4, blocks_v4_position(addr))
+            || !has_bits(&TOUCHED_V4, touched_v4_position(addr))
+        {
             return false;
         }
         let (word, shift) = v4_slot_position(addr);
@@ -611,16 +605,20 @@ impl KernelRules<'_> {
 /// Whether HOSTS_V4 has all the bits of `addr`: if not, EXACT_V4 does not have it.
 #[inline(always)]
 fn host_may_be_listed(addr: [u8; 4]) -> bool {
-    let (word, bits) = host_v4_marks(addr);
-    HOSTS_V4.get(word).copied().unwrap_or(0) & bits == bits
+    has_bits(&HOSTS_V4, host_v4_marks(addr))
+}
+
+/// Whether word `word` of `map` has every bit of `bits` set (a word past the end has none).
+#[inline(always)]
+fn has_bits(map: &Array<u64>, (word, bits): (u32, u64)) -> bool {
+    map.get(word).copied().unwrap_or(0) & bits == bits
 }
 
 /// Whether both IPv6 Bloom filters have all the bits of `marks`.
 #[inline(always)]
 fn v6_marked(marks: V6Marks) -> bool {
-    PREFILTER_V6.get(marks.word).copied().unwrap_or(0) & marks.bits == marks.bits
-        && CONFIRM_V6.get(marks.confirm_word).copied().unwrap_or(0) & marks.confirm_bits
-            == marks.confirm_bits
+    has_bits(&PREFILTER_V6, (marks.word, marks.bits))
+        && has_bits(&CONFIRM_V6, (marks.confirm_word, marks.confirm_bits))
 }
 
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only

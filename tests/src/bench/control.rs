@@ -35,12 +35,6 @@ pub struct Settings {
     pub seed: u64,
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 fn listed_ms(values: &[f64]) -> String {
     let ms: Vec<String> = values
         .iter()
@@ -273,7 +267,7 @@ fn daemon_run(settings: &Settings, size: usize, out: &mut Outcome) -> Result<()>
         daemon.signal(Signal::SIGTERM);
         daemon.wait_exit(Duration::from_secs(60))?;
     };
-    let apply = median(&applies);
+    let apply = Summary::of(&applies).median;
     let pid = daemon.pid().as_raw();
     let (peak, _) = rss_mib(pid)?;
     let (kernel, maps) = map_memory(pid)?;
@@ -333,7 +327,7 @@ fn daemon_run(settings: &Settings, size: usize, out: &mut Outcome) -> Result<()>
                 .wait_for_log("reload applied", Duration::from_secs(10))
                 .unwrap_or_else(|e| format!("(no reload line: {e:#})"));
         }
-        let reload = median(&reloads);
+        let reload = Summary::of(&reloads).median;
         let (peak, _) = rss_mib(pid)?;
         let (kernel, _) = map_memory(pid)?;
         out.rows.push(Row {

@@ -19,6 +19,7 @@ mod document;
 pub mod edit;
 mod entries;
 mod error;
+mod in_order;
 mod list_file;
 mod overlaps;
 #[cfg(test)]
@@ -250,7 +251,7 @@ impl Config {
 
     /// The entries in network order (IPv4 first).
     pub fn entries_by_net(&self) -> impl Iterator<Item = &Entry> {
-        self.by_net.iter().map(|&i| &self.entries[i as usize])
+        in_order::InOrder::new(&self.by_net, &self.entries)
     }
 
     /// Checks that every listed interface exists now. Kept apart from loading because

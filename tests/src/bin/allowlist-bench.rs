@@ -227,7 +227,6 @@ fn main() -> Result<()> {
             json!({
                 "entries": settings.entries, "seconds_each": settings.seconds,
                 "pool": out.pool, "conntrack": out.conntrack,
-                "idle_connect_ms": out.idle_connect_ms.json(),
                 "rows": out.rows.iter().map(flood::Row::json).collect::<Vec<_>>(),
                 "seconds": t.elapsed().as_secs_f64(),
             }),

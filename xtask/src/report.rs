@@ -95,9 +95,13 @@ fn machine() -> Vec<(String, String)> {
         ("nft".into(), command_output("nft", &["--version"])),
         ("ipset".into(), command_output("ipset", &["--version"])),
         ("iptables".into(), command_output("iptables", &["-V"])),
+        // xdp-filter has no --version; its package has.
         (
             "xdp-filter".into(),
-            command_output("xdp-filter", &["--version"]),
+            format!(
+                "xdp-tools {}",
+                command_output("dpkg-query", &["-W", "-f", "${Version}", "xdp-tools"])
+            ),
         ),
     ]
 }

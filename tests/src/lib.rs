@@ -4,6 +4,7 @@
 pub mod bpffs;
 pub mod ctl;
 pub mod daemon;
+pub mod fixture;
 pub mod frames;
 pub mod fuzz;
 pub mod generate;

@@ -12,11 +12,11 @@
 //! explicitly), so the caller address never depends on how the tests are run.
 
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -24,26 +24,18 @@ use std::time::{Duration, Instant};
 use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{Out, allowlistctl, ctl_command, ctl_command_with, run};
-use allowlist_tests::daemon::{Config, Daemon, with_top_level, write_atomically};
-use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, UNPROTECTED, to};
-use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, Listener, assert_connects, assert_times_out};
+use allowlist_tests::daemon::{Config, with_top_level, write_atomically};
+use allowlist_tests::fixture::Running;
+use allowlist_tests::netns::{A4, A6, B4, B6, PROTECTED, UNPROTECTED, to};
+use allowlist_tests::tcp::{self, assert_connects, assert_times_out};
+use allowlist_tests::{require_root, running_fixture};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // The fixture
 // ---------------------------------------------------------------------------------------
 
-/// A lab with listeners on [`PROTECTED`] and [`UNPROTECTED`], a config file and a ready
-/// daemon. Fields drop in order: the daemon first, the lab last.
-struct Fx {
-    daemon: Daemon,
-    path: PathBuf,
-    socket: PathBuf,
-    _listeners: [Listener; 2],
-    dir: TestDir,
-    lab: Lab,
-}
+running_fixture!(Fx {});
 
 /// The fixture's usual config: port 2222 protected, the lab's "allowed" clients listed.
 fn standard(dir: &TestDir, iface: &str) -> Config {
@@ -64,22 +56,8 @@ impl Fx {
     /// server's interface, and waits until it is ready. The control socket must be the
     /// harness's `<dir>/control.sock`.
     fn start(build: impl FnOnce(&TestDir, &str) -> String) -> Fx {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        let listeners = [PROTECTED, UNPROTECTED]
-            .map(|port| Listener::start(&lab.server, SocketAddr::new("::".parse().unwrap(), port)));
-        let text = build(&dir, lab.server_if());
-        let path = dir.join("allowlist.toml");
-        write_atomically(&path, &text);
-        let daemon = Daemon::spawn(&lab.server, &path);
-        daemon.wait_ready();
         Fx {
-            daemon,
-            path,
-            socket: dir.join("control.sock"),
-            _listeners: listeners,
-            dir,
-            lab,
+            run: Running::start(build),
         }
     }
 
@@ -89,10 +67,6 @@ impl Fx {
 
     fn cmd(&self, args: &[&str]) -> Command {
         ctl_command(&self.socket, args)
-    }
-
-    fn ctl(&self, args: &[&str]) -> Out {
-        run(&mut self.cmd(args))
     }
 
     /// `allowlistctl ARGS...` as uid and gid 65534, with the test directory (and so the
@@ -208,10 +182,6 @@ impl Fx {
             before.list,
             "the list changed after {after}"
         );
-    }
-
-    fn client(&self) -> &allowlist_tests::netns::Netns {
-        &self.lab.client
     }
 
     /// Whether a real connect from `src` to `port` succeeds (`true`) or times out (`false`).

@@ -5,19 +5,18 @@
 //! Needs root and the built binaries (`cargo xtask test`, or `cargo xtask build` then
 //! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test e2e`).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::daemon::{self, Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT};
+use allowlist_tests::fixture::Running;
 use allowlist_tests::netns::{
     A4, A6, ALLOWED_V4, ALLOWED_V6, B4, B6, BLOCKED_V4, BLOCKED_V6, Lab, Netns, PROTECTED,
     SERVER_V4, SERVER_V6, UNPROTECTED, next_id, to,
 };
-use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, Listener, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{self, assert_connects, assert_times_out};
+use allowlist_tests::{require_root, running_fixture};
 use nix::sys::signal::Signal;
 
 /// The entries that allow the lab's "allowed" clients.
@@ -27,50 +26,32 @@ fn allow_allowed_clients(config: Config) -> Config {
         .entry("2001:db8::a/128", "allowed client, IPv6")
 }
 
-/// A lab with listeners on both ports, a config file and a ready daemon. Fields drop in
-/// order: the daemon first, the lab last.
-struct Fixture {
-    daemon: Daemon,
-    config: Config,
-    config_path: PathBuf,
-    _listeners: [Listener; 2],
-    dir: TestDir,
-    lab: Lab,
-}
+running_fixture!(
+    /// A running daemon and the config it runs on.
+    Fixture { config: Config }
+);
 
 impl Fixture {
     /// Starts a daemon on a config that `configure` shapes (from the defaults: active,
     /// port 2222 protected, no entries) and waits until it is ready.
     fn start(configure: impl FnOnce(Config) -> Config) -> Fixture {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        let listeners = [PROTECTED, UNPROTECTED].map(|port| {
-            // `[::]` takes IPv4 connections too.
-            Listener::start(&lab.server, SocketAddr::new("::".parse().unwrap(), port))
+        let mut config = None;
+        let run = Running::start(|dir, iface| {
+            let shaped = configure(Config::new(dir, iface));
+            let text = shaped.render();
+            config = Some(shaped);
+            text
         });
-        let config = configure(Config::new(&dir, lab.server_if()));
-        let config_path = dir.join("allowlist.toml");
-        config.write(&config_path);
-        let daemon = Daemon::spawn(&lab.server, &config_path);
-        daemon.wait_ready();
         Fixture {
-            daemon,
-            config,
-            config_path,
-            _listeners: listeners,
-            dir,
-            lab,
+            run,
+            config: config.expect("Running::start writes the config"),
         }
-    }
-
-    fn client(&self) -> &Netns {
-        &self.lab.client
     }
 
     /// Writes `config`, sends SIGHUP and returns the `reload applied` line (panics on
     /// `reload failed`, with the log).
     fn reload(&mut self, config: Config) -> String {
-        config.write(&self.config_path);
+        config.write(&self.path);
         self.config = config;
         self.daemon.signal(Signal::SIGHUP);
         let (which, line) = self
@@ -188,7 +169,7 @@ fn invalid_config_on_sighup_keeps_the_old_rules() {
         .config
         .clone()
         .entry("198.18.2.5/24", "host bits set: invalid");
-    bad.write(&fx.config_path);
+    bad.write(&fx.path);
     fx.daemon.signal(Signal::SIGHUP);
     let (which, line) = fx
         .daemon
@@ -228,7 +209,9 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_the_pins() {
     // While the new daemon starts, no SYN from the blocked client may get through: a prober
     // keeps trying from before the spawn until the daemon is ready.
     let stop = AtomicBool::new(false);
-    let client = &fx.lab.client;
+    // Fields of `fx.run`, borrowed apart: the prober reads the lab while the daemon is replaced.
+    let run = &mut fx.run;
+    let client = &run.lab.client;
     let outcomes = std::thread::scope(|s| {
         let prober = s.spawn(|| {
             let mut outcomes = Vec::new();
@@ -240,8 +223,8 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_the_pins() {
             outcomes
         });
         std::thread::sleep(Duration::from_millis(50));
-        fx.daemon = Daemon::spawn(&fx.lab.server, &fx.config_path);
-        let ready = fx.daemon.wait_for_log("allowlistd ready", READY_TIMEOUT);
+        run.daemon = Daemon::spawn(&run.lab.server, &run.path);
+        let ready = run.daemon.wait_for_log("allowlistd ready", READY_TIMEOUT);
         // A few more probes once it is ready.
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
@@ -307,7 +290,7 @@ fn sigusr2_hands_over_without_a_gap() {
         to(A4, PROTECTED),
         "between the two daemons",
     );
-    fx.daemon = Daemon::spawn(&fx.lab.server, &fx.config_path);
+    fx.daemon = Daemon::spawn(&fx.lab.server, &fx.path);
     let adopted = fx
         .daemon
         .wait_for_log("adopted the pinned XDP link", READY_TIMEOUT)

@@ -24,14 +24,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::ctl::{Out, ctl_command, run};
+use allowlist_tests::ctl::{ctl_command, run};
 use allowlist_tests::daemon::{
     Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, with_top_level, write_atomically,
 };
+use allowlist_tests::fixture::{Running, Start};
 use allowlist_tests::netns::{A4, B4, Lab, PROTECTED, to};
-use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, Listener};
-use allowlist_tests::tmpfs::{Tmpfs, fill};
+use allowlist_tests::tmpfs::fill;
+use allowlist_tests::{require_root, running_fixture};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -57,62 +58,40 @@ fn sleep_until(deadline: Instant) {
 // The fixture
 // ---------------------------------------------------------------------------------------
 
-/// A lab with a listener on the protected port, a config file (198.18.1.0/24 listed, so the
-/// "allowed" client connects and the "blocked" one does not) and a ready daemon whose audit
-/// log is `<dir>/audit.jsonl`. Fields drop in order: the daemon first, the lab last.
-struct Fx {
-    daemon: Daemon,
-    path: PathBuf,
-    socket: PathBuf,
-    audit: PathBuf,
-    _tmpfs: Option<Tmpfs>,
-    _listener: Listener,
-    dir: TestDir,
-    lab: Lab,
-}
+running_fixture!(
+    /// A lab, a config file (198.18.1.0/24 listed, so the "allowed" client connects and the
+    /// "blocked" one does not) and a ready daemon whose audit log is `audit`.
+    Fx { audit: PathBuf }
+);
 
 impl Fx {
-    /// The usual fixture, with `extra` top-level config lines.
+    /// The usual fixture, with `extra` top-level config lines; the audit log is
+    /// `<dir>/audit.jsonl`.
     fn start(extra: &str) -> Fx {
-        Fx::build(extra, false)
+        Fx::build(extra, None)
     }
 
     /// The audit log on a 64 KiB tmpfs mounted at `<dir>/auditfs`.
     fn start_on_tmpfs() -> Fx {
-        Fx::build("", true)
+        Fx::build("", Some("auditfs"))
     }
 
-    fn build(extra: &str, tmpfs: bool) -> Fx {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        let listener = Listener::start(
-            &lab.server,
-            SocketAddr::new("::".parse().unwrap(), PROTECTED),
-        );
-        let tmpfs = tmpfs.then(|| Tmpfs::mount(&dir.join("auditfs"), "64k"));
-        let mut config = Config::new(&dir, lab.server_if()).entry("198.18.1.0/24", "lab A");
-        config.audit_log = match &tmpfs {
-            Some(t) => t.path().join("audit.jsonl"),
-            None => dir.join("audit.jsonl"),
+    fn build(extra: &str, tmpfs: Option<&str>) -> Fx {
+        let start = Start {
+            tmpfs: tmpfs.map(|name| (name, "64k")),
+            ..Start::default()
         };
-        let path = dir.join("allowlist.toml");
-        write_atomically(&path, &with_top_level(&config.render(), extra));
-        let daemon = Daemon::spawn(&lab.server, &path);
-        daemon.wait_ready();
-        Fx {
-            daemon,
-            path,
-            socket: config.control_socket.clone(),
-            audit: config.audit_log.clone(),
-            _tmpfs: tmpfs,
-            _listener: listener,
-            dir,
-            lab,
-        }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Out {
-        run(&mut ctl_command(&self.socket, args))
+        let mut audit = PathBuf::new();
+        let run = Running::start_with(&start, |dir, iface| {
+            let mut config = Config::new(dir, iface).entry("198.18.1.0/24", "lab A");
+            config.audit_log = match tmpfs {
+                Some(name) => dir.join(name).join("audit.jsonl"),
+                None => dir.join("audit.jsonl"),
+            };
+            audit.clone_from(&config.audit_log);
+            with_top_level(&config.render(), extra)
+        });
+        Fx { run, audit }
     }
 
     #[track_caller]
@@ -141,12 +120,6 @@ impl Fx {
     fn file(&self) -> String {
         std::fs::read_to_string(&self.path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", self.path.display()))
-    }
-
-    /// Restarts the daemon on the same config (the old one must be gone already).
-    fn restart(&mut self) {
-        self.daemon = Daemon::spawn(&self.lab.server, &self.path);
-        self.daemon.wait_ready();
     }
 
     /// Every record of the current audit log file, parsed by this test (not by the daemon).

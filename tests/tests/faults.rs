@@ -8,35 +8,25 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allowlist_common::maps as names;
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::ctl::{Out, ctl_command, run};
+use allowlist_tests::ctl::ctl_command;
 use allowlist_tests::daemon::{
     Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, with_top_level, write_atomically,
 };
-use allowlist_tests::netns::{A4, A6, B4, B6, Lab, Netns, PROTECTED, UNPROTECTED, to};
+use allowlist_tests::fixture::Running;
+use allowlist_tests::netns::{A4, A6, B4, B6, Netns, PROTECTED, to};
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, Listener, Outcome, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{self, Outcome, assert_connects, assert_times_out};
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{HashMap, Map, MapData};
 use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
-
-/// A lab with listeners on both ports, a config file and a ready daemon. Fields drop in
-/// order: the daemon first, the lab last.
-struct Fx {
-    daemon: Daemon,
-    path: PathBuf,
-    socket: PathBuf,
-    _listeners: [Listener; 2],
-    dir: TestDir,
-    lab: Lab,
-}
 
 /// The lab's allowed clients, listed.
 fn standard(dir: &TestDir, iface: &str) -> Config {
@@ -45,57 +35,13 @@ fn standard(dir: &TestDir, iface: &str) -> Config {
         .entry("2001:db8::a/128", "allowed client, IPv6")
 }
 
-impl Fx {
-    /// Starts a daemon on the config text `build` writes for the test directory and the
-    /// server's interface, and waits until it is ready.
-    fn start(build: impl FnOnce(&TestDir, &str) -> String) -> Fx {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        let listeners = [PROTECTED, UNPROTECTED]
-            .map(|port| Listener::start(&lab.server, SocketAddr::new("::".parse().unwrap(), port)));
-        let path = dir.join("allowlist.toml");
-        write_atomically(&path, &build(&dir, lab.server_if()));
-        let daemon = Daemon::spawn(&lab.server, &path);
-        daemon.wait_ready();
-        Fx {
-            daemon,
-            path,
-            socket: dir.join("control.sock"),
-            _listeners: listeners,
-            dir,
-            lab,
-        }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Out {
-        run(&mut ctl_command(&self.socket, args))
-    }
-
-    fn client(&self) -> &Netns {
-        &self.lab.client
-    }
-
-    /// A new daemon on the same config (the previous one must be gone), ready.
-    fn restart(&mut self) {
-        self.daemon = Daemon::spawn(&self.lab.server, &self.path);
-        self.daemon.wait_ready();
-    }
-
-    /// Whether the kernel's maps (`allowlistctl test`) let `ip` through on the protected port.
-    fn allowed(&self, ip: &str) -> bool {
-        let out = self.ctl(&["test", ip, "--port", &PROTECTED.to_string()]);
-        match out.code {
-            0 => true,
-            1 => false,
-            _ => panic!("unexpected answer: {out}"),
-        }
-    }
-
-    fn audit(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.join("audit.log")).expect("the audit log");
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("audit records are JSON"))
-            .collect()
+/// Whether the kernel's maps (`allowlistctl test`) let `ip` through on the protected port.
+fn allowed(fx: &Running, ip: &str) -> bool {
+    let out = fx.ctl(&["test", ip, "--port", &PROTECTED.to_string()]);
+    match out.code {
+        0 => true,
+        1 => false,
+        _ => panic!("unexpected answer: {out}"),
     }
 }
 
@@ -290,7 +236,7 @@ fn sigkill_mid_reload_of_100k_entries_keeps_allowed_clients_and_restarts_on_the_
     }
     let (set0, nets0) = bulk(0);
     let (set1, nets1) = bulk(1);
-    let mut fx = Fx::start(|dir, iface| {
+    let mut fx = Running::start(|dir, iface| {
         write_atomically(&dir.join("bulk.list"), &set0);
         // Room for both sets at once: a reload inserts before it removes.
         with_top_level(
@@ -363,10 +309,10 @@ fn sigkill_mid_reload_of_100k_entries_keeps_allowed_clients_and_restarts_on_the_
         pinned.difference(&expected).count(),
         pinned.difference(&expected).next()
     );
-    assert!(fx.allowed("198.19.128.7"), "an entry of the config");
-    assert!(!fx.allowed("198.19.0.7"), "an entry of the old set");
-    assert!(fx.allowed("2001:db8:101::1:7"));
-    assert!(!fx.allowed("2001:db8:100::1:7"));
+    assert!(allowed(&fx, "198.19.128.7"), "an entry of the config");
+    assert!(!allowed(&fx, "198.19.0.7"), "an entry of the old set");
+    assert!(allowed(&fx, "2001:db8:101::1:7"));
+    assert!(!allowed(&fx, "2001:db8:100::1:7"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -393,7 +339,7 @@ fn sigkill_during_cli_add_leaves_it_all_there_or_not_at_all() {
     if !require_root("sigkill_during_cli_add_leaves_it_all_there_or_not_at_all") {
         return;
     }
-    let mut fx = Fx::start(|dir, iface| standard(dir, iface).render());
+    let mut fx = Running::start(|dir, iface| standard(dir, iface).render());
     // One add, timed, to spread the kills over its length.
     let t0 = Instant::now();
     fx.ctl(&["add", "198.18.9.0/24"]).ok();
@@ -417,7 +363,7 @@ fn sigkill_during_cli_add_leaves_it_all_there_or_not_at_all() {
             .success();
         fx.restart();
         let in_file = std::fs::read_to_string(&fx.path).unwrap().contains(&cidr);
-        let in_maps = fx.allowed(&probe);
+        let in_maps = allowed(&fx, &probe);
         let in_audit = audited_add(&fx.audit(), &cidr);
         assert!(
             in_file == in_maps && in_maps == in_audit,
@@ -460,7 +406,7 @@ fn a_recreated_interface_is_reattached_at_once_and_logged() {
     if !require_root("a_recreated_interface_is_reattached_at_once_and_logged") {
         return;
     }
-    let fx = Fx::start(|dir, iface| standard(dir, iface).render());
+    let fx = Running::start(|dir, iface| standard(dir, iface).render());
     let iface = fx.lab.server_if().to_owned();
     let links = fx.dir.pin_dir().join("links");
     let pins = || {
@@ -531,7 +477,7 @@ fn a_burst_of_1000_sighups_is_coalesced_and_ends_on_the_final_config() {
     if !require_root("a_burst_of_1000_sighups_is_coalesced_and_ends_on_the_final_config") {
         return;
     }
-    let fx = Fx::start(|dir, iface| standard(dir, iface).render());
+    let fx = Running::start(|dir, iface| standard(dir, iface).render());
     let final_config = standard(&fx.dir, fx.lab.server_if()).entry("198.18.2.0/24", "B, at last");
     let pid = fx.daemon.pid();
     let reloads_before = fx
@@ -572,7 +518,7 @@ fn a_burst_of_1000_sighups_is_coalesced_and_ends_on_the_final_config() {
     );
     // Let the last reload finish, then the final config must be in force.
     let deadline = Instant::now() + RELOAD_TIMEOUT;
-    while !fx.allowed("198.18.2.2") {
+    while !allowed(&fx, "198.18.2.2") {
         assert!(
             Instant::now() < deadline,
             "the final config was not applied; log:\n{}",
@@ -604,7 +550,7 @@ fn a_burst_of_1000_sighups_is_coalesced_and_ends_on_the_final_config() {
 // ---------------------------------------------------------------------------------------
 
 /// The id of the program in the pinned XDP link of `iface`.
-fn linked_program(fx: &Fx) -> u32 {
+fn linked_program(fx: &Running) -> u32 {
     let links = fx.dir.pin_dir().join("links");
     let pin = std::fs::read_dir(&links)
         .unwrap()
@@ -623,7 +569,7 @@ fn upgrading_the_program_never_opens_a_window() {
     if !require_root("upgrading_the_program_never_opens_a_window") {
         return;
     }
-    let mut fx = Fx::start(|dir, iface| standard(dir, iface).render());
+    let mut fx = Running::start(|dir, iface| standard(dir, iface).render());
     let old_program = linked_program(&fx);
     while_probing(
         &fx.lab.client,

@@ -8,105 +8,50 @@
 //! `ALLOWLIST_BIN_DIR=target/debug cargo test -p allowlist-tests --test hostile`).
 
 use std::io::{Read as _, Write as _};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::ctl::{Out, ctl_command, run};
 use allowlist_tests::daemon::{
-    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, allowlistd, with_top_level,
-    write_atomically,
+    Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, allowlistd, with_top_level, write_atomically,
 };
-use allowlist_tests::netns::{A4, B4, Lab, Netns, PROTECTED, to};
-use allowlist_tests::require_root;
-use allowlist_tests::tcp::{Listener, assert_connects, assert_times_out};
-use allowlist_tests::tmpfs::{Tmpfs, fill};
+use allowlist_tests::fixture::{Running, Start};
+use allowlist_tests::netns::{A4, B4, Netns, PROTECTED, to};
+use allowlist_tests::tcp::{assert_connects, assert_times_out};
+use allowlist_tests::tmpfs::fill;
+use allowlist_tests::{require_root, running_fixture};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-
-/// A lab with a listener on the protected port, a config file at `path` and a ready daemon.
-/// Fields drop in order: the daemon first, the lab last.
-struct Fx {
-    daemon: Daemon,
-    path: PathBuf,
-    socket: PathBuf,
-    _listener: Listener,
-    _tmpfs: Option<Tmpfs>,
-    dir: TestDir,
-    lab: Lab,
-}
 
 fn standard(dir: &TestDir, iface: &str) -> Config {
     Config::new(dir, iface).entry("198.18.1.0/24", "allowed client")
 }
 
+running_fixture!(Fx {});
+
 impl Fx {
     fn start() -> Fx {
-        Fx::launch(None, None)
+        Fx::launch(&Start::default())
     }
 
     /// The config file in `<dir>/NAME` on a tmpfs of `size`.
     fn start_in(name: &str, size: &str) -> Fx {
-        Fx::launch(Some((name, size)), None)
+        let config = format!("{name}/allowlist.toml");
+        Fx::launch(&Start {
+            tmpfs: Some((name, size)),
+            config: &config,
+            ..Start::default()
+        })
     }
 
-    /// The config file on a tmpfs if given (`(name, size)`); the daemon started with the
-    /// open-files limit `nofile` (soft, hard) if given.
-    fn launch(tmpfs: Option<(&str, &str)>, nofile: Option<(u64, u64)>) -> Fx {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        let listener = Listener::start(
-            &lab.server,
-            SocketAddr::new("::".parse().unwrap(), PROTECTED),
-        );
-        let tmpfs = tmpfs.map(|(name, size)| Tmpfs::mount(&dir.join(name), size));
-        let path = match &tmpfs {
-            Some(t) => t.path().join("allowlist.toml"),
-            None => dir.join("allowlist.toml"),
-        };
-        standard(&dir, lab.server_if()).write(&path);
-        let mut cmd = Daemon::command(&path);
-        if let Some((soft, hard)) = nofile {
-            // SAFETY: only setrlimit(2), async-signal-safe, between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: soft,
-                        rlim_max: hard,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let daemon = Daemon::spawn_command(&lab.server, cmd, &SpawnOptions::default());
-        daemon.wait_ready();
+    fn launch(start: &Start) -> Fx {
         Fx {
-            daemon,
-            path,
-            socket: dir.join("control.sock"),
-            _listener: listener,
-            _tmpfs: tmpfs,
-            dir,
-            lab,
+            run: Running::start_with(start, |dir, iface| standard(dir, iface).render()),
         }
-    }
-
-    fn ctl(&self, args: &[&str]) -> Out {
-        run(&mut ctl_command(&self.socket, args))
-    }
-
-    fn client(&self) -> &Netns {
-        &self.lab.client
     }
 
     fn list(&self) -> String {
@@ -126,14 +71,6 @@ impl Fx {
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(which, 0, "the reload should fail: {line}");
         line
-    }
-
-    fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.join("audit.log"))
-            .expect("the audit log")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit records are JSON"))
-            .collect()
     }
 }
 
@@ -174,7 +111,10 @@ fn hostile_500_idle_clients_and_a_one_byte_a_second_client_do_not_starve_others(
     }
     // Started with too low a soft limit for the crowd (systemd's default soft limit is 1024,
     // its hard one 524288): the daemon raises it to the hard limit.
-    let fx = Fx::launch(None, Some((256, 4096)));
+    let fx = Fx::launch(&Start {
+        nofile: Some((256, 4096)),
+        ..Start::default()
+    });
     let pid = fx.daemon.pid();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let nofile: Vec<&str> = limits
@@ -458,7 +398,7 @@ fn hostile_full_or_read_only_config_directory_refuses_changes_and_loses_nothing(
         .refused("No space left on device");
     fx.ctl(&["add", "198.18.2.0/24"]).refused("nothing changed");
     std::fs::remove_file(&filler).unwrap();
-    let tmpfs = fx._tmpfs.as_ref().unwrap();
+    let tmpfs = fx.tmpfs.as_ref().unwrap();
     tmpfs.set_read_only(true);
     fx.ctl(&["remove", "198.18.1.0/24", "--force"])
         .refused("Read-only file system");

@@ -12,18 +12,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::ctl::{Out, ctl_command, run, wait_child};
-use allowlist_tests::daemon::{Config, Daemon, with_top_level, write_atomically};
+use allowlist_tests::ctl::{ctl_command, wait_child};
+use allowlist_tests::daemon::{Config, with_top_level, write_atomically};
+use allowlist_tests::fixture::Running;
 use allowlist_tests::frames::Frame;
 use allowlist_tests::netns::{A4, A6, B4, Lab, Netns, PROTECTED, SERVER_V4, to};
-use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, ALLOWED_PROBE, Listener, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{self, ALLOWED_PROBE, assert_connects, assert_times_out};
+use allowlist_tests::{require_root, running_fixture};
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use serde_json::Value;
 
@@ -37,50 +36,19 @@ const EVENTS_PER_SEC_PER_CPU: u64 = allowlist_common::maps::EVENTS_PER_SEC_PER_C
 // The fixture
 // ---------------------------------------------------------------------------------------
 
-/// A lab with an echoing listener on `[::]:2222`, a config file and a ready daemon. Fields
-/// drop in order: the daemon first, the lab last.
-struct Fx {
-    daemon: Daemon,
-    path: PathBuf,
-    socket: PathBuf,
-    _listener: Listener,
-    _dir: TestDir,
-    lab: Lab,
-}
+running_fixture!(Fx {});
 
 impl Fx {
     /// Port 2222 protected, the list active, with `entries` and the top-level keys `top`.
     fn start(entries: &[(&str, &str)], top: &str) -> Fx {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        let listener = Listener::start(
-            &lab.server,
-            SocketAddr::new("::".parse().unwrap(), PROTECTED),
-        );
-        let mut config = Config::new(&dir, lab.server_if());
-        for (cidr, comment) in entries {
-            config = config.entry(cidr, comment);
-        }
-        let path = dir.join("allowlist.toml");
-        write_atomically(&path, &with_top_level(&config.render(), top));
-        let daemon = Daemon::spawn(&lab.server, &path);
-        daemon.wait_ready();
-        Fx {
-            daemon,
-            path,
-            socket: dir.join("control.sock"),
-            _listener: listener,
-            _dir: dir,
-            lab,
-        }
-    }
-
-    fn client(&self) -> &Netns {
-        &self.lab.client
-    }
-
-    fn ctl(&self, args: &[&str]) -> Out {
-        run(&mut ctl_command(&self.socket, args))
+        let run = Running::start(|dir, iface| {
+            let mut config = Config::new(dir, iface);
+            for (cidr, comment) in entries {
+                config = config.entry(cidr, comment);
+            }
+            with_top_level(&config.render(), top)
+        });
+        Fx { run }
     }
 
     /// `allowlistctl --json ARGS...`, which must succeed; its JSON.
@@ -112,8 +80,7 @@ impl Fx {
     /// config and bpffs.
     fn restart_after_sigkill(&mut self) {
         self.daemon.kill9();
-        self.daemon = Daemon::spawn(&self.lab.server, &self.path);
-        self.daemon.wait_ready();
+        self.restart();
     }
 
     /// The records of `action` in `audit --json`.

@@ -1,12 +1,12 @@
 //! Bookkeeping for the cache-resident prefilters in front of the LPM tries.
 //!
-//! The XDP program decides most sources in small tables: an IPv4 /16 or /24 no entry touches,
-//! a /24 marked `Whole`, an address missing from the Bloom filter of single addresses, or an
-//! IPv6 /32 or /48 missing from its Bloom filters never reaches the hash maps and tries. That
-//! is only correct if the marks never claim more than the maps hold, at any instant of an
-//! update. So every change runs in
-//! phases around the trie writes: marks are widened to "ask the trie" before entries go in or
-//! out, and narrowed to their final state only once the trie is settled.
+//! The XDP program decides most sources in small tables: an IPv4 /16, /22 or /24 no entry
+//! touches, a /24 marked `Whole`, an address missing from the Bloom filter of single addresses,
+//! or an IPv6 /32 or /48 missing from its Bloom filters never reaches the hash maps and tries.
+//! That is only correct if the marks never claim more than the maps hold, at any instant of an
+//! update. So every change runs in phases around the trie writes: marks are widened to "ask
+//! the trie" before entries go in or out, and narrowed to their final state only once the trie
+//! is settled.
 
 use std::collections::HashMap;
 use std::collections::HashSet;

@@ -693,6 +693,12 @@ fn flood_once(
     napi: &[i32],
     installed: &Installed,
 ) -> Result<Row> {
+    // The baseline first: the same connects with the filter installed and no flood.
+    let (idle, _) = std::thread::scope(|s| {
+        s.spawn(|| connects(lab, settings.connects, None))
+            .join()
+            .map_err(|_| anyhow::anyhow!("client panicked"))?
+    })?;
     let stop = AtomicBool::new(false);
     let stop_connects = AtomicBool::new(false);
     let dropped_before = drops(lab, installed)?;
@@ -737,7 +743,7 @@ fn flood_once(
         seconds,
         cpu_ns_per_drop: per(cpu1 - cpu0),
         napi_ns_per_drop: per(napi1 - napi0),
-        idle_connect_ms: Summary::default(),
+        idle_connect_ms: Summary::of(&idle),
         connect_ms: Summary::of(&ms),
         connect_failed: failed,
         note: String::new(),
@@ -794,15 +800,9 @@ fn run_in_lab(settings: &Settings) -> Result<Outcome> {
                 continue;
             }
         };
-        let idle = std::thread::scope(|s| {
-            s.spawn(|| connects(&lab, settings.connects, None))
-                .join()
-                .map_err(|_| anyhow::anyhow!("client panicked"))?
-        });
         let result = flood_once(&lab, settings, &pool, &napi, &installed);
         uninstall(&lab, installed)?;
         let mut row = result?;
-        row.idle_connect_ms = Summary::of(&idle?.0);
         row.filter = filter.clone();
         row.note = note;
         eprintln!(

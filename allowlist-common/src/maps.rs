@@ -13,7 +13,7 @@ pub const ALLOW_V6: &str = "ALLOW_V6";
 pub const EXACT_V4: &str = "EXACT_V4";
 /// Hash map of single IPv6 addresses (/128 entries), key `[u8; 16]`, value: entry id.
 pub const EXACT_V6: &str = "EXACT_V6";
-/// Bitmap of protected TCP ports: `PORT_WORDS` u64 words, bit `port % 64` of word `port / 64`.
+/// Bitmap of protected TCP ports: `PORT_WORDS` u64 words (see [`port_bit`]).
 pub const PORTS: &str = "PORTS";
 /// One [`Settings`] at index 0.
 pub const SETTINGS: &str = "SETTINGS";
@@ -41,23 +41,22 @@ pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 pub const EVENTS_PER_SEC_PER_CPU: u64 = 200;
 /// IPv4 prefilter: two bits per /24 (see [`V4Slot`]), read only for /24s [`TOUCHED_V4`] marks.
 pub const PREFILTER_V4: &str = "PREFILTER_V4";
-/// IPv4 prefilter, first level: one bit per /24, set when its [`PREFILTER_V4`] state is not
-/// `None`. Most sources of a flood are decided by this bit alone, and it takes 2 MiB where
-/// the states take 4: on this machine class a random read in 4 MiB cost ~80 ns (TLB misses
-/// under nested paging) and one in 2 MiB ~10 ns.
+/// IPv4 prefilter, /24 level: one bit per /24, set when its [`PREFILTER_V4`] state is not
+/// `None`. Most sources of a flood are decided by the levels above and this bit, which take
+/// 2.5 MiB where the states take 4 (a random read costs more the larger the table:
+/// BENCHMARKS.md).
 pub const TOUCHED_V4: &str = "TOUCHED_V4";
 /// The single addresses of [`EXACT_V4`] as a Bloom filter whose four probes share one word
 /// (see [`host_v4_marks`]): a source in a /24 that holds single addresses asks the hash map
-/// only when its bits are set. A random miss in a hash map of a million costs ~300 ns; a read
-/// here ~10, and the filter passes about one source in 80 that is not listed.
+/// only when its bits are set: a random miss in a large hash map costs far more than one
+/// read here, and the filter passes about one source in 80 that is not listed.
 pub const HOSTS_V4: &str = "HOSTS_V4";
-/// IPv4 prefilter, between [`SUMMARY_V4`] and [`TOUCHED_V4`]: one bit per /22, set while any
-/// of its four /24s has its [`TOUCHED_V4`] bit. 512 KiB, which stays in a core's own second
-/// level cache (1 MiB on this machine class) where the 2 MiB of [`TOUCHED_V4`] lives in the
-/// shared third level, and loses to neighbours: with a million entries about one random source
-/// in four gets past this bit, where one in ten gets past [`TOUCHED_V4`].
+/// IPv4 prefilter, /22 level, between [`SUMMARY_V4`] and [`TOUCHED_V4`]: one bit per /22, set
+/// while any of its four /24s has its [`TOUCHED_V4`] bit. 512 KiB, small enough to stay in a
+/// core's own second-level cache, where the 2 MiB of [`TOUCHED_V4`] live in the shared third
+/// level and lose to neighbours.
 pub const BLOCKS_V4: &str = "BLOCKS_V4";
-/// IPv4 prefilter, level zero: one bit per /16, set while any /24 in it has its
+/// IPv4 prefilter, /16 level (read first): one bit per /16, set while any /24 in it has its
 /// [`TOUCHED_V4`] bit. 8 KiB, which stays in the first-level cache: a flood against a short
 /// list is decided here without a cache miss.
 pub const SUMMARY_V4: &str = "SUMMARY_V4";
@@ -65,7 +64,7 @@ pub const SUMMARY_V4: &str = "SUMMARY_V4";
 pub const PREFILTER_V6: &str = "PREFILTER_V6";
 /// A second, larger Bloom filter of the same marks, read only for the sources the first one
 /// passes: a million marks let about 2% of random sources through the first, and a hash map
-/// and trie lookup cost ~1.5 us each at that size.
+/// and trie lookup at that size cost far more than a read here.
 pub const CONFIRM_V6: &str = "CONFIRM_V6";
 /// The id of the entry covering each whole IPv4 /24 (u32 per /24, 0: ask the trie), so that a
 /// SYN from a covered /24 finds the entry to count its hit against without a trie walk.
@@ -85,9 +84,9 @@ pub const BLOCKS_V4_WORDS: u32 = (1 << 22) / 64;
 pub const HOSTS_V4_WORDS: u32 = 1 << 17;
 /// 2^16 /16 networks, 1 bit each: 8 KiB.
 pub const SUMMARY_V4_WORDS: u32 = (1 << 16) / 64;
-/// 1 MiB: a random read in 2 MiB cost ~75 ns on the IPv6 path, in 1 MiB ~10 (see also
-/// [`TOUCHED_V4`]). Each mark sets four bits of one word: a million marks fill ~37% of the
-/// bits, and a random source passes only if all four of its bits are set, about one in 50.
+/// 1 MiB, to stay in a core's own cache (see [`BLOCKS_V4`]). Each mark sets four bits of one
+/// word: a million marks fill ~37% of the bits, and a random source passes only if all four
+/// of its bits are set, about one in 50.
 pub const PREFILTER_V6_WORDS: u32 = 1 << 17;
 /// 4 MiB: a million marks fill ~12% of its bits; one source in 5,000 of those the first
 /// filter passed gets through.
@@ -131,33 +130,70 @@ impl V4Slot {
     }
 }
 
-/// Word index and bit of the /16 holding `addr` in [`SUMMARY_V4`].
-#[inline(always)]
-pub const fn summary_v4_position(addr: [u8; 4]) -> (u32, u64) {
-    let slot = (addr[0] as u32) << 8 | addr[1] as u32;
-    (slot / 64, 1 << (slot % 64))
+/// A /24 of the IPv4 prefilter, numbered by its first three bytes (`u32::from(addr) >> 8`).
+/// Every IPv4 prefilter level is addressed through it, by the program (from a source) and
+/// the daemon (from the /24s an entry touches) alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot24(pub u32);
+
+impl Slot24 {
+    #[inline(always)]
+    pub const fn of(addr: [u8; 4]) -> Slot24 {
+        Slot24((addr[0] as u32) << 16 | (addr[1] as u32) << 8 | addr[2] as u32)
+    }
+
+    /// The /16 holding it: its bit in [`SUMMARY_V4`], and the daemon's count per /16.
+    #[inline(always)]
+    pub const fn sixteen(self) -> u32 {
+        self.0 >> 8
+    }
+
+    /// Word index and bit of its /16 in [`SUMMARY_V4`].
+    #[inline(always)]
+    pub const fn summary_bit(self) -> (u32, u64) {
+        bit_of(self.sixteen())
+    }
+
+    /// Word index and bit of its /22 in [`BLOCKS_V4`].
+    #[inline(always)]
+    pub const fn block_bit(self) -> (u32, u64) {
+        bit_of(self.0 >> 2)
+    }
+
+    /// Word index and bit of it in [`TOUCHED_V4`].
+    #[inline(always)]
+    pub const fn touched_bit(self) -> (u32, u64) {
+        bit_of(self.0)
+    }
+
+    /// The bits of the four /24s of its /22 in its [`TOUCHED_V4`] word (they share one).
+    #[inline(always)]
+    pub const fn block_touched_bits(self) -> u64 {
+        0b1111 << ((self.0 % 64) & !3)
+    }
+
+    /// Word index and bit shift of its 2-bit [`V4Slot`] state in [`PREFILTER_V4`].
+    #[inline(always)]
+    pub const fn state_position(self) -> (u32, u32) {
+        (self.0 / 32, (self.0 % 32) * 2)
+    }
 }
 
-/// Word index and bit of the /22 holding `addr` in [`BLOCKS_V4`].
+/// Word index and bit of bit `index` of a bitmap of u64 words.
 #[inline(always)]
-pub const fn blocks_v4_position(addr: [u8; 4]) -> (u32, u64) {
-    let block = (addr[0] as u32) << 14 | (addr[1] as u32) << 6 | (addr[2] as u32) >> 2;
-    (block / 64, 1 << (block % 64))
+const fn bit_of(index: u32) -> (u32, u64) {
+    (index / 64, 1 << (index % 64))
 }
 
-/// Word index and bit of the /24 holding `addr` in [`TOUCHED_V4`].
+/// Word index and bit of `port` in [`PORTS`].
 #[inline(always)]
-pub const fn touched_v4_position(addr: [u8; 4]) -> (u32, u64) {
-    let slot = (addr[0] as u32) << 16 | (addr[1] as u32) << 8 | addr[2] as u32;
-    (slot / 64, 1 << (slot % 64))
+pub const fn port_bit(port: u16) -> (u32, u64) {
+    bit_of(port as u32)
 }
 
-/// Word index and bit shift of the /24 holding `addr`.
-#[inline(always)]
-pub const fn v4_slot_position(addr: [u8; 4]) -> (u32, u32) {
-    let slot = (addr[0] as u32) << 16 | (addr[1] as u32) << 8 | addr[2] as u32;
-    (slot / 32, (slot % 32) * 2)
-}
+/// The first 12 bytes of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), which is judged as
+/// `a.b.c.d` by the program, the daemon's live verdict and the reference model's inputs.
+pub const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
 /// Where a /32 (`class` [`V6_CLASS_32`], `prefix` its first 32 bits) or a /48
 /// ([`V6_CLASS_48`], its first 48 bits) is marked in [`PREFILTER_V6`] and [`CONFIRM_V6`]: in
@@ -218,8 +254,19 @@ pub struct Settings {
     pub v6_wide_entries: u32,
     /// Which mark classes (`V6_CLASS_*`) IPv6 entries use.
     pub v6_classes: u32,
-    /// Reserved for the timed emergency disable (boot-time ns deadline; 0 = none).
+    /// Until when an emergency disable lifts enforcement: `bpf_ktime_get_boot_ns()` time;
+    /// 0 = none.
     pub emergency_until_ns: u64,
+}
+
+impl Settings {
+    /// Whether an emergency disable is in force at boot time `now_ns`. Boot time keeps
+    /// counting through suspend, so a deadline "four hours from now" ends four hours of wall
+    /// time later.
+    #[inline(always)]
+    pub const fn emergency_in_force(&self, now_ns: u64) -> bool {
+        self.emergency_until_ns != 0 && now_ns < self.emergency_until_ns
+    }
 }
 
 /// Per-interface, per-CPU packet counts by [`crate::verdict::Reason`].
@@ -279,4 +326,49 @@ mod pod {
     unsafe impl aya::Pod for super::HitStat {}
     unsafe impl aya::Pod for super::BlockedEvent {}
     unsafe impl aya::Pod for super::EventBudget {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_addresses_each_level_by_its_own_prefix() {
+        let slot = Slot24::of([198, 18, 5, 77]);
+        assert_eq!(slot, Slot24((198 << 16) | (18 << 8) | 5));
+        assert_eq!(slot.sixteen(), (198 << 8) | 18);
+        // Every /24 of a /22 shares the /22's bit; the next /22 does not.
+        let first = Slot24::of([198, 18, 4, 0]);
+        for third in 4..8 {
+            assert_eq!(
+                Slot24::of([198, 18, third, 1]).block_bit(),
+                first.block_bit()
+            );
+        }
+        assert_ne!(Slot24::of([198, 18, 8, 0]).block_bit(), first.block_bit());
+        // ...and its four TOUCHED_V4 bits are the ones `block_touched_bits` names.
+        let quad = (4..8).fold(0, |acc, third| {
+            acc | Slot24::of([198, 18, third, 0]).touched_bit().1
+        });
+        assert_eq!(quad, slot.block_touched_bits());
+        assert_eq!(
+            Slot24::of([198, 18, 4, 0]).touched_bit().0,
+            slot.touched_bit().0
+        );
+        // 32 two-bit states per word.
+        assert_eq!(Slot24(33).state_position(), (1, 2));
+    }
+
+    #[test]
+    fn ports_and_emergency() {
+        assert_eq!(port_bit(22), (0, 1 << 22));
+        assert_eq!(port_bit(65535), (PORT_WORDS - 1, 1 << 63));
+        let settings = |until| Settings {
+            emergency_until_ns: until,
+            ..Settings::default()
+        };
+        assert!(!settings(0).emergency_in_force(5));
+        assert!(settings(10).emergency_in_force(9));
+        assert!(!settings(10).emergency_in_force(10));
+    }
 }

@@ -91,7 +91,7 @@ pub enum Source {
 impl Source {
     /// `::ffff:a.b.c.d` becomes `a.b.c.d`; any other IPv6 address stays as it is.
     pub fn from_v6(addr: [u8; 16]) -> Source {
-        if addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff {
+        if addr[..12] == crate::maps::V4_MAPPED_PREFIX {
             Source::V4([addr[12], addr[13], addr[14], addr[15]])
         } else {
             Source::V6(addr)

@@ -14,16 +14,14 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use allowlist_common::maps::{
-    CONFIRM_V6_WORDS, HOSTS_V4_WORDS, PREFILTER_V6_WORDS, V4Slot, V6_CLASS_32, V6_CLASS_48,
+    CONFIRM_V6_WORDS, HOSTS_V4_WORDS, PREFILTER_V6_WORDS, Slot24, V4Slot, V6_CLASS_32, V6_CLASS_48,
     V6_PREFILTER_FINE_PREFIX, V6_PREFILTER_MIN_PREFIX, host_v4_marks, v6_marks,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 
-/// Which /24 slots (address >> 8) an IPv4 network touches.
+/// Which /24 slots ([`Slot24`] numbers) an IPv4 network touches.
 pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
-    let first = u32::from(net.network()) >> 8;
-    let last = u32::from(net.broadcast()) >> 8;
-    first..=last
+    Slot24::of(net.network().octets()).0..=Slot24::of(net.broadcast().octets()).0
 }
 
 /// The IPv4 prefilter's mapped arrays, in the order the program reads them: a bit per /16
@@ -40,12 +38,12 @@ pub struct V4Words<'a> {
     pub states: &'a [AtomicU64],
 }
 
-fn bit_is_set(words: &[AtomicU64], index: u32) -> bool {
-    words[(index / 64) as usize].load(Ordering::Acquire) & (1 << (index % 64)) != 0
+fn bit_is_set(words: &[AtomicU64], (word, bit): (u32, u64)) -> bool {
+    words[word as usize].load(Ordering::Acquire) & bit != 0
 }
 
-fn set_bit(words: &[AtomicU64], index: u32, set: bool) {
-    let (word, bit) = (&words[(index / 64) as usize], 1 << (index % 64));
+fn set_bit(words: &[AtomicU64], (word, bit): (u32, u64), set: bool) {
+    let word = &words[word as usize];
     if set {
         word.fetch_or(bit, Ordering::AcqRel);
     } else {
@@ -55,13 +53,14 @@ fn set_bit(words: &[AtomicU64], index: u32, set: bool) {
 
 /// A /24's state as the program sees it.
 fn read_slot(words: V4Words, slot: u32) -> V4Slot {
-    if !bit_is_set(words.summary, slot >> 8)
-        || !bit_is_set(words.blocks, slot >> 2)
-        || !bit_is_set(words.touched, slot)
+    let slot = Slot24(slot);
+    if !bit_is_set(words.summary, slot.summary_bit())
+        || !bit_is_set(words.blocks, slot.block_bit())
+        || !bit_is_set(words.touched, slot.touched_bit())
     {
         return V4Slot::None;
     }
-    let (word, shift) = (slot / 32, (slot % 32) * 2);
+    let (word, shift) = slot.state_position();
     V4Slot::from_bits(words.states[word as usize].load(Ordering::Acquire) >> shift)
 }
 
@@ -135,7 +134,8 @@ impl V4Prefilter {
     /// them set sees the new state or a wider one; cleared after it too, as a slot becomes
     /// `None` only once no entry covers it.
     fn write_slot(&mut self, words: V4Words, slot: u32, state: V4Slot) {
-        let (word, shift) = (slot / 32, (slot % 32) * 2);
+        let slot = Slot24(slot);
+        let (word, shift) = slot.state_position();
         let word = &words.states[word as usize];
         // Only the daemon writes, and from one thread: load-modify-store cannot lose an update.
         let old = word.load(Ordering::Acquire);
@@ -144,26 +144,28 @@ impl V4Prefilter {
             word.store(new, Ordering::Release);
         }
         let touched = state != V4Slot::None;
-        if bit_is_set(words.touched, slot) == touched {
+        if bit_is_set(words.touched, slot.touched_bit()) == touched {
             return;
         }
-        set_bit(words.touched, slot, touched);
+        set_bit(words.touched, slot.touched_bit(), touched);
         // A /22's four /24s share a word of TOUCHED_V4, so its bit needs no count.
-        let quad = 0b1111 << ((slot % 64) & !3);
-        let any_in_block = words.touched[(slot / 64) as usize].load(Ordering::Acquire) & quad != 0;
-        if bit_is_set(words.blocks, slot >> 2) != any_in_block {
-            set_bit(words.blocks, slot >> 2, any_in_block);
+        let (touched_word, _) = slot.touched_bit();
+        let any_in_block = words.touched[touched_word as usize].load(Ordering::Acquire)
+            & slot.block_touched_bits()
+            != 0;
+        if bit_is_set(words.blocks, slot.block_bit()) != any_in_block {
+            set_bit(words.blocks, slot.block_bit(), any_in_block);
         }
-        let count = &mut self.touched_per_16[(slot >> 8) as usize];
+        let count = &mut self.touched_per_16[slot.sixteen() as usize];
         if touched {
             *count += 1;
             if *count == 1 {
-                set_bit(words.summary, slot >> 8, true);
+                set_bit(words.summary, slot.summary_bit(), true);
             }
         } else {
             *count -= 1;
             if *count == 0 {
-                set_bit(words.summary, slot >> 8, false);
+                set_bit(words.summary, slot.summary_bit(), false);
             }
         }
     }
@@ -194,7 +196,7 @@ impl V4Prefilter {
                 self.wide.insert((u32::from(net.network()), len));
                 self.wide_by_len[len as usize] += 1;
             } else {
-                let slot = u32::from(net.network()) >> 8;
+                let slot = Slot24::of(net.network().octets()).0;
                 *self.narrow_counts(net).entry(slot).or_default() += 1;
             }
         }
@@ -224,7 +226,7 @@ impl V4Prefilter {
                     self.wide_by_len[len as usize] -= 1;
                 }
             } else {
-                let slot = u32::from(net.network()) >> 8;
+                let slot = Slot24::of(net.network().octets()).0;
                 let counts = self.narrow_counts(net);
                 if let Some(count) = counts.get_mut(&slot) {
                     *count -= 1;
@@ -397,7 +399,7 @@ mod tests {
     }
 
     fn slot(addr: &str) -> u32 {
-        u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap()) >> 8
+        Slot24::of(addr.parse::<std::net::Ipv4Addr>().unwrap().octets()).0
     }
 
     /// Both IPv4 arrays, as the program has them.
@@ -483,7 +485,7 @@ mod tests {
         let maps = V4Maps::new();
         let w = maps.view();
         let mut p = V4Prefilter::default();
-        let block = |a: &str| bit_is_set(w.blocks, slot(a) >> 2);
+        let block = |a: &str| bit_is_set(w.blocks, Slot24(slot(a)).block_bit());
         // 198.18.4.0-198.18.7.255 is one /22; 198.18.8.0 starts the next.
         insert(&mut p, w, &[v4("198.18.5.1/32"), v4("198.18.7.9/32")]);
         assert!(block("198.18.4.0") && block("198.18.7.255"));

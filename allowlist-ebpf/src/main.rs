@@ -20,9 +20,9 @@ use allowlist_common::{
     maps::{
         BLOCKS_V4_WORDS, BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters,
         EVENTS_PER_SEC_PER_CPU, EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS,
-        PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, TOUCHED_V4_WORDS,
-        V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, blocks_v4_position, host_v4_marks,
-        summary_v4_position, touched_v4_position, v4_slot_position, v6_marks, v6_prefixes,
+        PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, Slot24,
+        TOUCHED_V4_WORDS, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks,
+        host_v4_marks, port_bit, v6_marks, v6_prefixes,
     },
     verdict::{Family, Parsed, Reason, Rules, decide},
 };
@@ -369,7 +369,7 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
         return Found::TRUNCATED;
     }
     // IPv4-mapped (::ffff:a.b.c.d): judged as a.b.c.d.
-    let mapped = ip[8..18] == [0; 10] && ip[18] == 0xff && ip[19] == 0xff;
+    let mapped = ip[8..20] == V4_MAPPED_PREFIX;
     let src = if mapped {
         SrcAt {
             offset: (offset + 20) as u16,
@@ -493,8 +493,7 @@ impl Rules<SrcAt> for KernelRules<'_> {
 
     #[inline(always)]
     fn protected(&self, port: u16) -> bool {
-        let word = PORTS.get(u32::from(port) / 64).copied().unwrap_or(0);
-        word & (1 << (port % 64)) != 0
+        has_bits(&PORTS, port_bit(port))
     }
 
     #[inline(always)]
@@ -521,13 +520,14 @@ impl Rules<SrcAt> for KernelRules<'_> {
 impl KernelRules<'_> {
     #[inline(always)]
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
-        if !has_bits(&SUMMARY_V4, summary_v4_position(addr))
-            || !has_bits(&BLOCKS_V4, blocks_v4_position(addr))
-            || !has_bits(&TOUCHED_V4, touched_v4_position(addr))
+        let slot24 = Slot24::of(addr);
+        if !has_bits(&SUMMARY_V4, slot24.summary_bit())
+            || !has_bits(&BLOCKS_V4, slot24.block_bit())
+            || !has_bits(&TOUCHED_V4, slot24.touched_bit())
         {
             return false;
         }
-        let (word, shift) = v4_slot_position(addr);
+        let (word, shift) = slot24.state_position();
         let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
         let slot = V4Slot::from_bits(bits);
         if slot == V4Slot::None {
@@ -592,13 +592,13 @@ impl KernelRules<'_> {
         }
     }
 
-    /// Boot time, not monotonic time: it keeps counting through suspend, so a deadline set
-    /// for "four hours from now" ends four hours of wall time later.
     #[inline(always)]
     fn emergency_in_force() -> bool {
-        let until = Self::settings().emergency_until_ns;
+        let settings = Self::settings();
+        // The clock is read only while a deadline is set.
         // SAFETY: a helper without arguments, available to XDP programs.
-        until != 0 && unsafe { bpf_ktime_get_boot_ns() } < until
+        settings.emergency_until_ns != 0
+            && settings.emergency_in_force(unsafe { bpf_ktime_get_boot_ns() })
     }
 }
 

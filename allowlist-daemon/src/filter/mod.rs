@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use allowlist_common::maps::{
     self as names, BLOCKS_V4_WORDS, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS,
     HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings,
-    TOUCHED_V4_WORDS,
+    TOUCHED_V4_WORDS, port_bit,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -439,12 +439,14 @@ impl Filter {
 
     fn write_ports(&mut self, ports: &BTreeSet<u16>) -> Result<()> {
         let mut words = [0u64; PORT_WORDS as usize];
-        for port in ports {
-            words[usize::from(*port / 64)] |= 1 << (port % 64);
+        for &port in ports {
+            let (word, bit) = port_bit(port);
+            words[word as usize] |= bit;
         }
         let mut old = [0u64; PORT_WORDS as usize];
-        for port in &self.ports {
-            old[usize::from(*port / 64)] |= 1 << (port % 64);
+        for &port in &self.ports {
+            let (word, bit) = port_bit(port);
+            old[word as usize] |= bit;
         }
         let mut map: Array<_, u64> = Array::try_from(map_mut(&mut self.ebpf, names::PORTS)?)?;
         for (index, (new, old)) in words.iter().zip(old.iter()).enumerate() {
@@ -560,13 +562,12 @@ impl Filter {
             },
         };
         let settings = settings.get(&0, 0).context("reading the settings map")?;
-        let word = ports
-            .get(&u32::from(port / 64), 0)
-            .context("reading the ports map")?;
+        let (word_index, bit) = port_bit(port);
+        let word = ports.get(&word_index, 0).context("reading the ports map")?;
         let covering = covering.and_then(|id| self.ids.covering(ip_of(src), id));
         let view = MapView {
             settings,
-            port_protected: word & (1 << (port % 64)) != 0,
+            port_protected: word & bit != 0,
             covered: covering.is_some(),
         };
         let reason = verdict::decide(Parsed::Syn { src, dport: port }, &view);
@@ -800,7 +801,7 @@ impl verdict::Rules for MapView {
     }
 
     fn emergency(&self) -> bool {
-        self.settings.emergency_until_ns > crate::clock::boot_ns()
+        self.settings.emergency_in_force(crate::clock::boot_ns())
     }
 }
 

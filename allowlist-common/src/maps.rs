@@ -276,6 +276,19 @@ pub struct Counters {
     pub by_reason: [u64; REASON_COUNT],
 }
 
+impl Counters {
+    /// The sum of several CPUs' or interfaces' counts.
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a Counters>) -> Counters {
+        let mut sum = Counters::default();
+        for counters in all {
+            for (total, n) in sum.by_reason.iter_mut().zip(counters.by_reason) {
+                *total += n;
+            }
+        }
+        sum
+    }
+}
+
 impl Default for Counters {
     fn default() -> Self {
         Counters {

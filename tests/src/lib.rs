@@ -11,6 +11,7 @@ pub mod generate;
 pub mod model;
 pub mod netns;
 pub mod tcp;
+pub mod test_run;
 pub mod tmpfs;
 
 /// Privileged tests call this first. Outside CI a non-root run skips visibly; under CI=true a

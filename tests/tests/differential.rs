@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use allowlist_common::verdict::{REASON_COUNT, Reason};
-use allowlist_daemon::{clock::boot_ns, filter::Filter, rules::Rules};
+use allowlist_common::verdict::Reason;
+use allowlist_daemon::{clock::boot_ns, rules::Rules};
 use allowlist_tests::fuzz::{hex, unhex};
 use allowlist_tests::generate::{Rng, frames, setups};
 use allowlist_tests::model::{self, Expected, Setup};
-use aya::{TestRun, TestRunOptions};
+use allowlist_tests::test_run::{Ran, TestProgram, XDP_DROP, XDP_PASS};
 use ipnet::IpNet;
 
 const DEFAULT_FRAMES: u64 = 100_000;
@@ -32,9 +32,6 @@ const DEFAULT_SEED: u64 = 0xa110_d1ff;
 const FRAMES_PER_SETUP: u64 = 500;
 /// Disagreements printed in full; the rest are only counted.
 const SHOWN: usize = 10;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T>
 where
@@ -48,86 +45,52 @@ where
     )
 }
 
-/// The program with its maps, and the counter totals after the last frame.
+/// The program with its maps, and how the current setup's emergency state is written.
 struct Program {
-    filter: Filter,
-    seen: [u64; REASON_COUNT],
-    /// How the current setup's emergency state is written: a deadline ahead, none, or one
-    /// that has passed.
+    test: TestProgram,
+    /// A deadline ahead, none, or one that has passed.
     emergency: &'static str,
 }
 
 /// What the program did with one frame: its action and the reasons whose counters moved (by
 /// how much), or the kernel's refusal to run.
-type Outcome = Result<(u32, Vec<(Reason, u64)>), String>;
+type Outcome = Result<Ran, String>;
 
 impl Program {
     fn load() -> Program {
-        let filter = Filter::load(1024).expect(
-            "loading the XDP program (build it with `cargo xtask build`, or point \
-             ALLOWLIST_EBPF_OBJECT at the object)",
-        );
         Program {
-            filter,
-            seen: [0; REASON_COUNT],
+            test: TestProgram::load(1024),
             emergency: "none",
         }
     }
 
     /// Brings the maps to `setup`; `expired` picks how "no emergency" is written.
     fn apply(&mut self, setup: &Setup, expired: bool) {
-        let rules = Rules {
+        self.test.apply(&Rules {
             active: setup.active,
             ports: setup.ports.clone(),
             entries: setup.entries.iter().copied().collect(),
-        };
-        self.filter
-            .apply(&rules)
-            .unwrap_or_else(|e| panic!("applying {setup}: {e:#}"));
+        });
         let (deadline, emergency) = match (setup.emergency, expired) {
             (true, _) => (boot_ns() + 3_600_000_000_000, "in force for an hour"),
             (false, true) => (1, "expired (deadline 1 ns after boot)"),
             (false, false) => (0, "none"),
         };
-        self.filter
+        self.test
+            .filter
             .set_emergency(deadline)
             .expect("writing the emergency deadline");
         self.emergency = emergency;
     }
 
-    fn totals(&self) -> [u64; REASON_COUNT] {
-        let mut sum = [0; REASON_COUNT];
-        for counters in self.filter.counters().expect("reading COUNTERS").values() {
-            for (total, n) in sum.iter_mut().zip(counters.by_reason) {
-                *total += n;
-            }
-        }
-        sum
-    }
-
     fn run(&mut self, frame: &[u8]) -> Outcome {
-        let result = self.filter.program().test_run(TestRunOptions {
-            data_in: Some(frame),
-            ..Default::default()
-        });
-        let action = match result {
-            Ok(result) => result.return_value,
-            Err(e) => return Err(format!("BPF_PROG_TEST_RUN refused: {e}")),
-        };
-        let now = self.totals();
-        let moved = Reason::ALL
-            .into_iter()
-            .filter(|r| now[*r as usize] != self.seen[*r as usize])
-            .map(|r| (r, now[r as usize].wrapping_sub(self.seen[r as usize])))
-            .collect();
-        self.seen = now;
-        Ok((action, moved))
+        self.test
+            .run(frame)
+            .map_err(|e| format!("BPF_PROG_TEST_RUN refused: {e}"))
     }
 
-    /// Hits per entry, summed over CPUs.
     fn hits(&self) -> HashMap<IpNet, u64> {
-        let hits = self.filter.hits().expect("reading HITS");
-        hits.into_iter().map(|(net, h)| (net, h.packets)).collect()
+        self.test.hits()
     }
 }
 

@@ -31,12 +31,7 @@ impl Daemon {
                 .map(|r| (r.name().to_owned(), c.by_reason[*r as usize]))
                 .collect()
         };
-        let mut all = Counters::default();
-        for c in counters.values() {
-            for (total, n) in all.by_reason.iter_mut().zip(c.by_reason) {
-                *total += n;
-            }
-        }
+        let all = Counters::total(counters.values());
         let by_reason = named(&all);
         let mut interfaces: Vec<InterfaceStatus> = self
             .config

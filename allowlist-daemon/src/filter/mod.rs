@@ -483,12 +483,7 @@ impl Filter {
             .min(names::COUNTER_SLOTS - 1);
         let cpus = self.cpus as usize;
         batch::for_each_array_per_cpu(fd, cpus, last, |ifindex, per_cpu: &[Counters]| {
-            let mut sum = Counters::default();
-            for cpu in per_cpu {
-                for (total, n) in sum.by_reason.iter_mut().zip(cpu.by_reason) {
-                    *total += n;
-                }
-            }
+            let sum = Counters::total(per_cpu);
             if sum.by_reason.iter().any(|&n| n != 0) {
                 out.insert(ifindex, sum);
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-use allowlist_common::verdict::{REASON_COUNT, Reason};
+use allowlist_common::verdict::Reason;
 use allowlist_daemon::{filter::Filter, rules::Rules};
 use anyhow::{Context as _, Result};
 use aya::{
@@ -24,6 +24,7 @@ use super::lists::List;
 use super::stats::Summary;
 use crate::frames::{ACK, Frame, SYN};
 use crate::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, PROTECTED, UNPROTECTED};
+use crate::test_run;
 
 const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
@@ -262,16 +263,6 @@ fn load_bench(object: &[u8], capacity: u32, nets: &[IpNet]) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
-fn reasons(filter: &Filter) -> Result<[u64; REASON_COUNT]> {
-    let mut sum = [0; REASON_COUNT];
-    for counters in filter.counters()?.values() {
-        for (total, n) in sum.iter_mut().zip(counters.by_reason) {
-            *total += n;
-        }
-    }
-    Ok(sum)
-}
-
 pub fn run(settings: &Settings, bench_object: &[u8], random_object: &[u8]) -> Result<Outcome> {
     let mut out = Outcome {
         rows: Vec::new(),
@@ -309,7 +300,7 @@ pub fn run(settings: &Settings, bench_object: &[u8], random_object: &[u8]) -> Re
             .filter(|c| with_fixed || !matches!(c.target, Target::Real))
             .collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-        let before = reasons(&random)?;
+        let before = test_run::totals(&random);
         for _ in 0..settings.rounds {
             for (case, slot) in cases.iter().zip(samples.iter_mut()) {
                 let ns = match case.target {
@@ -324,7 +315,7 @@ pub fn run(settings: &Settings, bench_object: &[u8], random_object: &[u8]) -> Re
                 slot.push(ns);
             }
         }
-        let after = reasons(&random)?;
+        let after = test_run::totals(&random);
         let got: serde_json::Map<String, Value> = Reason::ALL
             .iter()
             .filter(|r| after[**r as usize] > before[**r as usize])

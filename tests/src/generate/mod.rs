@@ -25,11 +25,13 @@ fn pick<T: Copy, const N: usize>(items: [T; N], rng: &mut Rng) -> T {
     items[rng.usize(..N)]
 }
 
-fn percent(rng: &mut Rng, p: u32) -> bool {
+/// True `p` times in a hundred.
+pub fn percent(rng: &mut Rng, p: u32) -> bool {
     rng.u32(0..100) < p
 }
 
-fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+/// `n` random bytes.
+pub fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
     let mut out = vec![0; n];
     rng.fill(&mut out);
     out

@@ -26,7 +26,6 @@
 //! Prometheus takes for a counter reset: read trends of single entries from their own series.
 
 use std::fmt;
-use std::time::Duration;
 
 use allowlist_common::verdict::{REASON_COUNT, Reason};
 use ipnet::IpNet;
@@ -36,21 +35,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+
+mod http;
+
+pub use http::serve;
 
 /// What [`render`] emits, as the crate's HTTP examples send it.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// A client has this long to send its request head, and again to take the response.
-const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
-/// The main loop has this long to hand over a snapshot: well inside Prometheus' default
-/// scrape timeout (10 s), so that a busy daemon shows up as a 503 rather than a timeout.
-const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(5);
-/// A scraper's request head is a few hundred bytes; more is not a scraper.
-const MAX_HEAD: usize = 8192;
 
 /// Everything /metrics shows, taken by the daemon's main loop on request.
 #[derive(Clone, Debug, Default)]
@@ -277,190 +268,14 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
     )?)
 }
 
-/// Serves GET /metrics on `listener` until the task is dropped. For each request it asks the
-/// main loop for a fresh snapshot through `tx`, and renders it here, off the main loop, with
-/// at most `max_entry_series` entry series. Each connection has its own task, so a slow
-/// client only holds up itself.
-pub async fn serve(
-    listener: TcpListener,
-    tx: mpsc::Sender<oneshot::Sender<Snapshot>>,
-    max_entry_series: usize,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, tx.clone(), max_entry_series));
-            }
-            Err(e) => {
-                // Out of file descriptors, typically: back off instead of spinning.
-                warn!("metrics: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// One request, one response, then close (HTTP/1.1 with `Connection: close`).
-async fn connection(
-    mut stream: TcpStream,
-    tx: mpsc::Sender<oneshot::Sender<Snapshot>>,
-    max_entry_series: usize,
-) {
-    let response = match tokio::time::timeout(CLIENT_DEADLINE, read_head(&mut stream)).await {
-        Err(_) => Reply::text("408 Request Timeout", "no complete request in time\n").encode(true),
-        Ok(Head::Closed) => return,
-        Ok(Head::TooLarge) => Reply::text(
-            "431 Request Header Fields Too Large",
-            "request head too large\n",
-        )
-        .encode(true),
-        Ok(Head::Complete(head)) => respond(&head, &tx, max_entry_series).await,
-    };
-    let _ = tokio::time::timeout(CLIENT_DEADLINE, async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
-    })
-    .await;
-}
-
-enum Head {
-    Complete(Vec<u8>),
-    TooLarge,
-    /// Gone before the end of its head: nobody to answer.
-    Closed,
-}
-
-/// Reads through the blank line that ends the request head, so that closing afterwards does
-/// not reset the connection over unread bytes before the client has the response.
-async fn read_head(stream: &mut TcpStream) -> Head {
-    let mut head = Vec::new();
-    let mut buf = [0; 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return Head::Closed,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        match head_len(&head) {
-            Some(len) if len <= MAX_HEAD => return Head::Complete(head),
-            Some(_) => return Head::TooLarge,
-            None if head.len() > MAX_HEAD => return Head::TooLarge,
-            None => {}
-        }
-    }
-}
-
-/// Where the head ends, through its blank line. Bare LF line ends are accepted too
-/// (RFC 9112, section 2.2).
-fn head_len(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    crlf.into_iter().chain(lf).min()
-}
-
-async fn respond(
-    head: &[u8],
-    tx: &mpsc::Sender<oneshot::Sender<Snapshot>>,
-    max_entry_series: usize,
-) -> Vec<u8> {
-    let Some((method, target)) = request_line(head) else {
-        return Reply::text("400 Bad Request", "malformed request line\n").encode(true);
-    };
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
-    if path != "/metrics" {
-        return Reply::text("404 Not Found", "only /metrics is served here\n").encode(true);
-    }
-    // HEAD too, as RFC 9110 asks of every server that serves GET.
-    let with_body = match method {
-        "GET" => true,
-        "HEAD" => false,
-        _ => {
-            let mut reply = Reply::text("405 Method Not Allowed", "only GET and HEAD\n");
-            reply.extra_headers = "Allow: GET, HEAD\r\n";
-            return reply.encode(true);
-        }
-    };
-    let reply = match snapshot(tx).await {
-        Some(snapshot) => Reply {
-            status: "200 OK",
-            content_type: CONTENT_TYPE,
-            extra_headers: "",
-            body: render(&snapshot, max_entry_series),
-        },
-        None => Reply::text(
-            "503 Service Unavailable",
-            "allowlistd did not hand over its state in time\n",
-        ),
-    };
-    reply.encode(with_body)
-}
-
-/// The method and target of an HTTP/1.x request line.
-fn request_line(head: &[u8]) -> Option<(&str, &str)> {
-    let line = head.split(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    (parts.next().is_none() && version.starts_with("HTTP/1.")).then_some((method, target))
-}
-
-/// A fresh snapshot from the main loop, or None when it is gone or too busy to answer in time.
-async fn snapshot(tx: &mpsc::Sender<oneshot::Sender<Snapshot>>) -> Option<Snapshot> {
-    let (reply, answer) = oneshot::channel();
-    tokio::time::timeout(SNAPSHOT_DEADLINE, async {
-        tx.send(reply).await.ok()?;
-        answer.await.ok()
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
-struct Reply {
-    status: &'static str,
-    content_type: &'static str,
-    /// Whole header lines, each ending in CRLF.
-    extra_headers: &'static str,
-    body: String,
-}
-
-impl Reply {
-    fn text(status: &'static str, body: &str) -> Reply {
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            extra_headers: "",
-            body: body.to_owned(),
-        }
-    }
-
-    /// The response bytes; a HEAD response keeps the headers, Content-Length included.
-    fn encode(&self, with_body: bool) -> Vec<u8> {
-        let mut response = format!(
-            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
-            self.status,
-            self.content_type,
-            self.body.len(),
-            self.extra_headers,
-        );
-        if with_body {
-            response.push_str(&self.body);
-        }
-        response.into_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::SocketAddr;
-    use std::time::Instant;
-
     use openmetrics_parser::openmetrics::parse_openmetrics;
     use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 
     use super::*;
 
-    type Parsed = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
+    pub(super) type Parsed = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
 
     fn entry(cidr: &str, comment: &str, hits: u64) -> EntryHits {
         EntryHits {
@@ -470,7 +285,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Snapshot {
+    pub(super) fn sample() -> Snapshot {
         let mut eth0 = [0; REASON_COUNT];
         eth0[Reason::DropSynV4 as usize] = 42;
         eth0[Reason::PassAllowedV4 as usize] = 7;
@@ -506,12 +321,12 @@ mod tests {
         }
     }
 
-    fn parse(text: &str) -> Parsed {
+    pub(super) fn parse(text: &str) -> Parsed {
         parse_openmetrics(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
     /// The value of the one series of `family` whose labels include `labels`.
-    fn value(parsed: &Parsed, family: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(super) fn value(parsed: &Parsed, family: &str, labels: &[(&str, &str)]) -> f64 {
         let family = &parsed.families[family];
         let matching: Vec<_> = family
             .iter_samples()
@@ -663,125 +478,5 @@ mod tests {
         assert!(!parsed.families.contains_key("allowlist_packets"));
         assert!(!parsed.families.contains_key("allowlist_entry_hits"));
         assert_eq!(value(&parsed, "allowlist_active", &[]), 0.0);
-    }
-
-    /// A main loop that answers every request with `sample()`.
-    fn fake_main_loop() -> mpsc::Sender<oneshot::Sender<Snapshot>> {
-        let (tx, mut rx) = mpsc::channel::<oneshot::Sender<Snapshot>>(8);
-        tokio::spawn(async move {
-            while let Some(reply) = rx.recv().await {
-                let _ = reply.send(sample());
-            }
-        });
-        tx
-    }
-
-    async fn start(tx: mpsc::Sender<oneshot::Sender<Snapshot>>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, tx, 10));
-        addr
-    }
-
-    struct Response {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: String,
-    }
-
-    impl Response {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// Sends `request` with a blocking std client, off the runtime the server runs on.
-    async fn send(addr: SocketAddr, request: &str) -> Response {
-        let request = request.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut raw = String::new();
-            stream.read_to_string(&mut raw).unwrap();
-            let (head, body) = raw.split_once("\r\n\r\n").expect("no end of head");
-            let mut lines = head.split("\r\n");
-            let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-            Response {
-                status: status.parse().unwrap(),
-                headers: lines
-                    .map(|l| l.split_once(": ").unwrap())
-                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                    .collect(),
-                body: body.to_owned(),
-            }
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn get(addr: SocketAddr, path: &str) -> Response {
-        send(addr, &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")).await
-    }
-
-    #[tokio::test]
-    async fn serves_metrics() {
-        let addr = start(fake_main_loop()).await;
-        let response = get(addr, "/metrics").await;
-        assert_eq!(response.status, 200);
-        assert_eq!(response.header("content-type"), Some(CONTENT_TYPE));
-        assert_eq!(
-            response.header("content-length"),
-            Some(response.body.len().to_string().as_str())
-        );
-        assert_eq!(response.body, render(&sample(), 10));
-        let parsed = parse(&response.body);
-        assert_eq!(value(&parsed, "allowlist_revision", &[]), 9.0);
-
-        let head = send(addr, "HEAD /metrics?x=1 HTTP/1.1\r\n\r\n").await;
-        assert_eq!(head.status, 200);
-        assert_eq!(head.body, "");
-        assert_eq!(
-            head.header("content-length"),
-            response.header("content-length")
-        );
-    }
-
-    #[tokio::test]
-    async fn refuses_other_paths_and_methods() {
-        let addr = start(fake_main_loop()).await;
-        assert_eq!(get(addr, "/other").await.status, 404);
-        assert_eq!(get(addr, "/").await.status, 404);
-        let post = send(addr, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
-        assert_eq!(post.status, 405);
-        assert_eq!(post.header("allow"), Some("GET, HEAD"));
-        assert_eq!(send(addr, "nonsense\r\n\r\n").await.status, 400);
-        let huge = format!(
-            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
-            "a".repeat(MAX_HEAD)
-        );
-        assert_eq!(send(addr, &huge).await.status, 431);
-    }
-
-    #[tokio::test]
-    async fn main_loop_gone_is_unavailable() {
-        let (tx, rx) = mpsc::channel(1);
-        drop(rx);
-        let addr = start(tx).await;
-        assert_eq!(get(addr, "/metrics").await.status, 503);
-    }
-
-    #[tokio::test]
-    async fn silent_client_does_not_block_others() {
-        let addr = start(fake_main_loop()).await;
-        let _silent = std::net::TcpStream::connect(addr).unwrap();
-        let started = Instant::now();
-        assert_eq!(get(addr, "/metrics").await.status, 200);
-        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

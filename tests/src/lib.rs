@@ -30,4 +30,3 @@ pub fn require_root(test: &str) -> bool {
     );
     false
 }
-pub mod bench;

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: runs the allowlist-demo binary from the tests crate.
+//! `cargo xtask demo`: runs the allowlist-demo binary (the demo crate).
 
 use std::path::Path;
 use std::process::{self, Command};

@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use super::lists::{self, List};
 use super::stats::Summary;
-use crate::bpffs::TestDir;
-use crate::daemon::{self, Config, Daemon, SpawnOptions, with_top_level};
-use crate::netns::{ALLOWED_V4, BLOCKED_V4, Lab, Netns};
+use allowlist_tests::bpffs::TestDir;
+use allowlist_tests::daemon::{self, Config, Daemon, SpawnOptions, with_top_level};
+use allowlist_tests::netns::{ALLOWED_V4, BLOCKED_V4, Lab, Netns};
 
 pub struct Settings {
     pub sizes: Vec<usize>,

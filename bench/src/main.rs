@@ -6,9 +6,17 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use allowlist_tests::bench::{Headline, control, flood, testrun};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
+
+mod control;
+mod flood;
+mod headline;
+mod lists;
+mod stats;
+mod testrun;
+
+use headline::Headline;
 
 struct Args {
     quick: bool,

@@ -1,12 +1,6 @@
-//! `cargo xtask bench`: the measurements behind BENCHMARKS.md, run by the `allowlist-bench`
-//! binary. Each part returns rows and a JSON value; the binary prints tables and writes
-//! results.json, from which xtask renders the report and the plots.
-
-pub mod control;
-pub mod flood;
-pub mod lists;
-pub mod stats;
-pub mod testrun;
+//! A headline: one figure of the run against its goal. Each part (`testrun`, `control`,
+//! `flood`) returns rows, headlines and a JSON value; `main` prints tables and writes
+//! results.json, from which xtask renders BENCHMARKS.md and the plots.
 
 use serde_json::{Value, json};
 

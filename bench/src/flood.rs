@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 
 use super::lists::{self, List};
 use super::stats::Summary;
-use crate::netns::{Netns, PROTECTED, next_id, run_cmd};
+use allowlist_tests::netns::{Netns, PROTECTED, next_id, run_cmd};
 
 const RECV_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);

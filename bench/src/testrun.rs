@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 
 use super::lists::List;
 use super::stats::Summary;
-use crate::frames::{ACK, Frame, SYN};
-use crate::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, PROTECTED, UNPROTECTED};
-use crate::test_run;
+use allowlist_tests::frames::{ACK, Frame, SYN};
+use allowlist_tests::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, PROTECTED, UNPROTECTED};
+use allowlist_tests::test_run;
 
 const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);

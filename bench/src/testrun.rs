@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use super::lists::List;
 use super::stats::Summary;
 use allowlist_tests::frames::{ACK, Frame, SYN};
-use allowlist_tests::netns::{ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, PROTECTED, UNPROTECTED};
+use allowlist_tests::netns::{
+    ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, PROTECTED, UNPROTECTED,
+};
 use allowlist_tests::test_run;
 
 const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

@@ -20,9 +20,11 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{ctl_command, run};
 use allowlist_tests::daemon::{
@@ -1283,4 +1285,69 @@ fn the_audit_log_is_0640_and_unsafe_paths_stop_the_daemon() {
     std::fs::set_permissions(&fx.audit, std::fs::Permissions::from_mode(0o640)).unwrap();
     fx.restart();
     fx.ctl(&["audit", "verify"]).ok().stdout_has("intact");
+}
+
+#[test]
+fn audit_refuses_unknown_actions_and_prints_whole_milliseconds() {
+    if !require_root("audit_refuses_unknown_actions_and_prints_whole_milliseconds") {
+        return;
+    }
+    let fx = Fx::start("");
+    // A typo is refused with the valid names, not answered with "no matching records".
+    let out = fx.ctl(&["audit", "--action", "bogus"]);
+    out.code(2)
+        .stderr_has("bogus")
+        .stderr_has("emergency-expiry")
+        .stderr_has("kill-unlisted");
+    assert!(out.stdout.is_empty(), "{out}");
+    // The daemon refuses it too, from a client that skips the CLI's check.
+    let mut stream = UnixStream::connect(&fx.socket).expect("connecting to the daemon");
+    let request = protocol::Request {
+        version: protocol::VERSION,
+        command: protocol::Command::Audit {
+            since: None,
+            action: Some("bogus".into()),
+        },
+        options: protocol::ChangeOptions::default(),
+    };
+    protocol::write_frame(&mut stream, &request).unwrap();
+    let body = protocol::read_frame(&mut stream, protocol::MAX_REPLY).unwrap();
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(
+        reply["kind"] == "invalid"
+            && message.contains("`bogus`")
+            && message.contains("kill-unlisted"),
+        "the daemon's answer to --action bogus: {reply}"
+    );
+    // Every action the daemon records can be asked for, kill-unlisted included.
+    fx.ctl(&["audit", "--action", "kill-unlisted"])
+        .ok()
+        .stdout_has("no matching records");
+    fx.ctl(&["audit", "--help"])
+        .ok()
+        .stdout_has("kill-unlisted");
+
+    // Times always carry three fractional digits, so `.670Z` never prints as `.67Z`: with
+    // enough records, some fall on a millisecond ending in 0.
+    for i in 0..30 {
+        fx.ctl(&["add", &format!("198.18.{}.0/24", 100 + i)]).ok();
+    }
+    let out = fx.ctl(&["audit"]);
+    out.ok();
+    for line in out.stdout.lines() {
+        let time = line.split(' ').nth(1).unwrap_or_default();
+        let frac = time
+            .strip_suffix('Z')
+            .and_then(|t| t.rsplit_once('.'))
+            .map(|(_, f)| f);
+        assert!(
+            frac.is_some_and(|f| f.len() == 3 && f.bytes().all(|b| b.is_ascii_digit())),
+            "{time:?} should end in three fractional digits and Z: {line}"
+        );
+    }
+    for r in fx.records() {
+        let time = r["time"].as_str().unwrap();
+        assert_eq!(time.len(), "2026-11-23T14:12:51.670Z".len(), "{r}");
+    }
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::attach::Attachments;
-use crate::audit::{Actor, AuditLog, Outcome, Via};
+use crate::audit::{Action, Actor, AuditLog, Outcome, Via};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -358,14 +358,14 @@ impl Daemon {
         let (new, text) = match prepared {
             Ok(ok) => ok,
             Err(why) => {
-                self.record_refusal(actor, "reload", &why);
+                self.record_refusal(actor, Action::Reload, &why);
                 return Err(why);
             }
         };
         if new == self.config && text == self.config_text {
             self.record(
                 actor,
-                "reload",
+                Action::Reload,
                 json!({}),
                 json!({}),
                 Outcome::Ok,
@@ -381,7 +381,7 @@ impl Daemon {
         } = diff::changes(&self.config, &new);
         self.record(
             actor.clone(),
-            "reload",
+            Action::Reload,
             before,
             after,
             Outcome::Ok,
@@ -398,7 +398,7 @@ impl Daemon {
                 };
                 let _ = self.record(
                     actor,
-                    "reload",
+                    Action::Reload,
                     json!(null),
                     json!(null),
                     failed,
@@ -437,7 +437,7 @@ impl Daemon {
         };
         if let Err(e) = self.record(
             Actor::daemon(Via::Expiry),
-            "rollback",
+            Action::Rollback,
             before,
             after,
             Outcome::Ok,
@@ -501,7 +501,7 @@ impl Daemon {
         let after = json!({ "detached": detach, "signal": signal });
         let _ = self.record(
             Actor::daemon(Via::Signal),
-            "stop",
+            Action::Stop,
             serde_json::Value::Null,
             after,
             Outcome::Ok,

@@ -14,7 +14,7 @@ use tracing::info;
 use super::commands::{Refusal, invalid};
 use super::diff::entry_info;
 use super::{Daemon, totals};
-use crate::audit::{self, Actor, Outcome, Via};
+use crate::audit::{self, Action, Actor, Outcome, Via};
 use crate::control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
     InterfaceStatus, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status, TestReport,
@@ -218,6 +218,7 @@ impl Daemon {
                     .map_err(|()| invalid(format!("--since `{text}`: give an RFC 3339 time (2026-11-23T14:00:00Z) or a duration ago (2h)")))
             })
             .transpose()?;
+        let action = action.map(Action::parse).transpose().map_err(invalid)?;
         let files = self.audit.files();
         let records = audit::read(&files)
             .map_err(|e| (ErrorKind::Internal, e.to_string()))?
@@ -316,7 +317,7 @@ impl Daemon {
                     caller.ip,
                     IpNet::from(caller.ip)
                 );
-                self.record_refusal(actor, "kill-unlisted", &why);
+                self.record_refusal(actor, Action::KillUnlisted, &why);
                 return Err((ErrorKind::Lockout, why));
             }
             let unlisted: Vec<serde_json::Value> = infos
@@ -327,7 +328,7 @@ impl Daemon {
             if !unlisted.is_empty() {
                 self.record(
                     actor,
-                    "kill-unlisted",
+                    Action::KillUnlisted,
                     json!({ "sessions": unlisted }),
                     json!({ "sessions": [] }),
                     Outcome::Ok,

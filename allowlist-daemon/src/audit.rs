@@ -150,9 +150,13 @@ impl Record {
         let mut unhashed = self.clone();
         unhashed.hash.clear();
         let canonical = serde_json::to_vec(&unhashed).expect("records serialize");
-        let digest = Sha256::digest(&canonical);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&Sha256::digest(&canonical))
     }
+}
+
+/// A digest as the log writes it: lowercase hex.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a change was: everything but the bookkeeping the log adds.

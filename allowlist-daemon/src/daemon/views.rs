@@ -3,7 +3,6 @@
 //! connections.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
@@ -97,34 +96,24 @@ impl Daemon {
     /// long.
     pub(super) fn list(&self, unused_for_secs: Option<u64>) -> Result<Reply, Refusal> {
         let hits = self
-            .filter
-            .hits()
+            .entry_hits()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-        let now_hit_clock = crate::clock::hit_clock_ns();
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
         for entry in &self.config.entries {
-            let stat = hits.get(&entry.net).copied().unwrap_or_default();
-            // The hit's time on the kernel's clock, turned into wall time by its age.
-            let age = (stat.last_seen_ns != 0)
-                .then(|| Duration::from_nanos(now_hit_clock.saturating_sub(stat.last_seen_ns)));
+            let saved = hits.get(&entry.net).copied().unwrap_or_default();
             if let Some(limit) = unused_for_secs
-                && age.is_some_and(|age| age < Duration::from_secs(limit))
+                && saved.last.is_some_and(|last| {
+                    now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)
+                })
             {
                 continue;
             }
             let mut info = entry_info(entry);
-            info.hits = stat.packets;
-            info.last_hit = age.and_then(|age| {
-                let age = jiff::SignedDuration::try_from(age).ok()?;
-                Some(
-                    now.checked_sub(age)
-                        .ok()?
-                        .round(jiff::Unit::Second)
-                        .ok()?
-                        .to_string(),
-                )
-            });
+            info.hits = saved.hits;
+            info.last_hit = saved
+                .last
+                .and_then(|t| Some(t.round(jiff::Unit::Second).ok()?.to_string()));
             entries.push(info);
         }
         Ok(Reply::List(EntryList {

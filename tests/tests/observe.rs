@@ -173,19 +173,19 @@ fn assert_hits(list: &BTreeMap<String, Value>, cidr: &str, hits: u64, when: &str
     }
 }
 
+/// The entries of the hit counter tests: one hit over IPv4, one over IPv6, one never.
+const HIT_ENTRIES: [(&str, &str); 3] = [
+    ("198.18.1.0/24", "lab A"),
+    ("198.18.3.0/24", "never used"),
+    ("2001:db8::a", "lab A v6"),
+];
+
 #[test]
 fn hit_counters_follow_real_connects_and_survive_a_sigkill() {
     if !require_root("hit_counters_follow_real_connects_and_survive_a_sigkill") {
         return;
     }
-    let mut fx = Fx::start(
-        &[
-            ("198.18.1.0/24", "lab A"),
-            ("198.18.3.0/24", "never used"),
-            ("2001:db8::a", "lab A v6"),
-        ],
-        "",
-    );
+    let mut fx = Fx::start(&HIT_ENTRIES, "");
     const N: u64 = 5;
     for _ in 0..N {
         assert_connects(
@@ -263,14 +263,7 @@ fn hits_survive_a_stop_a_handover_a_reload_and_a_long_stop() {
     if !require_root("hits_survive_a_stop_a_handover_a_reload_and_a_long_stop") {
         return;
     }
-    let mut fx = Fx::start(
-        &[
-            ("198.18.1.0/24", "lab A"),
-            ("198.18.3.0/24", "never used"),
-            ("2001:db8::a", "lab A v6"),
-        ],
-        "",
-    );
+    let mut fx = Fx::start(&HIT_ENTRIES, "");
     for _ in 0..3 {
         assert_connects(fx.client(), A4, to(A4, PROTECTED), "198.18.1.0/24");
     }

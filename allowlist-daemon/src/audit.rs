@@ -26,6 +26,73 @@ pub enum Via {
     Expiry,
 }
 
+/// What a record is about. Serialized in kebab-case (`emergency-start`), as records have
+/// always carried it, so the hashes of older records still verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Add,
+    Edit,
+    Remove,
+    Activate,
+    Deactivate,
+    Reload,
+    Confirm,
+    Rollback,
+    EmergencyStart,
+    EmergencyEnd,
+    EmergencyExpiry,
+    KillUnlisted,
+    Start,
+    Stop,
+}
+
+impl Action {
+    /// The name records and `audit --action` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Add => "add",
+            Action::Edit => "edit",
+            Action::Remove => "remove",
+            Action::Activate => "activate",
+            Action::Deactivate => "deactivate",
+            Action::Reload => "reload",
+            Action::Confirm => "confirm",
+            Action::Rollback => "rollback",
+            Action::EmergencyStart => "emergency-start",
+            Action::EmergencyEnd => "emergency-end",
+            Action::EmergencyExpiry => "emergency-expiry",
+            Action::KillUnlisted => "kill-unlisted",
+            Action::Start => "start",
+            Action::Stop => "stop",
+        }
+    }
+
+    /// The action named `name`, or a refusal listing the valid names.
+    pub fn parse(name: &str) -> Result<Action, String> {
+        <Action as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = <Action as clap::ValueEnum>::value_variants()
+                    .iter()
+                    .map(|a| a.name())
+                    .collect();
+                format!(
+                    "unknown audit action `{name}`; valid actions: {}",
+                    valid.join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub uid: u32,
@@ -83,16 +150,20 @@ impl Record {
         let mut unhashed = self.clone();
         unhashed.hash.clear();
         let canonical = serde_json::to_vec(&unhashed).expect("records serialize");
-        let digest = Sha256::digest(&canonical);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&Sha256::digest(&canonical))
     }
+}
+
+/// A digest as the log writes it: lowercase hex.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a change was: everything but the bookkeeping the log adds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub actor: Actor,
-    pub action: String,
+    pub action: Action,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
     pub result: Outcome,
@@ -274,9 +345,7 @@ impl AuditLog {
         }
         let mut record = Record {
             seq: self.next_seq,
-            time: jiff::Timestamp::now()
-                .round(jiff::Unit::Millisecond)
-                .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string()),
+            time: crate::clock::utc_millis(jiff::Timestamp::now()),
             event,
             prev_hash: self.last_hash.clone(),
             hash: String::new(),
@@ -427,10 +496,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(action: &str, n: u64) -> Event {
+    fn event(action: Action, n: u64) -> Event {
         Event {
             actor: Actor::new(0, Some(1), Via::Cli),
-            action: action.to_owned(),
+            action,
             before: serde_json::Value::Null,
             after: json!({ "cidr": format!("198.18.{n}.0/24") }),
             result: Outcome::Ok,
@@ -441,7 +510,7 @@ mod tests {
     fn write_log(path: &Path, n: u64) {
         let mut log = AuditLog::open(path, 0, 5).unwrap();
         for i in 1..=n {
-            log.append(event("add", i)).unwrap();
+            log.append(event(Action::Add, i)).unwrap();
         }
     }
 
@@ -507,7 +576,7 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         let mut log = AuditLog::open(&path, 600, 3).unwrap();
         for i in 1..=12 {
-            log.append(event("add", i)).unwrap();
+            log.append(event(Action::Add, i)).unwrap();
         }
         let files = log.files();
         assert!(files.len() > 2, "rotated: {files:?}");
@@ -522,7 +591,7 @@ mod tests {
         // Reopening after rotation continues from the newest record.
         drop(log);
         let mut log = AuditLog::open(&path, 600, 3).unwrap();
-        log.append(event("remove", 13)).unwrap();
+        log.append(event(Action::Remove, 13)).unwrap();
         assert_eq!(verify(&log.files()).unwrap().first_break, None);
     }
 

@@ -54,10 +54,6 @@ fn source(event: &BlockedEvent) -> IpAddr {
     }
 }
 
-fn millis(t: jiff::Timestamp) -> String {
-    t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string()
-}
-
 impl Blocked {
     pub fn record(&mut self, event: &BlockedEvent, now: jiff::Timestamp) {
         self.events += 1;
@@ -107,8 +103,8 @@ impl Blocked {
                 source: *source,
                 port: *port,
                 count: t.count,
-                first_seen: millis(t.first_seen),
-                last_seen: millis(t.last_seen),
+                first_seen: crate::clock::utc_millis(t.first_seen),
+                last_seen: crate::clock::utc_millis(t.last_seen),
                 reason: Reason::ALL
                     .get(usize::from(t.reason))
                     .map_or("unknown", |r| r.name())

@@ -13,6 +13,7 @@ pub mod daemon_args;
 pub mod docs;
 pub mod emergency;
 pub mod filter;
+pub mod hit_history;
 pub mod link_events;
 pub mod metrics;
 pub mod notify;

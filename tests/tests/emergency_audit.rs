@@ -20,9 +20,11 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use allowlist_daemon::control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{ctl_command, run};
 use allowlist_tests::daemon::{
@@ -1283,4 +1285,205 @@ fn the_audit_log_is_0640_and_unsafe_paths_stop_the_daemon() {
     std::fs::set_permissions(&fx.audit, std::fs::Permissions::from_mode(0o640)).unwrap();
     fx.restart();
     fx.ctl(&["audit", "verify"]).ok().stdout_has("intact");
+}
+
+#[test]
+fn audit_refuses_unknown_actions_and_prints_whole_milliseconds() {
+    if !require_root("audit_refuses_unknown_actions_and_prints_whole_milliseconds") {
+        return;
+    }
+    let fx = Fx::start("");
+    // A typo is refused with the valid names, not answered with "no matching records".
+    let out = fx.ctl(&["audit", "--action", "bogus"]);
+    out.code(2)
+        .stderr_has("bogus")
+        .stderr_has("emergency-expiry")
+        .stderr_has("kill-unlisted");
+    assert!(out.stdout.is_empty(), "{out}");
+    // The daemon refuses it too, from a client that skips the CLI's check.
+    let mut stream = UnixStream::connect(&fx.socket).expect("connecting to the daemon");
+    let request = protocol::Request {
+        version: protocol::VERSION,
+        command: protocol::Command::Audit {
+            since: None,
+            action: Some("bogus".into()),
+        },
+        options: protocol::ChangeOptions::default(),
+    };
+    protocol::write_frame(&mut stream, &request).unwrap();
+    let body = protocol::read_frame(&mut stream, protocol::MAX_REPLY).unwrap();
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(
+        reply["kind"] == "invalid"
+            && message.contains("`bogus`")
+            && message.contains("kill-unlisted"),
+        "the daemon's answer to --action bogus: {reply}"
+    );
+    // Every action the daemon records can be asked for, kill-unlisted included.
+    fx.ctl(&["audit", "--action", "kill-unlisted"])
+        .ok()
+        .stdout_has("no matching records");
+    fx.ctl(&["audit", "--help"])
+        .ok()
+        .stdout_has("kill-unlisted");
+
+    // Times always carry three fractional digits, so `.670Z` never prints as `.67Z`: with
+    // enough records, some fall on a millisecond ending in 0.
+    for i in 0..30 {
+        fx.ctl(&["add", &format!("198.18.{}.0/24", 100 + i)]).ok();
+    }
+    let out = fx.ctl(&["audit"]);
+    out.ok();
+    for line in out.stdout.lines() {
+        let time = line.split(' ').nth(1).unwrap_or_default();
+        let frac = time
+            .strip_suffix('Z')
+            .and_then(|t| t.rsplit_once('.'))
+            .map(|(_, f)| f);
+        assert!(
+            frac.is_some_and(|f| f.len() == 3 && f.bytes().all(|b| b.is_ascii_digit())),
+            "{time:?} should end in three fractional digits and Z: {line}"
+        );
+    }
+    for r in fx.records() {
+        let time = r["time"].as_str().unwrap();
+        assert_eq!(time.len(), "2026-11-23T14:12:51.670Z".len(), "{r}");
+    }
+}
+
+/// The digest an audit record of a large change gives an entry set, computed here from the
+/// README's description: entries in network order (IPv4 first, then by address, then by
+/// prefix length), each as family byte, address bytes, prefix length byte, comment, newline.
+fn set_sha256(entries: &[(String, String)]) -> String {
+    use sha2::Digest as _;
+    let mut keyed: Vec<(Vec<u8>, &str)> = entries
+        .iter()
+        .map(|(cidr, comment)| {
+            let (addr, len) = cidr.split_once('/').expect("a CIDR");
+            let mut key = match addr.parse::<std::net::IpAddr>().expect("an address") {
+                std::net::IpAddr::V4(a) => [&[4u8][..], &a.octets()].concat(),
+                std::net::IpAddr::V6(a) => [&[6u8][..], &a.octets()].concat(),
+            };
+            key.push(len.parse().expect("a prefix length"));
+            (key, comment.as_str())
+        })
+        .collect();
+    keyed.sort();
+    let mut sha = sha2::Sha256::new();
+    for (key, comment) in keyed {
+        sha.update(&key);
+        sha.update(comment.as_bytes());
+        sha.update(b"\n");
+    }
+    sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_large_reload_is_audited_as_counts_digests_and_its_first_entries() {
+    if !require_root("a_large_reload_is_audited_as_counts_digests_and_its_first_entries") {
+        return;
+    }
+    const V4: usize = 4000;
+    const V6: usize = 1000;
+    let mut fx = Fx::start("max_entries = 8192\n");
+    let inline = vec![("198.18.1.0/24".to_owned(), "lab A".to_owned())];
+    // 5,000 entries from a list file, IPv6 before IPv4 and out of order in the file: the
+    // digest's order is the network order, not the file's.
+    let mut listed = Vec::new();
+    let mut lines = String::new();
+    for i in (0..V6).rev() {
+        let cidr = format!("2001:db8:{i:x}::/48");
+        lines += &format!("{cidr}  # partner {i}\n");
+        listed.push((cidr, format!("partner {i}")));
+    }
+    for i in (0..V4).rev() {
+        let cidr = format!("100.64.{}.{}/32", i / 256, i % 256);
+        lines += &format!("{}\n", cidr.trim_end_matches("/32"));
+        // Without a `#`, an entry's comment is the list file's name.
+        listed.push((cidr, "big.list".to_owned()));
+    }
+    std::fs::write(fx.dir.join("big.list"), lines).unwrap();
+    let small = fx.file();
+    write_atomically(
+        &fx.path,
+        &with_top_level(&small, "list_files = [\"big.list\"]\n"),
+    );
+    let out = fx.ctl(&["reload"]);
+    out.ok();
+
+    let added = fx.last_record();
+    assert_eq!(added["action"].as_str(), Some("reload"), "{added}");
+    let line = std::fs::read_to_string(&fx.audit)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.len() < 4096,
+        "a reload of 5,000 entries should be audited in a few KB, not {} bytes",
+        line.len()
+    );
+    let all: Vec<(String, String)> = inline.iter().chain(&listed).cloned().collect();
+    let (before, after) = (&added["before"], &added["after"]);
+    assert_eq!(before["entries"], serde_json::json!([]), "{before}");
+    assert_eq!(before["entries_count"].as_u64(), Some(0), "{before}");
+    assert_eq!(before["set_count"].as_u64(), Some(1), "{before}");
+    assert_eq!(
+        before["set_sha256"].as_str(),
+        Some(set_sha256(&inline).as_str())
+    );
+    assert_eq!(after["entries_count"].as_u64(), Some(5000), "{after}");
+    assert_eq!(after["set_count"].as_u64(), Some(5001), "{after}");
+    assert_eq!(
+        after["set_sha256"].as_str(),
+        Some(set_sha256(&all).as_str())
+    );
+    // The first 20 added, in network order: the lowest IPv4 addresses.
+    let first: Vec<&str> = after["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cidr"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("100.64.0.{i}/32")).collect();
+    assert_eq!(first, expected);
+    // What `audit` prints and the daemon logs are as short.
+    let shown = fx.ctl(&["audit", "--action", "reload"]);
+    shown.ok();
+    assert!(shown.stdout.len() < 4096, "{} bytes", shown.stdout.len());
+    assert!(
+        fx.daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("\"action\":\"reload\""))
+            .all(|l| l.len() < 4096),
+        "the daemon's log line of the reload is short too"
+    );
+
+    // Back to the inline entry: the digests chain, the new set's is the first one's old.
+    write_atomically(&fx.path, &small);
+    fx.ctl(&["reload"]).ok();
+    let removed = fx.last_record();
+    assert_eq!(removed["before"]["entries_count"].as_u64(), Some(5000));
+    assert_eq!(
+        removed["before"]["set_sha256"], after["set_sha256"],
+        "{removed}"
+    );
+    assert_eq!(
+        removed["after"]["set_sha256"], before["set_sha256"],
+        "{removed}"
+    );
+    // A small change is recorded in full, as before.
+    fx.ctl(&["add", "198.18.5.0/24"]).ok();
+    let small_change = fx.last_record();
+    assert_json(
+        &small_change["after"],
+        r#"{"entries": [{"cidr": "198.18.5.0/24", "comment": ""}]}"#,
+        "a small change",
+    );
+    fx.ctl(&["audit", "verify"]).ok().stdout_has("intact");
+    fx.daemon.signal(Signal::SIGTERM);
+    fx.daemon.wait_exit(RELOAD_TIMEOUT).unwrap();
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of what an admin observes, against the real `allowlistd` and
 //! `allowlistctl` in network namespaces: per-entry hit counters moved by real connects (and
-//! kept across a SIGKILL), a flood of blocked SYNs seen through `blocked` with a bounded event
+//! kept across a SIGKILL, a SIGTERM and a start, a handover, a reload, a comment edit, and a
+//! long stop, but not given to the new network of `edit --cidr`), a flood of blocked SYNs seen through `blocked` with a bounded event
 //! rate and the right top sources, established sessions and `--kill-unlisted`, and the
 //! Prometheus endpoint agreeing with `status`, `list`, `blocked` and `audit`.
 //!
@@ -17,12 +18,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use allowlist_tests::ctl::{ctl_command, wait_child};
-use allowlist_tests::daemon::{Config, with_top_level, write_atomically};
+use allowlist_tests::daemon::{Config, RELOAD_TIMEOUT, with_top_level, write_atomically};
 use allowlist_tests::fixture::Running;
 use allowlist_tests::frames::Frame;
 use allowlist_tests::netns::{A4, A6, B4, Lab, Netns, PROTECTED, SERVER_V4, to};
 use allowlist_tests::tcp::{self, ALLOWED_PROBE, assert_connects, assert_times_out};
 use allowlist_tests::{require_root, running_fixture};
+use nix::sys::signal::Signal;
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use serde_json::Value;
 
@@ -80,6 +82,18 @@ impl Fx {
     /// config and bpffs.
     fn restart_after_sigkill(&mut self) {
         self.daemon.kill9();
+        self.restart();
+    }
+
+    /// Ends the daemon with `signal` and waits for it to exit with `status`, then starts a
+    /// new one on the same config.
+    fn restart_after(&mut self, signal: Signal, status: i32) {
+        self.daemon.signal(signal);
+        let exit = self
+            .daemon
+            .wait_exit(RELOAD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(exit.code(), Some(status), "{signal}: {exit}");
         self.restart();
     }
 
@@ -159,19 +173,19 @@ fn assert_hits(list: &BTreeMap<String, Value>, cidr: &str, hits: u64, when: &str
     }
 }
 
+/// The entries of the hit counter tests: one hit over IPv4, one over IPv6, one never.
+const HIT_ENTRIES: [(&str, &str); 3] = [
+    ("198.18.1.0/24", "lab A"),
+    ("198.18.3.0/24", "never used"),
+    ("2001:db8::a", "lab A v6"),
+];
+
 #[test]
 fn hit_counters_follow_real_connects_and_survive_a_sigkill() {
     if !require_root("hit_counters_follow_real_connects_and_survive_a_sigkill") {
         return;
     }
-    let mut fx = Fx::start(
-        &[
-            ("198.18.1.0/24", "lab A"),
-            ("198.18.3.0/24", "never used"),
-            ("2001:db8::a", "lab A v6"),
-        ],
-        "",
-    );
+    let mut fx = Fx::start(&HIT_ENTRIES, "");
     const N: u64 = 5;
     for _ in 0..N {
         assert_connects(
@@ -242,6 +256,99 @@ fn hit_counters_follow_real_connects_and_survive_a_sigkill() {
         "`list --unused 1s`, 1.5 s after the last hit: {unused:#?}"
     );
     assert_hits(&unused, "198.18.1.0/24", N + 1, "list --unused 1s");
+}
+
+#[test]
+fn hits_survive_a_stop_a_handover_a_reload_and_a_long_stop() {
+    if !require_root("hits_survive_a_stop_a_handover_a_reload_and_a_long_stop") {
+        return;
+    }
+    let mut fx = Fx::start(&HIT_ENTRIES, "");
+    for _ in 0..3 {
+        assert_connects(fx.client(), A4, to(A4, PROTECTED), "198.18.1.0/24");
+    }
+    for _ in 0..2 {
+        assert_connects(fx.client(), A6, to(A6, PROTECTED), "2001:db8::a");
+    }
+
+    // SIGTERM detaches and removes the pinned counters; the next daemon has them back.
+    fx.restart_after(Signal::SIGTERM, 0);
+    let list = fx.list(&[]);
+    assert_hits(&list, "198.18.1.0/24", 3, "after SIGTERM and a start");
+    assert_hits(&list, "2001:db8::a/128", 2, "after SIGTERM and a start");
+    assert_hits(&list, "198.18.3.0/24", 0, "after SIGTERM and a start");
+    let unused = fx.list(&["--unused", "1h"]);
+    assert_eq!(
+        unused.keys().collect::<Vec<_>>(),
+        ["198.18.3.0/24"],
+        "`list --unused 1h` after a restart: {unused:#?}"
+    );
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "after the start");
+    assert_hits(&fx.list(&[]), "198.18.1.0/24", 4, "one more connect");
+
+    // A handover keeps them; so do a reload and a comment edit. A new network starts fresh.
+    fx.restart_after(Signal::SIGUSR2, 75);
+    assert_hits(&fx.list(&[]), "198.18.1.0/24", 4, "after a handover");
+    fx.ctl(&["edit", "198.18.1.0/24", "--comment", "lab A, 2nd floor"])
+        .ok();
+    fx.ctl(&["edit", "2001:db8::a", "--cidr", "2001:db8::b"])
+        .ok();
+    fx.ctl(&["reload"]).ok();
+    let list = fx.list(&[]);
+    assert_hits(&list, "198.18.1.0/24", 4, "after edit --comment and reload");
+    assert_hits(&list, "2001:db8::b/128", 0, "edit --cidr: a new network");
+    fx.restart_after(Signal::SIGTERM, 0);
+    let list = fx.list(&[]);
+    assert_hits(&list, "198.18.1.0/24", 4, "after the edits and a restart");
+    assert_hits(&list, "2001:db8::b/128", 0, "after the edits and a restart");
+
+    // Stopped for 40 days (a reboot between: the kernel's hit clock starts again at zero).
+    // The saved times are wall-clock times, so the entry reads as last used 40 days ago.
+    fx.daemon.signal(Signal::SIGTERM);
+    fx.daemon.wait_exit(RELOAD_TIMEOUT).unwrap();
+    let saved = fx.dir.join("state").join("hits");
+    let forty_days = jiff::SignedDuration::from_hours(40 * 24);
+    let mut text = String::new();
+    let mut last = None;
+    for line in std::fs::read_to_string(&saved).unwrap().lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields[0] == "198.18.1.0/24" {
+            let t: jiff::Timestamp = fields[2].parse().unwrap();
+            let earlier = t.checked_sub(forty_days).unwrap();
+            last = Some(earlier);
+            text += &format!("{} {} {}\n", fields[0], fields[1], earlier);
+        } else {
+            text += &format!("{line}\n");
+        }
+    }
+    let last = last.unwrap_or_else(|| panic!("{} lacks 198.18.1.0/24", saved.display()));
+    std::fs::write(&saved, text).unwrap();
+    fx.restart();
+    let list = fx.list(&[]);
+    let entry = &list["198.18.1.0/24"];
+    assert_eq!(entry["hits"].as_u64(), Some(4), "{entry}");
+    let shown: jiff::Timestamp = entry["last_hit"].as_str().unwrap().parse().unwrap();
+    assert!(
+        shown.duration_since(last).abs() <= jiff::SignedDuration::from_secs(1),
+        "last_hit {shown}, saved as {last}"
+    );
+    let unused = fx.list(&["--unused", "30d"]);
+    assert!(
+        unused.contains_key("198.18.1.0/24") && unused.contains_key("198.18.3.0/24"),
+        "`list --unused 30d`, 40 days after the last hit: {unused:#?}"
+    );
+    assert!(
+        !fx.list(&["--unused", "60d"]).contains_key("198.18.1.0/24"),
+        "used within 60 days"
+    );
+    // Its next hit is the latest again.
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "after the long stop");
+    assert_hits(
+        &fx.list(&[]),
+        "198.18.1.0/24",
+        5,
+        "a hit after the long stop",
+    );
 }
 
 // ---------------------------------------------------------------------------------------

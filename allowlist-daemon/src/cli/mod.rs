@@ -153,10 +153,9 @@ enum Cmd {
         /// Only records since this time (RFC 3339, e.g. 2026-11-23T14:00:00Z) or this long ago (e.g. 2h).
         #[arg(long)]
         since: Option<String>,
-        /// Only records of this action (add, edit, remove, activate, deactivate, reload,
-        /// rollback, confirm, emergency-start, emergency-end, emergency-expiry, start, stop).
-        #[arg(long)]
-        action: Option<String>,
+        /// Only records of this action.
+        #[arg(long, value_enum)]
+        action: Option<crate::audit::Action>,
     },
 }
 
@@ -321,6 +320,7 @@ fn request(command: Cmd) -> Result<Request, String> {
             ..
         } => (Command::AuditVerify, ChangeOptions::default()),
         Cmd::Audit { since, action, .. } => {
+            let action = action.map(|a| a.name().to_owned());
             (Command::Audit { since, action }, ChangeOptions::default())
         }
     };

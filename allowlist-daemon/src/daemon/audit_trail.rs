@@ -6,7 +6,7 @@ use serde_json::json;
 use tracing::{error, info, warn};
 
 use super::{Daemon, StartOptions, diff};
-use crate::audit::{Actor, Event, Outcome, Via};
+use crate::audit::{Action, Actor, Event, Outcome, Via};
 use crate::emergency;
 
 impl Daemon {
@@ -15,7 +15,7 @@ impl Daemon {
     pub(super) fn record(
         &mut self,
         actor: Actor,
-        action: &str,
+        action: Action,
         before: serde_json::Value,
         after: serde_json::Value,
         result: Outcome,
@@ -23,7 +23,7 @@ impl Daemon {
     ) -> Result<(), String> {
         let event = Event {
             actor,
-            action: action.to_owned(),
+            action,
             before,
             after,
             result,
@@ -44,7 +44,7 @@ impl Daemon {
     }
 
     /// Records a refused attempt; a failure to record it only gets logged.
-    pub(super) fn record_refusal(&mut self, actor: Actor, action: &str, reason: &str) {
+    pub(super) fn record_refusal(&mut self, actor: Actor, action: Action, reason: &str) {
         let _ = self.record(
             actor,
             action,
@@ -74,7 +74,7 @@ impl Daemon {
                 None => {
                     self.record(
                         Actor::daemon(Via::Expiry),
-                        "emergency-expiry",
+                        Action::EmergencyExpiry,
                         json!({ "emergency": persisted.describe() }),
                         json!({ "emergency": null, "note": "ended while allowlistd was not running" }),
                         Outcome::Ok,
@@ -111,7 +111,7 @@ impl Daemon {
         });
         self.record(
             Actor::daemon(Via::Startup),
-            "start",
+            Action::Start,
             serde_json::Value::Null,
             after,
             Outcome::Ok,
@@ -131,8 +131,14 @@ impl Daemon {
             return Ok(());
         };
         let change = !matches!(
-            last.action.as_str(),
-            "start" | "stop" | "confirm" | "emergency-start" | "emergency-end" | "emergency-expiry"
+            last.action,
+            Action::Start
+                | Action::Stop
+                | Action::Confirm
+                | Action::EmergencyStart
+                | Action::EmergencyEnd
+                | Action::EmergencyExpiry
+                | Action::KillUnlisted
         );
         if !change || last.result != Outcome::Ok || last.revision <= saved {
             return Ok(());
@@ -151,7 +157,7 @@ impl Daemon {
         warn!("{reason} (revision {})", last.revision);
         self.record(
             last.actor,
-            &last.action,
+            last.action,
             json!(null),
             json!(null),
             Outcome::Failed { reason },

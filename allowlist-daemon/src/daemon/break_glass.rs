@@ -7,7 +7,7 @@ use serde_json::json;
 use tracing::{error, warn};
 
 use super::Daemon;
-use crate::audit::{Actor, Outcome, Via};
+use crate::audit::{Action, Actor, Outcome, Via};
 use crate::emergency::{self, Emergency};
 
 impl Daemon {
@@ -21,7 +21,7 @@ impl Daemon {
         let new = Emergency::start(duration, reason, &actor.user);
         self.record(
             actor,
-            "emergency-start",
+            Action::EmergencyStart,
             json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
             json!({ "emergency": new.describe() }),
             Outcome::Ok,
@@ -50,7 +50,7 @@ impl Daemon {
         // it and clears the state.
         let _ = self.record(
             Actor::daemon(Via::Expiry),
-            "emergency-expiry",
+            Action::EmergencyExpiry,
             json!({ "emergency": ended.describe() }),
             json!({ "emergency": null }),
             Outcome::Ok,

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::diff;
 use super::{Daemon, PendingChange, read_config};
-use crate::audit::{Actor, Outcome, Via};
+use crate::audit::{Action, Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
 use crate::config::{Config, Entry, check_comment, parse_net};
 use crate::control::protocol::{
@@ -122,12 +122,12 @@ impl Daemon {
     fn confirm(&mut self, peer: &Peer) -> Result<Reply, Refusal> {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
         let Some(description) = self.pending.as_ref().map(|p| p.description.clone()) else {
-            self.record_refusal(actor, "confirm", "nothing awaits confirmation");
+            self.record_refusal(actor, Action::Confirm, "nothing awaits confirmation");
             return Err(invalid("nothing awaits confirmation"));
         };
         self.record(
             actor,
-            "confirm",
+            Action::Confirm,
             json!({ "pending": description }),
             json!({ "pending": null }),
             Outcome::Ok,
@@ -151,11 +151,11 @@ impl Daemon {
     ) -> Result<Changed, Refusal> {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
         let action = match &command {
-            Command::Add { .. } => "add",
-            Command::Edit { .. } => "edit",
-            Command::Remove { .. } => "remove",
-            Command::Activate { .. } => "activate",
-            _ => "deactivate",
+            Command::Add { .. } => Action::Add,
+            Command::Edit { .. } => Action::Edit,
+            Command::Remove { .. } => Action::Remove,
+            Command::Activate { .. } => Action::Activate,
+            _ => Action::Deactivate,
         };
         let (new, new_text, description) = match self.prepare_change(&command, options) {
             Ok(prepared) => prepared,
@@ -464,7 +464,7 @@ impl Daemon {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
         let duration = Duration::from_secs(for_secs);
         if let Err(rule) = emergency::check(duration, reason) {
-            self.record_refusal(actor, "emergency-start", &rule);
+            self.record_refusal(actor, Action::EmergencyStart, &rule);
             return Err(invalid(rule));
         }
         let new = self
@@ -487,12 +487,16 @@ impl Daemon {
     fn emergency_end(&mut self, peer: &Peer) -> Result<Changed, Refusal> {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
         let Some(current) = self.emergency.clone() else {
-            self.record_refusal(actor, "emergency-end", "no emergency disable is in force");
+            self.record_refusal(
+                actor,
+                Action::EmergencyEnd,
+                "no emergency disable is in force",
+            );
             return Err(invalid("no emergency disable is in force"));
         };
         self.record(
             actor,
-            "emergency-end",
+            Action::EmergencyEnd,
             json!({ "emergency": current.describe() }),
             json!({ "emergency": null }),
             Outcome::Ok,

@@ -2,6 +2,7 @@
 //! reports) and the before/after values of audit records.
 
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Entry};
 use crate::control::protocol::EntryInfo;
@@ -113,6 +114,74 @@ fn entry_value(entry: &Entry) -> Value {
     json!({ "cidr": entry.net.to_string(), "comment": &*entry.comment })
 }
 
+/// Entries an audit record lists each way. A change with more lists only the first ones (in
+/// network order), how many there are, and the count and digest of the whole set before and
+/// after: a reload of 100,000 entries is one line of a few KB, not of megabytes, and the
+/// chain still pins down both sets (the files hold the entries).
+pub const AUDIT_LISTED: usize = 20;
+
+/// One side of a change's entries: the first [`AUDIT_LISTED`] and how many.
+#[derive(Default)]
+struct Listed {
+    first: Vec<Value>,
+    count: usize,
+}
+
+impl Listed {
+    fn push(&mut self, entry: &Entry) {
+        if self.first.len() < AUDIT_LISTED {
+            self.first.push(entry_value(entry));
+        }
+        self.count += 1;
+    }
+}
+
+/// SHA-256 of an entry set, fed in network order (IPv4 before IPv6, then by address, then
+/// by prefix length), each entry as: its family (one byte, 4 or 6), its network address (4
+/// or 16 bytes), its prefix length (one byte), its comment (UTF-8) and a newline (comments
+/// hold no control characters). Bytes rather than text, so that hashing a million entries
+/// costs no formatting; the README shows how to recompute it.
+#[derive(Default)]
+struct SetDigest {
+    sha: Sha256,
+    count: usize,
+}
+
+impl SetDigest {
+    fn add(&mut self, entry: &Entry) {
+        let mut head = [0u8; 18];
+        let len = match entry.net {
+            ipnet::IpNet::V4(n) => {
+                head[0] = 4;
+                head[1..5].copy_from_slice(&n.network().octets());
+                head[5] = n.prefix_len();
+                6
+            }
+            ipnet::IpNet::V6(n) => {
+                head[0] = 6;
+                head[1..17].copy_from_slice(&n.network().octets());
+                head[17] = n.prefix_len();
+                18
+            }
+        };
+        self.sha.update(&head[..len]);
+        self.sha.update(entry.comment.as_bytes());
+        self.sha.update(b"\n");
+        self.count += 1;
+    }
+
+    fn finish(self) -> String {
+        crate::audit::hex(&self.sha.finalize())
+    }
+}
+
+/// The digest of `config`'s entries an audit record of a large change carries.
+pub fn set_sha256(config: &Config) -> String {
+    let mut digest = SetDigest::default();
+    config.entries_by_net().for_each(|e| digest.add(e));
+    digest.finish()
+}
+
 /// What going from one config to another changes, from one walk over both.
 pub struct Changes {
     /// `before` and `after` for an audit record: the entries as they were and became
@@ -127,30 +196,53 @@ pub struct Changes {
 }
 
 pub fn changes(old: &Config, new: &Config) -> Changes {
-    let (mut before_entries, mut after_entries) = (Vec::new(), Vec::new());
+    let (mut before_entries, mut after_entries) = (Listed::default(), Listed::default());
+    // Both sets are hashed in the same walk: a second walk over a million entries, only
+    // once the change turns out large, would cost more than the hashing.
+    let (mut old_set, mut new_set) = (SetDigest::default(), SetDigest::default());
     let mut recommented = 0;
     walk(old, new, |side| match side {
-        Side::Old(o) => before_entries.push(entry_value(o)),
-        Side::New(n) => after_entries.push(entry_value(n)),
-        Side::Both(o, n) if o.comment != n.comment => {
-            recommented += 1;
-            before_entries.push(entry_value(o));
-            after_entries.push(entry_value(n));
+        Side::Old(o) => {
+            old_set.add(o);
+            before_entries.push(o);
         }
-        Side::Both(..) => {}
+        Side::New(n) => {
+            new_set.add(n);
+            after_entries.push(n);
+        }
+        Side::Both(o, n) => {
+            old_set.add(o);
+            new_set.add(n);
+            if o.comment != n.comment {
+                recommented += 1;
+                before_entries.push(o);
+                after_entries.push(n);
+            }
+        }
     });
     let summary = summary_line(
         old,
         new,
-        after_entries.len() - recommented,
-        before_entries.len() - recommented,
+        after_entries.count - recommented,
+        before_entries.count - recommented,
         recommented,
     );
     let mut before = Map::new();
     let mut after = Map::new();
-    if !before_entries.is_empty() || !after_entries.is_empty() {
-        before.insert("entries".into(), before_entries.into());
-        after.insert("entries".into(), after_entries.into());
+    let large = before_entries.count.max(after_entries.count) > AUDIT_LISTED;
+    let any = before_entries.count + after_entries.count > 0;
+    for (map, listed, set) in [
+        (&mut before, before_entries, old_set),
+        (&mut after, after_entries, new_set),
+    ] {
+        if large {
+            map.insert("entries".into(), listed.first.into());
+            map.insert("entries_count".into(), listed.count.into());
+            map.insert("set_count".into(), set.count.into());
+            map.insert("set_sha256".into(), set.finish().into());
+        } else if any {
+            map.insert("entries".into(), listed.first.into());
+        }
     }
     let mut setting = |key: &str, old_value: Value, new_value: Value| {
         if old_value != new_value {
@@ -197,6 +289,10 @@ pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
             _ => true,
         })
     });
+    if let Some(sha) = after["set_sha256"].as_str() {
+        // A large change lists only its first entries; the digest settles it.
+        return settings_match && set_sha256(config) == sha;
+    }
     settings_match
         && added.iter().all(listed)
         && removed
@@ -234,6 +330,41 @@ mod tests {
         let Changes { before, after, .. } = changes(&a, &c);
         assert!(shows(&c, &before, &after));
         assert!(!shows(&b, &before, &after), "198.18.1.0/24 still listed");
+    }
+
+    #[test]
+    fn a_large_change_lists_its_first_entries_with_counts_and_digests() {
+        let a = config("[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"a\"\n");
+        let mut text = String::from("[[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"a\"\n");
+        for i in 0..(AUDIT_LISTED + 5) {
+            text += &format!("[[entries]]\ncidr = \"2001:db8:{i:x}::/48\"\n");
+        }
+        let b = config(&text);
+        let Changes {
+            before,
+            after,
+            summary,
+        } = changes(&a, &b);
+        assert_eq!(summary, "+25 -0 entries");
+        assert_eq!(before["entries"], json!([]));
+        assert_eq!(before["entries_count"], 0);
+        assert_eq!(before["set_count"], 1);
+        assert_eq!(after["entries"].as_array().unwrap().len(), AUDIT_LISTED);
+        assert_eq!(after["entries"][0]["cidr"], "2001:db8::/48");
+        assert_eq!(after["entries_count"], 25);
+        assert_eq!(after["set_count"], 26);
+        assert_eq!(before["set_sha256"], set_sha256(&a));
+        assert_eq!(after["set_sha256"], set_sha256(&b));
+        // The input as documented: family, address, prefix length, comment, newline.
+        let mut sha = Sha256::new();
+        sha.update([4, 198, 18, 1, 0, 24]);
+        sha.update(b"a\n");
+        assert_eq!(set_sha256(&a), crate::audit::hex(&sha.finalize()));
+        // An interrupted large change is recognised by the digest of the whole set.
+        assert!(shows(&b, &before, &after));
+        assert!(!shows(&a, &before, &after));
+        let c = config(&text.replace("2001:db8:3::/48", "2001:db8:ff::/48"));
+        assert!(!shows(&c, &before, &after), "one entry of the 25 differs");
     }
 
     #[test]

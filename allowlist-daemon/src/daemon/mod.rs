@@ -7,6 +7,7 @@ mod audit_trail;
 mod break_glass;
 mod commands;
 mod diff;
+mod hits;
 mod observe;
 mod views;
 
@@ -24,7 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::attach::Attachments;
-use crate::audit::{Actor, AuditLog, Outcome, Via};
+use crate::audit::{Action, Actor, AuditLog, Outcome, Via};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -62,6 +63,9 @@ struct Daemon {
     /// watch tick), for `allowlistctl sessions`.
     sessions_seen: HashMap<(SocketAddr, SocketAddr, u32), jiff::Timestamp>,
     reloads: ReloadStats,
+    /// Last-hit times saved by an earlier daemon (see `hits`).
+    earlier_hits: HashMap<ipnet::IpNet, jiff::Timestamp>,
+    hits_saved: Instant,
 }
 
 /// For /metrics.
@@ -146,6 +150,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let (listener, gid) = server::bind(&config.control_socket, &config.control_group)?;
     let mut filter = Filter::load_with(config.max_entries, Some(pins.path()))?;
     apply(&mut filter, &config)?;
+    let earlier_hits = hits::restore(&mut filter, &config);
     // The maps are complete before the program reaches any interface (or replaces a previous
     // daemon's program), so there is no moment of partial enforcement.
     let attachments = Attachments::adopt_or_attach(
@@ -174,6 +179,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
             last_ok: true,
             last_at: jiff::Timestamp::now(),
         },
+        earlier_hits,
+        hits_saved: Instant::now(),
     };
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer.
     let mut events = unsafe {
@@ -358,14 +365,14 @@ impl Daemon {
         let (new, text) = match prepared {
             Ok(ok) => ok,
             Err(why) => {
-                self.record_refusal(actor, "reload", &why);
+                self.record_refusal(actor, Action::Reload, &why);
                 return Err(why);
             }
         };
         if new == self.config && text == self.config_text {
             self.record(
                 actor,
-                "reload",
+                Action::Reload,
                 json!({}),
                 json!({}),
                 Outcome::Ok,
@@ -381,7 +388,7 @@ impl Daemon {
         } = diff::changes(&self.config, &new);
         self.record(
             actor.clone(),
-            "reload",
+            Action::Reload,
             before,
             after,
             Outcome::Ok,
@@ -398,7 +405,7 @@ impl Daemon {
                 };
                 let _ = self.record(
                     actor,
-                    "reload",
+                    Action::Reload,
                     json!(null),
                     json!(null),
                     failed,
@@ -437,7 +444,7 @@ impl Daemon {
         };
         if let Err(e) = self.record(
             Actor::daemon(Via::Expiry),
-            "rollback",
+            Action::Rollback,
             before,
             after,
             Outcome::Ok,
@@ -478,6 +485,9 @@ impl Daemon {
     }
 
     fn watch(&mut self) {
+        if self.hits_saved.elapsed() >= crate::hit_history::SAVE_INTERVAL {
+            self.save_hits();
+        }
         if !self.config.protected_tcp_ports.is_empty() {
             match crate::sessions::established(&self.config.protected_tcp_ports) {
                 Ok(found) => self.note_sessions(&found),
@@ -497,11 +507,13 @@ impl Daemon {
 
     fn stop(mut self, signal: &str, exit: Exit) -> Result<()> {
         self.log_counters();
+        // Before a detach removes the counters with the pins.
+        self.save_hits();
         let detach = exit == Exit::Stopped && self.config.detach_on_exit;
         let after = json!({ "detached": detach, "signal": signal });
         let _ = self.record(
             Actor::daemon(Via::Signal),
-            "stop",
+            Action::Stop,
             serde_json::Value::Null,
             after,
             Outcome::Ok,

@@ -3,7 +3,6 @@
 //! connections.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
@@ -14,7 +13,7 @@ use tracing::info;
 use super::commands::{Refusal, invalid};
 use super::diff::entry_info;
 use super::{Daemon, totals};
-use crate::audit::{self, Actor, Outcome, Via};
+use crate::audit::{self, Action, Actor, Outcome, Via};
 use crate::control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
     InterfaceStatus, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status, TestReport,
@@ -92,34 +91,24 @@ impl Daemon {
     /// long.
     pub(super) fn list(&self, unused_for_secs: Option<u64>) -> Result<Reply, Refusal> {
         let hits = self
-            .filter
-            .hits()
+            .entry_hits()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-        let now_hit_clock = crate::clock::hit_clock_ns();
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
         for entry in &self.config.entries {
-            let stat = hits.get(&entry.net).copied().unwrap_or_default();
-            // The hit's time on the kernel's clock, turned into wall time by its age.
-            let age = (stat.last_seen_ns != 0)
-                .then(|| Duration::from_nanos(now_hit_clock.saturating_sub(stat.last_seen_ns)));
+            let saved = hits.get(&entry.net).copied().unwrap_or_default();
             if let Some(limit) = unused_for_secs
-                && age.is_some_and(|age| age < Duration::from_secs(limit))
+                && saved.last.is_some_and(|last| {
+                    now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)
+                })
             {
                 continue;
             }
             let mut info = entry_info(entry);
-            info.hits = stat.packets;
-            info.last_hit = age.and_then(|age| {
-                let age = jiff::SignedDuration::try_from(age).ok()?;
-                Some(
-                    now.checked_sub(age)
-                        .ok()?
-                        .round(jiff::Unit::Second)
-                        .ok()?
-                        .to_string(),
-                )
-            });
+            info.hits = saved.hits;
+            info.last_hit = saved
+                .last
+                .and_then(|t| Some(t.round(jiff::Unit::Second).ok()?.to_string()));
             entries.push(info);
         }
         Ok(Reply::List(EntryList {
@@ -213,6 +202,7 @@ impl Daemon {
                     .map_err(|()| invalid(format!("--since `{text}`: give an RFC 3339 time (2026-11-23T14:00:00Z) or a duration ago (2h)")))
             })
             .transpose()?;
+        let action = action.map(Action::parse).transpose().map_err(invalid)?;
         let files = self.audit.files();
         let records = audit::read(&files)
             .map_err(|e| (ErrorKind::Internal, e.to_string()))?
@@ -311,7 +301,7 @@ impl Daemon {
                     caller.ip,
                     IpNet::from(caller.ip)
                 );
-                self.record_refusal(actor, "kill-unlisted", &why);
+                self.record_refusal(actor, Action::KillUnlisted, &why);
                 return Err((ErrorKind::Lockout, why));
             }
             let unlisted: Vec<serde_json::Value> = infos
@@ -322,7 +312,7 @@ impl Daemon {
             if !unlisted.is_empty() {
                 self.record(
                     actor,
-                    "kill-unlisted",
+                    Action::KillUnlisted,
                     json!({ "sessions": unlisted }),
                     json!({ "sessions": [] }),
                     Outcome::Ok,

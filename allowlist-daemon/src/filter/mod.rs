@@ -158,6 +158,8 @@ pub struct Filter {
     hit_slots: u32,
     /// Ids from here on have never counted a hit in HITS: a new entry there needs no clearing.
     hits_clean_from: u32,
+    /// HITS is a previous daemon's pinned map, counts and all.
+    hits_inherited: bool,
     cpus: u32,
 }
 
@@ -269,6 +271,7 @@ impl Filter {
             capacity: max_entries,
             hit_slots,
             hits_clean_from: if hits_inherited { hit_slots } else { 0 },
+            hits_inherited,
             cpus,
         })
     }
@@ -534,6 +537,32 @@ impl Filter {
             .iter()
             .filter_map(|(net, id)| Some((*net, *by_id.get(id)?)))
             .collect())
+    }
+
+    /// Whether the hit counters are a previous daemon's (a handover, a crash, or
+    /// `detach_on_exit = false`), rather than new and empty.
+    pub fn hits_inherited(&self) -> bool {
+        self.hits_inherited
+    }
+
+    /// Puts saved hit counts back for entries the maps hold (others are skipped), without a
+    /// time: the kernel's clock cannot express one from before this boot, so the caller keeps
+    /// it. Only for new, empty counters, before the program sees traffic: the counts are
+    /// written, not added.
+    pub fn restore_hits(&mut self, counts: impl Iterator<Item = (IpNet, u64)>) -> Result<()> {
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        for (net, packets) in counts {
+            if let Some(id) = self.ids.id(&net) {
+                // CPU 0's block: `hits` sums the CPUs.
+                keys.push(id);
+                values.push(HitStat {
+                    packets,
+                    last_seen_ns: 0,
+                });
+            }
+        }
+        batch::update(map_fd(&self.ebpf, names::HITS)?, &keys, &values)
+            .context("restoring the saved hit counts")
     }
 
     /// What the kernel would do now with a SYN from `ip` to `port`, read from the live maps

@@ -1,0 +1,69 @@
+//! Per-entry hits as `list` shows them and as they outlive the daemon: the kernel's counters,
+//! plus the hits saved in `state_dir` at the last stop when this daemon's counters are new.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use super::Daemon;
+use crate::config::Config;
+use crate::filter::Filter;
+use crate::hit_history::{self, Saved};
+
+/// At start, once the maps hold the config and before the program sees traffic: new counters
+/// get the saved counts back (inherited ones already have them). Returns the saved last-hit
+/// times, which the kernel's monotonic stamps cannot hold.
+pub(super) fn restore(filter: &mut Filter, config: &Config) -> HashMap<IpNet, jiff::Timestamp> {
+    let saved = hit_history::load(&config.state_dir);
+    if !filter.hits_inherited() && !saved.is_empty() {
+        match filter.restore_hits(saved.iter().map(|(net, s)| (*net, s.hits))) {
+            Ok(()) => info!(
+                "restored the hits of {} entries from {}",
+                saved.len(),
+                hit_history::path(&config.state_dir).display()
+            ),
+            Err(e) => warn!("{e:#}; per-entry hits start from zero"),
+        }
+    }
+    saved
+        .into_iter()
+        .filter_map(|(net, s)| Some((net, s.last?)))
+        .collect()
+}
+
+impl Daemon {
+    /// Hits per entry with any, and the wall-clock time of the latest.
+    pub(super) fn entry_hits(&self) -> Result<HashMap<IpNet, Saved>> {
+        Ok(self
+            .filter
+            .hits()?
+            .into_iter()
+            .map(|(net, stat)| {
+                // Counts restored at start carry no kernel stamp until the entry's next hit:
+                // until then, the saved time is the latest.
+                let last = hit_history::wall_time(stat.last_seen_ns)
+                    .or_else(|| self.earlier_hits.get(&net).copied());
+                let hits = stat.packets;
+                (net, Saved { hits, last })
+            })
+            .collect())
+    }
+
+    /// Saves the hits to `state_dir` (on stop, and every `SAVE_INTERVAL`).
+    pub(super) fn save_hits(&mut self) {
+        self.hits_saved = std::time::Instant::now();
+        let state_dir = &self.config.state_dir;
+        let saved = self.entry_hits().and_then(|hits| {
+            hit_history::save(state_dir, hits.iter().map(|(net, s)| (net, *s)))
+                .map_err(anyhow::Error::from)
+        });
+        if let Err(e) = saved {
+            warn!(
+                "saving the hits to {}: {e:#}",
+                hit_history::path(state_dir).display()
+            );
+        }
+    }
+}

@@ -89,7 +89,12 @@ impl Daemon {
         }
         if let Some((duration, reason)) = start.emergency {
             let new = self
-                .begin_emergency(Actor::daemon(Via::Startup), duration, &reason)
+                .begin_emergency(
+                    Actor::daemon(Via::Startup),
+                    "emergency-start",
+                    duration,
+                    &reason,
+                )
                 .map_err(anyhow::Error::msg)?;
             warn!(
                 "EMERGENCY DISABLE from the command line until {} (reason: {})",
@@ -132,7 +137,14 @@ impl Daemon {
         };
         let change = !matches!(
             last.action.as_str(),
-            "start" | "stop" | "confirm" | "emergency-start" | "emergency-end" | "emergency-expiry"
+            "start"
+                | "stop"
+                | "confirm"
+                | "emergency-start"
+                | "emergency-replace"
+                | "emergency-extend"
+                | "emergency-end"
+                | "emergency-expiry"
         );
         if !change || last.result != Outcome::Ok || last.revision <= saved {
             return Ok(());

@@ -11,17 +11,19 @@ use crate::audit::{Actor, Outcome, Via};
 use crate::emergency::{self, Emergency};
 
 impl Daemon {
-    /// Starts an emergency disable (replacing one in force), audited first.
+    /// Starts an emergency disable (in place of one in force), audited first as `action`
+    /// (emergency-start, -replace or -extend).
     pub(super) fn begin_emergency(
         &mut self,
         actor: Actor,
+        action: &str,
         duration: Duration,
         reason: &str,
     ) -> Result<Emergency, String> {
         let new = Emergency::start(duration, reason, &actor.user);
         self.record(
             actor,
-            "emergency-start",
+            action,
             json!({ "emergency": self.emergency.as_ref().map(Emergency::describe) }),
             json!({ "emergency": new.describe() }),
             Outcome::Ok,

@@ -15,7 +15,8 @@ use crate::audit::{Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
 use crate::config::{Config, Entry, check_comment, parse_net};
 use crate::control::protocol::{
-    ChangeOptions, Changed, Command, ErrorKind, ReloadReport, Reply, Response,
+    ChangeOptions, Changed, Command, EntryInfo, ErrorKind, InForce, RELOAD_SHOWN_EACH_WAY,
+    RELOAD_SUMMARY_ABOVE, ReloadReport, Reply, Response,
 };
 use crate::control::server::Peer;
 use crate::emergency;
@@ -28,6 +29,31 @@ pub(super) type Refusal = (ErrorKind, String);
 
 pub(super) fn invalid(message: impl Into<String>) -> Refusal {
     (ErrorKind::Invalid, message.into())
+}
+
+/// What a reload report lists of `added` and `removed`: everything with `full` or up to
+/// [`RELOAD_SUMMARY_ABOVE`] changes, otherwise the first few each way and how many more.
+fn shown(
+    mut added: Vec<EntryInfo>,
+    mut removed: Vec<EntryInfo>,
+    full: bool,
+) -> (Vec<EntryInfo>, Vec<EntryInfo>, u64, u64) {
+    if full || added.len() + removed.len() <= RELOAD_SUMMARY_ABOVE {
+        return (added, removed, 0, 0);
+    }
+    let cut = |list: &mut Vec<EntryInfo>| {
+        let more = list.len().saturating_sub(RELOAD_SHOWN_EACH_WAY);
+        list.truncate(RELOAD_SHOWN_EACH_WAY);
+        more as u64
+    };
+    let (more_added, more_removed) = (cut(&mut added), cut(&mut removed));
+    (added, removed, more_added, more_removed)
+}
+
+/// An emergency disable's time left, in whole seconds.
+fn time_left(e: &emergency::Emergency) -> humantime::FormattedDuration {
+    let left = e.remaining().unwrap_or_default();
+    humantime::format_duration(Duration::from_secs(left.as_secs()))
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, Refusal> {
@@ -43,12 +69,19 @@ impl Daemon {
     ) -> Response {
         let result = match command {
             Command::Status => Ok(Reply::Status(Box::new(self.status()))),
-            Command::List { unused_for_secs } => self.list(unused_for_secs),
+            Command::List {
+                unused_for_secs,
+                query,
+            } => self.list(unused_for_secs, &query),
             Command::Test { ip, port } => self.test(&ip, port),
-            Command::Reload { dry_run } => self.reload_request(dry_run, peer),
+            Command::Reload { dry_run, full } => self.reload_request(dry_run, full, peer),
             Command::Confirm => self.confirm(peer),
-            Command::EmergencyDisable { reason, for_secs } => self
-                .emergency_disable(&reason, for_secs, peer)
+            Command::EmergencyDisable {
+                reason,
+                for_secs,
+                in_force,
+            } => self
+                .emergency_disable(&reason, for_secs, in_force, peer)
                 .map(Reply::Changed),
             Command::EmergencyEnd => self.emergency_end(peer).map(Reply::Changed),
             Command::Audit { since, action } => {
@@ -91,31 +124,30 @@ impl Daemon {
         }
     }
 
-    fn reload_request(&mut self, dry_run: bool, peer: &Peer) -> Result<Reply, Refusal> {
-        if dry_run {
+    fn reload_request(&mut self, dry_run: bool, full: bool, peer: &Peer) -> Result<Reply, Refusal> {
+        let (added, removed, summary) = if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
             let (added, removed) = diff::entries(&self.config, &new);
             let summary = format!("would apply {}", diff::summary(&self.config, &new));
-            return Ok(Reply::Reload(ReloadReport {
-                dry_run,
-                revision: self.revision,
-                added,
-                removed,
-                summary,
-            }));
-        }
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
-        let (summary, old) = self.reload(actor).map_err(invalid)?;
-        info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
-        let (added, removed) = old
-            .map(|old| diff::entries(&old, &self.config))
-            .unwrap_or_default();
+            (added, removed, summary)
+        } else {
+            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+            let (summary, old) = self.reload(actor).map_err(invalid)?;
+            info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
+            let (added, removed) = old
+                .map(|old| diff::entries(&old, &self.config))
+                .unwrap_or_default();
+            (added, removed, summary)
+        };
+        let (added, removed, more_added, more_removed) = shown(added, removed, full);
         Ok(Reply::Reload(ReloadReport {
             dry_run,
             revision: self.revision,
             added,
             removed,
             summary,
+            more_added,
+            more_removed,
         }))
     }
 
@@ -455,23 +487,76 @@ impl Daemon {
         Ok(net)
     }
 
+    /// Starts an emergency disable; one already in force is refused unless `in_force` says
+    /// to replace or extend it (each audited under its own action).
     fn emergency_disable(
         &mut self,
         reason: &str,
         for_secs: u64,
+        in_force: InForce,
         peer: &Peer,
     ) -> Result<Changed, Refusal> {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
         let duration = Duration::from_secs(for_secs);
-        if let Err(rule) = emergency::check(duration, reason) {
-            self.record_refusal(actor, "emergency-start", &rule);
-            return Err(invalid(rule));
+        let current = self.emergency.clone();
+        let (action, reason) = match (in_force, &current) {
+            (InForce::Extend, Some(c)) => ("emergency-extend", c.reason.clone()),
+            (InForce::Extend, None) => {
+                let why = "no emergency disable is in force to extend; start one with --reason (without --extend)";
+                self.record_refusal(actor, "emergency-extend", why);
+                return Err(invalid(why));
+            }
+            (InForce::Replace, Some(_)) => ("emergency-replace", reason.to_owned()),
+            _ => ("emergency-start", reason.to_owned()),
+        };
+        let refused = match (emergency::check(duration, &reason), &current, in_force) {
+            (Err(rule), _, _) => Some(invalid(rule)),
+            (Ok(()), Some(c), InForce::Refuse) => Some((
+                ErrorKind::Conflict,
+                format!(
+                    "an emergency disable is already in force: until {} ({} left), reason: {}, by {}; \
+                     pass --replace to put this one in its place (your reason, {} from now), or \
+                     --extend (without --reason) to keep its reason and end it {} from now",
+                    c.until_local(),
+                    time_left(c),
+                    c.reason,
+                    c.by,
+                    humantime::format_duration(duration),
+                    humantime::format_duration(duration),
+                ),
+            )),
+            (Ok(()), Some(c), InForce::Extend)
+                if c.remaining().is_some_and(|left| duration <= left) =>
+            {
+                Some(invalid(format!(
+                    "--extend --for {} would end it sooner than it ends now (until {}, {} left); give a longer --for (at most 24h), or end it with `allowlistctl emergency-end`",
+                    humantime::format_duration(duration),
+                    c.until_local(),
+                    time_left(c),
+                )))
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refused {
+            self.record_refusal(actor, action, &refusal.1);
+            return Err(refusal);
         }
         let new = self
-            .begin_emergency(actor, duration, reason)
+            .begin_emergency(actor, action, duration, &reason)
             .map_err(|m| (ErrorKind::Internal, m))?;
+        let what = match (action, &current) {
+            ("emergency-extend", Some(old)) => {
+                format!(" (extended; it was until {})", old.until_local())
+            }
+            ("emergency-replace", Some(old)) => format!(
+                " (in place of the one until {}, reason: {})",
+                old.until_local(),
+                old.reason
+            ),
+            _ => String::new(),
+        };
         let summary = format!(
-            "EMERGENCY DISABLE until {} ({}): new connections from any source are let in; reason: {}",
+            "EMERGENCY DISABLE until {} ({}){what}: new connections from any source are let in; reason: {}",
             new.until_local(),
             humantime::format_duration(duration),
             new.reason

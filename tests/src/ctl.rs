@@ -101,7 +101,7 @@ impl Out {
 }
 
 /// `cmd` as shown in failure messages: its environment, `allowlistctl` and its arguments
-/// after `--socket PATH` (the same in every call), long ones cut short.
+/// after a leading `--socket PATH` (the same in every call), long ones cut short.
 fn show(cmd: &Command) -> String {
     let mut parts = Vec::new();
     for (key, value) in cmd.get_envs() {
@@ -114,7 +114,12 @@ fn show(cmd: &Command) -> String {
         }
     }
     parts.push("allowlistctl".to_owned());
-    parts.extend(cmd.get_args().skip(2).map(|a| {
+    let skip = if cmd.get_args().next().is_some_and(|a| a == "--socket") {
+        2
+    } else {
+        0
+    };
+    parts.extend(cmd.get_args().skip(skip).map(|a| {
         let a = a.to_string_lossy();
         match a.char_indices().nth(40) {
             Some((cut, _)) => format!("{}...({} bytes)", &a[..cut], a.len()),
@@ -127,6 +132,17 @@ fn show(cmd: &Command) -> String {
 /// `allowlistctl --socket SOCKET ARGS...` with no SSH environment.
 pub fn ctl_command(socket: &Path, args: &[&str]) -> Command {
     ctl_command_with(&allowlistctl(), socket, args)
+}
+
+/// `allowlistctl ARGS...` with no `--socket`, no `ALLOWLIST_SOCKET` and no SSH environment:
+/// for tests of how it finds the socket.
+pub fn ctl_command_without_socket(args: &[&str]) -> Command {
+    let mut cmd = Command::new(allowlistctl());
+    cmd.args(args)
+        .env_remove("ALLOWLIST_SOCKET")
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT");
+    cmd
 }
 
 /// The built allowlistctl binary.

@@ -69,6 +69,13 @@ fn request(rng: &mut Rng) -> Request {
         0 => Command::Status,
         1 => Command::List {
             unused_for_secs: maybe(rng, |r| r.u64(..)),
+            query: protocol::ListQuery {
+                contains: maybe(rng, text),
+                comment: maybe(rng, text),
+                file: maybe(rng, text),
+                limit: maybe(rng, |r| r.u64(..)),
+                count: rng.bool(),
+            },
         },
         2 => Command::Add {
             cidr: text(rng),
@@ -91,11 +98,17 @@ fn request(rng: &mut Rng) -> Request {
         },
         8 => Command::Reload {
             dry_run: rng.bool(),
+            full: rng.bool(),
         },
         9 => Command::Confirm,
         10 => Command::EmergencyDisable {
             reason: text(rng),
             for_secs: rng.u64(..),
+            in_force: match rng.u32(0..3) {
+                0 => protocol::InForce::Refuse,
+                1 => protocol::InForce::Replace,
+                _ => protocol::InForce::Extend,
+            },
         },
         11 => Command::EmergencyEnd,
         12 => Command::Audit {

@@ -3,18 +3,21 @@
 //! Exit codes: 0 success (for `test`: allowed); 1 `test` says blocked; 2 the daemon refused
 //! or the input is invalid (the reason is on stderr); 3 the daemon could not be reached.
 
+mod failure;
 mod output;
+mod socket;
 
 use std::net::IpAddr;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use failure::Failure;
 
 use crate::control::protocol::{
-    self, Caller, ChangeOptions, Command, Outcome, Reply, Request, Response,
+    self, Caller, ChangeOptions, Command, InForce, ListQuery, Outcome, Reply, Request, Response,
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/allowlist/allowlist.sock";
@@ -26,12 +29,17 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
     name = "allowlistctl",
     version,
     about = "Manage the live allowlist: entries, activation, tests.",
-    after_help = "Exit codes: 0 ok (test: allowed), 1 test: blocked, 2 refused or invalid, 3 daemon unreachable."
+    after_help = "Exit codes: 0 ok (test: allowed), 1 test: blocked, 2 refused or invalid, 3 daemon unreachable. With --json, a failure also prints {\"error\": {\"kind\", \"message\", \"exit_code\"}} on stdout."
 )]
 pub struct Cli {
-    /// The daemon's control socket.
-    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// The daemon's control socket [default: the control_socket of --config, else
+    /// $ALLOWLIST_SOCKET, else that of /etc/allowlist/allowlist.toml, else
+    /// /run/allowlist/allowlist.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Find the control socket in this config file (its control_socket key).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Print the daemon's answer as JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
@@ -48,6 +56,21 @@ enum Cmd {
         /// Only entries with no new connection for this long, e.g. 30d (never-hit ones too).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         unused: Option<Duration>,
+        /// Only the entry covering this address.
+        #[arg(long, value_name = "IP")]
+        contains: Option<String>,
+        /// Only entries whose comment contains TEXT (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Only entries written in FILE: a list file, or the config file for its [[entries]].
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// At most N entries, the first in file order.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Print only how many entries match.
+        #[arg(long)]
+        count: bool,
     },
     /// Add a network or single address.
     Add {
@@ -108,17 +131,28 @@ enum Cmd {
         /// Show what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// List every added and removed entry (above 50 changes only the first 10 each way
+        /// are listed, and the rest counted).
+        #[arg(long)]
+        full: bool,
     },
     /// Keep a change made with --confirm-within.
     Confirm,
     /// Lift enforcement for a while (at most 24h); it ends by itself, even if allowlistd dies.
     EmergencyDisable {
         /// Why (required; goes into the audit log).
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "extend", conflicts_with = "extend")]
+        reason: Option<String>,
         /// How long, e.g. 90m, 4h, 2h30m (at most 24h).
         #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// If one is in force already: put this one (its reason, --for from now) in its place.
+        #[arg(long, conflicts_with = "extend")]
+        replace: bool,
+        /// If one is in force already: keep its reason and end it --for from now (later than
+        /// it ends now).
+        #[arg(long)]
+        extend: bool,
     },
     /// End an emergency disable early.
     EmergencyEnd,
@@ -230,13 +264,27 @@ impl ChangeArgs {
     }
 }
 
-/// Turns the parsed command line into a request; `Err` is a message for stderr.
-fn request(command: Cmd) -> Result<Request, String> {
+/// Turns the parsed command line into a request.
+fn request(command: Cmd) -> Result<Request, Failure> {
     let (command, options) = match command {
         Cmd::Status => (Command::Status, ChangeOptions::default()),
-        Cmd::List { unused } => (
+        Cmd::List {
+            unused,
+            contains,
+            comment,
+            file,
+            limit,
+            count,
+        } => (
             Command::List {
                 unused_for_secs: unused.map(|d| d.as_secs()),
+                query: ListQuery {
+                    contains,
+                    comment,
+                    file: file.map(|f| list_file_arg(&f)),
+                    limit,
+                    count,
+                },
             },
             ChangeOptions::default(),
         ),
@@ -251,7 +299,7 @@ fn request(command: Cmd) -> Result<Request, String> {
                 (Some(cidr), _) => cidr,
                 (None, _) => options
                     .caller
-                    .ok_or("--current needs your address: run it from your SSH session or pass --current-ip")?
+                    .ok_or_else(|| Failure::invalid("--current needs your address: run it from your SSH session or pass --current-ip"))?
                     .ip
                     .to_string(),
             };
@@ -284,13 +332,25 @@ fn request(command: Cmd) -> Result<Request, String> {
         ),
         Cmd::Deactivate { change } => (Command::Deactivate, change.options()),
         Cmd::Test { ip, port } => (Command::Test { ip, port }, ChangeOptions::default()),
-        Cmd::Reload { dry_run } => (Command::Reload { dry_run }, ChangeOptions::default()),
+        Cmd::Reload { dry_run, full } => {
+            (Command::Reload { dry_run, full }, ChangeOptions::default())
+        }
         Cmd::Confirm => (Command::Confirm, ChangeOptions::default()),
         // The daemon checks the rules (and audits a refusal), not the CLI.
-        Cmd::EmergencyDisable { reason, duration } => (
+        Cmd::EmergencyDisable {
+            reason,
+            duration,
+            replace,
+            extend,
+        } => (
             Command::EmergencyDisable {
-                reason,
+                reason: reason.unwrap_or_default(),
                 for_secs: duration.as_secs(),
+                in_force: match (replace, extend) {
+                    (_, true) => InForce::Extend,
+                    (true, _) => InForce::Replace,
+                    _ => InForce::Refuse,
+                },
             },
             ChangeOptions::default(),
         ),
@@ -331,18 +391,35 @@ fn request(command: Cmd) -> Result<Request, String> {
     })
 }
 
-fn exchange(socket: &Path, request: &Request) -> Result<Response, String> {
+/// `list --file FILE` for the daemon: a file that exists from here as its absolute path
+/// (the daemon runs elsewhere), anything else as given (e.g. as `list_files` names it).
+fn list_file_arg(file: &std::path::Path) -> String {
+    match std::path::absolute(file) {
+        Ok(absolute) if file.is_relative() && file.exists() => absolute,
+        _ => file.to_path_buf(),
+    }
+    .display()
+    .to_string()
+}
+
+fn exchange(target: &socket::Target, request: &Request) -> Result<Response, Failure> {
+    let socket = &target.path;
     let unreachable = |e: std::io::Error| {
         let hint = match e.kind() {
             std::io::ErrorKind::PermissionDenied => {
-                " (only root and members of control_group may use it)"
+                " (only root and members of control_group may use it)".to_owned()
             }
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                " (is allowlistd running? --socket names another socket)"
-            }
-            _ => "",
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+                " (is allowlistd running? this socket is {}; --socket, --config or ${} name another)",
+                target.found,
+                socket::ENV
+            ),
+            _ => String::new(),
         };
-        format!("cannot reach allowlistd at {}: {e}{hint}", socket.display())
+        Failure::unreachable(format!(
+            "cannot reach allowlistd at {}: {e}{hint}",
+            socket.display()
+        ))
     };
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     stream
@@ -356,26 +433,27 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, String> {
         Err(e) => {
             return Err(match sent {
                 Err(send) => unreachable(send),
-                Ok(()) => format!("no answer from allowlistd at {}: {e}", socket.display()),
+                Ok(()) => Failure::unreachable(format!(
+                    "no answer from allowlistd at {}: {e}",
+                    socket.display()
+                )),
             });
         }
     };
-    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer from allowlistd: {e}"))
+    serde_json::from_slice(&body)
+        .map_err(|e| Failure::unreachable(format!("unreadable answer from allowlistd: {e}")))
 }
 
 /// `audit verify FILE...`: checked right here, no daemon needed (e.g. on a copy).
 fn verify_files(files: &[PathBuf], json: bool) -> ExitCode {
     match crate::audit::verify(files) {
         Ok(verification) => print_reply(&Reply::Verify(verification), json),
-        Err(e) => {
-            eprintln!("allowlistctl: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => Failure::invalid(e.to_string()).report(json),
     }
 }
 
 /// `blocked --follow`: asks every second and prints each source whose count moved.
-fn follow_blocked(socket: &Path, top: usize, json: bool) -> ExitCode {
+fn follow_blocked(socket: &socket::Target, top: usize, json: bool) -> ExitCode {
     let request = Request {
         version: protocol::VERSION,
         command: Command::Blocked { top: Some(top) },
@@ -385,22 +463,17 @@ fn follow_blocked(socket: &Path, top: usize, json: bool) -> ExitCode {
     loop {
         let response = match exchange(socket, &request) {
             Ok(response) => response,
-            Err(message) => {
-                eprintln!("allowlistctl: {message}");
-                return ExitCode::from(3);
-            }
+            Err(failure) => return failure.report(json),
         };
         let report = match response.outcome {
             Outcome::Ok {
                 reply: Reply::Blocked(report),
             } => report,
             Outcome::Ok { .. } => {
-                eprintln!("allowlistctl: unexpected answer from allowlistd");
-                return ExitCode::from(3);
+                return Failure::unreachable("unexpected answer from allowlistd").report(json);
             }
-            Outcome::Error { message, .. } => {
-                eprintln!("allowlistctl: {message}");
-                return ExitCode::from(2);
+            Outcome::Error { kind, message } => {
+                return Failure::refused(kind, message).report(json);
             }
         };
         for source in &report.sources {
@@ -437,8 +510,17 @@ fn print_reply(reply: &Reply, json: bool) -> ExitCode {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (socket, json) = (cli.socket, cli.json);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let json = std::env::args_os()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
+            return failure::usage(error, json);
+        }
+    };
+    let json = cli.json;
     if let Cmd::Audit {
         verify: Some(AuditCmd::Verify { files }),
         ..
@@ -447,32 +529,26 @@ pub fn main() -> ExitCode {
     {
         return verify_files(files, json);
     }
+    let socket = match socket::resolve(cli.socket, cli.config.as_deref()) {
+        Ok(socket) => socket,
+        Err(failure) => return failure.report(json),
+    };
     if let Cmd::Blocked { top, follow: true } = cli.command {
         return follow_blocked(&socket, top, json);
     }
-    let request = match request(cli.command) {
-        Ok(request) => request,
-        Err(message) => {
-            eprintln!("allowlistctl: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let response = match exchange(&socket, &request) {
+    let count = matches!(cli.command, Cmd::List { count: true, .. });
+    let response = match request(cli.command).and_then(|r| exchange(&socket, &r)) {
         Ok(response) => response,
-        Err(message) => {
-            eprintln!("allowlistctl: {message}");
-            return ExitCode::from(3);
-        }
+        Err(failure) => return failure.report(json),
     };
     match response.outcome {
-        Outcome::Ok { reply } => print_reply(&reply, json),
-        Outcome::Error { kind, message } => {
-            if json {
-                let error = serde_json::json!({ "error": { "kind": kind, "message": message } });
-                println!("{}", serde_json::to_string_pretty(&error).expect("json"));
-            }
-            eprintln!("allowlistctl: {message}");
-            ExitCode::from(2)
+        Outcome::Ok {
+            reply: Reply::List(list),
+        } if count && !json => {
+            println!("{}", list.matched);
+            ExitCode::SUCCESS
         }
+        Outcome::Ok { reply } => print_reply(&reply, json),
+        Outcome::Error { kind, message } => Failure::refused(kind, message).report(json),
     }
 }

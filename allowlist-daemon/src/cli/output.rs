@@ -72,12 +72,20 @@ pub fn render(reply: &Reply) -> String {
             }
         }
         Reply::List(list) => {
+            let shown = list.entries.len() as u64;
+            // A daemon too old to count sends zeros.
+            let total = if list.total == 0 { shown } else { list.total };
             let _ = writeln!(
                 out,
-                "revision {}, {}, {} entries",
+                "revision {}, {}, {}",
                 list.revision,
                 if list.active { "active" } else { "inactive" },
-                list.entries.len()
+                match (list.matched.max(shown), total) {
+                    (m, t) if m == t && shown == m => format!("{shown} entries"),
+                    (m, t) if shown == m => format!("{m} of {t} entries match"),
+                    (m, t) =>
+                        format!("{m} of {t} entries match, the first {shown} shown (--limit)"),
+                }
             );
             render_entries(&mut out, &list.entries, "", true);
         }
@@ -98,6 +106,13 @@ pub fn render(reply: &Reply) -> String {
         Reply::Reload(report) => {
             render_entries(&mut out, &report.added, "+ ", false);
             render_entries(&mut out, &report.removed, "- ", false);
+            if report.more_added + report.more_removed > 0 {
+                let _ = writeln!(
+                    out,
+                    "... and {} more added, {} more removed (--full lists every one)",
+                    report.more_added, report.more_removed
+                );
+            }
             let _ = writeln!(
                 out,
                 "{}{}",

@@ -239,6 +239,26 @@ impl Config {
         report.finish(config)
     }
 
+    /// Only the `control_socket` of the config file at `path`, for allowlistctl to find the
+    /// daemon: the file must be readable TOML and that key valid. Problems with other keys
+    /// are the daemon's to report (`reload --dry-run` must work while a file is being fixed),
+    /// and list files are not read.
+    pub fn read_control_socket(path: &Path) -> Result<PathBuf, ConfigError> {
+        let text = Config::read_text(path)?;
+        let doc = Document::parse(text.as_str()).map_err(|err| syntax_error(path, &text, &err))?;
+        let mut report = Report::default();
+        let mut config = Config::defaults(path);
+        document::read(&doc, path, &mut config, &mut report);
+        let mut socket_problems = Report::default();
+        if let Err(e) = report.finish(()) {
+            e.problems()
+                .iter()
+                .filter(|p| p.key.as_deref() == Some("control_socket"))
+                .for_each(|p| socket_problems.push(p.clone()));
+        }
+        socket_problems.finish(config.control_socket)
+    }
+
     /// What the filter should enforce.
     pub fn rules(&self) -> Rules {
         Rules {

@@ -52,6 +52,9 @@ pub enum Command {
     List {
         /// Only entries without a hit for this many seconds (never-hit ones included).
         unused_for_secs: Option<u64>,
+        /// Further filters, a limit, or only the count (absent from older clients).
+        #[serde(default)]
+        query: ListQuery,
     },
     Add {
         cidr: String,
@@ -78,11 +81,19 @@ pub enum Command {
     },
     Reload {
         dry_run: bool,
+        /// Every added and removed entry, however many (otherwise the first few each way
+        /// above [`RELOAD_SUMMARY_ABOVE`] changes).
+        #[serde(default)]
+        full: bool,
     },
     Confirm,
     EmergencyDisable {
+        /// Ignored with [`InForce::Extend`], which keeps the reason in force.
         reason: String,
         for_secs: u64,
+        /// What to do if one is already in force.
+        #[serde(default)]
+        in_force: InForce,
     },
     EmergencyEnd,
     /// Audit records, oldest first, optionally only since a time and of one action.
@@ -102,6 +113,42 @@ pub enum Command {
         /// End those from sources no entry covers.
         kill_unlisted: bool,
     },
+}
+
+/// `list`'s filters (an entry must pass all), its limit, and whether only the count is
+/// wanted. Filtered in the daemon, so a long list never crosses the socket whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListQuery {
+    /// Only the entry covering this address.
+    pub contains: Option<String>,
+    /// Only entries whose comment contains this (case-insensitive).
+    pub comment: Option<String>,
+    /// Only entries written in this file: the config file (its `[[entries]]`) or a list
+    /// file, as the CLI resolved it or as `list_files` names it.
+    pub file: Option<String>,
+    /// At most this many entries, the first in file order.
+    pub limit: Option<u64>,
+    /// No entries, only `matched`.
+    #[serde(default)]
+    pub count: bool,
+}
+
+/// A reload changing more entries than this shows the first [`RELOAD_SHOWN_EACH_WAY`]
+/// added and removed, and counts the rest.
+pub const RELOAD_SUMMARY_ABOVE: usize = 50;
+pub const RELOAD_SHOWN_EACH_WAY: usize = 10;
+
+/// What `emergency-disable` does when one is already in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InForce {
+    /// Refuse, saying what is in force (and start one only if none is).
+    #[default]
+    Refuse,
+    /// Put this one (reason and duration from now) in its place.
+    Replace,
+    /// Keep its reason, and end it `for_secs` from now, which must be later than its end.
+    Extend,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -242,6 +289,12 @@ pub struct EntryList {
     pub revision: u64,
     pub active: bool,
     pub entries: Vec<EntryInfo>,
+    /// Entries that passed the filters (`entries` may hold fewer: `limit`, `count`).
+    #[serde(default)]
+    pub matched: u64,
+    /// Entries in the list.
+    #[serde(default)]
+    pub total: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +342,12 @@ pub struct ReloadReport {
     pub added: Vec<EntryInfo>,
     pub removed: Vec<EntryInfo>,
     pub summary: String,
+    /// Added and removed entries left out of `added` and `removed` (a large reload without
+    /// `full`).
+    #[serde(default)]
+    pub more_added: u64,
+    #[serde(default)]
+    pub more_removed: u64,
 }
 
 impl Response {

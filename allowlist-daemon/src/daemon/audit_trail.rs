@@ -89,7 +89,12 @@ impl Daemon {
         }
         if let Some((duration, reason)) = start.emergency {
             let new = self
-                .begin_emergency(Actor::daemon(Via::Startup), duration, &reason)
+                .begin_emergency(
+                    Actor::daemon(Via::Startup),
+                    Action::EmergencyStart,
+                    duration,
+                    &reason,
+                )
                 .map_err(anyhow::Error::msg)?;
             warn!(
                 "EMERGENCY DISABLE from the command line until {} (reason: {})",
@@ -136,6 +141,8 @@ impl Daemon {
                 | Action::Stop
                 | Action::Confirm
                 | Action::EmergencyStart
+                | Action::EmergencyReplace
+                | Action::EmergencyExtend
                 | Action::EmergencyEnd
                 | Action::EmergencyExpiry
                 | Action::KillUnlisted

@@ -15,10 +15,10 @@ use crate::audit::{Action, Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
 use crate::config::{Config, Entry, check_comment, parse_net};
 use crate::control::protocol::{
-    ChangeOptions, Changed, Command, ErrorKind, ReloadReport, Reply, Response,
+    ChangeOptions, Changed, Command, EntryInfo, ErrorKind, RELOAD_SHOWN_EACH_WAY,
+    RELOAD_SUMMARY_ABOVE, ReloadReport, Reply, Response,
 };
 use crate::control::server::Peer;
-use crate::emergency;
 
 /// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
 /// list hostage for long.
@@ -28,6 +28,25 @@ pub(super) type Refusal = (ErrorKind, String);
 
 pub(super) fn invalid(message: impl Into<String>) -> Refusal {
     (ErrorKind::Invalid, message.into())
+}
+
+/// What a reload report lists of `added` and `removed`: everything with `full` or up to
+/// [`RELOAD_SUMMARY_ABOVE`] changes, otherwise the first few each way and how many more.
+fn shown(
+    mut added: Vec<EntryInfo>,
+    mut removed: Vec<EntryInfo>,
+    full: bool,
+) -> (Vec<EntryInfo>, Vec<EntryInfo>, u64, u64) {
+    if full || added.len() + removed.len() <= RELOAD_SUMMARY_ABOVE {
+        return (added, removed, 0, 0);
+    }
+    let cut = |list: &mut Vec<EntryInfo>| {
+        let more = list.len().saturating_sub(RELOAD_SHOWN_EACH_WAY);
+        list.truncate(RELOAD_SHOWN_EACH_WAY);
+        more as u64
+    };
+    let (more_added, more_removed) = (cut(&mut added), cut(&mut removed));
+    (added, removed, more_added, more_removed)
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, Refusal> {
@@ -43,12 +62,19 @@ impl Daemon {
     ) -> Response {
         let result = match command {
             Command::Status => Ok(Reply::Status(Box::new(self.status()))),
-            Command::List { unused_for_secs } => self.list(unused_for_secs),
+            Command::List {
+                unused_for_secs,
+                query,
+            } => self.list(unused_for_secs, &query),
             Command::Test { ip, port } => self.test(&ip, port),
-            Command::Reload { dry_run } => self.reload_request(dry_run, peer),
+            Command::Reload { dry_run, full } => self.reload_request(dry_run, full, peer),
             Command::Confirm => self.confirm(peer),
-            Command::EmergencyDisable { reason, for_secs } => self
-                .emergency_disable(&reason, for_secs, peer)
+            Command::EmergencyDisable {
+                reason,
+                for_secs,
+                in_force,
+            } => self
+                .emergency_disable(&reason, for_secs, in_force, peer)
                 .map(Reply::Changed),
             Command::EmergencyEnd => self.emergency_end(peer).map(Reply::Changed),
             Command::Audit { since, action } => {
@@ -91,31 +117,30 @@ impl Daemon {
         }
     }
 
-    fn reload_request(&mut self, dry_run: bool, peer: &Peer) -> Result<Reply, Refusal> {
-        if dry_run {
+    fn reload_request(&mut self, dry_run: bool, full: bool, peer: &Peer) -> Result<Reply, Refusal> {
+        let (added, removed, summary) = if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
             let (added, removed) = diff::entries(&self.config, &new);
             let summary = format!("would apply {}", diff::summary(&self.config, &new));
-            return Ok(Reply::Reload(ReloadReport {
-                dry_run,
-                revision: self.revision,
-                added,
-                removed,
-                summary,
-            }));
-        }
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
-        let (summary, old) = self.reload(actor).map_err(invalid)?;
-        info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
-        let (added, removed) = old
-            .map(|old| diff::entries(&old, &self.config))
-            .unwrap_or_default();
+            (added, removed, summary)
+        } else {
+            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+            let (summary, old) = self.reload(actor).map_err(invalid)?;
+            info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
+            let (added, removed) = old
+                .map(|old| diff::entries(&old, &self.config))
+                .unwrap_or_default();
+            (added, removed, summary)
+        };
+        let (added, removed, more_added, more_removed) = shown(added, removed, full);
         Ok(Reply::Reload(ReloadReport {
             dry_run,
             revision: self.revision,
             added,
             removed,
             summary,
+            more_added,
+            more_removed,
         }))
     }
 
@@ -453,35 +478,6 @@ impl Daemon {
             )));
         }
         Ok(net)
-    }
-
-    fn emergency_disable(
-        &mut self,
-        reason: &str,
-        for_secs: u64,
-        peer: &Peer,
-    ) -> Result<Changed, Refusal> {
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
-        let duration = Duration::from_secs(for_secs);
-        if let Err(rule) = emergency::check(duration, reason) {
-            self.record_refusal(actor, Action::EmergencyStart, &rule);
-            return Err(invalid(rule));
-        }
-        let new = self
-            .begin_emergency(actor, duration, reason)
-            .map_err(|m| (ErrorKind::Internal, m))?;
-        let summary = format!(
-            "EMERGENCY DISABLE until {} ({}): new connections from any source are let in; reason: {}",
-            new.until_local(),
-            humantime::format_duration(duration),
-            new.reason
-        );
-        tracing::warn!(uid = peer.uid, "{summary}");
-        Ok(Changed {
-            revision: self.revision,
-            summary,
-            pending_confirmation: None,
-        })
     }
 
     fn emergency_end(&mut self, peer: &Peer) -> Result<Changed, Refusal> {

@@ -8,6 +8,7 @@ mod break_glass;
 mod commands;
 mod diff;
 mod hits;
+mod list_query;
 mod observe;
 mod views;
 

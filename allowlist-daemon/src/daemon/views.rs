@@ -12,11 +12,12 @@ use tracing::info;
 
 use super::commands::{Refusal, invalid};
 use super::diff::entry_info;
-use super::{Daemon, totals};
+use super::{Daemon, list_query, totals};
 use crate::audit::{self, Action, Actor, Outcome, Via};
 use crate::control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
-    InterfaceStatus, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status, TestReport,
+    InterfaceStatus, ListQuery, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status,
+    TestReport,
 };
 use crate::control::server::Peer;
 
@@ -88,20 +89,30 @@ impl Daemon {
     }
 
     /// Entries with their hit counts; with `unused_for_secs`, only those not hit for that
-    /// long.
-    pub(super) fn list(&self, unused_for_secs: Option<u64>) -> Result<Reply, Refusal> {
+    /// long; and only those `query` keeps, up to its limit.
+    pub(super) fn list(
+        &self,
+        unused_for_secs: Option<u64>,
+        query: &ListQuery,
+    ) -> Result<Reply, Refusal> {
+        let filter = list_query::Filter::new(query, &self.config)?;
         let hits = self
             .entry_hits()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
-        for entry in &self.config.entries {
+        let mut matched = 0;
+        for entry in self.config.entries.iter().filter(|e| filter.keeps(e)) {
             let saved = hits.get(&entry.net).copied().unwrap_or_default();
             if let Some(limit) = unused_for_secs
                 && saved.last.is_some_and(|last| {
                     now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)
                 })
             {
+                continue;
+            }
+            matched += 1;
+            if query.count || query.limit.is_some_and(|n| entries.len() as u64 >= n) {
                 continue;
             }
             let mut info = entry_info(entry);
@@ -115,6 +126,8 @@ impl Daemon {
             revision: self.revision,
             active: self.config.active,
             entries,
+            matched,
+            total: self.config.entries.len() as u64,
         }))
     }
 

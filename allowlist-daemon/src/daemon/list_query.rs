@@ -1,0 +1,78 @@
+//! `list`'s filters, checked once against the config (a bad address or an unknown file is
+//! refused, naming what would work) and then applied to each entry.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use super::commands::{Refusal, invalid};
+use crate::config::{Config, Entry};
+use crate::control::protocol::ListQuery;
+
+pub(super) struct Filter {
+    contains: Option<IpAddr>,
+    /// Lowercase.
+    comment: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl Filter {
+    pub(super) fn new(query: &ListQuery, config: &Config) -> Result<Filter, Refusal> {
+        let contains = query
+            .contains
+            .as_deref()
+            .map(|text| {
+                text.trim()
+                    .parse::<IpAddr>()
+                    // The program judges IPv4-mapped sources by the IPv4 entries.
+                    .map(|ip| ip.to_canonical())
+                    .map_err(|_| {
+                        invalid(format!(
+                            "--contains `{text}` is not an IP address (e.g. 198.18.1.7 or 2001:db8::7)"
+                        ))
+                    })
+            })
+            .transpose()?;
+        let file = query
+            .file
+            .as_deref()
+            .map(|text| file_named(text, config))
+            .transpose()?;
+        Ok(Filter {
+            contains,
+            comment: query.comment.as_deref().map(str::to_lowercase),
+            file,
+        })
+    }
+
+    pub(super) fn keeps(&self, entry: &Entry) -> bool {
+        self.contains.is_none_or(|ip| entry.net.contains(&ip))
+            && self.file.as_deref().is_none_or(|f| *entry.file == f)
+            && self
+                .comment
+                .as_deref()
+                .is_none_or(|c| entry.comment.to_lowercase().contains(c))
+    }
+}
+
+/// The config file or the list file `text` names: as the CLI resolved it, as `list_files`
+/// writes it (relative to the config's directory), or the same file by another path.
+fn file_named(text: &str, config: &Config) -> Result<PathBuf, Refusal> {
+    let given = Path::new(text);
+    let base = config.path.parent().unwrap_or(Path::new(""));
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let given_canonical = canonical(given).or_else(|| canonical(&base.join(given)));
+    let files = std::iter::once(&config.path).chain(&config.list_files);
+    for file in files.clone() {
+        if file == given
+            || *file == base.join(given)
+            || given_canonical.is_some() && canonical(file) == given_canonical
+        {
+            return Ok(file.clone());
+        }
+    }
+    let known: Vec<String> = files.map(|f| f.display().to_string()).collect();
+    Err(invalid(format!(
+        "--file `{text}` is neither the config file nor one of its list files; give one of: {}",
+        known.join(", ")
+    )))
+}

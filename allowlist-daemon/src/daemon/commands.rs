@@ -9,8 +9,8 @@ use tracing::info;
 
 use serde_json::json;
 
-use super::diff;
 use super::{Daemon, PendingChange, read_config};
+use super::{diff, lockout};
 use crate::audit::{Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
 use crate::config::{Config, Entry, check_comment, parse_net};
@@ -307,12 +307,12 @@ impl Daemon {
                 .rules()
                 .locks_out(&new.rules(), caller.ip, caller.port)
         {
-            let own = IpNet::from(caller.ip);
             return Err((
                 ErrorKind::Lockout,
                 format!(
-                    "refused: `{description}` would block your own address {} on port {port}; add {own} first, or pass --force",
-                    caller.ip
+                    "refused: `{description}` would block your own address {} on port {port}; {}",
+                    caller.ip,
+                    lockout::advice(&self.config.entries, command, caller)
                 ),
             ));
         }
@@ -370,13 +370,8 @@ impl Daemon {
                     let caller = options.caller.ok_or_else(|| {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
                     })?;
-                    let own = IpNet::from(caller.ip);
-                    if !self
-                        .config
-                        .entries
-                        .iter()
-                        .any(|e| e.net.contains(&caller.ip))
-                    {
+                    let own = lockout::own_net(caller.ip);
+                    if !self.config.entries.iter().any(|e| e.net.contains(&own)) {
                         doc.add_entry(own, "added by activate --add-current")
                             .map_err(|e| invalid(e.to_string()))?;
                     }

@@ -7,6 +7,7 @@ mod audit_trail;
 mod break_glass;
 mod commands;
 mod diff;
+mod lockout;
 mod observe;
 mod views;
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
-use ipnet::IpNet;
 use serde_json::json;
 use tracing::info;
 
@@ -312,9 +311,9 @@ impl Daemon {
                     .any(|i| i.covered_by.is_none() && i.peer.ip() == caller.ip)
             {
                 let why = format!(
-                    "refused: your own connection from {} is not covered by any entry and would be ended; add {} first, or pass --force",
+                    "refused: your own connection from {} is not covered by any entry and would be ended; run `allowlistctl add {}` first, or pass --force",
                     caller.ip,
-                    IpNet::from(caller.ip)
+                    super::lockout::own_net(caller.ip)
                 );
                 self.record_refusal(actor, "kill-unlisted", &why);
                 return Err((ErrorKind::Lockout, why));

@@ -21,6 +21,9 @@ pub struct Args {
     /// Validate the config file and exit: 0 if valid, 1 if not. Touches nothing in the kernel.
     #[arg(long)]
     pub check: bool,
+    /// With --check: print every problem, not only the first 50 (the rest are counted).
+    #[arg(long, requires = "check")]
+    pub all_problems: bool,
     /// Break glass: start with enforcement lifted for --for (at most 24h), audited. Ends by
     /// itself.
     #[arg(long, requires = "reason")]

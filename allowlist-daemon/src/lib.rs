@@ -20,3 +20,4 @@ pub mod prefilter;
 pub mod rules;
 pub mod sessions;
 pub mod trusted_file;
+pub mod words;

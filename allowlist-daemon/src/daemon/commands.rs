@@ -13,7 +13,7 @@ use super::{Daemon, PendingChange, read_config};
 use super::{diff, lockout};
 use crate::audit::{Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
-use crate::config::{Config, Entry, check_comment, parse_net};
+use crate::config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
 use crate::control::protocol::{
     ChangeOptions, Changed, Command, ErrorKind, ReloadReport, Reply, Response,
 };
@@ -297,8 +297,7 @@ impl Daemon {
             ));
         }
         let (new_text, description) = self.edited_text(command, options)?;
-        let new = Config::parse(&path, &new_text).map_err(|e| invalid(e.to_string()))?;
-        new.check_interfaces_exist()
+        let new = Config::parse_checked(&path, &new_text, MAX_PROBLEMS)
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(caller) = options.caller
             && !options.force

@@ -1149,6 +1149,47 @@ fn ctl_lockout_advice_can_be_followed() {
     still_allowed("following the advice for activate");
 }
 
+/// Entries from list files are the admin's own files: `edit` and `remove` refuse them,
+/// naming the file and line, and the advice (edit the file, reload) works.
+#[test]
+fn ctl_list_file_entries_are_edited_in_their_file() {
+    if !require_root("ctl_list_file_entries_are_edited_in_their_file") {
+        return;
+    }
+    let fx = Fx::start(|dir, iface| {
+        write_atomically(
+            &dir.join("partners.list"),
+            "198.18.4.0/24  # partner A\n198.18.5.0/24  # partner B\n",
+        );
+        with_top_level(
+            &standard(dir, iface).render(),
+            "list_files = [\"partners.list\"]\n",
+        )
+    });
+    let list = fx.dir.join("partners.list");
+    let before = fx.snapshot();
+    let refusal = format!(
+        "`198.18.5.0/24` comes from the list file {}:2; edit that file and run `allowlistctl reload`",
+        list.display()
+    );
+    fx.ctl(&["edit", "198.18.5.0/24", "--comment", "renamed"])
+        .refused(&refusal);
+    fx.ctl(&["edit", "198.18.5.0/24", "--cidr", "198.18.6.0/24"])
+        .refused(&refusal);
+    fx.ctl(&["remove", "198.18.5.0/24"]).refused(&refusal);
+    fx.assert_unchanged(&before, "changes to a list-file entry");
+    assert_eq!(
+        std::fs::read_to_string(&list).unwrap(),
+        "198.18.4.0/24  # partner A\n198.18.5.0/24  # partner B\n"
+    );
+
+    write_atomically(&list, "198.18.4.0/24  # partner A\n");
+    fx.ctl(&["reload"]).ok();
+    let cidrs = fx.cidrs();
+    assert!(cidrs.contains(&"198.18.4.0/24".to_owned()), "{cidrs:?}");
+    assert!(!cidrs.contains(&"198.18.5.0/24".to_owned()), "{cidrs:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Commit-confirmed changes
 // ---------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ use crate::config;
 #[command(
     name = "allowlistd",
     version,
-    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP)."
+    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP).",
+    override_usage = "allowlistd [--config <CONFIG>]\n       \
+        allowlistd --check [--all-problems] [--config <CONFIG>]\n       \
+        allowlistd --emergency-disable-on-start --reason <REASON> [--for <DURATION>] [--config <CONFIG>]"
 )]
 pub struct Args {
     /// The config file.

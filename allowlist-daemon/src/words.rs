@@ -2,6 +2,7 @@
 //! `2 entries`, `ports 22, 443`, `1d 2h`. One place, so that every message agrees.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::time::Duration;
 
 /// `one` for 1, `many` otherwise.
@@ -14,13 +15,18 @@ pub fn count(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", plural(count, one, many))
 }
 
+/// Items separated by commas: `22, 443`, `eth0, eth1` (empty for none).
+pub fn list<T: fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    items.join(", ")
+}
+
 /// Port numbers separated by commas (`22, 443`), or `none`.
 pub fn ports(ports: &BTreeSet<u16>) -> String {
     if ports.is_empty() {
         return "none".to_owned();
     }
-    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-    list.join(", ")
+    list(ports)
 }
 
 /// Whole seconds in days, hours, minutes and seconds, leaving out zero units: `1d 1h`,

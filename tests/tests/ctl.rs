@@ -1190,6 +1190,64 @@ fn ctl_list_file_entries_are_edited_in_their_file() {
     assert!(!cidrs.contains(&"198.18.5.0/24".to_owned()), "{cidrs:?}");
 }
 
+/// Counts take the right noun, `list` lines up its columns, durations read `1d 2h`.
+#[test]
+fn ctl_wording_counts_columns_and_durations() {
+    if !require_root("ctl_wording_counts_columns_and_durations") {
+        return;
+    }
+    let fx = Fx::standard();
+    fx.ctl(&["remove", "2001:db8::a/128"]).ok();
+    fx.ctl(&["list"]).ok().stdout_has(", active, 1 entry\n");
+    fx.ctl(&["edit", "198.18.1.0/24", "--comment", "lab A, ground floor"])
+        .ok()
+        .stdout_has("+0 -0 entries, 1 comment changed, revision");
+    fx.ctl(&["add", "198.18.20.0/24", "--comment", "B"]).ok();
+    fx.ctl(&["add", "2001:db8:7::/48"]).ok();
+
+    let list = fx.ctl(&["list"]).ok().stdout.clone();
+    let lines: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    let column = |needle: &str| -> Vec<usize> {
+        lines
+            .iter()
+            .map(|l| {
+                let at = l
+                    .find(needle)
+                    .unwrap_or_else(|| panic!("{needle:?} in {l:?}"));
+                l[..at].chars().count()
+            })
+            .collect()
+    };
+    for needle in [" [", "  hits "] {
+        let at = column(needle);
+        assert!(
+            at.iter().all(|&c| c == at[0]),
+            "{needle:?} should start at one column, not {at:?}:\n{list}"
+        );
+    }
+
+    fx.ctl(&[
+        "emergency-disable",
+        "--reason",
+        "wording test",
+        "--for",
+        "24h",
+    ])
+    .ok()
+    .stdout_has(" (1d): new connections from any source are let in");
+    fx.ctl(&["status"]).ok().stdout_has("(23h 59m ");
+    fx.ctl(&["emergency-end"]).ok();
+    fx.ctl(&[
+        "emergency-disable",
+        "--reason",
+        "wording test",
+        "--for",
+        "25h",
+    ])
+    .refused("1d 1h is longer than 24h");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Commit-confirmed changes
 // ---------------------------------------------------------------------------------------

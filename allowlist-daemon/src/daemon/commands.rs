@@ -19,6 +19,7 @@ use crate::control::protocol::{
 };
 use crate::control::server::Peer;
 use crate::emergency;
+use crate::words;
 
 /// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
 /// list hostage for long.
@@ -77,8 +78,8 @@ impl Daemon {
                         unreachable!("sessions() answers with Reply::Sessions");
                     };
                     changed.summary += &format!(
-                        "; ended {} connections from unlisted sources",
-                        report.killed
+                        "; ended {} from unlisted sources",
+                        words::count(report.killed, "connection", "connections")
                     );
                     Ok(changed)
                 })
@@ -274,7 +275,7 @@ impl Daemon {
         {
             return Err(invalid(format!(
                 "--confirm-within is at most {}: a forgotten confirmation should not hold the list for long",
-                humantime::format_duration(MAX_CONFIRM_WINDOW)
+                words::duration(MAX_CONFIRM_WINDOW)
             )));
         }
         if let Some(expected) = options.if_revision
@@ -467,7 +468,7 @@ impl Daemon {
         let summary = format!(
             "EMERGENCY DISABLE until {} ({}): new connections from any source are let in; reason: {}",
             new.until_local(),
-            humantime::format_duration(duration),
+            words::duration(duration),
             new.reason
         );
         tracing::warn!(uid = peer.uid, "{summary}");

@@ -350,7 +350,8 @@ impl Daemon {
             }
             info!(
                 uid = peer.uid,
-                "ended {killed} connections from unlisted sources"
+                "ended {} from unlisted sources",
+                crate::words::count(killed, "connection", "connections")
             );
         }
         Ok(Reply::Sessions(SessionsReport {

@@ -12,7 +12,10 @@ use crate::config;
 #[command(
     name = "allowlistd",
     version,
-    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP)."
+    about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP).",
+    override_usage = "allowlistd [--config <CONFIG>]\n       \
+        allowlistd --check [--all-problems] [--config <CONFIG>]\n       \
+        allowlistd --emergency-disable-on-start --reason <REASON> [--for <DURATION>] [--config <CONFIG>]"
 )]
 pub struct Args {
     /// The config file.
@@ -21,6 +24,9 @@ pub struct Args {
     /// Validate the config file and exit: 0 if valid, 1 if not. Touches nothing in the kernel.
     #[arg(long)]
     pub check: bool,
+    /// With --check: print every problem, not only the first 50 (the rest are counted).
+    #[arg(long, requires = "check")]
+    pub all_problems: bool,
     /// Break glass: start with enforcement lifted for --for (at most 24h), audited. Ends by
     /// itself.
     #[arg(long, requires = "reason")]

@@ -46,7 +46,7 @@ pub fn check(duration: Duration, reason: &str) -> Result<(), String> {
         return Err(format!(
             "{} is longer than 24h: an emergency disable always ends by itself within a day; \
              for a lasting change use `allowlistctl deactivate`",
-            humantime::format_duration(duration)
+            crate::words::duration(duration)
         ));
     }
     if reason.trim().is_empty() {

@@ -21,3 +21,4 @@ pub mod prefilter;
 pub mod rules;
 pub mod sessions;
 pub mod trusted_file;
+pub mod words;

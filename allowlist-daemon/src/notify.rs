@@ -98,15 +98,10 @@ pub fn status_line(config: &Config, revision: u64, emergency: Option<&Emergency>
     } else {
         config.interfaces.join(", ")
     };
-    let ports: Vec<String> = config
-        .protected_tcp_ports
-        .iter()
-        .map(u16::to_string)
-        .collect();
     format!(
-        "{state}: {} entries on {interfaces}, TCP ports [{}], revision {revision}",
-        config.entries.len(),
-        ports.join(", ")
+        "{state}: {} on {interfaces}, TCP ports [{}], revision {revision}",
+        crate::words::count(config.entries.len(), "entry", "entries"),
+        crate::words::list(&config.protected_tcp_ports)
     )
 }
 

@@ -362,6 +362,21 @@ fn check_validates_without_touching_the_kernel() {
         String::from_utf8_lossy(&out.stderr),
         good.render()
     );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: ok: 2 entries (1 IPv4, 1 IPv6); ports {PROTECTED}; interfaces lo; active\n",
+            good_path.display()
+        )
+    );
+    let one = Config::new(&dir, "lo").entry("198.18.1.0/24", "one");
+    let one_path = dir.join("one.toml");
+    one.write(&one_path);
+    let out = daemon::check(&one_path);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": ok: 1 entry (1 IPv4, 0 IPv6); "),
+        "{out:?}"
+    );
 
     let host_bits = good.clone().entry("198.18.2.5/24", "host bits set");
     let long_prefix = good.clone().entry("2001:db8::/129", "prefix too long");
@@ -398,6 +413,115 @@ fn check_validates_without_touching_the_kernel() {
     }
     let left = dir.bpffs_entries();
     assert!(left.is_empty(), "--check left {left:?} in the bpffs");
+}
+
+/// A config with a host-bits entry and a missing interface: every place that checks a
+/// config (`--check`, start, SIGHUP, `allowlistctl reload`) names both problems at once.
+#[test]
+fn every_problem_is_reported_at_once() {
+    if !require_root("every_problem_is_reported_at_once") {
+        return;
+    }
+    let missing = format!("alnone{}", next_id());
+    let problems = [
+        "entry 2 `198.18.2.5/24`: host bits set; did you mean 198.18.2.0/24?",
+        &format!("key `interfaces`: entry 1 `{missing}`: no such network interface"),
+    ];
+    #[track_caller]
+    fn names_both(what: &str, said: &str, problems: &[&str]) {
+        for problem in problems {
+            assert!(
+                said.contains(problem),
+                "{what} should say {problem:?}:\n{said}"
+            );
+        }
+    }
+    let bad = |config: &Config| {
+        let mut bad = config.clone().entry("198.18.2.5/24", "host bits set");
+        bad.interfaces = vec![missing.clone()];
+        bad
+    };
+
+    let mut fx = Fixture::start(|c| c.entry("198.18.1.0/24", "allowed client"));
+    let bad = bad(&fx.config);
+    bad.write(&fx.path);
+    let out = daemon::check(&fx.path);
+    assert_eq!(out.status.code(), Some(1));
+    names_both("--check", &String::from_utf8_lossy(&out.stderr), &problems);
+
+    let refusal = fx.ctl(&["reload"]);
+    refusal.refused("host bits set");
+    names_both("allowlistctl reload", &refusal.stderr, &problems);
+    fx.daemon.signal(Signal::SIGHUP);
+    fx.daemon
+        .wait_for_log("reload failed", RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    names_both("the reload failure", &fx.daemon.log(), &problems);
+    assert_connects(fx.client(), A4, to(A4, PROTECTED), "old rules kept");
+
+    fx.stop(Signal::SIGTERM);
+    let mut daemon = Daemon::spawn(&fx.lab.server, &fx.path);
+    let status = daemon
+        .wait_exit(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(!status.success(), "log:\n{}", daemon.log());
+    names_both("the refused start", &daemon.log(), &problems);
+}
+
+/// A list file overlapping an inline entry is refused with the total and the way to see
+/// every problem; `--check --all-problems` shows each one, file and line.
+#[test]
+fn check_counts_overlaps_and_can_list_every_problem() {
+    if !require_root("check_counts_overlaps_and_can_list_every_problem") {
+        return;
+    }
+    let dir = TestDir::new();
+    let config = Config::new(&dir, "lo").entry("198.18.1.0/24", "lab");
+    let text = daemon::with_top_level(&config.render(), "list_files = [\"partners.list\"]\n");
+    let path = dir.join("allowlist.toml");
+    daemon::write_atomically(&path, &text);
+    let overlapping = 120;
+    let list: String = (1..=overlapping)
+        .map(|i| format!("198.18.1.{i}\n"))
+        .collect();
+    let list_path = dir.join("partners.list");
+    daemon::write_atomically(&list_path, &format!("198.18.9.0/24\n{list}"));
+
+    let out = daemon::check(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let shown = allowlist_daemon::config::MAX_PROBLEMS;
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "... and {} more problems ({overlapping} in all, {overlapping} of them entries \
+             repeating or inside another entry); `allowlistd --check --all-problems --config \
+             FILE` lists every one",
+            overlapping - shown
+        )),
+        "{stderr}"
+    );
+
+    let out = std::process::Command::new(daemon::allowlistd())
+        .args(["--check", "--all-problems", "--config"])
+        .arg(&path)
+        .output()
+        .expect("running allowlistd --check --all-problems");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), overlapping, "{stderr}");
+    for (i, line) in (1..).zip(&lines) {
+        let expected = format!(
+            "{}:{}: `198.18.1.{i}/32`: already covered by `198.18.1.0/24` ({}:",
+            list_path.display(),
+            i + 1,
+            path.display()
+        );
+        assert!(
+            line.starts_with(&expected),
+            "{line}\nshould start {expected}"
+        );
+    }
 }
 
 #[test]

@@ -741,7 +741,7 @@ fn sessions_show_who_is_connected_and_kill_unlisted_ends_only_the_unlisted() {
 
     // Ending your own unlisted connection is refused, and nothing is ended.
     fx.ctl(&["sessions", "--kill-unlisted", "--current-ip", "198.18.2.2"])
-        .refused("198.18.2.2");
+        .refused("your own connection from 198.18.2.2 is not covered by any entry and would be ended; run `allowlistctl add 198.18.2.2/32` first, or pass --force");
     tcp::exchange(&mut unlisted, b"still here").expect("the refused kill ended nothing");
     tcp::exchange(&mut covered, b"still here").expect("the refused kill ended nothing");
     let refused = fx.audit_records("kill-unlisted");

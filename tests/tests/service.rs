@@ -537,12 +537,14 @@ fn code_lines(script: &str) -> Vec<String> {
 }
 
 /// What `BIN SUBCOMMAND... --help` lists, recursively: every subcommand path (e.g. `audit
-/// verify`) and every long option. Taken from the binary, not from the docs generator.
+/// verify`) and every long option; and, in `undocumented`, each option or argument shown
+/// without a description. Taken from the binary, not from the docs generator.
 fn walk(
     bin: &Path,
     path: &mut Vec<String>,
     subcommands: &mut Vec<String>,
     options: &mut BTreeSet<String>,
+    undocumented: &mut Vec<String>,
 ) {
     let out = run_ok(Command::new(bin).args(path.iter()).arg("--help"));
     let help = stdout(&out);
@@ -561,14 +563,21 @@ fn walk(
                 }
             }
             "Options" => {
-                for word in words
+                let names = words
                     .iter()
                     .take_while(|w| w.starts_with('-') || w.starts_with('<'))
-                {
+                    .count();
+                for word in &words[..names] {
                     if let Some(long) = word.trim_end_matches(',').strip_prefix("--") {
                         options.insert(format!("--{long}"));
                     }
                 }
+                if names == words.len() {
+                    undocumented.push(format!("{} {}", path.join(" "), words.join(" ")));
+                }
+            }
+            "Arguments" if words.len() == 1 => {
+                undocumented.push(format!("{} {}", path.join(" "), words[0]));
             }
             _ => {}
         }
@@ -576,7 +585,7 @@ fn walk(
     for child in children {
         path.push(child);
         subcommands.push(path.join(" "));
-        walk(bin, path, subcommands, options);
+        walk(bin, path, subcommands, options, undocumented);
         path.pop();
     }
 }
@@ -622,11 +631,13 @@ fn man_pages_and_completions_cover_every_command_option_and_config_key() {
 
     let mut subcommands = Vec::new();
     let mut options = BTreeSet::new();
+    let mut undocumented = Vec::new();
     walk(
         &bin_dir().join("allowlistctl"),
         &mut Vec::new(),
         &mut subcommands,
         &mut options,
+        &mut undocumented,
     );
     assert!(
         subcommands.len() > 5,
@@ -659,6 +670,12 @@ fn man_pages_and_completions_cover_every_command_option_and_config_key() {
         &mut Vec::new(),
         &mut daemon_subs,
         &mut daemon_options,
+        &mut undocumented,
+    );
+    assert_eq!(
+        undocumented,
+        Vec::<String>::new(),
+        "options and arguments without a description in --help"
     );
     assert!(daemon_options.contains("--check") && daemon_options.contains("--config"));
     for option in &daemon_options {
@@ -760,6 +777,33 @@ fn man_pages_and_completions_cover_every_command_option_and_config_key() {
                     .arg(tmp.path().join("completions").join(file)),
             );
         }
+    }
+}
+
+/// The usage printed after a mistake shows optional options as optional, whatever was typed.
+#[test]
+fn usage_after_an_error_keeps_optional_options_optional() {
+    for (bin, args, usage) in [
+        (
+            bin_dir().join("allowlistctl"),
+            &["emergency-disable", "--for", "2h"][..],
+            "Usage: allowlistctl emergency-disable [OPTIONS] --reason <REASON> [--for <DURATION>]\n",
+        ),
+        (
+            allowlist_tests::daemon::allowlistd(),
+            &["--emergency-disable-on-start", "--for", "2h"][..],
+            "allowlistd --emergency-disable-on-start --reason <REASON> [--for <DURATION>]",
+        ),
+    ] {
+        let out = Command::new(&bin).args(args).output().expect("running it");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains("--reason <REASON>"), "{said}");
+        assert!(
+            said.contains(usage),
+            "the usage should read {usage:?}:\n{said}"
+        );
+        assert!(!said.contains("<REASON> --for"), "{said}");
     }
 }
 

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use allowlist_daemon::daemon_args::Args;
-use allowlist_daemon::{config, daemon, trusted_file};
+use allowlist_daemon::{config, daemon, trusted_file, words};
 use clap::Parser;
 use tracing::error;
 
@@ -19,7 +19,12 @@ fn main() -> ExitCode {
         )
         .init();
     if args.check {
-        return check(&args.config);
+        let max_problems = if args.all_problems {
+            usize::MAX
+        } else {
+            config::MAX_PROBLEMS
+        };
+        return check(&args.config, max_problems);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,27 +51,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+/// `--check`: everything start-up checks before touching the kernel, every problem at once.
+fn check(path: &std::path::Path, max_problems: usize) -> ExitCode {
     let result = trusted_file::check(path, "config file")
         .map_err(anyhow::Error::from)
-        .and_then(|()| Ok(config::Config::load(path)?))
-        .and_then(|c| {
-            for list in &c.list_files {
-                trusted_file::check(list, "list file")?;
-            }
-            c.check_interfaces_exist()?;
-            Ok(c)
+        .and_then(|()| {
+            let text = config::Config::read_text(path)?;
+            Ok(config::Config::parse_checked(path, &text, max_problems)?)
         });
     match result {
         Ok(c) => {
             let v4 = c.entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
+            let interfaces = if c.interfaces.is_empty() {
+                "none".to_owned()
+            } else {
+                c.interfaces.join(", ")
+            };
             println!(
-                "{}: ok: {} entries ({v4} IPv4, {} IPv6), ports {:?}, interfaces {:?}, {}",
+                "{}: ok: {} ({v4} IPv4, {} IPv6); ports {}; interfaces {interfaces}; {}",
                 path.display(),
-                c.entries.len(),
+                words::count(c.entries.len(), "entry", "entries"),
                 c.entries.len() - v4,
-                c.protected_tcp_ports,
-                c.interfaces,
+                words::ports(&c.protected_tcp_ports),
                 if c.active { "active" } else { "inactive" }
             );
             ExitCode::SUCCESS

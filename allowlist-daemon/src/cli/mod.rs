@@ -77,6 +77,7 @@ enum Cmd {
         /// e.g. 198.18.1.0/24, 2001:db8::/48, 198.18.7.7
         #[arg(required_unless_present = "current", conflicts_with = "current")]
         cidr: Option<String>,
+        /// What the entry is for, e.g. "office" (at most 256 characters; shown by `list`).
         #[arg(long)]
         comment: Option<String>,
         /// Add your own address (from SSH_CONNECTION, or --current-ip).
@@ -85,19 +86,24 @@ enum Cmd {
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// Change an entry's network and/or comment in place.
+    /// Change an entry's network and/or comment in place (entries of the config file; an
+    /// entry from a list file is edited in that file, then `reload`).
     Edit {
+        /// The entry to change, as `list` shows it.
         cidr: String,
         /// The new network.
         #[arg(long = "cidr")]
         new_cidr: Option<String>,
+        /// The new comment.
         #[arg(long)]
         comment: Option<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// Remove an entry.
+    /// Remove an entry (of the config file; an entry from a list file is removed from that
+    /// file, then `reload`).
     Remove {
+        /// The entry to remove, as `list` shows it.
         cidr: String,
         #[command(flatten)]
         change: ChangeArgs,
@@ -121,6 +127,7 @@ enum Cmd {
     },
     /// The live verdict for a SYN from IP, read from the kernel's maps.
     Test {
+        /// The source address to judge, e.g. 198.18.1.2.
         ip: String,
         /// Only this port (default: every protected port).
         #[arg(long)]
@@ -139,6 +146,9 @@ enum Cmd {
     /// Keep a change made with --confirm-within.
     Confirm,
     /// Lift enforcement for a while (at most 24h); it ends by itself, even if allowlistd dies.
+    #[command(
+        override_usage = "allowlistctl emergency-disable [OPTIONS] --reason <REASON> [--for <DURATION>]"
+    )]
     EmergencyDisable {
         /// Why (required; goes into the audit log).
         #[arg(long, required_unless_present = "extend", conflicts_with = "extend")]
@@ -168,6 +178,7 @@ enum Cmd {
         /// connection unless --force.
         #[arg(long, value_name = "IP")]
         current_ip: Option<IpAddr>,
+        /// With --kill-unlisted: end your own connection too, should no entry cover it.
         #[arg(long)]
         force: bool,
     },

@@ -1,9 +1,11 @@
 //! Plain-text rendering of the daemon's replies, for people (`--json` is for scripts).
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use crate::audit::Outcome;
 use crate::control::protocol::{EntryInfo, Pending, Reply};
+use crate::words;
 
 pub fn render(reply: &Reply) -> String {
     let mut out = String::new();
@@ -14,7 +16,7 @@ pub fn render(reply: &Reply) -> String {
                     out,
                     "EMERGENCY DISABLE until {} ({} left), reason: {}, by {}\n  new connections from any source are let in; `allowlistctl emergency-end` ends it now",
                     e.until_local,
-                    humantime::format_duration(std::time::Duration::from_secs(e.remaining_secs)),
+                    words::duration(Duration::from_secs(e.remaining_secs)),
                     e.reason,
                     e.by
                 );
@@ -65,7 +67,7 @@ pub fn render(reply: &Reply) -> String {
             let _ = writeln!(
                 out,
                 "uptime:     {}",
-                humantime::format_duration(std::time::Duration::from_secs(s.uptime_secs))
+                words::duration(Duration::from_secs(s.uptime_secs))
             );
             if let Some(p) = &s.pending_confirmation {
                 render_pending(&mut out, p);
@@ -81,10 +83,16 @@ pub fn render(reply: &Reply) -> String {
                 list.revision,
                 if list.active { "active" } else { "inactive" },
                 match (list.matched.max(shown), total) {
-                    (m, t) if m == t && shown == m => format!("{shown} entries"),
-                    (m, t) if shown == m => format!("{m} of {t} entries match"),
-                    (m, t) =>
-                        format!("{m} of {t} entries match, the first {shown} shown (--limit)"),
+                    (m, t) if m == t && shown == m =>
+                        words::count(shown as usize, "entry", "entries"),
+                    (m, t) if shown == m => format!(
+                        "{m} of {} match",
+                        words::count(t as usize, "entry", "entries")
+                    ),
+                    (m, t) => format!(
+                        "{m} of {} match, the first {shown} shown (--limit)",
+                        words::count(t as usize, "entry", "entries")
+                    ),
                 }
             );
             render_entries(&mut out, &list.entries, "", true);
@@ -174,8 +182,12 @@ pub fn render(reply: &Reply) -> String {
             }
             let _ = writeln!(
                 out,
-                "{} established connections to protected ports{}",
-                report.sessions.len(),
+                "{} to protected ports{}",
+                words::count(
+                    report.sessions.len(),
+                    "established connection",
+                    "established connections"
+                ),
                 if report.killed > 0 {
                     format!("; ended {} from unlisted sources", report.killed)
                 } else {
@@ -189,9 +201,9 @@ pub fn render(reply: &Reply) -> String {
             }
             let _ = writeln!(
                 out,
-                "{} sources shown; {} events received by allowlistd, {} sent and {} held back by the kernel's per-CPU budget",
-                report.sources.len(),
-                report.events_received,
+                "{} shown; {} received by allowlistd, {} sent and {} held back by the kernel's per-CPU budget",
+                words::count(report.sources.len(), "source", "sources"),
+                words::count(report.events_received as usize, "event", "events"),
                 report.events_sent,
                 report.events_suppressed
             );
@@ -200,8 +212,8 @@ pub fn render(reply: &Reply) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "intact: {} records in {}; the chain ends at {}",
-                    v.records,
+                    "intact: {} in {}; the chain ends at {}",
+                    words::count(v.records as usize, "record", "records"),
                     v.files.join(", "),
                     v.last_hash
                 );
@@ -209,12 +221,13 @@ pub fn render(reply: &Reply) -> String {
             Some(b) => {
                 let _ = writeln!(
                     out,
-                    "BROKEN at {} line {}{}: {} ({} records before it are intact)",
+                    "BROKEN at {} line {}{}: {} ({} before it {} intact)",
                     b.file,
                     b.line,
                     b.seq.map_or(String::new(), |s| format!(" (seq {s})")),
                     b.why,
-                    v.records
+                    words::count(v.records as usize, "record", "records"),
+                    words::plural(v.records as usize, "is", "are")
                 );
             }
         },
@@ -243,24 +256,45 @@ fn render_pending(out: &mut String, p: &Pending) {
     );
 }
 
-/// One line per entry; with `hits`, the new connections it let in and the latest one.
+/// One line per entry, in aligned columns; with `hits`, the new connections it let in and
+/// the latest one.
 fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: bool) {
-    let width = entries.iter().map(|e| e.cidr.len()).max().unwrap_or(0);
-    for e in entries {
-        let comment = if e.comment.is_empty() {
-            "-"
+    let comment = |e: &EntryInfo| {
+        if e.comment.is_empty() {
+            "-".to_owned()
         } else {
-            &e.comment
-        };
-        let _ = write!(out, "{prefix}{:width$}  {comment}  [{}]", e.cidr, e.origin);
+            e.comment.clone()
+        }
+    };
+    let origin = |e: &EntryInfo| format!("[{}]", e.origin);
+    // Widths in characters, not bytes: comments may be any language.
+    let width = |column: &dyn Fn(&EntryInfo) -> String| {
+        entries
+            .iter()
+            .map(|e| column(e).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let cidr_width = width(&|e| e.cidr.clone());
+    let comment_width = width(&comment);
+    let origin_width = width(&origin);
+    for e in entries {
+        let mut line = format!(
+            "{prefix}{:cidr_width$}  {:comment_width$}  {}",
+            e.cidr,
+            comment(e),
+            origin(e)
+        );
         if hits {
+            let pad = origin_width - origin(e).chars().count();
             let _ = write!(
-                out,
-                "  hits {} (last {})",
+                line,
+                "{:pad$}  hits {} (last {})",
+                "",
                 e.hits,
                 e.last_hit.as_deref().unwrap_or("never")
             );
         }
-        let _ = writeln!(out);
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::words::plural;
+
 /// Stored problems are capped: past this, a broken million-line list file would only bury
 /// the first (usually representative) mistakes.
 pub const MAX_PROBLEMS: usize = 50;
@@ -77,11 +79,13 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
-    /// Everything found wrong, in file order; `omitted` more were found past the cap.
-    #[error("{}", render(problems, *omitted))]
+    /// Everything found wrong, in file order; `omitted` more were found past the cap, and
+    /// `overlaps` of all of them were entries repeating or inside another.
+    #[error("{}", render(problems, *omitted, *overlaps))]
     Invalid {
         problems: Vec<Problem>,
         omitted: usize,
+        overlaps: usize,
     },
 }
 
@@ -95,28 +99,64 @@ impl ConfigError {
     }
 }
 
-fn render(problems: &[Problem], omitted: usize) -> String {
+fn render(problems: &[Problem], omitted: usize, overlaps: usize) -> String {
     let mut lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
     if omitted > 0 {
-        lines.push(format!("... and {omitted} more problems"));
+        let total = problems.len() + omitted;
+        let overlaps = match overlaps {
+            0 => String::new(),
+            n => format!(
+                ", {n} of them {} repeating or inside another entry",
+                plural(n, "entry", "entries")
+            ),
+        };
+        lines.push(format!(
+            "... and {omitted} more {} ({total} in all{overlaps}); \
+             `allowlistd --check --all-problems --config FILE` lists every one",
+            plural(omitted, "problem", "problems")
+        ));
     }
     lines.join("\n")
 }
 
-/// Collects problems up to [`MAX_PROBLEMS`], counting the rest.
-#[derive(Debug, Default)]
+/// Collects problems up to a cap ([`MAX_PROBLEMS`] by default), counting the rest.
+#[derive(Debug)]
 pub struct Report {
     problems: Vec<Problem>,
+    cap: usize,
     omitted: usize,
+    overlaps: usize,
+}
+
+impl Default for Report {
+    fn default() -> Report {
+        Report::with_cap(MAX_PROBLEMS)
+    }
 }
 
 impl Report {
+    pub fn with_cap(cap: usize) -> Report {
+        Report {
+            problems: Vec::new(),
+            cap,
+            omitted: 0,
+            overlaps: 0,
+        }
+    }
+
     pub fn push(&mut self, problem: Problem) {
-        if self.problems.len() < MAX_PROBLEMS {
+        if self.problems.len() < self.cap {
             self.problems.push(problem);
         } else {
             self.omitted += 1;
         }
+    }
+
+    /// Pushes a problem about an entry that repeats or lies inside another, counted apart:
+    /// a list file overlapping the inline entries can bring hundreds at once.
+    pub fn push_overlap(&mut self, problem: Problem) {
+        self.overlaps += 1;
+        self.push(problem);
     }
 
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
@@ -126,6 +166,7 @@ impl Report {
             Err(ConfigError::Invalid {
                 problems: self.problems,
                 omitted: self.omitted,
+                overlaps: self.overlaps,
             })
         }
     }
@@ -222,8 +263,32 @@ mod tests {
         let text = err.to_string();
         assert_eq!(text.lines().count(), MAX_PROBLEMS + 1);
         assert!(text.starts_with("f:1: bad\nf:2: bad\n"));
-        assert!(text.ends_with("... and 3 more problems"));
+        assert!(text.ends_with(&format!(
+            "... and 3 more problems ({} in all); `allowlistd --check --all-problems --config FILE` lists every one",
+            MAX_PROBLEMS + 3
+        )));
         assert!(Report::default().finish(7).is_ok_and(|v| v == 7));
+    }
+
+    #[test]
+    fn report_counts_overlaps_and_can_keep_everything() {
+        let mut report = Report::with_cap(1);
+        report.push(Problem::new(Path::new("f"), Some(1), "bad"));
+        for i in 0..2 {
+            report.push_overlap(Problem::new(Path::new("f"), Some(i + 2), "covered"));
+        }
+        let text = report.finish(()).expect_err("problems").to_string();
+        assert!(
+            text.ends_with("... and 2 more problems (3 in all, 2 of them entries repeating or inside another entry); `allowlistd --check --all-problems --config FILE` lists every one"),
+            "{text}"
+        );
+        let mut report = Report::with_cap(usize::MAX);
+        for i in 0..MAX_PROBLEMS + 3 {
+            report.push_overlap(Problem::new(Path::new("f"), Some(i + 1), "covered"));
+        }
+        let err = report.finish(()).expect_err("problems");
+        assert_eq!(err.problems().len(), MAX_PROBLEMS + 3);
+        assert!(!err.to_string().contains("more problem"));
     }
 
     #[test]

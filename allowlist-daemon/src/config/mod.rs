@@ -39,6 +39,7 @@ use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
 
 use crate::rules::Rules;
+use crate::trusted_file;
 use document::Layout;
 pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
@@ -187,6 +188,7 @@ impl Config {
             ConfigError::Invalid {
                 problems: vec![Problem::new(path, None, message)],
                 omitted: 0,
+                overlaps: 0,
             }
         };
         let file = std::fs::File::open(path).map_err(io)?;
@@ -209,10 +211,42 @@ impl Config {
     /// Validates `text` as the contents of the config file at `path`. List files are still
     /// read from disk, relative to `path`'s directory.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let doc = Document::parse(text).map_err(|err| syntax_error(path, text, &err))?;
         let mut report = Report::default();
+        let (config, _) = Config::parse_into(path, text, &mut report)?;
+        report.finish(config)
+    }
+
+    /// What the daemon checks before it uses a config (start, reload, `--check`, a change
+    /// through allowlistctl): [`Config::parse`], and also that the list files are trusted
+    /// ([`trusted_file::check`]) and the listed interfaces exist now. Every problem is
+    /// reported together, at most `max_problems` of them (the rest are counted).
+    pub fn parse_checked(
+        path: &Path,
+        text: &str,
+        max_problems: usize,
+    ) -> Result<Config, ConfigError> {
+        let mut report = Report::with_cap(max_problems);
+        let (config, layout) = Config::parse_into(path, text, &mut report)?;
+        for (file, (line, label)) in config.list_files.iter().zip(&layout.list_files) {
+            if let Err(untrusted) = trusted_file::check(file, "list file") {
+                let problem = Problem::new(path, *line, untrusted.to_string()).key("list_files");
+                report.push(problem.entry(label.clone()));
+            }
+        }
+        config.check_interfaces(text, &mut report);
+        report.finish(config)
+    }
+
+    /// [`Config::parse`]'s work, its problems left in `report`; `Err` only for a file that is
+    /// not TOML at all.
+    fn parse_into(
+        path: &Path,
+        text: &str,
+        report: &mut Report,
+    ) -> Result<(Config, Layout), ConfigError> {
+        let doc = Document::parse(text).map_err(|err| syntax_error(path, text, &err))?;
         let mut config = Config::defaults(path);
-        let layout = document::read(&doc, path, &mut config, &mut report);
+        let layout = document::read(&doc, path, &mut config, report);
         let max = if layout.is_valid("max_entries") {
             config.max_entries
         } else {
@@ -224,19 +258,19 @@ impl Config {
             if capacity.exceeded {
                 break;
             }
-            let read = list_file::read(file, &mut capacity, &mut config.entries, &mut report);
+            let read = list_file::read(file, &mut capacity, &mut config.entries, report);
             if let Err(err) = read {
                 let message = format!("reading {}: {err}", file.display());
                 let problem = Problem::new(path, *line, message).key("list_files");
                 report.push(problem.entry(label.clone()));
             }
         }
-        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, &mut report);
+        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, report);
         if !capacity.exceeded {
-            config.check_capacity(&layout, &mut report);
+            config.check_capacity(&layout, report);
         }
-        config.check_protection(&layout, &mut report);
-        report.finish(config)
+        config.check_protection(&layout, report);
+        Ok((config, layout))
     }
 
     /// Only the `control_socket` of the config file at `path`, for allowlistctl to find the
@@ -274,23 +308,19 @@ impl Config {
         in_order::InOrder::new(&self.by_net, &self.entries)
     }
 
-    /// Checks that every listed interface exists now. Kept apart from loading because
-    /// interfaces come and go (and tests load configs on machines without them).
-    pub fn check_interfaces_exist(&self) -> Result<(), ConfigError> {
-        let mut report = Report::default();
-        // Only an error needs line numbers, so the file is re-read only then.
-        let mut text: Option<Option<String>> = None;
+    /// Checks that every listed interface exists now (`text` is the config file's, for the
+    /// lines). Only [`Config::parse_checked`] asks: interfaces come and go, and tests parse
+    /// configs on machines without them.
+    fn check_interfaces(&self, text: &str, report: &mut Report) {
         for (i, name) in self.interfaces.iter().enumerate() {
             if nix::net::if_::if_nametoindex(name.as_str()).is_ok() {
                 continue;
             }
-            let text = text.get_or_insert_with(|| std::fs::read_to_string(&self.path).ok());
-            let line = text.as_deref().and_then(|text| interface_line(text, name));
+            let line = interface_line(text, name);
             let message = "no such network interface (`ip -br link` lists them)";
             let problem = Problem::new(&self.path, line, message).key("interfaces");
             report.push(problem.entry(format!("entry {} {}", i + 1, quoted(name))));
         }
-        report.finish(())
     }
 
     /// Each family's map holds at most `max_entries`.
@@ -360,11 +390,11 @@ fn syntax_error(path: &Path, text: &str, err: &toml_edit::TomlError) -> ConfigEr
     ConfigError::Invalid {
         problems: vec![problem],
         omitted: 0,
+        overlaps: 0,
     }
 }
 
-/// The line of `name` in the `interfaces` list of `text`, else of the `interfaces` key. The
-/// file may have changed since it was loaded, so this is best effort.
+/// The line of `name` in the `interfaces` list of `text`, else of the `interfaces` key.
 fn interface_line(text: &str, name: &str) -> Option<usize> {
     let doc = Document::parse(text).ok()?;
     let root = doc.as_table();

@@ -82,7 +82,7 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
                 other.origin()
             )
         };
-        report.push(entry_problem(entries, inline, o.index as usize, message));
+        report.push_overlap(entry_problem(entries, inline, o.index as usize, message));
     }
     order
 }

@@ -263,42 +263,28 @@ fn load_reports_unreadable_config() {
 }
 
 #[test]
-fn check_interfaces_exist_names_missing_ones() -> Result<(), Box<dyn std::error::Error>> {
+fn parse_checked_names_missing_interfaces_beside_every_other_problem()
+-> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("allowlist.toml");
-    std::fs::write(
-        &path,
-        "protected_tcp_ports = [22]\ninterfaces = [\n  \"lo\",\n  \"nosuch0\",\n]\n",
-    )?;
-    let config = Config::load(&path)?;
-    let err = config
-        .check_interfaces_exist()
-        .expect_err("nosuch0 is missing");
+    let text = "protected_tcp_ports = [22]\ninterfaces = [\n  \"lo\",\n  \"nosuch0\",\n]\n\n\
+                [[entries]]\ncidr = \"198.18.1.9/24\"\n";
+    let err = Config::parse_checked(&path, text, MAX_PROBLEMS).expect_err("two problems");
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:4: key `interfaces`: entry 2 `nosuch0`: no such network interface \
+            "{0}:8: key `entries`: entry 1 `198.18.1.9/24`: host bits set; did you mean \
+             198.18.1.0/24?\n\
+             {0}:4: key `interfaces`: entry 2 `nosuch0`: no such network interface \
              (`ip -br link` lists them)",
             path.display()
         )
     );
-    // Without the file there is no line, but still a useful error.
-    let detached = Config {
-        path: dir.path().join("gone.toml"),
-        ..config.clone()
-    };
-    assert_eq!(
-        detached
-            .check_interfaces_exist()
-            .expect_err("missing")
-            .problems()[0]
-            .line,
-        None
-    );
-    let only_lo = Config {
-        interfaces: vec!["lo".to_owned()],
-        ..config
-    };
-    only_lo.check_interfaces_exist()?;
+    // Parsing alone looks at the text only.
+    assert_eq!(problems_of(Config::parse(&path, text)).len(), 1);
+    let only_lo = text
+        .replace("  \"nosuch0\",\n", "")
+        .replace(".9/24", ".0/24");
+    Config::parse_checked(&path, &only_lo, MAX_PROBLEMS)?;
     Ok(())
 }

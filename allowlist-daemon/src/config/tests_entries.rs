@@ -351,7 +351,10 @@ fn problems_are_capped() -> TestResult {
     let err = Config::load(&path).expect_err("120 bad lines");
     assert_eq!(err.problems().len(), MAX_PROBLEMS);
     assert!(
-        err.to_string().ends_with("\n... and 70 more problems"),
+        err.to_string().ends_with(
+            "\n... and 70 more problems (120 in all); `allowlistd --check --all-problems \
+             --config FILE` lists every one"
+        ),
         "{err}"
     );
     Ok(())

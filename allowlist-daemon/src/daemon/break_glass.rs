@@ -12,11 +12,12 @@ use crate::audit::{Action, Actor, Outcome, Via};
 use crate::control::protocol::{Changed, ErrorKind, InForce};
 use crate::control::server::Peer;
 use crate::emergency::{self, Emergency};
+use crate::words;
 
 /// An emergency disable's time left, in whole seconds.
-fn time_left(e: &Emergency) -> humantime::FormattedDuration {
+fn time_left(e: &Emergency) -> String {
     let left = e.remaining().unwrap_or_default();
-    humantime::format_duration(Duration::from_secs(left.as_secs()))
+    words::duration(Duration::from_secs(left.as_secs()))
 }
 
 impl Daemon {
@@ -55,8 +56,8 @@ impl Daemon {
                     time_left(c),
                     c.reason,
                     c.by,
-                    humantime::format_duration(duration),
-                    humantime::format_duration(duration),
+                    words::duration(duration),
+                    words::duration(duration),
                 ),
             )),
             (Ok(()), Some(c), InForce::Extend)
@@ -64,7 +65,7 @@ impl Daemon {
             {
                 Some(invalid(format!(
                     "--extend --for {} would end it sooner than it ends now (until {}, {} left); give a longer --for (at most 24h), or end it with `allowlistctl emergency-end`",
-                    humantime::format_duration(duration),
+                    words::duration(duration),
                     c.until_local(),
                     time_left(c),
                 )))
@@ -92,7 +93,7 @@ impl Daemon {
         let summary = format!(
             "EMERGENCY DISABLE until {} ({}){what}: new connections from any source are let in; reason: {}",
             new.until_local(),
-            humantime::format_duration(duration),
+            words::duration(duration),
             new.reason
         );
         tracing::warn!(uid = peer.uid, "{summary}");

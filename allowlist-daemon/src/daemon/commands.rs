@@ -9,16 +9,17 @@ use tracing::info;
 
 use serde_json::json;
 
-use super::diff;
 use super::{Daemon, PendingChange, read_config};
+use super::{diff, lockout};
 use crate::audit::{Action, Actor, Outcome, Via};
 use crate::config::edit::{ConfigDoc, write_atomic};
-use crate::config::{Config, Entry, check_comment, parse_net};
+use crate::config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
 use crate::control::protocol::{
     ChangeOptions, Changed, Command, EntryInfo, ErrorKind, RELOAD_SHOWN_EACH_WAY,
     RELOAD_SUMMARY_ABOVE, ReloadReport, Reply, Response,
 };
 use crate::control::server::Peer;
+use crate::words;
 
 /// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
 /// list hostage for long.
@@ -103,8 +104,8 @@ impl Daemon {
                         unreachable!("sessions() answers with Reply::Sessions");
                     };
                     changed.summary += &format!(
-                        "; ended {} connections from unlisted sources",
-                        report.killed
+                        "; ended {} from unlisted sources",
+                        words::count(report.killed, "connection", "connections")
                     );
                     Ok(changed)
                 })
@@ -299,7 +300,7 @@ impl Daemon {
         {
             return Err(invalid(format!(
                 "--confirm-within is at most {}: a forgotten confirmation should not hold the list for long",
-                humantime::format_duration(MAX_CONFIRM_WINDOW)
+                words::duration(MAX_CONFIRM_WINDOW)
             )));
         }
         if let Some(expected) = options.if_revision
@@ -322,8 +323,7 @@ impl Daemon {
             ));
         }
         let (new_text, description) = self.edited_text(command, options)?;
-        let new = Config::parse(&path, &new_text).map_err(|e| invalid(e.to_string()))?;
-        new.check_interfaces_exist()
+        let new = Config::parse_checked(&path, &new_text, MAX_PROBLEMS)
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(caller) = options.caller
             && !options.force
@@ -332,12 +332,12 @@ impl Daemon {
                 .rules()
                 .locks_out(&new.rules(), caller.ip, caller.port)
         {
-            let own = IpNet::from(caller.ip);
             return Err((
                 ErrorKind::Lockout,
                 format!(
-                    "refused: `{description}` would block your own address {} on port {port}; add {own} first, or pass --force",
-                    caller.ip
+                    "refused: `{description}` would block your own address {} on port {port}; {}",
+                    caller.ip,
+                    lockout::advice(&self.config.entries, command, caller)
                 ),
             ));
         }
@@ -395,13 +395,8 @@ impl Daemon {
                     let caller = options.caller.ok_or_else(|| {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
                     })?;
-                    let own = IpNet::from(caller.ip);
-                    if !self
-                        .config
-                        .entries
-                        .iter()
-                        .any(|e| e.net.contains(&caller.ip))
-                    {
+                    let own = lockout::own_net(caller.ip);
+                    if !self.config.entries.iter().any(|e| e.net.contains(&own)) {
                         doc.add_entry(own, "added by activate --add-current")
                             .map_err(|e| invalid(e.to_string()))?;
                     }

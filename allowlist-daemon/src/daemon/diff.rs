@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Entry};
 use crate::control::protocol::EntryInfo;
+use crate::words;
 
 pub fn entry_info(entry: &Entry) -> EntryInfo {
     EntryInfo {
@@ -67,7 +68,10 @@ fn summary_line(
 ) -> String {
     let mut parts = vec![format!("+{added} -{removed} entries")];
     if recommented > 0 {
-        parts.push(format!("{recommented} comments changed"));
+        parts.push(format!(
+            "{} changed",
+            words::count(recommented, "comment", "comments")
+        ));
     }
     let ports_added: Vec<u16> = new
         .protected_tcp_ports
@@ -80,7 +84,11 @@ fn summary_line(
         .copied()
         .collect();
     if !ports_added.is_empty() || !ports_removed.is_empty() {
-        parts.push(format!("ports +{ports_added:?} -{ports_removed:?}"));
+        parts.push(format!(
+            "ports +[{}] -[{}]",
+            words::list(&ports_added),
+            words::list(&ports_removed)
+        ));
     }
     if old.active != new.active {
         parts.push(
@@ -104,7 +112,9 @@ fn summary_line(
         .collect();
     if !attach.is_empty() || !detach.is_empty() {
         parts.push(format!(
-            "interfaces attached {attach:?} detached {detach:?}"
+            "interfaces attached [{}] detached [{}]",
+            words::list(&attach),
+            words::list(&detach)
         ));
     }
     parts.join(", ")
@@ -389,6 +399,6 @@ mod tests {
         assert_eq!((added.len(), removed.len()), (1, 0));
         let Changes { before, after, .. } = changes(&a, &a);
         assert_eq!((before, after), (json!({}), json!({})));
-        assert_eq!(summary(&a, &b), "+1 -0 entries, 1 comments changed");
+        assert_eq!(summary(&a, &b), "+1 -0 entries, 1 comment changed");
     }
 }

@@ -9,6 +9,7 @@ mod commands;
 mod diff;
 mod hits;
 mod list_query;
+mod lockout;
 mod observe;
 mod views;
 
@@ -32,7 +33,7 @@ use std::net::SocketAddr;
 
 use crate::blocked::Blocked;
 use crate::bpffs::PinDir;
-use crate::config::{Config, edit::write_atomic};
+use crate::config::{Config, MAX_PROBLEMS, edit::write_atomic};
 use crate::control::server;
 use crate::emergency::{self, Emergency};
 use crate::filter::Filter;
@@ -94,16 +95,12 @@ struct PendingChange {
 fn read_config(path: &Path) -> Result<(Config, String)> {
     trusted_file::check(path, "config file")?;
     let text = Config::read_text(path)?;
-    let config = Config::parse(path, &text)?;
+    let config = Config::parse_checked(path, &text, MAX_PROBLEMS)?;
     // Parsing a million entries frees tens of MB of scratch. Once glibc's mmap threshold has
     // risen (after the first reload frees the old config) that scratch lives in the heap and
     // stays resident, on top of both configs, until the trim at the end of `apply`: every
     // reload but the first peaked ~20 MB higher. Give it back before the diff and apply.
     give_back_free_heap();
-    for list in &config.list_files {
-        trusted_file::check(list, "list file")?;
-    }
-    config.check_interfaces_exist()?;
     Ok((config, text))
 }
 
@@ -207,9 +204,9 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let socket = daemon.config.control_socket.clone();
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
     info!(
-        "allowlistd ready: {} entries, ports {:?}, {}, interfaces {}, revision {}, control socket {}",
-        daemon.config.entries.len(),
-        daemon.config.protected_tcp_ports,
+        "allowlistd ready: {}; ports {}; {}; interfaces {}; revision {}; control socket {}",
+        crate::words::count(daemon.config.entries.len(), "entry", "entries"),
+        crate::words::ports(&daemon.config.protected_tcp_ports),
         if daemon.config.active {
             "active"
         } else {

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
-use ipnet::IpNet;
 use serde_json::json;
 use tracing::info;
 
@@ -310,9 +309,9 @@ impl Daemon {
                     .any(|i| i.covered_by.is_none() && i.peer.ip() == caller.ip)
             {
                 let why = format!(
-                    "refused: your own connection from {} is not covered by any entry and would be ended; add {} first, or pass --force",
+                    "refused: your own connection from {} is not covered by any entry and would be ended; run `allowlistctl add {}` first, or pass --force",
                     caller.ip,
-                    IpNet::from(caller.ip)
+                    super::lockout::own_net(caller.ip)
                 );
                 self.record_refusal(actor, Action::KillUnlisted, &why);
                 return Err((ErrorKind::Lockout, why));
@@ -349,7 +348,8 @@ impl Daemon {
             }
             info!(
                 uid = peer.uid,
-                "ended {killed} connections from unlisted sources"
+                "ended {} from unlisted sources",
+                crate::words::count(killed, "connection", "connections")
             );
         }
         Ok(Reply::Sessions(SessionsReport {

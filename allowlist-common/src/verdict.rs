@@ -60,7 +60,7 @@ impl Reason {
         )
     }
 
-    /// Stable snake_case name, used in logs and (later) metrics labels.
+    /// Stable snake_case name, used in logs, `allowlistctl status` and metrics labels.
     pub const fn name(self) -> &'static str {
         match self {
             Reason::PassNotIp => "pass_not_ip",
@@ -133,9 +133,9 @@ pub enum Parsed<S = Source> {
     },
 }
 
-/// The state the decision reads: the kernel answers from maps, a reference model from a
-/// config.
-pub trait Rules<S = Source> {
+/// What the decision looks up: the kernel answers from its maps, the daemon's live verdict
+/// from the same maps, a reference model from a config's rules.
+pub trait Lookups<S = Source> {
     fn active(&self) -> bool;
     fn protected(&self, port: u16) -> bool;
     fn any_protected(&self) -> bool;
@@ -147,7 +147,7 @@ pub trait Rules<S = Source> {
 /// The verdict for one parsed frame. Cheap checks come first so that most traffic is decided
 /// before any address lookup.
 #[inline(always)]
-pub fn decide<S: Copy + Family>(parsed: Parsed<S>, rules: &impl Rules<S>) -> Reason {
+pub fn decide<S: Copy + Family>(parsed: Parsed<S>, rules: &impl Lookups<S>) -> Reason {
     let (src, port_matters) = match parsed {
         Parsed::NotIp => return Reason::PassNotIp,
         Parsed::Truncated => return Reason::PassTruncated,

@@ -10,23 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use allowlist_common::maps::BlockedEvent;
 use allowlist_common::verdict::Reason;
-use serde::{Deserialize, Serialize};
+use allowlist_control::protocol::BlockedSource;
 
 /// Sources remembered at most.
 pub const CAPACITY: usize = 4096;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockedSource {
-    pub source: IpAddr,
-    /// 0 when a fragment hid the port.
-    pub port: u16,
-    pub count: u64,
-    /// RFC 3339, UTC.
-    pub first_seen: String,
-    pub last_seen: String,
-    /// The reason of the latest drop (drop_syn_v4, drop_syn_v6, drop_fragment_evasion).
-    pub reason: String,
-}
 
 struct Tally {
     count: u64,
@@ -103,8 +90,8 @@ impl Blocked {
                 source: *source,
                 port: *port,
                 count: t.count,
-                first_seen: crate::clock::utc_millis(t.first_seen),
-                last_seen: crate::clock::utc_millis(t.last_seen),
+                first_seen: allowlist_control::time::utc_millis(t.first_seen),
+                last_seen: allowlist_control::time::utc_millis(t.last_seen),
                 reason: Reason::ALL
                     .get(usize::from(t.reason))
                     .map_or("unknown", |r| r.name())

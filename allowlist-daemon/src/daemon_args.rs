@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config;
+use allowlist_config as config;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -19,8 +19,8 @@ use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 use clap_mangen::Man;
 
-use crate::cli::Cli;
 use crate::daemon_args::Args;
+use allowlist_ctl::Cli;
 
 /// Hand-written sections appended to the generated pages, and the config reference.
 const ALLOWLISTD_EXTRA: &str = include_str!("../../packaging/man/allowlistd.8.extra");

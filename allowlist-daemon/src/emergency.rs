@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::boot_ns;
+use allowlist_loader::clock::boot_ns;
 
 /// The longest emergency disable: like a support desk's "24 hours", then it ends by itself.
 pub const MAX: Duration = Duration::from_secs(24 * 3600);
@@ -46,7 +46,7 @@ pub fn check(duration: Duration, reason: &str) -> Result<(), String> {
         return Err(format!(
             "{} is longer than 24h: an emergency disable always ends by itself within a day; \
              for a lasting change use `allowlistctl deactivate`",
-            crate::words::duration(duration)
+            allowlist_config::words::duration(duration)
         ));
     }
     if reason.trim().is_empty() {
@@ -136,7 +136,7 @@ pub fn load(state_dir: &Path) -> anyhow::Result<Option<Emergency>> {
 pub fn save(state_dir: &Path, emergency: Option<&Emergency>) -> std::io::Result<()> {
     let path = path(state_dir);
     match emergency {
-        Some(e) => crate::config::edit::write_atomic(
+        Some(e) => allowlist_config::edit::write_atomic(
             &path,
             &serde_json::to_string_pretty(e).expect("emergency state serializes"),
         ),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::edit::write_atomic;
+use allowlist_config::edit::write_atomic;
 
 /// How often a running daemon saves the file: what a power loss can cost at most.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(600);
@@ -35,7 +35,8 @@ pub fn wall_time(last_seen_ns: u64) -> Option<jiff::Timestamp> {
     if last_seen_ns == 0 {
         return None;
     }
-    let age = Duration::from_nanos(crate::clock::hit_clock_ns().saturating_sub(last_seen_ns));
+    let age =
+        Duration::from_nanos(allowlist_loader::clock::hit_clock_ns().saturating_sub(last_seen_ns));
     jiff::Timestamp::now()
         .checked_sub(jiff::SignedDuration::try_from(age).ok()?)
         .ok()
@@ -98,7 +99,7 @@ pub fn save<'a>(
     for (net, saved) in entries.filter(|(_, s)| s.hits > 0) {
         let last = saved
             .last
-            .map_or_else(|| "-".to_owned(), crate::clock::utc_millis);
+            .map_or_else(|| "-".to_owned(), allowlist_control::time::utc_millis);
         let _ = writeln!(text, "{net} {} {last}", saved.hits);
     }
     write_atomic(&path(state_dir), &text)

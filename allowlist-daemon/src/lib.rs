@@ -1,24 +1,15 @@
-//! allowlistd's library: everything the two binaries and the end-to-end tests share.
+//! allowlistd: the daemon. It owns everything stateful (the running config, revisions, the
+//! audit trail, the emergency disable, hit history) and keeps the loader's maps in step with
+//! the config. The crates it builds on: `allowlist-config` (the file), `allowlist-loader`
+//! (the program and its maps), `allowlist-control` (the socket's messages and the audit log).
 
-pub mod attach;
-pub mod audit;
 pub mod blocked;
-pub mod bpffs;
-pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod control;
 pub mod daemon;
 pub mod daemon_args;
 pub mod docs;
 pub mod emergency;
-pub mod filter;
 pub mod hit_history;
-pub mod link_events;
 pub mod metrics;
 pub mod notify;
-pub mod prefilter;
-pub mod rules;
+pub mod server;
 pub mod sessions;
-pub mod trusted_file;
-pub mod words;

@@ -13,8 +13,8 @@ use sd_notify::NotifyState;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, warn};
 
-use crate::config::Config;
 use crate::emergency::Emergency;
+use allowlist_config::Config;
 
 /// The last `STATUS=` sent, so that an unchanged status is not sent again.
 static LAST_STATUS: Mutex<Option<String>> = Mutex::new(None);
@@ -100,8 +100,8 @@ pub fn status_line(config: &Config, revision: u64, emergency: Option<&Emergency>
     };
     format!(
         "{state}: {} on {interfaces}, TCP ports [{}], revision {revision}",
-        crate::words::count(config.entries.len(), "entry", "entries"),
-        crate::words::list(&config.protected_tcp_ports)
+        allowlist_config::words::count(config.entries.len(), "entry", "entries"),
+        allowlist_config::words::list(&config.protected_tcp_ports)
     )
 }
 
@@ -158,11 +158,9 @@ mod tests {
             status_line(&config, 7, None),
             "enforcing: 2 entries on lo, TCP ports [22, 8443], revision 7"
         );
-        let inactive = Config {
-            active: false,
-            interfaces: Vec::new(),
-            ..config
-        };
+        let text = text.replace("active = true\ninterfaces = [\"lo\"]", "active = false");
+        let inactive = Config::parse(std::path::Path::new("/etc/allowlist/allowlist.toml"), &text)
+            .expect("a valid config");
         assert_eq!(
             status_line(&inactive, 1, None),
             "inactive (passing all traffic): 2 entries on no interfaces, TCP ports [22, 8443], revision 1"

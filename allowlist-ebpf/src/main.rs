@@ -24,7 +24,7 @@ use allowlist_common::{
         TOUCHED_V4_WORDS, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks,
         host_v4_marks, port_bit, v6_marks, v6_prefixes,
     },
-    verdict::{Family, Parsed, Reason, Rules, decide},
+    verdict::{Family, Lookups, Parsed, Reason, decide},
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
@@ -121,7 +121,7 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
         },
         Plain::Other => parse(&ctx),
     };
-    let rules = KernelRules {
+    let rules = KernelMaps {
         ctx: &ctx,
         entry: Cell::new(0),
     };
@@ -473,19 +473,19 @@ fn parse_tcp(
 
 /// The decision's view of the maps. `covered` notes the id of the entry it found, for the
 /// per-entry hit counters.
-struct KernelRules<'a> {
+struct KernelMaps<'a> {
     ctx: &'a XdpContext,
     entry: Cell<u32>,
 }
 
-impl KernelRules<'_> {
+impl KernelMaps<'_> {
     #[inline(always)]
     fn settings() -> Settings {
         SETTINGS.get(0).copied().unwrap_or_default()
     }
 }
 
-impl Rules<SrcAt> for KernelRules<'_> {
+impl Lookups<SrcAt> for KernelMaps<'_> {
     #[inline(always)]
     fn active(&self) -> bool {
         Self::settings().active != 0
@@ -517,7 +517,7 @@ impl Rules<SrcAt> for KernelRules<'_> {
     }
 }
 
-impl KernelRules<'_> {
+impl KernelMaps<'_> {
     #[inline(always)]
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
         let slot24 = Slot24::of(addr);
@@ -642,7 +642,8 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
         budget.suppressed += 1;
         return;
     }
-    // Read from the frame again (bench builds too, whose verdicts judged a drawn source).
+    // The source is read from the frame again, not taken from the verdict: bench builds
+    // judge a drawn source instead.
     let offset = usize::from(found.src.offset);
     let (family, addr) = if found.src.v4 {
         let Some(a) = bytes::<4>(ctx, offset, frame_len(ctx)) else {

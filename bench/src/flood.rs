@@ -27,7 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allowlist_common::verdict::Reason;
-use allowlist_daemon::{filter::Filter, rules::Rules};
+use allowlist_config::rules::Rules;
+use allowlist_loader::filter::Filter;
 use anyhow::{Context as _, Result, bail};
 use aya::programs::XdpMode;
 use ipnet::IpNet;

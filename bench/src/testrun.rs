@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use allowlist_common::verdict::Reason;
-use allowlist_daemon::{filter::Filter, rules::Rules};
+use allowlist_config::rules::Rules;
+use allowlist_loader::filter::Filter;
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf, EbpfLoader, TestRun, TestRunOptions,

@@ -43,7 +43,7 @@ use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
-use allowlist_daemon::rules::Rules;
+use allowlist_config::rules::Rules;
 use ipnet::IpNet;
 
 pub const FIN: u8 = 0x01;
@@ -746,7 +746,7 @@ impl Frame {
     }
 
     /// The reason the reference model gives this frame under `rules`.
-    pub fn expected_reason(&self, rules: &impl verdict::Rules) -> Reason {
+    pub fn expected_reason(&self, rules: &impl verdict::Lookups) -> Reason {
         verdict::decide(self.expected_parsed(), rules)
     }
 }
@@ -1199,7 +1199,7 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 #[derive(Clone, Copy, Debug)]
 pub struct ReferenceRules<'a>(pub &'a Rules);
 
-impl verdict::Rules for ReferenceRules<'_> {
+impl verdict::Lookups for ReferenceRules<'_> {
     fn active(&self) -> bool {
         self.0.active
     }

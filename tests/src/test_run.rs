@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::{REASON_COUNT, Reason};
-use allowlist_daemon::{filter::Filter, rules::Rules};
+use allowlist_config::rules::Rules;
+use allowlist_loader::filter::Filter;
 use aya::{TestRun, TestRunOptions, programs::ProgramError};
 use ipnet::IpNet;
 

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use allowlist_daemon::control::protocol;
+use allowlist_control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{Out, allowlistctl, ctl_command, ctl_command_with, run};
 use allowlist_tests::daemon::{Config, with_top_level, write_atomically};

@@ -19,7 +19,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use allowlist_common::verdict::Reason;
-use allowlist_daemon::{clock::boot_ns, rules::Rules};
+use allowlist_config::rules::Rules;
+use allowlist_loader::clock::boot_ns;
 use allowlist_tests::fuzz::{hex, unhex};
 use allowlist_tests::generate::{Rng, frames, setups};
 use allowlist_tests::model::{self, Expected, Setup};

@@ -490,7 +490,7 @@ fn check_counts_overlaps_and_can_list_every_problem() {
     let out = daemon::check(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let shown = allowlist_daemon::config::MAX_PROBLEMS;
+    let shown = allowlist_config::MAX_PROBLEMS;
     assert!(
         stderr.trim_end().ends_with(&format!(
             "... and {} more problems ({overlapping} in all, {overlapping} of them entries \

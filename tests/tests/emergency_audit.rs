@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use allowlist_daemon::control::protocol;
+use allowlist_control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::ctl::{ctl_command, run};
 use allowlist_tests::daemon::{

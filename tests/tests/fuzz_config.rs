@@ -13,9 +13,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use allowlist_daemon::config::{
-    Config, ConfigError, MAX_ENTRIES_LIMIT, MAX_PROBLEMS, edit::ConfigDoc,
-};
+use allowlist_config::{Config, ConfigError, MAX_ENTRIES_LIMIT, MAX_PROBLEMS, edit::ConfigDoc};
 use allowlist_tests::fuzz::{self, Fuzz, Input, mutate};
 use fastrand::Rng;
 use ipnet::IpNet;

@@ -9,8 +9,8 @@
 //! latter exactly when the JSON's version is not ours) with a message; whatever decodes
 //! re-encodes to the same message.
 
-use allowlist_daemon::control::protocol::{
-    self, ChangeOptions, Changed, Command, ErrorKind, FrameError, MAX_MESSAGE, Outcome, Reply,
+use allowlist_control::protocol::{
+    self, Answer, ChangeOptions, Changed, Command, ErrorKind, FrameError, MAX_MESSAGE, Reply,
     Request, Response, VERSION,
 };
 use allowlist_tests::fuzz::{self, Fuzz, Input, mutate};
@@ -295,7 +295,7 @@ fn check_response(body: &[u8]) -> Result<(), String> {
     if to_value(&again) != value {
         return Err(format!("round trip changed the response: {value}"));
     }
-    if let Outcome::Error { message, .. } = &response.outcome
+    if let Answer::Error { message, .. } = &response.outcome
         && to_value(&again.outcome).get("message") != Some(&Value::from(message.as_str()))
     {
         return Err(format!("the error message changed: {value}"));

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use allowlist_daemon::control::protocol;
+use allowlist_control::protocol;
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::daemon::{
     Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, allowlistd, with_top_level, write_atomically,

@@ -249,7 +249,7 @@ fn unit_grants_only_what_the_daemon_needs_and_keeps_its_paths_writable() {
     ] {
         writable.push(Path::new(base).join(one(key)));
     }
-    let defaults = allowlist_daemon::config::Config::parse(
+    let defaults = allowlist_config::Config::parse(
         Path::new("/etc/allowlist/allowlist.toml"),
         "active = false\n",
     )

@@ -3,8 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use allowlist_config::{self as config, trusted_file, words};
+use allowlist_daemon::daemon;
 use allowlist_daemon::daemon_args::Args;
-use allowlist_daemon::{config, daemon, trusted_file, words};
 use clap::Parser;
 use tracing::error;
 

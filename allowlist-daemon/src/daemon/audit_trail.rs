@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use super::{Daemon, StartOptions, diff};
-use crate::audit::{Action, Actor, Event, Outcome, Via};
+use super::{Daemon, StartOptions, changes};
 use crate::emergency;
+use allowlist_control::audit::{Action, Actor, Event, Outcome, Via};
 
 impl Daemon {
     /// Appends an audit record (and mirrors it to the log as one line); `Err` is the refusal
@@ -150,7 +150,7 @@ impl Daemon {
         if !change || last.result != Outcome::Ok || last.revision <= saved {
             return Ok(());
         }
-        if diff::shows(&self.config, &last.before, &last.after) {
+        if changes::shows(&self.config, &last.before, &last.after) {
             info!(
                 "the previous allowlistd was stopped during `{}` (revision {}); the config file has it, so it is in force",
                 last.action, last.revision

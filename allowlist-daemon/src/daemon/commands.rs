@@ -10,16 +10,16 @@ use tracing::info;
 use serde_json::json;
 
 use super::{Daemon, PendingChange, read_config};
-use super::{diff, lockout};
-use crate::audit::{Action, Actor, Outcome, Via};
-use crate::config::edit::{ConfigDoc, write_atomic};
-use crate::config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
-use crate::control::protocol::{
+use super::{changes, lockout};
+use crate::server::Peer;
+use allowlist_config::edit::{ConfigDoc, write_atomic};
+use allowlist_config::words;
+use allowlist_config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
+use allowlist_control::audit::{Action, Actor, Outcome, Via};
+use allowlist_control::protocol::{
     ChangeOptions, Changed, Command, EntryInfo, ErrorKind, RELOAD_SHOWN_EACH_WAY,
     RELOAD_SUMMARY_ABOVE, ReloadReport, Reply, Response,
 };
-use crate::control::server::Peer;
-use crate::words;
 
 /// The longest `--confirm-within` accepted: a forgotten confirmation should not hold the
 /// list hostage for long.
@@ -121,15 +121,15 @@ impl Daemon {
     fn reload_request(&mut self, dry_run: bool, full: bool, peer: &Peer) -> Result<Reply, Refusal> {
         let (added, removed, summary) = if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
-            let (added, removed) = diff::entries(&self.config, &new);
-            let summary = format!("would apply {}", diff::summary(&self.config, &new));
+            let (added, removed) = changes::entries(&self.config, &new);
+            let summary = format!("would apply {}", changes::summary(&self.config, &new));
             (added, removed, summary)
         } else {
             let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
             let (summary, old) = self.reload(actor).map_err(invalid)?;
             info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
             let (added, removed) = old
-                .map(|old| diff::entries(&old, &self.config))
+                .map(|old| changes::entries(&old, &self.config))
                 .unwrap_or_default();
             (added, removed, summary)
         };
@@ -200,11 +200,11 @@ impl Daemon {
                 pending_confirmation: self.pending_info(),
             });
         }
-        let diff::Changes {
+        let changes::Changes {
             before,
             after,
             summary,
-        } = diff::changes(&self.config, &new);
+        } = changes::changes(&self.config, &new);
         self.record(
             actor.clone(),
             action,

@@ -8,9 +8,9 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::Daemon;
-use crate::config::Config;
-use crate::filter::Filter;
 use crate::hit_history::{self, Saved};
+use allowlist_config::Config;
+use allowlist_loader::filter::Filter;
 
 /// At start, once the maps hold the config and before the program sees traffic: new counters
 /// get the saved counts back (inherited ones already have them). Returns the saved last-hit

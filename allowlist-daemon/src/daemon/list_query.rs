@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::commands::{Refusal, invalid};
-use crate::config::{Config, Entry};
-use crate::control::protocol::ListQuery;
+use allowlist_config::{Config, Entry};
+use allowlist_control::protocol::ListQuery;
 
 pub(super) struct Filter {
     contains: Option<IpAddr>,

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::Entry;
-use crate::control::protocol::{Caller, Command};
+use allowlist_config::Entry;
+use allowlist_control::protocol::{Caller, Command};
 
 /// The caller's address as an entry: IPv4-mapped IPv6 written as IPv4, as the config wants.
 pub(super) fn own_net(ip: IpAddr) -> IpNet {

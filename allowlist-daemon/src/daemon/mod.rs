@@ -4,13 +4,14 @@
 //! so changes from signals and from clients are applied one at a time.
 
 mod audit_trail;
-mod break_glass;
+mod changes;
 mod commands;
-mod diff;
+mod emergency;
 mod hits;
 mod list_query;
 mod lockout;
 mod observe;
+mod reload;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -26,21 +27,21 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::attach::Attachments;
-use crate::audit::{Action, Actor, AuditLog, Outcome, Via};
+use allowlist_control::audit::{Action, Actor, AuditLog, Outcome, Via};
+use allowlist_loader::attach::Attachments;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::blocked::Blocked;
-use crate::bpffs::PinDir;
-use crate::config::{Config, MAX_PROBLEMS, edit::write_atomic};
-use crate::control::server;
-use crate::emergency::{self, Emergency};
-use crate::filter::Filter;
-use crate::link_events::LinkEvents;
+use crate::emergency::Emergency;
 use crate::metrics;
 use crate::notify;
-use crate::trusted_file;
+use crate::server;
+use allowlist_config::trusted_file;
+use allowlist_config::{Config, MAX_PROBLEMS, edit::write_atomic};
+use allowlist_loader::bpffs::PinDir;
+use allowlist_loader::filter::Filter;
+use allowlist_loader::link_events::LinkEvents;
 
 /// How often sessions are sampled and interfaces looked at even without a link event (the
 /// fallback should events be lost).
@@ -96,10 +97,8 @@ fn read_config(path: &Path) -> Result<(Config, String)> {
     trusted_file::check(path, "config file")?;
     let text = Config::read_text(path)?;
     let config = Config::parse_checked(path, &text, MAX_PROBLEMS)?;
-    // Parsing a million entries frees tens of MB of scratch. Once glibc's mmap threshold has
-    // risen (after the first reload frees the old config) that scratch lives in the heap and
-    // stays resident, on top of both configs, until the trim at the end of `apply`: every
-    // reload but the first peaked ~20 MB higher. Give it back before the diff and apply.
+    // The parser's scratch would otherwise stay resident beside both configs through the
+    // diff and apply (the heap keeps it once glibc's mmap threshold has risen).
     give_back_free_heap();
     Ok((config, text))
 }
@@ -128,7 +127,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let (config, config_text) = read_config(config_path)?;
     if let Some((duration, reason)) = &start.emergency {
-        emergency::check(*duration, reason).map_err(anyhow::Error::msg)?;
+        crate::emergency::check(*duration, reason).map_err(anyhow::Error::msg)?;
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
@@ -205,8 +204,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
     info!(
         "allowlistd ready: {}; ports {}; {}; interfaces {}; revision {}; control socket {}",
-        crate::words::count(daemon.config.entries.len(), "entry", "entries"),
-        crate::words::ports(&daemon.config.protected_tcp_ports),
+        allowlist_config::words::count(daemon.config.entries.len(), "entry", "entries"),
+        allowlist_config::words::ports(&daemon.config.protected_tcp_ports),
         if daemon.config.active {
             "active"
         } else {
@@ -316,169 +315,6 @@ impl Daemon {
         let path = revision_path(&self.config.state_dir);
         if let Err(e) = write_atomic(&path, &format!("{}\n", self.revision)) {
             warn!("saving the revision to {}: {e}", path.display());
-        }
-    }
-
-    /// Makes `new` the enforced config: maps, then interfaces. On success the revision moves;
-    /// returns the summary and the config replaced.
-    fn switch_to(
-        &mut self,
-        new: Config,
-        text: String,
-        summary: String,
-    ) -> Result<(String, Config)> {
-        apply(&mut self.filter, &new)?;
-        self.attachments
-            .sync(self.filter.program(), &new.interfaces, new.xdp_mode)?;
-        let old = std::mem::replace(&mut self.config, new);
-        self.config_text = text;
-        self.revision += 1;
-        self.save_revision();
-        Ok((format!("{summary}, revision {}", self.revision), old))
-    }
-
-    /// Re-reads the file and applies it, audited and counted for /metrics; `Err` says why
-    /// nothing changed. Returns the summary and the config it replaced, if anything changed.
-    fn reload(&mut self, actor: Actor) -> Result<(String, Option<Config>), String> {
-        let result = self.reload_file(actor);
-        self.reloads.total += 1;
-        self.reloads.last_ok = result.is_ok();
-        self.reloads.last_at = jiff::Timestamp::now();
-        result
-    }
-
-    fn reload_file(&mut self, actor: Actor) -> Result<(String, Option<Config>), String> {
-        let prepared = match &self.pending {
-            Some(pending) => Err(format!(
-                "a change awaits confirmation ({}); run `allowlistctl confirm` or wait for its rollback first",
-                pending.description
-            )),
-            None => read_config(&self.config.path)
-                .map_err(|e| format!("{e:#}"))
-                .and_then(|(new, text)| match needs_restart(&self.config, &new) {
-                    Some(why) => Err(why),
-                    None => Ok((new, text)),
-                }),
-        };
-        let (new, text) = match prepared {
-            Ok(ok) => ok,
-            Err(why) => {
-                self.record_refusal(actor, Action::Reload, &why);
-                return Err(why);
-            }
-        };
-        if new == self.config && text == self.config_text {
-            self.record(
-                actor,
-                Action::Reload,
-                json!({}),
-                json!({}),
-                Outcome::Ok,
-                self.revision,
-            )?;
-            let summary = format!("no change, revision {}", self.revision);
-            return Ok((summary, None));
-        }
-        let diff::Changes {
-            before,
-            after,
-            summary,
-        } = diff::changes(&self.config, &new);
-        self.record(
-            actor.clone(),
-            Action::Reload,
-            before,
-            after,
-            Outcome::Ok,
-            self.revision + 1,
-        )?;
-        match self.switch_to(new, text, summary) {
-            Ok((summary, old)) => Ok((summary, Some(old))),
-            Err(e) => {
-                // Maps and links keep whatever state they reached: every step of apply keeps
-                // allowed sources allowed, and the next reload converges from there.
-                let why = format!("applying the reloaded config failed part-way: {e:#}");
-                let failed = Outcome::Failed {
-                    reason: why.clone(),
-                };
-                let _ = self.record(
-                    actor,
-                    Action::Reload,
-                    json!(null),
-                    json!(null),
-                    failed,
-                    self.revision,
-                );
-                Err(why)
-            }
-        }
-    }
-
-    fn reload_on_signal(&mut self) {
-        notify::reloading();
-        match self.reload(Actor::daemon(Via::Signal)) {
-            Ok((summary, _)) => info!("reload applied: {summary}"),
-            Err(e) => error!("reload failed, still enforcing the previous config: {e}"),
-        }
-        notify::ready(&self.config, self.revision, self.emergency.as_ref());
-    }
-
-    fn roll_back(&mut self) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        let diff::Changes {
-            before,
-            after,
-            summary,
-        } = diff::changes(&self.config, &pending.restore_config);
-        let note = json!({ "unconfirmed": pending.description });
-        let after = match after {
-            serde_json::Value::Object(mut map) => {
-                map.insert("rolled_back".into(), note);
-                serde_json::Value::Object(map)
-            }
-            other => other,
-        };
-        if let Err(e) = self.record(
-            Actor::daemon(Via::Expiry),
-            Action::Rollback,
-            before,
-            after,
-            Outcome::Ok,
-            self.revision + 1,
-        ) {
-            error!("not rolling back `{}`: {e}", pending.description);
-            return;
-        }
-        // A hand edit made meanwhile is not overwritten: the enforced rules go back, the file
-        // stays, and CLI changes are refused until `reload` (the file differs from what the
-        // daemon knows).
-        let path = pending.restore_config.path.clone();
-        let hand_edited = Config::read_text(&path).ok().as_ref() != Some(&self.config_text);
-        let text = if hand_edited {
-            self.config_text.clone()
-        } else {
-            pending.restore_text.clone()
-        };
-        let restored = if hand_edited {
-            Ok(())
-        } else {
-            write_atomic(&path, &text).context("restoring the config file")
-        };
-        let switched =
-            restored.and_then(|()| self.switch_to(pending.restore_config, text, summary));
-        match switched.map(|(summary, _)| summary) {
-            Ok(summary) if hand_edited => warn!(
-                "not confirmed in time: rolled back the enforced rules of `{}` ({summary}), but left {} alone because it was edited by hand meanwhile; check it and run `allowlistctl reload`",
-                pending.description,
-                path.display()
-            ),
-            Ok(summary) => warn!(
-                "not confirmed in time: rolled back `{}` ({summary})",
-                pending.description
-            ),
-            Err(e) => error!("rolling back `{}` failed: {e:#}", pending.description),
         }
     }
 

@@ -9,16 +9,16 @@ use allowlist_common::verdict::Reason;
 use serde_json::json;
 use tracing::info;
 
+use super::changes::entry_info;
 use super::commands::{Refusal, invalid};
-use super::diff::entry_info;
 use super::{Daemon, list_query, totals};
-use crate::audit::{self, Action, Actor, Outcome, Via};
-use crate::control::protocol::{
+use crate::server::Peer;
+use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
+use allowlist_control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
     InterfaceStatus, ListQuery, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status,
     TestReport,
 };
-use crate::control::server::Peer;
 
 impl Daemon {
     pub(super) fn status(&self) -> Status {
@@ -349,7 +349,7 @@ impl Daemon {
             info!(
                 uid = peer.uid,
                 "ended {} from unlisted sources",
-                crate::words::count(killed, "connection", "connections")
+                allowlist_config::words::count(killed, "connection", "connections")
             );
         }
         Ok(Reply::Sessions(SessionsReport {

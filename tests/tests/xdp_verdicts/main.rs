@@ -21,7 +21,8 @@ use allowlist_common::verdict::{
     Parsed, REASON_COUNT,
     Reason::{self, *},
 };
-use allowlist_daemon::{filter::Filter, rules::Rules};
+use allowlist_config::rules::Rules;
+use allowlist_loader::filter::Filter;
 use allowlist_tests::frames::{
     ACK, CWR, ECE, ETHERTYPE_LLDP, Ext, FIN, Frame, L4, Net, PROTO_ESP, PROTO_NONE, PSH, RST,
     ReferenceRules, SYN, TPID_8021AD, TPID_8021Q, Tcp, URG, hex,

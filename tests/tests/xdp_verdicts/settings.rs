@@ -250,7 +250,7 @@ fn emergency_deadline_in_the_kernel() {
         return;
     }
     let mut lab = Lab::new(lab_rules());
-    let now = allowlist_daemon::clock::boot_ns();
+    let now = allowlist_loader::clock::boot_ns();
     lab.filter()
         .set_emergency(now + 60_000_000_000)
         .expect("setting an emergency deadline");
@@ -276,7 +276,7 @@ fn emergency_deadline_in_the_kernel() {
     );
     // A deadline 300 ms ahead: let in now, dropped once it has passed, by the kernel alone.
     lab.filter()
-        .set_emergency(allowlist_daemon::clock::boot_ns() + 300_000_000)
+        .set_emergency(allowlist_loader::clock::boot_ns() + 300_000_000)
         .expect("setting a short emergency deadline");
     lab.check_against(
         "blocked SYN before a short deadline",

@@ -22,12 +22,15 @@ mod error;
 mod in_order;
 mod list_file;
 mod overlaps;
+pub mod rules;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_entries;
 #[cfg(test)]
 mod tests_values;
+pub mod trusted_file;
+pub mod words;
 
 use arcstr::ArcStr;
 use std::collections::BTreeSet;
@@ -39,7 +42,6 @@ use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
 
 use crate::rules::Rules;
-use crate::trusted_file;
 use document::Layout;
 pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
@@ -116,7 +118,7 @@ pub struct Entry {
 }
 
 // Thin pointers, and the line beside them rather than in a struct of its own (which would
-// be padded): a reload holds two configs of a million entries. Was 56 bytes.
+// be padded): a reload holds two configs of a million entries.
 const _: () = assert!(std::mem::size_of::<Entry>() == 40);
 
 impl Entry {
@@ -149,7 +151,7 @@ impl Config {
             interfaces: Vec::new(),
             protected_tcp_ports: BTreeSet::new(),
             max_entries: 1024,
-            control_socket: PathBuf::from("/run/allowlist/allowlist.sock"),
+            control_socket: PathBuf::from(allowlist_control::DEFAULT_SOCKET),
             control_group: "root".to_owned(),
             state_dir: PathBuf::from("/var/lib/allowlist"),
             audit_log: PathBuf::from("/var/log/allowlist/audit.jsonl"),

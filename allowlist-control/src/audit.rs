@@ -349,7 +349,7 @@ impl AuditLog {
         }
         let mut record = Record {
             seq: self.next_seq,
-            time: crate::clock::utc_millis(jiff::Timestamp::now()),
+            time: crate::time::utc_millis(jiff::Timestamp::now()),
             event,
             prev_hash: self.last_hash.clone(),
             hash: String::new(),

@@ -8,11 +8,11 @@ use tracing::{error, warn};
 
 use super::Daemon;
 use super::commands::{Refusal, invalid};
-use crate::audit::{Action, Actor, Outcome, Via};
-use crate::control::protocol::{Changed, ErrorKind, InForce};
-use crate::control::server::Peer;
 use crate::emergency::{self, Emergency};
-use crate::words;
+use crate::server::Peer;
+use allowlist_config::words;
+use allowlist_control::audit::{Action, Actor, Outcome, Via};
+use allowlist_control::protocol::{Changed, ErrorKind, InForce};
 
 /// An emergency disable's time left, in whole seconds.
 fn time_left(e: &Emergency) -> String {

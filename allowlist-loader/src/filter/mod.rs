@@ -32,7 +32,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 use crate::prefilter::{V4Prefilter, V4Words, V6Prefilter, V6Words, v4_slots};
-use crate::rules::Rules;
+use allowlist_config::rules::Rules;
 
 mod batch;
 mod ids;
@@ -807,7 +807,7 @@ struct MapView {
     covered: bool,
 }
 
-impl verdict::Rules for MapView {
+impl verdict::Lookups for MapView {
     fn active(&self) -> bool {
         self.settings.active != 0
     }

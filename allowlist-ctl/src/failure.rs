@@ -4,12 +4,22 @@
 
 use std::process::ExitCode;
 
-use crate::control::protocol::ErrorKind;
+use allowlist_control::protocol::ErrorKind;
 
 /// Kinds allowlistctl itself reports, beside the daemon's [`ErrorKind`]s.
 pub const USAGE: &str = "usage";
 pub const INVALID: &str = "invalid";
 pub const UNREACHABLE: &str = "unreachable";
+
+/// allowlistctl's exit codes beside 0 (the README's "Exit codes").
+pub mod exit {
+    /// `test`: blocked on some port asked; `audit verify`: the chain is broken.
+    pub const NEGATIVE: u8 = 1;
+    /// Refused by the daemon, or invalid input.
+    pub const REFUSED: u8 = 2;
+    /// The daemon could not be reached (or gave no usable answer).
+    pub const UNREACHABLE: u8 = 3;
+}
 
 pub struct Failure {
     kind: String,
@@ -20,12 +30,12 @@ pub struct Failure {
 impl Failure {
     /// The command line or a local check refused it (exit 2).
     pub fn invalid(message: impl Into<String>) -> Failure {
-        Failure::new(INVALID, message, 2)
+        Failure::new(INVALID, message, exit::REFUSED)
     }
 
     /// No (usable) answer from the daemon (exit 3).
     pub fn unreachable(message: impl Into<String>) -> Failure {
-        Failure::new(UNREACHABLE, message, 3)
+        Failure::new(UNREACHABLE, message, exit::UNREACHABLE)
     }
 
     /// The daemon refused (exit 2), with its kind.
@@ -34,7 +44,7 @@ impl Failure {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| INVALID.to_owned());
-        Failure::new(&kind, message, 2)
+        Failure::new(&kind, message, exit::REFUSED)
     }
 
     fn new(kind: &str, message: impl Into<String>, exit_code: u8) -> Failure {
@@ -81,7 +91,7 @@ pub fn usage(error: clap::Error, json: bool) -> ExitCode {
         .collect();
     let message = message.join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
-    let code = u8::try_from(error.exit_code()).unwrap_or(2);
+    let code = u8::try_from(error.exit_code()).unwrap_or(exit::REFUSED);
     // stdout gets the JSON object, stderr clap's full text (with the usage).
     Failure::new(USAGE, message, code).print_json();
     let _ = error.print();

@@ -1,5 +1,5 @@
 //! allowlistctl: manage the live allowlist through allowlistd's control socket.
 
 fn main() -> std::process::ExitCode {
-    allowlist_daemon::cli::main()
+    allowlist_ctl::main()
 }

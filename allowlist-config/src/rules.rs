@@ -1,5 +1,5 @@
-//! What the filter should enforce, independent of where it came from (config file, and later
-//! the control socket): the one input the kernel maps are synchronised to.
+//! What the filter should enforce, whatever the config said it with: the one input the
+//! loader synchronises the kernel maps to.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

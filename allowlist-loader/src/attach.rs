@@ -16,8 +16,8 @@ use aya::programs::{
 };
 use tracing::{info, warn};
 
-use crate::config::XdpModeSetting;
 use crate::filter::remove_pin;
+use allowlist_config::XdpModeSetting;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use toml_edit::{Item, TableLike, Value};
 
 use super::{ENTRY_KEYS, Reader, unknown_key};
-use crate::config::Entry;
-use crate::config::entries::{check_comment, parse_net};
-use crate::config::error::quoted;
+use crate::Entry;
+use crate::entries::{check_comment, parse_net};
+use crate::error::quoted;
 
 impl Reader<'_> {
     pub(super) fn entries(&mut self, item: &Item, out: &mut Vec<Entry>) {

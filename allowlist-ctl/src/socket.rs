@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::DEFAULT_SOCKET;
 use super::failure::Failure;
-use crate::config::{self, Config, ConfigError};
+use allowlist_config::{self as config, Config, ConfigError};
+use allowlist_control::DEFAULT_SOCKET;
 
 pub const ENV: &str = "ALLOWLIST_SOCKET";
 

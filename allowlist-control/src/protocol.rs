@@ -155,12 +155,12 @@ pub enum InForce {
 pub struct Response {
     pub version: u32,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: Answer,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum Answer {
     Ok { reply: Reply },
     Error { kind: ErrorKind, message: String },
 }
@@ -220,7 +220,7 @@ pub struct SessionInfo {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BlockedReport {
-    pub sources: Vec<crate::blocked::BlockedSource>,
+    pub sources: Vec<BlockedSource>,
     /// Events the daemon received since it started.
     pub events_received: u64,
     /// Events the kernel sent, and held back to stay within its per-CPU budget (since the
@@ -354,14 +354,14 @@ impl Response {
     pub fn ok(reply: Reply) -> Response {
         Response {
             version: VERSION,
-            outcome: Outcome::Ok { reply },
+            outcome: Answer::Ok { reply },
         }
     }
 
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
         Response {
             version: VERSION,
-            outcome: Outcome::Error {
+            outcome: Answer::Error {
                 kind,
                 message: message.into(),
             },
@@ -505,4 +505,18 @@ mod tests {
             Err(FrameError::Truncated)
         ));
     }
+}
+
+/// One source the program dropped connection attempts from, with the port it knocked on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedSource {
+    pub source: IpAddr,
+    /// 0 when a fragment hid the port.
+    pub port: u16,
+    pub count: u64,
+    /// RFC 3339, UTC.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The reason of the latest drop (drop_syn_v4, drop_syn_v6, drop_fragment_evasion).
+    pub reason: String,
 }

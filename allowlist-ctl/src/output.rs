@@ -3,9 +3,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::audit::Outcome;
-use crate::control::protocol::{EntryInfo, Pending, Reply};
-use crate::words;
+use allowlist_config::words;
+use allowlist_control::audit::Outcome;
+use allowlist_control::protocol::{EntryInfo, Pending, Reply};
 
 pub fn render(reply: &Reply) -> String {
     let mut out = String::new();
@@ -236,7 +236,7 @@ pub fn render(reply: &Reply) -> String {
 }
 
 /// One blocked source: who, to which port, how often, when.
-pub fn blocked_line(s: &crate::blocked::BlockedSource) -> String {
+pub fn blocked_line(s: &allowlist_control::protocol::BlockedSource) -> String {
     let port = if s.port == 0 {
         "?".to_owned()
     } else {

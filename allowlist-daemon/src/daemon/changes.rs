@@ -4,9 +4,9 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Entry};
-use crate::control::protocol::EntryInfo;
-use crate::words;
+use allowlist_config::words;
+use allowlist_config::{Config, Entry};
+use allowlist_control::protocol::EntryInfo;
 
 pub fn entry_info(entry: &Entry) -> EntryInfo {
     EntryInfo {
@@ -181,7 +181,7 @@ impl SetDigest {
     }
 
     fn finish(self) -> String {
-        crate::audit::hex(&self.sha.finalize())
+        allowlist_control::audit::hex(&self.sha.finalize())
     }
 }
 
@@ -369,7 +369,10 @@ mod tests {
         let mut sha = Sha256::new();
         sha.update([4, 198, 18, 1, 0, 24]);
         sha.update(b"a\n");
-        assert_eq!(set_sha256(&a), crate::audit::hex(&sha.finalize()));
+        assert_eq!(
+            set_sha256(&a),
+            allowlist_control::audit::hex(&sha.finalize())
+        );
         // An interrupted large change is recognised by the digest of the whole set.
         assert!(shows(&b, &before, &after));
         assert!(!shows(&a, &before, &after));

@@ -16,7 +16,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
-use super::protocol::{self, ErrorKind, Request, Response};
+use allowlist_control::protocol::{self, ErrorKind, Request, Response};
 
 /// A client has this long to send its whole request.
 const READ_DEADLINE: Duration = Duration::from_secs(5);

@@ -1,0 +1,222 @@
+//! The command line: every subcommand and option (the man page and completions are generated
+//! from these definitions by `allowlist-docs`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "allowlistctl",
+    version,
+    about = "Manage the live allowlist: entries, activation, tests.",
+    after_help = "Exit codes: 0 ok (test: allowed), 1 test: blocked, 2 refused or invalid, 3 daemon unreachable. With --json, a failure also prints {\"error\": {\"kind\", \"message\", \"exit_code\"}} on stdout."
+)]
+pub struct Cli {
+    /// The daemon's control socket [default: the control_socket of --config, else
+    /// $ALLOWLIST_SOCKET, else that of /etc/allowlist/allowlist.toml, else
+    /// /run/allowlist/allowlist.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) socket: Option<PathBuf>,
+    /// Find the control socket in this config file (its control_socket key).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the daemon's answer as JSON (for scripts).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Active or not, entries and capacity, ports, interfaces, revision, counters, uptime.
+    Status,
+    /// Every entry with its comment, where it is written, and its hits.
+    List {
+        /// Only entries with no new connection for this long, e.g. 30d (never-hit ones too).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        unused: Option<Duration>,
+        /// Only the entry covering this address.
+        #[arg(long, value_name = "IP")]
+        contains: Option<String>,
+        /// Only entries whose comment contains TEXT (case-insensitive).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Only entries written in FILE: a list file, or the config file for its [[entries]].
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// At most N entries, the first in file order.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Print only how many entries match.
+        #[arg(long)]
+        count: bool,
+    },
+    /// Add a network or single address.
+    Add {
+        /// e.g. 198.18.1.0/24, 2001:db8::/48, 198.18.7.7
+        #[arg(required_unless_present = "current", conflicts_with = "current")]
+        cidr: Option<String>,
+        /// What the entry is for, e.g. "office" (at most 256 characters; shown by `list`).
+        #[arg(long)]
+        comment: Option<String>,
+        /// Add your own address (from SSH_CONNECTION, or --current-ip).
+        #[arg(long)]
+        current: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Change an entry's network and/or comment in place (entries of the config file; an
+    /// entry from a list file is edited in that file, then `reload`).
+    Edit {
+        /// The entry to change, as `list` shows it.
+        cidr: String,
+        /// The new network.
+        #[arg(long = "cidr")]
+        new_cidr: Option<String>,
+        /// The new comment.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Remove an entry (of the config file; an entry from a list file is removed from that
+    /// file, then `reload`).
+    Remove {
+        /// The entry to remove, as `list` shows it.
+        cidr: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Enforce the list.
+    Activate {
+        /// Add your own address first, in the same change.
+        #[arg(long)]
+        add_current: bool,
+        /// Also end established connections to protected ports from sources no entry covers
+        /// (the "users not listed are logged out" of SaaS allowlists).
+        #[arg(long)]
+        kill_unlisted: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Stop enforcing (entries are kept).
+    Deactivate {
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The live verdict for a SYN from IP, read from the kernel's maps.
+    Test {
+        /// The source address to judge, e.g. 198.18.1.2.
+        ip: String,
+        /// Only this port (default: every protected port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Re-read the config file.
+    Reload {
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// List every added and removed entry (above 50 changes only the first 10 each way
+        /// are listed, and the rest counted).
+        #[arg(long)]
+        full: bool,
+    },
+    /// Keep a change made with --confirm-within.
+    Confirm,
+    /// Lift enforcement for a while (at most 24h); it ends by itself, even if allowlistd dies.
+    #[command(
+        override_usage = "allowlistctl emergency-disable [OPTIONS] --reason <REASON> [--for <DURATION>]"
+    )]
+    EmergencyDisable {
+        /// Why (required; goes into the audit log).
+        #[arg(long, required_unless_present = "extend", conflicts_with = "extend")]
+        reason: Option<String>,
+        /// How long, e.g. 90m, 4h, 2h30m (at most 24h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// If one is in force already: put this one (its reason, --for from now) in its place.
+        #[arg(long, conflicts_with = "extend")]
+        replace: bool,
+        /// If one is in force already: keep its reason and end it --for from now (later than
+        /// it ends now).
+        #[arg(long)]
+        extend: bool,
+    },
+    /// End an emergency disable early.
+    EmergencyEnd,
+    /// Established connections to protected ports, and whether an entry covers each peer.
+    Sessions {
+        /// Only connections to this port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// End the connections from sources no entry covers (audited).
+        #[arg(long)]
+        kill_unlisted: bool,
+        /// Your address, when not in an SSH session: --kill-unlisted refuses to end your own
+        /// connection unless --force.
+        #[arg(long, value_name = "IP")]
+        current_ip: Option<IpAddr>,
+        /// With --kill-unlisted: end your own connection too, should no entry cover it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The sources blocked most often: who is knocking on the protected ports.
+    Blocked {
+        /// How many sources to show.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Keep watching: print sources as they are blocked (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Show the audit log, or verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        verify: Option<AuditCmd>,
+        /// Only records since this time (RFC 3339, e.g. 2026-11-23T14:00:00Z) or this long ago (e.g. 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records of this action.
+        #[arg(long, value_enum)]
+        action: Option<allowlist_control::audit::Action>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Check the chain: exit 0 intact, 1 broken (the first broken record is named).
+    Verify {
+        /// Files to check, oldest first (default: the daemon's own log files).
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ChangeArgs {
+    /// Refuse unless the list is still at this revision (see `list` or `status`).
+    #[arg(long, value_name = "N")]
+    pub(crate) if_revision: Option<u64>,
+    /// Apply even if the change blocks your own address.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Roll the change back unless `allowlistctl confirm` follows within this time (e.g. 60s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) confirm_within: Option<Duration>,
+    /// Your address, when not in an SSH session (SSH_CONNECTION is used otherwise).
+    #[arg(long, value_name = "IP")]
+    pub(crate) current_ip: Option<IpAddr>,
+}
+
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}`: {e} (e.g. 60s, 5m, 1h30m)"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}

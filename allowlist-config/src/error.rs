@@ -87,13 +87,16 @@ pub enum ConfigError {
         omitted: usize,
         overlaps: usize,
     },
+    /// The configuration file itself is not one to trust (see [`crate::trusted_file`]).
+    #[error(transparent)]
+    Untrusted(#[from] crate::trusted_file::Untrusted),
 }
 
 impl ConfigError {
     /// The located problems; empty for [`ConfigError::Io`].
     pub fn problems(&self) -> &[Problem] {
         match self {
-            ConfigError::Io { .. } => &[],
+            ConfigError::Io { .. } | ConfigError::Untrusted(_) => &[],
             ConfigError::Invalid { problems, .. } => problems,
         }
     }

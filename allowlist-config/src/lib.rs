@@ -218,6 +218,15 @@ impl Config {
         report.finish(config)
     }
 
+    /// The config file at `path`, and its text, as the daemon takes it at start, on reload and
+    /// for `allowlistd --check`: the file trusted, read, and [`Config::parse_checked`].
+    pub fn read_checked(path: &Path, max_problems: usize) -> Result<(Config, String), ConfigError> {
+        trusted_file::check(path, "config file")?;
+        let text = Config::read_text(path)?;
+        let config = Config::parse_checked(path, &text, max_problems)?;
+        Ok((config, text))
+    }
+
     /// What the daemon checks before it uses a config (start, reload, `--check`, a change
     /// through allowlistctl): [`Config::parse`], and also that the list files are trusted
     /// ([`trusted_file::check`]) and the listed interfaces exist now. Every problem is

@@ -177,7 +177,7 @@ fn check(input: &[Vec<u8>]) -> Result<(), String> {
     let outcome = match &first {
         Ok(_) => 0,
         Err(ConfigError::Invalid { .. }) => 1,
-        Err(ConfigError::Io { .. }) => 2,
+        Err(ConfigError::Io { .. } | ConfigError::Untrusted(_)) => 2,
     };
     OUTCOMES[outcome].fetch_add(1, Ordering::Relaxed);
     match (&first, &again) {

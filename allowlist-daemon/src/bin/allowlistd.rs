@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use allowlist_config::{self as config, trusted_file, words};
+use allowlist_config::{self as config, words};
 use allowlist_daemon::daemon;
 use allowlist_daemon::daemon_args::Args;
 use clap::Parser;
@@ -54,14 +54,8 @@ fn main() -> ExitCode {
 
 /// `--check`: everything start-up checks before touching the kernel, every problem at once.
 fn check(path: &std::path::Path, max_problems: usize) -> ExitCode {
-    let result = trusted_file::check(path, "config file")
-        .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            let text = config::Config::read_text(path)?;
-            Ok(config::Config::parse_checked(path, &text, max_problems)?)
-        });
-    match result {
-        Ok(c) => {
+    match config::Config::read_checked(path, max_problems) {
+        Ok((c, _)) => {
             let v4 = c.entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
             let interfaces = if c.interfaces.is_empty() {
                 "none".to_owned()

@@ -37,7 +37,6 @@ use crate::emergency::Emergency;
 use crate::metrics;
 use crate::notify;
 use crate::server;
-use allowlist_config::trusted_file;
 use allowlist_config::{Config, MAX_PROBLEMS, edit::write_atomic};
 use allowlist_loader::bpffs::PinDir;
 use allowlist_loader::filter::Filter;
@@ -94,9 +93,7 @@ struct PendingChange {
 
 /// Reads and validates the config file, keeping its text.
 fn read_config(path: &Path) -> Result<(Config, String)> {
-    trusted_file::check(path, "config file")?;
-    let text = Config::read_text(path)?;
-    let config = Config::parse_checked(path, &text, MAX_PROBLEMS)?;
+    let (config, text) = Config::read_checked(path, MAX_PROBLEMS)?;
     // The parser's scratch would otherwise stay resident beside both configs through the
     // diff and apply (the heap keeps it once glibc's mmap threshold has risen).
     give_back_free_heap();

@@ -39,27 +39,27 @@ pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 /// Events each CPU may report per second (and its burst): enough to see who is knocking,
 /// bounded so that a flood cannot swamp the daemon.
 pub const EVENTS_PER_SEC_PER_CPU: u64 = 200;
-/// IPv4 prefilter: two bits per /24 (see [`V4Slot`]), read only for /24s [`TOUCHED_V4`] marks.
-pub const PREFILTER_V4: &str = "PREFILTER_V4";
-/// IPv4 prefilter, /24 level: one bit per /24, set when its [`PREFILTER_V4`] state is not
+/// IPv4 prefilter: two bits per /24 (see [`V4Slot`]), read only for /24s [`PER24_BITS_V4`] marks.
+pub const PER24_STATES_V4: &str = "PER24_STATES_V4";
+/// IPv4 prefilter, /24 level: one bit per /24, set when its [`PER24_STATES_V4`] state is not
 /// `None`. Most sources of a flood are decided by the levels above and this bit, which take
 /// 2.5 MiB where the states take 4 (a random read costs more the larger the table:
 /// BENCHMARKS.md).
-pub const TOUCHED_V4: &str = "TOUCHED_V4";
+pub const PER24_BITS_V4: &str = "PER24_BITS_V4";
 /// The single addresses of [`EXACT_V4`] as a Bloom filter whose four probes share one word
 /// (see [`host_v4_marks`]): a source in a /24 that holds single addresses asks the hash map
 /// only when its bits are set: a random miss in a large hash map costs far more than one
 /// read here, and the filter passes about one source in 80 that is not listed.
 pub const HOSTS_V4: &str = "HOSTS_V4";
-/// IPv4 prefilter, /22 level, between [`SUMMARY_V4`] and [`TOUCHED_V4`]: one bit per /22, set
-/// while any of its four /24s has its [`TOUCHED_V4`] bit. 512 KiB, small enough to stay in a
-/// core's own second-level cache, where the 2 MiB of [`TOUCHED_V4`] live in the shared third
+/// IPv4 prefilter, /22 level, between [`PER16_BITS_V4`] and [`PER24_BITS_V4`]: one bit per /22, set
+/// while any of its four /24s has its [`PER24_BITS_V4`] bit. 512 KiB, small enough to stay in a
+/// core's own second-level cache, where the 2 MiB of [`PER24_BITS_V4`] live in the shared third
 /// level and lose to neighbours.
-pub const BLOCKS_V4: &str = "BLOCKS_V4";
+pub const PER22_BITS_V4: &str = "PER22_BITS_V4";
 /// IPv4 prefilter, /16 level (read first): one bit per /16, set while any /24 in it has its
-/// [`TOUCHED_V4`] bit. 8 KiB, which stays in the first-level cache: a flood against a short
+/// [`PER24_BITS_V4`] bit. 8 KiB, which stays in the first-level cache: a flood against a short
 /// list is decided here without a cache miss.
-pub const SUMMARY_V4: &str = "SUMMARY_V4";
+pub const PER16_BITS_V4: &str = "PER16_BITS_V4";
 /// IPv6 prefilter: a Bloom filter of the /32s and /48s entries may cover (see [`v6_marks`]).
 pub const PREFILTER_V6: &str = "PREFILTER_V6";
 /// A second, larger Bloom filter of the same marks, read only for the sources the first one
@@ -75,16 +75,16 @@ pub const WHOLE_V4_SLOTS: u32 = 1 << 24;
 pub const PORT_WORDS: u32 = 65536 / 64;
 
 /// 2^24 /24 networks, 2 bits each, 32 per u64 word: 4 MiB.
-pub const PREFILTER_V4_WORDS: u32 = (1 << 24) * 2 / 64;
+pub const PER24_STATES_V4_WORDS: u32 = (1 << 24) * 2 / 64;
 /// 2^24 /24 networks, 1 bit each: 2 MiB.
-pub const TOUCHED_V4_WORDS: u32 = (1 << 24) / 64;
+pub const PER24_BITS_V4_WORDS: u32 = (1 << 24) / 64;
 /// 2^22 /22 networks, 1 bit each: 512 KiB.
-pub const BLOCKS_V4_WORDS: u32 = (1 << 22) / 64;
+pub const PER22_BITS_V4_WORDS: u32 = (1 << 22) / 64;
 /// 1 MiB (see [`HOSTS_V4`]).
 pub const HOSTS_V4_WORDS: u32 = 1 << 17;
 /// 2^16 /16 networks, 1 bit each: 8 KiB.
-pub const SUMMARY_V4_WORDS: u32 = (1 << 16) / 64;
-/// 1 MiB, to stay in a core's own cache (see [`BLOCKS_V4`]). Each mark sets four bits of one
+pub const PER16_BITS_V4_WORDS: u32 = (1 << 16) / 64;
+/// 1 MiB, to stay in a core's own cache (see [`PER22_BITS_V4`]). Each mark sets four bits of one
 /// word: a million marks fill ~37% of the bits, and a random source passes only if all four
 /// of its bits are set, about one in 50.
 pub const PREFILTER_V6_WORDS: u32 = 1 << 17;
@@ -142,37 +142,37 @@ impl Slot24 {
         Slot24((addr[0] as u32) << 16 | (addr[1] as u32) << 8 | addr[2] as u32)
     }
 
-    /// The /16 holding it: its bit in [`SUMMARY_V4`], and the daemon's count per /16.
+    /// The /16 holding it: its bit in [`PER16_BITS_V4`], and the daemon's count per /16.
     #[inline(always)]
     pub const fn sixteen(self) -> u32 {
         self.0 >> 8
     }
 
-    /// Word index and bit of its /16 in [`SUMMARY_V4`].
+    /// Word index and bit of its /16 in [`PER16_BITS_V4`].
     #[inline(always)]
-    pub const fn summary_bit(self) -> (u32, u64) {
+    pub const fn per16_bit(self) -> (u32, u64) {
         bit_of(self.sixteen())
     }
 
-    /// Word index and bit of its /22 in [`BLOCKS_V4`].
+    /// Word index and bit of its /22 in [`PER22_BITS_V4`].
     #[inline(always)]
-    pub const fn block_bit(self) -> (u32, u64) {
+    pub const fn per22_bit(self) -> (u32, u64) {
         bit_of(self.0 >> 2)
     }
 
-    /// Word index and bit of it in [`TOUCHED_V4`].
+    /// Word index and bit of it in [`PER24_BITS_V4`].
     #[inline(always)]
-    pub const fn touched_bit(self) -> (u32, u64) {
+    pub const fn per24_bit(self) -> (u32, u64) {
         bit_of(self.0)
     }
 
-    /// The bits of the four /24s of its /22 in its [`TOUCHED_V4`] word (they share one).
+    /// The bits of the four /24s of its /22 in its [`PER24_BITS_V4`] word (they share one).
     #[inline(always)]
-    pub const fn block_touched_bits(self) -> u64 {
+    pub const fn per22_quad(self) -> u64 {
         0b1111 << ((self.0 % 64) & !3)
     }
 
-    /// Word index and bit shift of its 2-bit [`V4Slot`] state in [`PREFILTER_V4`].
+    /// Word index and bit shift of its 2-bit [`V4Slot`] state in [`PER24_STATES_V4`].
     #[inline(always)]
     pub const fn state_position(self) -> (u32, u32) {
         (self.0 / 32, (self.0 % 32) * 2)
@@ -354,19 +354,19 @@ mod tests {
         let first = Slot24::of([198, 18, 4, 0]);
         for third in 4..8 {
             assert_eq!(
-                Slot24::of([198, 18, third, 1]).block_bit(),
-                first.block_bit()
+                Slot24::of([198, 18, third, 1]).per22_bit(),
+                first.per22_bit()
             );
         }
-        assert_ne!(Slot24::of([198, 18, 8, 0]).block_bit(), first.block_bit());
-        // ...and its four TOUCHED_V4 bits are the ones `block_touched_bits` names.
+        assert_ne!(Slot24::of([198, 18, 8, 0]).per22_bit(), first.per22_bit());
+        // ...and its four PER24_BITS_V4 bits are the ones `per22_quad` names.
         let quad = (4..8).fold(0, |acc, third| {
-            acc | Slot24::of([198, 18, third, 0]).touched_bit().1
+            acc | Slot24::of([198, 18, third, 0]).per24_bit().1
         });
-        assert_eq!(quad, slot.block_touched_bits());
+        assert_eq!(quad, slot.per22_quad());
         assert_eq!(
-            Slot24::of([198, 18, 4, 0]).touched_bit().0,
-            slot.touched_bit().0
+            Slot24::of([198, 18, 4, 0]).per24_bit().0,
+            slot.per24_bit().0
         );
         // 32 two-bit states per word.
         assert_eq!(Slot24(33).state_position(), (1, 2));

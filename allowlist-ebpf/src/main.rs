@@ -18,11 +18,11 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        BLOCKS_V4_WORDS, BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters,
-        EVENTS_PER_SEC_PER_CPU, EventBudget, HOSTS_V4_WORDS, HitStat, PORT_WORDS,
-        PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings, Slot24,
-        TOUCHED_V4_WORDS, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks,
-        host_v4_marks, port_bit, v6_marks, v6_prefixes,
+        BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
+        EventBudget, HOSTS_V4_WORDS, HitStat, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
+        PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_WORDS, PREFILTER_V6_WORDS, Settings,
+        Slot24, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, host_v4_marks,
+        port_bit, v6_marks, v6_prefixes,
     },
     verdict::{Family, Lookups, Parsed, Reason, decide},
 };
@@ -50,13 +50,13 @@ static EXACT_V4: HashMap<[u8; 4], u32> = HashMap::with_max_entries(1024, BPF_F_N
 static EXACT_V6: HashMap<[u8; 16], u32> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 // Memory-mappable so the daemon updates prefilter bits with plain stores, not one syscall each.
 #[map]
-static PREFILTER_V4: Array<u64> = Array::with_max_entries(PREFILTER_V4_WORDS, BPF_F_MMAPABLE);
+static PER24_STATES_V4: Array<u64> = Array::with_max_entries(PER24_STATES_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
-static SUMMARY_V4: Array<u64> = Array::with_max_entries(SUMMARY_V4_WORDS, BPF_F_MMAPABLE);
+static PER16_BITS_V4: Array<u64> = Array::with_max_entries(PER16_BITS_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
-static BLOCKS_V4: Array<u64> = Array::with_max_entries(BLOCKS_V4_WORDS, BPF_F_MMAPABLE);
+static PER22_BITS_V4: Array<u64> = Array::with_max_entries(PER22_BITS_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
-static TOUCHED_V4: Array<u64> = Array::with_max_entries(TOUCHED_V4_WORDS, BPF_F_MMAPABLE);
+static PER24_BITS_V4: Array<u64> = Array::with_max_entries(PER24_BITS_V4_WORDS, BPF_F_MMAPABLE);
 #[map]
 static PREFILTER_V6: Array<u64> = Array::with_max_entries(PREFILTER_V6_WORDS, BPF_F_MMAPABLE);
 #[map]
@@ -521,14 +521,14 @@ impl KernelMaps<'_> {
     #[inline(always)]
     fn covered_v4(&self, addr: [u8; 4]) -> bool {
         let slot24 = Slot24::of(addr);
-        if !has_bits(&SUMMARY_V4, slot24.summary_bit())
-            || !has_bits(&BLOCKS_V4, slot24.block_bit())
-            || !has_bits(&TOUCHED_V4, slot24.touched_bit())
+        if !has_bits(&PER16_BITS_V4, slot24.per16_bit())
+            || !has_bits(&PER22_BITS_V4, slot24.per22_bit())
+            || !has_bits(&PER24_BITS_V4, slot24.per24_bit())
         {
             return false;
         }
         let (word, shift) = slot24.state_position();
-        let bits = PREFILTER_V4.get(word).copied().unwrap_or(0) >> shift;
+        let bits = PER24_STATES_V4.get(word).copied().unwrap_or(0) >> shift;
         let slot = V4Slot::from_bits(bits);
         if slot == V4Slot::None {
             return false;

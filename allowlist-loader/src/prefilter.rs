@@ -25,16 +25,16 @@ pub fn v4_slots(net: &Ipv4Net) -> RangeInclusive<u32> {
 }
 
 /// The IPv4 prefilter's mapped arrays, in the order the program reads them: a bit per /16
-/// and one per /22 saying whether any /24 in it is touched (`maps::SUMMARY_V4`,
-/// `maps::BLOCKS_V4`), a bit per /24 saying whether any entry touches it (`maps::TOUCHED_V4`),
-/// and the /24's state (`maps::PREFILTER_V4`). Beside them, the Bloom filter of single
+/// and one per /22 saying whether any /24 in it is touched (`maps::PER16_BITS_V4`,
+/// `maps::PER22_BITS_V4`), a bit per /24 saying whether any entry touches it (`maps::PER24_BITS_V4`),
+/// and the /24's state (`maps::PER24_STATES_V4`). Beside them, the Bloom filter of single
 /// addresses (`maps::HOSTS_V4`).
 #[derive(Clone, Copy)]
 pub struct V4Words<'a> {
     pub hosts: &'a [AtomicU64],
-    pub summary: &'a [AtomicU64],
-    pub blocks: &'a [AtomicU64],
-    pub touched: &'a [AtomicU64],
+    pub per16: &'a [AtomicU64],
+    pub per22: &'a [AtomicU64],
+    pub per24: &'a [AtomicU64],
     pub states: &'a [AtomicU64],
 }
 
@@ -54,9 +54,9 @@ fn set_bit(words: &[AtomicU64], (word, bit): (u32, u64), set: bool) {
 /// A /24's state as the program sees it.
 fn read_slot(words: V4Words, slot: u32) -> V4Slot {
     let slot = Slot24(slot);
-    if !bit_is_set(words.summary, slot.summary_bit())
-        || !bit_is_set(words.blocks, slot.block_bit())
-        || !bit_is_set(words.touched, slot.touched_bit())
+    if !bit_is_set(words.per16, slot.per16_bit())
+        || !bit_is_set(words.per22, slot.per22_bit())
+        || !bit_is_set(words.per24, slot.per24_bit())
     {
         return V4Slot::None;
     }
@@ -77,7 +77,7 @@ pub struct V4Prefilter {
     /// /25 to /31 entries per /24.
     nets_per_slot: HashMap<u32, u32>,
     /// Touched /24s per /16.
-    touched_per_16: Vec<u16>,
+    touched_per16: Vec<u16>,
     hosts: WordCounts,
 }
 
@@ -89,7 +89,7 @@ impl Default for V4Prefilter {
             whole: vec![0; (1 << 24) / 64],
             hosts_per_slot: HashMap::new(),
             nets_per_slot: HashMap::new(),
-            touched_per_16: vec![0; 1 << 16],
+            touched_per16: vec![0; 1 << 16],
             hosts: WordCounts(vec![0; HOSTS_V4_WORDS as usize]),
         }
     }
@@ -144,28 +144,27 @@ impl V4Prefilter {
             word.store(new, Ordering::Release);
         }
         let touched = state != V4Slot::None;
-        if bit_is_set(words.touched, slot.touched_bit()) == touched {
+        if bit_is_set(words.per24, slot.per24_bit()) == touched {
             return;
         }
-        set_bit(words.touched, slot.touched_bit(), touched);
-        // A /22's four /24s share a word of TOUCHED_V4, so its bit needs no count.
-        let (touched_word, _) = slot.touched_bit();
-        let any_in_block = words.touched[touched_word as usize].load(Ordering::Acquire)
-            & slot.block_touched_bits()
-            != 0;
-        if bit_is_set(words.blocks, slot.block_bit()) != any_in_block {
-            set_bit(words.blocks, slot.block_bit(), any_in_block);
+        set_bit(words.per24, slot.per24_bit(), touched);
+        // A /22's four /24s share a word of PER24_BITS_V4, so its bit needs no count.
+        let (per24_word, _) = slot.per24_bit();
+        let any_in_block =
+            words.per24[per24_word as usize].load(Ordering::Acquire) & slot.per22_quad() != 0;
+        if bit_is_set(words.per22, slot.per22_bit()) != any_in_block {
+            set_bit(words.per22, slot.per22_bit(), any_in_block);
         }
-        let count = &mut self.touched_per_16[slot.sixteen() as usize];
+        let count = &mut self.touched_per16[slot.sixteen() as usize];
         if touched {
             *count += 1;
             if *count == 1 {
-                set_bit(words.summary, slot.summary_bit(), true);
+                set_bit(words.per16, slot.per16_bit(), true);
             }
         } else {
             *count -= 1;
             if *count == 0 {
-                set_bit(words.summary, slot.summary_bit(), false);
+                set_bit(words.per16, slot.per16_bit(), false);
             }
         }
     }
@@ -387,7 +386,7 @@ impl V6Prefilter {
 mod tests {
     use super::*;
     use allowlist_common::maps::{
-        BLOCKS_V4_WORDS, PREFILTER_V4_WORDS, SUMMARY_V4_WORDS, TOUCHED_V4_WORDS,
+        PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS,
     };
 
     fn words(n: u32) -> Vec<AtomicU64> {
@@ -405,9 +404,9 @@ mod tests {
     /// Both IPv4 arrays, as the program has them.
     struct V4Maps {
         hosts: Vec<AtomicU64>,
-        summary: Vec<AtomicU64>,
-        blocks: Vec<AtomicU64>,
-        touched: Vec<AtomicU64>,
+        per16: Vec<AtomicU64>,
+        per22: Vec<AtomicU64>,
+        per24: Vec<AtomicU64>,
         states: Vec<AtomicU64>,
     }
 
@@ -415,19 +414,19 @@ mod tests {
         fn new() -> V4Maps {
             V4Maps {
                 hosts: words(HOSTS_V4_WORDS),
-                summary: words(SUMMARY_V4_WORDS),
-                blocks: words(BLOCKS_V4_WORDS),
-                touched: words(TOUCHED_V4_WORDS),
-                states: words(PREFILTER_V4_WORDS),
+                per16: words(PER16_BITS_V4_WORDS),
+                per22: words(PER22_BITS_V4_WORDS),
+                per24: words(PER24_BITS_V4_WORDS),
+                states: words(PER24_STATES_V4_WORDS),
             }
         }
 
         fn view(&self) -> V4Words<'_> {
             V4Words {
                 hosts: &self.hosts,
-                summary: &self.summary,
-                blocks: &self.blocks,
-                touched: &self.touched,
+                per16: &self.per16,
+                per22: &self.per22,
+                per24: &self.per24,
                 states: &self.states,
             }
         }
@@ -435,9 +434,9 @@ mod tests {
         fn empty(&self) -> bool {
             self.hosts
                 .iter()
-                .chain(&self.summary)
-                .chain(&self.blocks)
-                .chain(&self.touched)
+                .chain(&self.per16)
+                .chain(&self.per22)
+                .chain(&self.per24)
                 .chain(&self.states)
                 .all(|x| x.load(Ordering::Relaxed) == 0)
         }
@@ -485,7 +484,7 @@ mod tests {
         let maps = V4Maps::new();
         let w = maps.view();
         let mut p = V4Prefilter::default();
-        let block = |a: &str| bit_is_set(w.blocks, Slot24(slot(a)).block_bit());
+        let block = |a: &str| bit_is_set(w.per22, Slot24(slot(a)).per22_bit());
         // 198.18.4.0-198.18.7.255 is one /22; 198.18.8.0 starts the next.
         insert(&mut p, w, &[v4("198.18.5.1/32"), v4("198.18.7.9/32")]);
         assert!(block("198.18.4.0") && block("198.18.7.255"));

@@ -263,6 +263,21 @@ fn sigusr2_hands_over_without_a_gap() {
         return;
     }
     let mut fx = Fixture::start(allow_allowed_clients);
+    // Pins where the previous release kept the IPv4 prefilter levels, as an upgrade from it
+    // leaves them: the daemon that takes over must not keep them.
+    let maps = fx.dir.pin_dir().join("maps");
+    let previous = ["SUMMARY_V4", "BLOCKS_V4", "TOUCHED_V4", "PREFILTER_V4"];
+    for (old, new) in previous.iter().zip([
+        "PER16_BITS_V4",
+        "PER22_BITS_V4",
+        "PER24_BITS_V4",
+        "PER24_STATES_V4",
+    ]) {
+        aya::maps::MapData::from_pin(maps.join(new))
+            .unwrap_or_else(|e| panic!("the running daemon's pin {new}: {e}"))
+            .pin(maps.join(old))
+            .unwrap_or_else(|e| panic!("pinning {old} as the previous release did: {e}"));
+    }
     fx.daemon.signal(Signal::SIGUSR2);
     let status = fx
         .daemon
@@ -301,6 +316,16 @@ fn sigusr2_hands_over_without_a_gap() {
         .unwrap_or_else(|e| panic!("the next daemon: {e:#}"));
     assert_times_out(fx.client(), B6, to(B6, PROTECTED), "after the handover");
     assert_connects(fx.client(), A6, to(A6, PROTECTED), "after the handover");
+    for old in previous {
+        assert!(
+            !maps.join(old).exists(),
+            "the previous release's pin {old} is still there after the handover"
+        );
+    }
+    assert!(
+        maps.join("PER16_BITS_V4").exists(),
+        "the new daemon pins its own maps"
+    );
     fx.stop(Signal::SIGTERM);
     fx.assert_bpffs_empty("after SIGTERM");
 }

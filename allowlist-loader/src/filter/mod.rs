@@ -12,9 +12,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, BLOCKS_V4_WORDS, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS,
-    HitStat, PORT_WORDS, PREFILTER_V4_WORDS, PREFILTER_V6_WORDS, SUMMARY_V4_WORDS, Settings,
-    TOUCHED_V4_WORDS, port_bit,
+    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS, HitStat,
+    PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS,
+    PORT_WORDS, PREFILTER_V6_WORDS, Settings, port_bit,
 };
 use allowlist_common::verdict::{self, Parsed, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -42,17 +42,20 @@ use ids::Ids;
 /// The compiled XDP object, built by `cargo xtask build` and embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
+/// Where the previous release pinned the IPv4 prefilter's levels. A daemon taking over from it
+/// fills maps of its own before it attaches, so these are only removed.
+const PREVIOUS_PIN_NAMES: [&str; 4] = ["SUMMARY_V4", "BLOCKS_V4", "TOUCHED_V4", "PREFILTER_V4"];
 /// Every map, for pinning.
 pub const MAP_NAMES: [&str; 16] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
     names::EXACT_V6,
-    names::PREFILTER_V4,
-    names::SUMMARY_V4,
-    names::BLOCKS_V4,
+    names::PER24_STATES_V4,
+    names::PER16_BITS_V4,
+    names::PER22_BITS_V4,
     names::HOSTS_V4,
-    names::TOUCHED_V4,
+    names::PER24_BITS_V4,
     names::PREFILTER_V6,
     names::CONFIRM_V6,
     names::WHOLE_V4,
@@ -109,9 +112,9 @@ impl Drop for MappedWords {
 /// The IPv4 prefilter's arrays (see `prefilter::V4Words`).
 struct V4Mapped {
     hosts: MappedWords,
-    summary: MappedWords,
-    blocks: MappedWords,
-    touched: MappedWords,
+    per16: MappedWords,
+    per22: MappedWords,
+    per24: MappedWords,
     states: MappedWords,
 }
 
@@ -119,9 +122,9 @@ impl V4Mapped {
     fn words(&self) -> V4Words<'_> {
         V4Words {
             hosts: self.hosts.words(),
-            summary: self.summary.words(),
-            blocks: self.blocks.words(),
-            touched: self.touched.words(),
+            per16: self.per16.words(),
+            per22: self.per22.words(),
+            per24: self.per24.words(),
             states: self.states.words(),
         }
     }
@@ -249,10 +252,10 @@ impl Filter {
             .context("the kernel refused the XDP program")?;
         let prefilter_v4 = V4Mapped {
             hosts: MappedWords::new(map(&ebpf, names::HOSTS_V4)?, HOSTS_V4_WORDS)?,
-            summary: MappedWords::new(map(&ebpf, names::SUMMARY_V4)?, SUMMARY_V4_WORDS)?,
-            blocks: MappedWords::new(map(&ebpf, names::BLOCKS_V4)?, BLOCKS_V4_WORDS)?,
-            touched: MappedWords::new(map(&ebpf, names::TOUCHED_V4)?, TOUCHED_V4_WORDS)?,
-            states: MappedWords::new(map(&ebpf, names::PREFILTER_V4)?, PREFILTER_V4_WORDS)?,
+            per16: MappedWords::new(map(&ebpf, names::PER16_BITS_V4)?, PER16_BITS_V4_WORDS)?,
+            per22: MappedWords::new(map(&ebpf, names::PER22_BITS_V4)?, PER22_BITS_V4_WORDS)?,
+            per24: MappedWords::new(map(&ebpf, names::PER24_BITS_V4)?, PER24_BITS_V4_WORDS)?,
+            states: MappedWords::new(map(&ebpf, names::PER24_STATES_V4)?, PER24_STATES_V4_WORDS)?,
         };
         let prefilter_v6 = V6Mapped {
             first: MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?,
@@ -610,6 +613,9 @@ impl Filter {
             map(&self.ebpf, name)?
                 .pin(&path)
                 .with_context(|| format!("pinning map {}", path.display()))?;
+        }
+        for name in PREVIOUS_PIN_NAMES {
+            remove_pin(&maps_dir.join(name))?;
         }
         let prog_path = dir.join("prog");
         remove_pin(&prog_path)?;

@@ -318,7 +318,7 @@ impl Default for V6Prefilter {
 
 /// Where an IPv6 entry is marked: its class and the prefixes it marks, or `None` when it
 /// is too wide to mark.
-fn v6_marked(net: &Ipv6Net) -> Option<(usize, RangeInclusive<u64>)> {
+fn v6_mark_prefixes(net: &Ipv6Net) -> Option<(usize, RangeInclusive<u64>)> {
     let len = net.prefix_len();
     let first = u128::from(net.network());
     if len < V6_PREFILTER_MIN_PREFIX {
@@ -350,7 +350,7 @@ impl V6Prefilter {
     /// Before the maps gain `nets`: mark them (so that their sources are looked up).
     pub fn before_insert(&mut self, words: V6Words, nets: &[Ipv6Net]) {
         for net in nets {
-            let Some((class, prefixes)) = v6_marked(net) else {
+            let Some((class, prefixes)) = v6_mark_prefixes(net) else {
                 self.wide += 1;
                 continue;
             };
@@ -368,7 +368,7 @@ impl V6Prefilter {
     /// After the maps lost `nets`: clear words no remaining entry marks.
     pub fn after_remove(&mut self, words: V6Words, nets: &[Ipv6Net]) {
         for net in nets {
-            let Some((class, prefixes)) = v6_marked(net) else {
+            let Some((class, prefixes)) = v6_mark_prefixes(net) else {
                 self.wide -= 1;
                 continue;
             };

@@ -102,9 +102,12 @@ pub fn ci(root: &Path) -> Result<()> {
 fn run_plan(root: &Path, plan: &[(Kernel, Vec<String>)]) -> Result<()> {
     let vng = tools::setup(root)?;
     let built = build::build(root, false)?;
-    let mut wanted: Vec<String> = plan.iter().flat_map(|(_, suites)| suites.clone()).collect();
-    wanted.sort();
-    wanted.dedup();
+    let mut wanted: Vec<String> = Vec::new();
+    for suite in plan.iter().flat_map(|(_, suites)| suites) {
+        if !wanted.contains(suite) {
+            wanted.push(suite.clone());
+        }
+    }
     let binaries = test_binaries(root, &built.ebpf_object, &wanted)?;
 
     let mut report = String::new();

@@ -1,13 +1,13 @@
 //! `allowlistd` on the kernel it runs on. On one too old for the program (before Linux 5.11,
 //! which brought `bpf_ktime_get_coarse_ns`; Debian 11's 5.10 is one) it refuses to start with
-//! one line naming what is missing and the kernel that has it, instead of the verifier's dump;
-//! on a newer kernel that refusal never appears and it starts. The old-kernel half runs in a VM:
-//! `cargo xtask vm-test --kernel 5.10 kernel_support`.
+//! one line naming what is missing and the kernel that has it, instead of the verifier's dump,
+//! and `--check` says the same; on a newer kernel that refusal never appears and it starts. The
+//! old-kernel half runs in a VM: `cargo xtask vm-test --kernel 5.10 kernel_support`.
 //!
 //! Needs root and the built binaries (`cargo xtask test`).
 
 use allowlist_tests::bpffs::TestDir;
-use allowlist_tests::daemon::{Config, Daemon, READY_TIMEOUT};
+use allowlist_tests::daemon::{self, Config, Daemon, READY_TIMEOUT};
 use allowlist_tests::netns::Netns;
 use allowlist_tests::require_root;
 
@@ -35,9 +35,24 @@ fn refuses_a_kernel_too_old_in_one_line_or_starts() {
     Config::new(&dir, "lo")
         .entry("198.18.1.0/24", "lab")
         .write(&path);
-    let mut daemon = Daemon::spawn(&ns, &path);
     let refusal = "lacks the BPF helper bpf_ktime_get_coarse_ns";
-    if kernel_version() < (5, 11) {
+    let checked = daemon::check(&path);
+    let check_err = String::from_utf8_lossy(&checked.stderr);
+    let old_kernel = kernel_version() < (5, 11);
+    if old_kernel {
+        assert_eq!(checked.status.code(), Some(1), "--check: {check_err}");
+        assert_eq!(
+            check_err.trim().lines().count(),
+            1,
+            "--check: one line: {check_err}"
+        );
+        assert!(check_err.contains(refusal), "--check: {check_err}");
+    } else {
+        assert!(checked.status.success(), "--check: {check_err}");
+        assert!(!check_err.contains(refusal), "--check: {check_err}");
+    }
+    let mut daemon = Daemon::spawn(&ns, &path);
+    if old_kernel {
         let status = daemon
             .wait_exit(READY_TIMEOUT)
             .unwrap_or_else(|e| panic!("{e:#}"));

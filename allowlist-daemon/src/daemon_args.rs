@@ -21,7 +21,8 @@ pub struct Args {
     /// The config file.
     #[arg(long, short, default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
-    /// Validate the config file and exit: 0 if valid, 1 if not. Touches nothing in the kernel.
+    /// Validate the config file, and that this kernel has what the program needs, and exit: 0 if
+    /// both hold, 1 if not. Changes nothing in the kernel.
     #[arg(long)]
     pub check: bool,
     /// With --check: print every problem, not only the first 50 (the rest are counted).

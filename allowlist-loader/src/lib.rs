@@ -9,5 +9,6 @@ pub mod attach;
 pub mod bpffs;
 pub mod clock;
 pub mod filter;
+pub mod kernel;
 pub mod link_events;
 pub mod prefilter;

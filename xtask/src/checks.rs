@@ -1,4 +1,6 @@
-//! `cargo xtask test`: lints, formatting and the test suite over a fresh debug build.
+//! `cargo xtask test`: lints, formatting and the test suite over a fresh debug build, then,
+//! for a whole run (no test arguments, what CI does), the kernel-facing suites in VMs on
+//! Debian's kernels (`vm::CI_PLAN`).
 
 use std::path::Path;
 use std::process::Command;
@@ -7,6 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::build::{self, userspace_cargo};
 use crate::exec::run;
+use crate::vm;
 
 /// Builds, then runs every check even after one fails, so one run reports all of them.
 pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
@@ -31,9 +34,23 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
             failed.push(name);
         }
     }
+    // Only for the whole suite: a filtered run is someone iterating on one test. A VM that
+    // cannot be fetched or booted is a failure like any other, never a skip.
+    let whole = test_args.is_empty();
+    if whole && let Err(err) = vm::ci(root) {
+        eprintln!("xtask: vm-test: {err:#}");
+        failed.push("vm-test (Debian 12's and 11's kernels)");
+    }
     if !failed.is_empty() {
         bail!("{} did not pass", failed.join(", "));
     }
-    eprintln!("xtask: test passed: clippy, rustfmt and cargo test all succeeded");
+    if whole {
+        eprintln!(
+            "xtask: test passed: clippy, rustfmt, cargo test and the kernel-facing suites in \
+             VMs (Debian 12's and 11's kernels) all succeeded"
+        );
+    } else {
+        eprintln!("xtask: test passed: clippy, rustfmt and cargo test all succeeded");
+    }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub fn is_root() -> Result<bool> {
 }
 
 /// Prints `cmd` as a shell line, with the environment changes it carries, so a log can be replayed.
-fn echo(cmd: &Command) {
+pub fn echo(cmd: &Command) {
     let mut unset = Vec::new();
     let mut set = Vec::new();
     for (name, value) in cmd.get_envs() {

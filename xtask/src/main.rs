@@ -12,6 +12,7 @@ mod install;
 mod package;
 mod report;
 mod toolchain;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +71,9 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
+    /// Run the kernel-facing test suites inside QEMU on Debian's own kernels (fetched from
+    /// Debian's archive into target/vm/), printing per kernel which suites passed. Needs root.
+    VmTest(vm::VmTestArgs),
     /// Build release binaries, then a .deb with dpkg-deb under target/debian/
     Package {
         /// Package the binaries already built in DIR (e.g. target/debug) instead of building
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
                 install::install(root, &layout, bin_dir.as_deref()),
             )
         }
+        Cmd::VmTest(args) => ("vm-test", vm::vm_test(root, args)),
         Cmd::Package { bin_dir, out_dir } => (
             "package",
             package::package(root, bin_dir.as_deref(), out_dir.as_deref()).map(drop),

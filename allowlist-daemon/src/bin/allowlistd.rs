@@ -52,10 +52,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--check`: everything start-up checks before touching the kernel, every problem at once.
+/// `--check`: everything start-up checks before changing anything in the kernel (the config,
+/// every problem at once, then the kernel's features, as `daemon::run` probes them).
 fn check(path: &std::path::Path, max_problems: usize) -> ExitCode {
     match config::Config::read_checked(path, max_problems) {
         Ok((c, _)) => {
+            if let Err(e) = allowlist_loader::kernel::require_features() {
+                eprintln!("{e:#}");
+                return ExitCode::FAILURE;
+            }
             let v4 = c.entries.iter().filter(|e| e.net.addr().is_ipv4()).count();
             let interfaces = if c.interfaces.is_empty() {
                 "none".to_owned()

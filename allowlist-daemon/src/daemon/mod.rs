@@ -123,6 +123,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let (config, config_text) = read_config(config_path)?;
+    // Before anything is created: on a kernel too old for the program, one line saying so.
+    allowlist_loader::kernel::require_features()?;
     if let Some((duration, reason)) = &start.emergency {
         crate::emergency::check(*duration, reason).map_err(anyhow::Error::msg)?;
     }

@@ -187,6 +187,9 @@ impl Filter {
     }
 
     fn load_object_with(object: &[u8], max_entries: u32, pin_dir: Option<&Path>) -> Result<Filter> {
+        // One line on a kernel too old, rather than the verifier's dump (the tests and the
+        // benchmarks load through here too; the daemon asks earlier, before it creates anything).
+        crate::kernel::require_features()?;
         // Every entry of both families needs an id; 0 means none.
         let id_capacity = max_entries * 2;
         let hit_slots = id_capacity + 1;

@@ -1,0 +1,72 @@
+//! What the XDP program needs of the running kernel, probed before loading it, so that an old
+//! kernel is refused with one line naming what it lacks and which kernel has it, instead of the
+//! verifier's dump (Debian 11's 5.10 refuses the program with 60 lines that never say why: it
+//! has no `bpf_ktime_get_coarse_ns`).
+
+use anyhow::{Result, bail};
+use aya::maps::MapType;
+use aya::programs::ProgramType;
+use aya::sys::{BpfHelper, is_helper_supported, is_map_supported};
+
+/// One kernel feature the program uses, and the first Linux release with it.
+struct Need {
+    what: &'static str,
+    since: &'static str,
+    probe: Probe,
+}
+
+enum Probe {
+    Helper(BpfHelper),
+    Map(MapType),
+}
+
+/// In order of arrival, so the first one missing names the oldest release that is too old.
+const NEEDS: &[Need] = &[
+    Need {
+        what: "the BPF helper bpf_jiffies64 (the per-CPU clock of hit times and the event budget)",
+        since: "5.5",
+        probe: Probe::Helper(BpfHelper::BPF_FUNC_jiffies64),
+    },
+    Need {
+        what: "BPF ring buffer maps (blocked-source events)",
+        since: "5.8",
+        probe: Probe::Map(MapType::RingBuf),
+    },
+    Need {
+        what: "the BPF helper bpf_ktime_get_boot_ns (emergency deadlines)",
+        since: "5.8",
+        probe: Probe::Helper(BpfHelper::BPF_FUNC_ktime_get_boot_ns),
+    },
+    Need {
+        what: "the BPF helper bpf_ktime_get_coarse_ns (hit times and the event budget)",
+        since: "5.11",
+        probe: Probe::Helper(BpfHelper::BPF_FUNC_ktime_get_coarse_ns),
+    },
+];
+
+/// Fails, in one line, when the running kernel lacks something the program needs. A probe that
+/// cannot tell (e.g. without CAP_BPF) is not a refusal: loading the program will say more.
+pub fn require_features() -> Result<()> {
+    for need in NEEDS {
+        let present = match need.probe {
+            Probe::Helper(helper) => is_helper_supported(ProgramType::Xdp, helper).ok(),
+            Probe::Map(map) => is_map_supported(map).ok(),
+        };
+        if present == Some(false) {
+            bail!(
+                "this kernel ({}) lacks {}, which the filter needs: it arrived in Linux {} \
+                 (Debian 12's kernel 6.1 has it)",
+                release(),
+                need.what,
+                need.since
+            );
+        }
+    }
+    Ok(())
+}
+
+fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_else(|_| "unknown release".to_owned())
+}

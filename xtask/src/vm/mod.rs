@@ -305,7 +305,8 @@ fn run_teed(cmd: &mut Command, log: &Path) -> Result<ExitStatus> {
 }
 
 /// The script the guest runs: a tmpfs for everything the tests write, bpffs, and each suite
-/// with its log, exit status and duration written to `out`.
+/// with its log, exit status and duration written to `out`. The tmpfs is not mounted over
+/// /tmp: the checkout, and `out` in it, may live there (CI clones into a temporary directory).
 fn guest_script(root: &Path, out: &Path, binaries: &[(String, PathBuf)], bin_dir: &Path) -> String {
     let quote = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
     let frames = env::var("ALLOWLIST_FUZZ_FRAMES").unwrap_or_else(|_| VM_FRAMES.to_owned());
@@ -314,10 +315,10 @@ fn guest_script(root: &Path, out: &Path, binaries: &[(String, PathBuf)], bin_dir
          # Written by cargo xtask vm-test.\n\
          out={out}\n\
          uname -r > \"$out/uname\"\n\
-         mount -t tmpfs tmpfs /tmp\n\
+         mkdir -p /run/vm-tmp && mount -t tmpfs tmpfs /run/vm-tmp\n\
          mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf\n\
          mkdir -p /run/netns\n\
-         export TMPDIR=/tmp RUST_BACKTRACE=1 ALLOWLIST_BIN_DIR={bin_dir} \
+         export TMPDIR=/run/vm-tmp RUST_BACKTRACE=1 ALLOWLIST_BIN_DIR={bin_dir} \
          ALLOWLIST_FUZZ_FRAMES={frames}\n\
          cd {tests}\n",
         out = quote(out),

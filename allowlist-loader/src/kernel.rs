@@ -3,6 +3,8 @@
 //! verifier's dump (Debian 11's 5.10 refuses the program with 60 lines that never say why: it
 //! has no `bpf_ktime_get_coarse_ns`).
 
+use std::sync::OnceLock;
+
 use anyhow::{Result, bail};
 use aya::maps::MapType;
 use aya::programs::ProgramType;
@@ -46,23 +48,34 @@ const NEEDS: &[Need] = &[
 
 /// Fails, in one line, when the running kernel lacks something the program needs. A probe that
 /// cannot tell (e.g. without CAP_BPF) is not a refusal: loading the program will say more.
+/// The kernel is probed once per process (the daemon asks before it creates anything, and
+/// again through `Filter::load`).
 pub fn require_features() -> Result<()> {
+    static MISSING: OnceLock<Option<String>> = OnceLock::new();
+    match MISSING.get_or_init(missing) {
+        Some(line) => bail!("{line}"),
+        None => Ok(()),
+    }
+}
+
+/// The line naming the first feature the kernel lacks, if any.
+fn missing() -> Option<String> {
     for need in NEEDS {
         let present = match need.probe {
             Probe::Helper(helper) => is_helper_supported(ProgramType::Xdp, helper).ok(),
             Probe::Map(map) => is_map_supported(map).ok(),
         };
         if present == Some(false) {
-            bail!(
+            return Some(format!(
                 "this kernel ({}) lacks {}, which the filter needs: it arrived in Linux {} \
                  (Debian 12's kernel 6.1 has it)",
                 release(),
                 need.what,
                 need.since
-            );
+            ));
         }
     }
-    Ok(())
+    None
 }
 
 fn release() -> String {

@@ -1,6 +1,6 @@
 //! Map names, layouts and the prefilter's addressing, shared by the program and the daemon.
 
-use crate::verdict::REASON_COUNT;
+use crate::verdict::{ListMask, Proto, REASON_COUNT};
 
 /// IPv4 LPM trie of every entry but single addresses: key `Key<[u8; 4]>` (network order),
 /// value: entry id.
@@ -13,8 +13,17 @@ pub const ALLOW_V6: &str = "ALLOW_V6";
 pub const EXACT_V4: &str = "EXACT_V4";
 /// Hash map of single IPv6 addresses (/128 entries), key `[u8; 16]`, value: entry id.
 pub const EXACT_V6: &str = "EXACT_V6";
-/// Bitmap of protected TCP ports: `PORT_WORDS` u64 words (see [`port_bit`]).
-pub const PORTS: &str = "PORTS";
+/// Which list protects each TCP and UDP port: a byte per port, the list's number + 1 (0: no
+/// list), eight to a u64 word (see [`port_list_position`]). One read tells a SYN or datagram
+/// whether its port is protected and by which list.
+pub const PORT_LISTS: &str = "PORT_LISTS";
+/// The lists each entry id's network is in, as a mask, counting the lists of every entry
+/// whose network contains it (the daemon computes them): the maps return the most specific
+/// network covering a source, and its mask answers for every list at once. u32 per id,
+/// sized like a CPU's block of [`HITS`].
+pub const ENTRY_LISTS: &str = "ENTRY_LISTS";
+/// How many lists the kernel tells apart: the bits of a [`crate::verdict::ListMask`].
+pub const MAX_LISTS: usize = 32;
 /// One [`Settings`] at index 0.
 pub const SETTINGS: &str = "SETTINGS";
 /// Per-CPU [`Counters`] indexed by ingress ifindex, or 0 for an ifindex of
@@ -72,7 +81,8 @@ pub const CONFIRM_V6: &str = "CONFIRM_V6";
 pub const WHOLE_V4: &str = "WHOLE_V4";
 pub const WHOLE_V4_SLOTS: u32 = 1 << 24;
 
-pub const PORT_WORDS: u32 = 65536 / 64;
+/// 65,536 ports a protocol, 8 a word: TCP's words, then UDP's.
+pub const PORT_LISTS_WORDS: u32 = 2 * 65536 / 8;
 
 /// 2^24 /24 networks, 2 bits each, 32 per u64 word: 4 MiB.
 pub const PER24_STATES_V4_WORDS: u32 = (1 << 24) * 2 / 64;
@@ -185,10 +195,34 @@ const fn bit_of(index: u32) -> (u32, u64) {
     (index / 64, 1 << (index % 64))
 }
 
-/// Word index and bit of `port` in [`PORTS`].
+/// Word index and bit shift of the byte of `port` of `proto` in [`PORT_LISTS`].
 #[inline(always)]
-pub const fn port_bit(port: u16) -> (u32, u64) {
-    bit_of(port as u32)
+pub const fn port_list_position(proto: Proto, port: u16) -> (u32, u32) {
+    let base = match proto {
+        Proto::Tcp => 0,
+        Proto::Udp => 65536 / 8,
+    };
+    (base + port as u32 / 8, (port as u32 % 8) * 8)
+}
+
+/// The byte [`port_list_position`] found in a [`PORT_LISTS`] word, as the list's mask.
+#[inline(always)]
+pub const fn port_list_mask(word: u64, shift: u32) -> ListMask {
+    let number = (word >> shift) & 0xff;
+    if number == 0 || number > MAX_LISTS as u64 {
+        0
+    } else {
+        1 << (number - 1)
+    }
+}
+
+/// The [`PORT_LISTS`] byte of list `number` (`None`: unprotected).
+#[inline(always)]
+pub const fn port_list_byte(number: Option<u8>) -> u64 {
+    match number {
+        Some(n) => n as u64 + 1,
+        None => 0,
+    }
 }
 
 /// The first 12 bytes of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), which is judged as
@@ -245,10 +279,14 @@ pub const fn v6_prefixes(addr: &[u8; 16]) -> (u64, u64) {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
-    /// 1 while the list is enforced. u32 rather than bool so the struct has no padding.
-    pub active: u32,
-    /// How many ports are protected: a fragment that hides its port is judged only if any is.
-    pub protected_ports: u32,
+    /// Lists in enforce mode.
+    pub enforcing: ListMask,
+    /// Lists in monitor mode (what they would drop is passed and counted).
+    pub monitoring: ListMask,
+    /// Lists protecting any TCP port, and any UDP port: a fragment that hides its port is
+    /// judged against all of them.
+    pub tcp_lists: ListMask,
+    pub udp_lists: ListMask,
     /// IPv6 entries shorter than [`V6_PREFILTER_MIN_PREFIX`]: too wide to mark in the IPv6
     /// prefilter, so while any exists every IPv6 source goes to the trie.
     pub v6_wide_entries: u32,
@@ -374,8 +412,13 @@ mod tests {
 
     #[test]
     fn ports_and_emergency() {
-        assert_eq!(port_bit(22), (0, 1 << 22));
-        assert_eq!(port_bit(65535), (PORT_WORDS - 1, 1 << 63));
+        let (word, shift) = port_list_position(Proto::Udp, 65535);
+        assert_eq!((word, shift), (PORT_LISTS_WORDS - 1, 56));
+        assert_eq!(port_list_position(Proto::Tcp, 22), (2, 48));
+        let word = port_list_byte(Some(31)) << 56 | port_list_byte(Some(0)) << 48;
+        assert_eq!(port_list_mask(word, 56), 1 << 31);
+        assert_eq!(port_list_mask(word, 48), 1);
+        assert_eq!(port_list_mask(word, 40), 0, "unprotected");
         let settings = |until| Settings {
             emergency_until_ns: until,
             ..Settings::default()

@@ -9,38 +9,53 @@ pub enum Reason {
     PassNotIp = 0,
     /// Shorter than its headers claim, or malformed: the kernel's own checks discard it.
     PassTruncated = 1,
-    /// IP but not TCP (ICMP, ND, UDP, ...).
-    PassNotTcp = 2,
+    /// IP but neither TCP nor UDP (ICMP, ND, GRE, ...).
+    PassOtherProtocol = 2,
     /// TCP but not a connection opener (anything but SYN without ACK).
     PassNotSyn = 3,
     /// A fragment other than the first: it cannot open a connection without the first one.
     PassNonFirstFragment = 4,
-    /// A SYN to a port that is not protected.
+    /// A SYN or datagram to a port no list protects.
     PassUnprotectedPort = 5,
-    /// The list is inactive.
+    /// The port's list is off (`mode = "off"`, or `active = false`).
     PassInactive = 6,
-    /// A SYN (or opaque first fragment) from a covered IPv4 source.
+    /// From an IPv4 source the port's list covers.
     PassAllowedV4 = 7,
-    /// A SYN (or opaque first fragment) from a covered IPv6 source.
+    /// From an IPv6 source the port's list covers.
     PassAllowedV6 = 8,
-    /// A SYN to a protected port from an IPv4 source no entry covers.
+    /// A SYN to a protected port from an IPv4 source its list does not cover.
     DropSynV4 = 9,
-    /// A SYN to a protected port from an IPv6 source no entry covers.
+    /// A SYN to a protected port from an IPv6 source its list does not cover.
     DropSynV6 = 10,
-    /// A first fragment too short to show the TCP flags, or an IPv6 header chain longer than
-    /// the parser's bound, that could be TCP to a protected port, from an uncovered source.
+    /// A first fragment too short to show the TCP flags (or the UDP port), or an IPv6 header
+    /// chain longer than the parser's bound, that could reach a protected port from a source
+    /// its list does not cover.
     DropFragmentEvasion = 11,
     /// Would have been dropped, but an emergency disable is in force.
     PassEmergency = 12,
+    /// A UDP datagram to a protected port from an IPv4 source its list does not cover.
+    DropUdpV4 = 13,
+    /// A UDP datagram to a protected port from an IPv6 source its list does not cover.
+    DropUdpV6 = 14,
+    /// `DropSynV4`, but the list is in monitor mode: passed and counted.
+    WouldDropSynV4 = 15,
+    /// `DropSynV6` in monitor mode.
+    WouldDropSynV6 = 16,
+    /// `DropUdpV4` in monitor mode.
+    WouldDropUdpV4 = 17,
+    /// `DropUdpV6` in monitor mode.
+    WouldDropUdpV6 = 18,
+    /// `DropFragmentEvasion` in monitor mode.
+    WouldDropFragmentEvasion = 19,
 }
 
-pub const REASON_COUNT: usize = 13;
+pub const REASON_COUNT: usize = 20;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
         Reason::PassNotIp,
         Reason::PassTruncated,
-        Reason::PassNotTcp,
+        Reason::PassOtherProtocol,
         Reason::PassNotSyn,
         Reason::PassNonFirstFragment,
         Reason::PassUnprotectedPort,
@@ -51,13 +66,48 @@ impl Reason {
         Reason::DropSynV6,
         Reason::DropFragmentEvasion,
         Reason::PassEmergency,
+        Reason::DropUdpV4,
+        Reason::DropUdpV6,
+        Reason::WouldDropSynV4,
+        Reason::WouldDropSynV6,
+        Reason::WouldDropUdpV4,
+        Reason::WouldDropUdpV6,
+        Reason::WouldDropFragmentEvasion,
     ];
 
     pub const fn is_drop(self) -> bool {
         matches!(
             self,
-            Reason::DropSynV4 | Reason::DropSynV6 | Reason::DropFragmentEvasion
+            Reason::DropSynV4
+                | Reason::DropSynV6
+                | Reason::DropUdpV4
+                | Reason::DropUdpV6
+                | Reason::DropFragmentEvasion
         )
+    }
+
+    /// What monitor mode passed that enforcement would have dropped.
+    pub const fn is_would_drop(self) -> bool {
+        matches!(
+            self,
+            Reason::WouldDropSynV4
+                | Reason::WouldDropSynV6
+                | Reason::WouldDropUdpV4
+                | Reason::WouldDropUdpV6
+                | Reason::WouldDropFragmentEvasion
+        )
+    }
+
+    /// The reason monitor mode gives what enforcement would drop for `self`.
+    pub const fn as_would_drop(self) -> Reason {
+        match self {
+            Reason::DropSynV4 => Reason::WouldDropSynV4,
+            Reason::DropSynV6 => Reason::WouldDropSynV6,
+            Reason::DropUdpV4 => Reason::WouldDropUdpV4,
+            Reason::DropUdpV6 => Reason::WouldDropUdpV6,
+            Reason::DropFragmentEvasion => Reason::WouldDropFragmentEvasion,
+            other => other,
+        }
     }
 
     /// Stable snake_case name, used in logs, `allowlistctl status` and metrics labels.
@@ -65,7 +115,7 @@ impl Reason {
         match self {
             Reason::PassNotIp => "pass_not_ip",
             Reason::PassTruncated => "pass_truncated",
-            Reason::PassNotTcp => "pass_not_tcp",
+            Reason::PassOtherProtocol => "pass_other_protocol",
             Reason::PassNotSyn => "pass_not_syn",
             Reason::PassNonFirstFragment => "pass_non_first_fragment",
             Reason::PassUnprotectedPort => "pass_unprotected_port",
@@ -76,6 +126,13 @@ impl Reason {
             Reason::DropSynV6 => "drop_syn_v6",
             Reason::DropFragmentEvasion => "drop_fragment_evasion",
             Reason::PassEmergency => "pass_emergency",
+            Reason::DropUdpV4 => "drop_udp_v4",
+            Reason::DropUdpV6 => "drop_udp_v6",
+            Reason::WouldDropSynV4 => "would_drop_syn_v4",
+            Reason::WouldDropSynV6 => "would_drop_syn_v6",
+            Reason::WouldDropUdpV4 => "would_drop_udp_v4",
+            Reason::WouldDropUdpV6 => "would_drop_udp_v6",
+            Reason::WouldDropFragmentEvasion => "would_drop_fragment_evasion",
         }
     }
 }
@@ -110,6 +167,26 @@ impl Family for Source {
     }
 }
 
+/// The transport protocols whose ports lists protect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Which protected ports a frame that hides its transport header could reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// A TCP first fragment showing its port but not its flags.
+    TcpPort(u16),
+    /// A TCP first fragment too short to show its port.
+    AnyTcp,
+    /// A UDP first fragment too short to show its port.
+    AnyUdp,
+    /// An IPv6 header chain cut off or longer than the parser follows: TCP or UDP.
+    Any,
+}
+
 /// What the parser learned about a frame: only what the decision needs. `S` is the source
 /// as the rules look it up: the address itself in userspace; in the XDP program, where the
 /// address sits in the frame (see its `SrcAt`).
@@ -117,7 +194,7 @@ impl Family for Source {
 pub enum Parsed<S = Source> {
     NotIp,
     Truncated,
-    NotTcp,
+    OtherProtocol,
     NotSyn,
     NonFirstFragment,
     /// A TCP segment with SYN set and ACK clear.
@@ -125,63 +202,96 @@ pub enum Parsed<S = Source> {
         src: S,
         dport: u16,
     },
-    /// A first fragment or header chain that might be a SYN but does not show enough to tell:
-    /// `dport` is known when the fragment holds at least the TCP ports.
+    /// A UDP datagram (or a first fragment showing its port): UDP has no opener, so every
+    /// datagram to a protected port is judged.
+    Datagram {
+        src: S,
+        dport: u16,
+    },
+    /// A first fragment or header chain that might open a connection but does not show
+    /// enough to tell.
     Opaque {
         src: S,
-        dport: Option<u16>,
+        reach: Reach,
     },
 }
+
+/// Lists are numbered 0..[`crate::maps::MAX_LISTS`] in the kernel, and sets of them are masks
+/// of `1 << number`.
+pub type ListMask = u32;
 
 /// What the decision looks up: the kernel answers from its maps, the daemon's live verdict
 /// from the same maps, a reference model from a config's rules.
 pub trait Lookups<S = Source> {
-    fn active(&self) -> bool;
-    fn protected(&self, port: u16) -> bool;
-    fn any_protected(&self) -> bool;
-    fn covered(&self, src: &S) -> bool;
+    /// The list protecting `port` (its bit), or 0.
+    fn port_list(&self, proto: Proto, port: u16) -> ListMask;
+    /// Every list protecting some port of `proto`.
+    fn lists_with_ports(&self, proto: Proto) -> ListMask;
+    /// Lists in enforce mode.
+    fn enforcing(&self) -> ListMask;
+    /// Lists in monitor mode.
+    fn monitoring(&self) -> ListMask;
+    /// The lists whose entries cover `src` (0: none).
+    fn covering(&self, src: &S) -> ListMask;
     /// A timed emergency disable is in force (its deadline has not passed).
     fn emergency(&self) -> bool;
 }
 
 /// The verdict for one parsed frame. Cheap checks come first so that most traffic is decided
-/// before any address lookup.
+/// before any address lookup. A frame that could reach the ports of several lists (a fragment
+/// hiding its port) passes only if every one of them that is on covers its source.
 #[inline(always)]
 pub fn decide<S: Copy + Family>(parsed: Parsed<S>, rules: &impl Lookups<S>) -> Reason {
-    let (src, port_matters) = match parsed {
+    let (src, needed) = match parsed {
         Parsed::NotIp => return Reason::PassNotIp,
         Parsed::Truncated => return Reason::PassTruncated,
-        Parsed::NotTcp => return Reason::PassNotTcp,
+        Parsed::OtherProtocol => return Reason::PassOtherProtocol,
         Parsed::NotSyn => return Reason::PassNotSyn,
         Parsed::NonFirstFragment => return Reason::PassNonFirstFragment,
-        Parsed::Syn { src, dport } => (src, rules.protected(dport)),
-        Parsed::Opaque {
+        Parsed::Syn { src, dport } => (src, rules.port_list(Proto::Tcp, dport)),
+        Parsed::Datagram { src, dport } => (src, rules.port_list(Proto::Udp, dport)),
+        Parsed::Opaque { src, reach } => (
             src,
-            dport: Some(dport),
-        } => (src, rules.protected(dport)),
-        Parsed::Opaque { src, dport: None } => (src, rules.any_protected()),
+            match reach {
+                Reach::TcpPort(dport) => rules.port_list(Proto::Tcp, dport),
+                Reach::AnyTcp => rules.lists_with_ports(Proto::Tcp),
+                Reach::AnyUdp => rules.lists_with_ports(Proto::Udp),
+                Reach::Any => {
+                    rules.lists_with_ports(Proto::Tcp) | rules.lists_with_ports(Proto::Udp)
+                }
+            },
+        ),
     };
-    if !port_matters {
+    if needed == 0 {
         return Reason::PassUnprotectedPort;
     }
-    if !rules.active() {
+    let enforced = needed & rules.enforcing();
+    let monitored = needed & rules.monitoring();
+    if enforced | monitored == 0 {
         return Reason::PassInactive;
     }
-    if rules.covered(&src) {
+    let missing = (enforced | monitored) & !rules.covering(&src);
+    if missing == 0 {
         return if src.is_v4() {
             Reason::PassAllowedV4
         } else {
             Reason::PassAllowedV6
         };
     }
+    let drop = match parsed {
+        Parsed::Opaque { .. } => Reason::DropFragmentEvasion,
+        Parsed::Datagram { .. } if src.is_v4() => Reason::DropUdpV4,
+        Parsed::Datagram { .. } => Reason::DropUdpV6,
+        _ if src.is_v4() => Reason::DropSynV4,
+        _ => Reason::DropSynV6,
+    };
+    if missing & enforced == 0 {
+        return drop.as_would_drop();
+    }
     // Checked last, so that during an emergency the counters still tell covered sources from
     // the ones let in only by the emergency.
     if rules.emergency() {
         return Reason::PassEmergency;
     }
-    match parsed {
-        Parsed::Opaque { .. } => Reason::DropFragmentEvasion,
-        _ if src.is_v4() => Reason::DropSynV4,
-        _ => Reason::DropSynV6,
-    }
+    drop
 }

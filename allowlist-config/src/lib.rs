@@ -306,12 +306,9 @@ impl Config {
 
     /// What the filter should enforce.
     pub fn rules(&self) -> Rules {
-        Rules {
-            active: self.active,
-            ports: self.protected_tcp_ports.clone(),
-            // In order already: the set is built without sorting.
-            entries: self.entries_by_net().map(|e| e.net).collect(),
-        }
+        // In order already: the set is built without sorting.
+        let entries = self.entries_by_net().map(|e| e.net).collect();
+        Rules::single(self.active, self.protected_tcp_ports.clone(), entries)
     }
 
     /// The entries in network order (IPv4 first).

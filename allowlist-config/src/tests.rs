@@ -235,19 +235,24 @@ entries = "198.18.0.0/24"
 }
 
 #[test]
-fn rules_carry_active_ports_and_entries() -> Result<(), ConfigError> {
+fn a_single_list_config_is_the_list_named_default() -> Result<(), ConfigError> {
+    use crate::rules::{DEFAULT_LIST, Mode};
     let text = "interfaces = [\"eth0\"]\nprotected_tcp_ports = [443, 22]\n\
                 [[entries]]\ncidr = \"198.18.0.5\"\ncomment = \"ops\"\n\
                 [[entries]]\ncidr = \"2001:db8::/48\"\n";
     let rules = parse(text)?.rules();
-    assert!(rules.active);
-    assert_eq!(rules.ports, BTreeSet::from([22, 443]));
+    let [list] = rules.lists.as_slice() else {
+        panic!("one list: {rules:?}");
+    };
+    assert_eq!((list.name.as_str(), list.mode), (DEFAULT_LIST, Mode::Enforce));
+    assert_eq!(list.tcp_ports, BTreeSet::from([22, 443]));
+    assert!(list.udp_ports.is_empty());
     let net = |s: &str| s.parse::<IpNet>().expect("test network");
     assert_eq!(
-        rules.entries,
+        list.entries,
         BTreeSet::from([net("198.18.0.5/32"), net("2001:db8::/48")])
     );
-    assert!(!parse("active = false")?.rules().active);
+    assert_eq!(parse("active = false")?.rules().lists[0].mode, Mode::Off);
     Ok(())
 }
 

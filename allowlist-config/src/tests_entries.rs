@@ -387,6 +387,6 @@ fn loads_a_200_000_line_list_file() -> TestResult {
     let config = Config::load(&path)?;
     assert_eq!(config.entries.len(), 200_000);
     assert_eq!(&*config.entries[65_536].comment, "site 0");
-    assert_eq!(config.rules().entries.len(), 200_000);
+    assert_eq!(config.rules().lists[0].entries.len(), 200_000);
     Ok(())
 }

@@ -22,12 +22,12 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
-        EventBudget, HOSTS_V4_WORDS, HitStat, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
+        EventBudget, HOSTS_V4_WORDS, HitStat, MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
         PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_LISTS_WORDS, PREFILTER_V6_WORDS, Settings,
         Slot24, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, host_v4_marks,
         port_list_mask, port_list_position, v6_marks, v6_prefixes,
     },
-    verdict::{Family, ListMask, Lookups, Parsed, Proto, Reach, Reason, decide},
+    verdict::{Family, ListMask, Lookups, Parsed, Proto, Reach, Reason, decide, deciding_list},
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
@@ -77,6 +77,8 @@ static ENTRY_LISTS: Array<u32> = Array::with_max_entries(2049, 0);
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+#[map]
+static LIST_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_LISTS as u32, 0);
 #[map]
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
@@ -128,14 +130,32 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
     let rules = KernelMaps {
         ctx: &ctx,
         entry: Cell::new(0),
+        needed: Cell::new(0),
+        covering: Cell::new(0),
     };
     let reason = decide(found.parsed(), &rules);
     count(&ctx, reason);
+    // Reasons before `PassInactive` are decided before any list is asked.
+    if (reason as u32) < Reason::PassInactive as u32 {
+        return xdp_action::XDP_PASS;
+    }
+    let settings = KernelMaps::settings();
+    let list = deciding_list(
+        reason,
+        rules.needed.get(),
+        settings.enforcing,
+        settings.monitoring,
+        rules.covering.get(),
+    )
+    .unwrap_or(0);
+    count_list(list, reason);
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
         count_hit(rules.entry.get());
     }
+    if reason.is_drop() || reason.is_would_drop() {
+        report_blocked(&ctx, &found, reason, list);
+    }
     if reason.is_drop() {
-        report_blocked(&ctx, &found, reason);
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -543,9 +563,13 @@ fn parse_udp(
 
 /// The decision's view of the maps. `covering` notes the id of the entry it found, for the
 /// per-entry hit counters.
+/// `port_list` and `lists_with_ports` note the lists the frame could reach, and `covering`
+/// the lists covering its source, for the list the verdict is counted against.
 struct KernelMaps<'a> {
     ctx: &'a XdpContext,
     entry: Cell<u32>,
+    needed: Cell<ListMask>,
+    covering: Cell<ListMask>,
 }
 
 impl KernelMaps<'_> {
@@ -568,16 +592,20 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
     #[inline(always)]
     fn port_list(&self, proto: Proto, port: u16) -> ListMask {
         let (word, shift) = port_list_position(proto, port);
-        port_list_mask(PORT_LISTS.get(word).copied().unwrap_or(0), shift)
+        let list = port_list_mask(PORT_LISTS.get(word).copied().unwrap_or(0), shift);
+        self.needed.set(list);
+        list
     }
 
     #[inline(always)]
     fn lists_with_ports(&self, proto: Proto) -> ListMask {
         let settings = Self::settings();
-        match proto {
+        let lists = match proto {
             Proto::Tcp => settings.tcp_lists,
             Proto::Udp => settings.udp_lists,
-        }
+        };
+        self.needed.set(self.needed.get() | lists);
+        lists
     }
 
     #[inline(always)]
@@ -602,7 +630,9 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
             return 0;
         };
         self.entry.set(id);
-        ENTRY_LISTS.get(id).copied().unwrap_or(0)
+        let lists = ENTRY_LISTS.get(id).copied().unwrap_or(0);
+        self.covering.set(lists);
+        lists
     }
 
     #[inline(always)]
@@ -694,7 +724,7 @@ fn v6_marked(marks: V6Marks) -> bool {
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only
 /// counted.
 #[inline(always)]
-fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
+fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason, list: u32) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };
@@ -734,6 +764,8 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
         family,
         reason: reason as u8,
         ifindex: ctx.ingress_ifindex() as u32,
+        list: list as u8,
+        _padding: [0; 3],
     };
     if BLOCKED.output::<BlockedEvent>(&event, 0).is_ok() {
         budget.tokens -= 1;
@@ -784,6 +816,16 @@ fn count_hit(id: u32) {
         unsafe {
             (*stat).packets += 1;
             (*stat).last_seen_ns = coarse_now();
+        }
+    }
+}
+
+#[inline(always)]
+fn count_list(list: u32, reason: Reason) {
+    if let Some(counters) = LIST_COUNTERS.get_ptr_mut(list) {
+        // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+        if let Some(n) = unsafe { (*counters).by_reason.get_mut(reason as usize) } {
+            *n += 1;
         }
     }
 }

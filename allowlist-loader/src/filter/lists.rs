@@ -60,9 +60,13 @@ pub struct Numbers {
 }
 
 impl Numbers {
-    /// Numbers for `names` (in order), keeping the ones held; new names get free numbers.
-    /// Held names not among `names` keep theirs until `release`.
-    pub fn assign<'a>(&mut self, names: impl Iterator<Item = &'a str>) -> Result<Vec<u8>> {
+    /// Numbers for `names` (in order), keeping the ones held; new names get free numbers
+    /// (listed in `fresh`). Held names not among `names` keep theirs until `release`.
+    pub fn assign<'a>(
+        &mut self,
+        names: impl Iterator<Item = &'a str>,
+        fresh: &mut Vec<u8>,
+    ) -> Result<Vec<u8>> {
         let names: Vec<&str> = names.collect();
         let mut numbers = Vec::with_capacity(names.len());
         for name in names.iter().copied() {
@@ -78,6 +82,7 @@ impl Numbers {
                 );
             };
             self.by_name.insert(name.to_owned(), n);
+            fresh.push(n);
             numbers.push(n);
         }
         Ok(numbers)
@@ -191,15 +196,24 @@ mod tests {
     #[test]
     fn numbers_stay_while_a_list_exists() {
         let mut numbers = Numbers::default();
-        assert_eq!(numbers.assign(["ssh", "api"].into_iter()).unwrap(), [0, 1]);
+        let mut fresh = Vec::new();
+        let mut assign = |numbers: &mut Numbers, names: [&str; 2]| {
+            fresh.clear();
+            let got = numbers.assign(names.into_iter(), &mut fresh).unwrap();
+            (got, fresh.clone())
+        };
+        assert_eq!(
+            assign(&mut numbers, ["ssh", "api"]),
+            (vec![0, 1], vec![0, 1])
+        );
         // `db` arrives while `ssh` goes: `ssh` keeps its number until released.
-        assert_eq!(numbers.assign(["api", "db"].into_iter()).unwrap(), [1, 2]);
+        assert_eq!(assign(&mut numbers, ["api", "db"]), (vec![1, 2], vec![2]));
         numbers.release(["api", "db"].into_iter());
-        assert_eq!(numbers.assign(["web", "api"].into_iter()).unwrap(), [0, 1]);
+        assert_eq!(assign(&mut numbers, ["web", "api"]), (vec![0, 1], vec![0]));
         assert_eq!(to_numbers(0b11, &[5, 0]), 0b10_0001);
         let many: Vec<String> = (0..=MAX_LISTS).map(|i| format!("l{i}")).collect();
         let error = Numbers::default()
-            .assign(many.iter().map(String::as_str))
+            .assign(many.iter().map(String::as_str), &mut Vec::new())
             .unwrap_err();
         assert!(error.to_string().contains("more than 32 lists"), "{error}");
     }

@@ -56,7 +56,7 @@ const PREVIOUS_PIN_NAMES: [&str; 5] = [
     "PORTS",
 ];
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 17] = [
+pub const MAP_NAMES: [&str; 18] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
@@ -73,6 +73,7 @@ pub const MAP_NAMES: [&str; 17] = [
     names::ENTRY_LISTS,
     names::SETTINGS,
     names::COUNTERS,
+    names::LIST_COUNTERS,
     names::HITS,
 ];
 
@@ -341,7 +342,12 @@ impl Filter {
                 lists.len()
             );
         }
-        let numbers = self.numbers.assign(lists.iter().map(|l| l.name))?;
+        let mut fresh = Vec::new();
+        let numbers = self
+            .numbers
+            .assign(lists.iter().map(|l| l.name), &mut fresh)?;
+        // A number a removed list had counts for starts from zero for its new list.
+        self.clear_list_counters(&fresh)?;
         let plan = self
             .plan(entries.map(|(net, positions)| (net, lists::to_numbers(positions, &numbers))));
         let applied: Vec<AppliedList> = lists
@@ -622,6 +628,37 @@ impl Filter {
             Array::try_from(map_mut(&mut self.ebpf, names::SETTINGS)?)?;
         map.set(0, self.settings, 0)
             .context("writing the settings map")
+    }
+
+    fn clear_list_counters(&mut self, numbers: &[u8]) -> Result<()> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let mut counters: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(map_mut(&mut self.ebpf, names::LIST_COUNTERS)?)?;
+        for &n in numbers {
+            let zeros =
+                aya::maps::PerCpuValues::try_from(vec![Counters::default(); self.cpus as usize])?;
+            counters
+                .set(u32::from(n), zeros, 0)
+                .context("clearing a list's counters")?;
+        }
+        Ok(())
+    }
+
+    /// Packet counts per list, summed over CPUs, by list name: what each list judged since it
+    /// was created (or since the daemon started).
+    pub fn list_counters(&self) -> Result<BTreeMap<String, Counters>> {
+        let counters: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(map(&self.ebpf, names::LIST_COUNTERS)?)?;
+        let mut out = BTreeMap::new();
+        for list in &self.lists {
+            let per_cpu = counters
+                .get(&u32::from(list.number), 0)
+                .context("reading the list counters")?;
+            out.insert(list.name.clone(), Counters::total(per_cpu.iter()));
+        }
+        Ok(out)
     }
 
     /// Packet counts per ingress ifindex (0: interfaces of ifindex `COUNTER_SLOTS` or

@@ -268,6 +268,7 @@ fn parse_line(bytes: &[u8], line: usize, names: &Names) -> Line {
         comment,
         file: Arc::clone(&names.file),
         line: u32::try_from(line).unwrap_or(u32::MAX),
+        list: 0,
     })
 }
 

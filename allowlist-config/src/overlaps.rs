@@ -1,5 +1,6 @@
-//! Checking the whole list at once: repeated entries and entries inside another entry's
-//! network are refused, since they are almost always a mistake in one of the two.
+//! Checking each list at once: repeated entries and entries inside another entry's network
+//! are refused, since they are almost always a mistake in one of the two. Entries of
+//! different lists may nest or repeat: a source may be in several lists.
 
 use ipnet::IpNet;
 
@@ -25,6 +26,7 @@ struct Span<A> {
     start: A,
     end: A,
     prefix: u8,
+    list: u8,
     /// u32, as `order` has it: a million of these are sorted at every reload.
     index: u32,
 }
@@ -52,12 +54,14 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
                 start: u32::from(net.network()),
                 end: u32::from(net.broadcast()),
                 prefix: net.prefix_len(),
+                list: entry.list,
                 index,
             }),
             IpNet::V6(net) => v6.push(Span {
                 start: u128::from(net.network()),
                 end: u128::from(net.broadcast()),
                 prefix: net.prefix_len(),
+                list: entry.list,
                 index,
             }),
         }
@@ -89,13 +93,16 @@ pub fn check_overlaps(entries: &[Entry], inline: &[usize], report: &mut Report) 
 
 fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>, order: &mut Vec<u32>) {
     // Equal networks sort by position, so the first occurrence is the one kept.
-    spans.sort_unstable_by_key(|s| (s.start, s.prefix, s.index));
-    order.extend(spans.iter().map(|s| s.index));
+    spans.sort_unstable_by_key(|s| (s.list, s.start, s.prefix, s.index));
     // The widest network containing the current position, and the first occurrence of the
     // network before this one (so a repeated network reads as a duplicate, not as covered).
     let mut cover: Option<&Span<A>> = None;
     let mut first: Option<&Span<A>> = None;
+    let mut list = None;
     for span in &spans {
+        if list != Some(span.list) {
+            (cover, first, list) = (None, None, Some(span.list));
+        }
         if let Some(f) = first
             && (f.start, f.prefix) == (span.start, span.prefix)
         {
@@ -116,6 +123,13 @@ fn sweep<A: Copy + Ord>(mut spans: Vec<Span<A>>, found: &mut Vec<Overlap>, order
             _ => cover = Some(span),
         }
     }
+    if spans
+        .first()
+        .is_some_and(|f| spans.iter().any(|s| s.list != f.list))
+    {
+        spans.sort_unstable_by_key(|s| (s.start, s.prefix, s.index));
+    }
+    order.extend(spans.iter().map(|s| s.index));
 }
 
 #[cfg(test)]
@@ -135,6 +149,7 @@ mod tests {
                 comment: arcstr::ArcStr::from(""),
                 file: std::sync::Arc::new(Path::new(file).to_path_buf()),
                 line: line as u32,
+                list: 0,
             })
             .collect()
     }

@@ -78,6 +78,9 @@ pub enum Command {
     Test {
         ip: String,
         port: Option<u16>,
+        /// `port` is a UDP port; without `port`, only the UDP ports.
+        #[serde(default)]
+        udp: bool,
     },
     Reload {
         dry_run: bool,
@@ -265,6 +268,27 @@ pub struct Status {
     pub counters: BTreeMap<String, u64>,
     pub pending_confirmation: Option<Pending>,
     pub emergency: Option<EmergencyStatus>,
+    /// Every list (`default` for a config without `[lists.NAME]` tables).
+    #[serde(default)]
+    pub lists: Vec<ListStatus>,
+}
+
+/// One list as the kernel enforces it, and what it judged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ListStatus {
+    pub name: String,
+    /// "enforce", "monitor" or "off".
+    pub mode: String,
+    pub tcp_ports: Vec<u16>,
+    pub udp_ports: Vec<u16>,
+    pub entries: usize,
+    /// New connections (and UDP datagrams) from covered sources.
+    pub allowed: u64,
+    pub dropped: u64,
+    /// What monitor mode passed that enforcement would have dropped.
+    pub would_drop: u64,
+    /// Frames this list judged, by verdict reason.
+    pub by_reason: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -328,6 +352,12 @@ pub struct TestReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PortVerdict {
     pub port: u16,
+    /// "tcp" or "udp".
+    #[serde(default)]
+    pub protocol: String,
+    /// The list protecting the port.
+    #[serde(default)]
+    pub list: Option<String>,
     pub protected: bool,
     pub allowed: bool,
     /// The entry whose network covers the address, as "CIDR" and its comment.

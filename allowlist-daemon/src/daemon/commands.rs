@@ -68,7 +68,7 @@ impl Daemon {
                 unused_for_secs,
                 query,
             } => self.list(unused_for_secs, &query),
-            Command::Test { ip, port } => self.test(&ip, port),
+            Command::Test { ip, port, udp } => self.test(&ip, port, udp),
             Command::Reload { dry_run, full } => self.reload_request(dry_run, full, peer),
             Command::Confirm => self.confirm(peer),
             Command::EmergencyDisable {

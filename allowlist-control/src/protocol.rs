@@ -547,6 +547,16 @@ pub struct BlockedSource {
     /// RFC 3339, UTC.
     pub first_seen: String,
     pub last_seen: String,
-    /// The reason of the latest drop (drop_syn_v4, drop_syn_v6, drop_fragment_evasion).
+    /// The reason of the latest drop (drop_syn_v4, drop_udp_v6, drop_fragment_evasion, ...;
+    /// would_drop_* when monitor mode only counted it).
     pub reason: String,
+    /// The list that dropped it (or, in monitor mode, would have).
+    #[serde(default)]
+    pub list: String,
+    /// Not dropped: the list is in monitor mode.
+    #[serde(default)]
+    pub would_be: bool,
+    /// The port is a UDP port.
+    #[serde(default)]
+    pub udp: bool,
 }

@@ -271,8 +271,19 @@ pub fn blocked_line(s: &allowlist_control::protocol::BlockedSource) -> String {
     } else {
         s.port.to_string()
     };
+    let udp = if s.udp { "/udp" } else { "" };
+    let blocked = if s.would_be {
+        "would be blocked (monitor mode)"
+    } else {
+        "blocked"
+    };
+    let list = if s.list.is_empty() || s.list == "default" {
+        String::new()
+    } else {
+        format!(" by list `{}`", s.list)
+    };
     format!(
-        "{} -> port {port}: {} blocked ({}), first {}, last {}",
+        "{} -> port {port}{udp}: {} {blocked}{list} ({}), first {}, last {}",
         s.source, s.count, s.reason, s.first_seen, s.last_seen
     )
 }

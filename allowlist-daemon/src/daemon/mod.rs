@@ -239,7 +239,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
                         // SAFETY: the program writes whole BlockedEvents (plain integers);
                         // the ring buffer's records need not be aligned for it.
                         let event = unsafe { item.as_ptr().cast::<BlockedEvent>().read_unaligned() };
-                        daemon.blocked.record(&event, now);
+                        let list = daemon
+                            .filter
+                            .lists()
+                            .iter()
+                            .find(|l| u32::from(l.number) == u32::from(event.list))
+                            .map_or("", |l| l.name.as_str());
+                        daemon.blocked.record(&event, list, now);
                     }
                 }
                 ready.clear_ready();

@@ -30,6 +30,10 @@ pub const SETTINGS: &str = "SETTINGS";
 /// [`COUNTER_SLOTS`] or more. An array, not a hash map: every packet is counted, and an array
 /// lookup is a few instructions the verifier inlines.
 pub const COUNTERS: &str = "COUNTERS";
+/// Per-CPU [`Counters`] indexed by list number: the frames each list judged (from
+/// `pass_inactive` on), counted against the list that decided them
+/// ([`crate::verdict::deciding_list`]).
+pub const LIST_COUNTERS: &str = "LIST_COUNTERS";
 /// Interfaces beyond this ifindex share slot 0 (ifindexes count per network namespace, so
 /// only a host that has created thousands of interfaces gets there).
 pub const COUNTER_SLOTS: u32 = 4096;
@@ -307,7 +311,8 @@ impl Settings {
     }
 }
 
-/// Per-interface, per-CPU packet counts by [`crate::verdict::Reason`].
+/// Per-interface (in [`COUNTERS`]) or per-list (in [`LIST_COUNTERS`]), per-CPU packet counts
+/// by [`crate::verdict::Reason`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
@@ -354,9 +359,12 @@ pub struct BlockedEvent {
     /// Destination port; 0 when a fragment hid it.
     pub port: u16,
     pub family: u8,
-    /// The [`crate::verdict::Reason`] of the drop.
+    /// The [`crate::verdict::Reason`] of the drop (or of what monitor mode would drop).
     pub reason: u8,
     pub ifindex: u32,
+    /// The number of the list that dropped it (or would have).
+    pub list: u8,
+    pub _padding: [u8; 3],
 }
 
 /// A per-CPU token bucket, and what it let through and held back.

@@ -295,3 +295,97 @@ pub fn decide<S: Copy + Family>(parsed: Parsed<S>, rules: &impl Lookups<S>) -> R
     }
     drop
 }
+
+/// The list a verdict is counted against (its number), for the lists that decided it: for a
+/// drop the first enforcing list that does not cover the source, for a would-drop the first
+/// monitoring one, otherwise the first list the frame could reach.
+#[inline(always)]
+pub fn deciding_list(
+    reason: Reason,
+    needed: ListMask,
+    enforcing: ListMask,
+    monitoring: ListMask,
+    covering: ListMask,
+) -> Option<u32> {
+    let lists = if reason.is_drop() || reason == Reason::PassEmergency {
+        needed & enforcing & !covering
+    } else if reason.is_would_drop() {
+        needed & monitoring & !covering
+    } else {
+        needed
+    };
+    (lists != 0).then(|| lists.trailing_zeros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two lists: 0 enforcing TCP 22, 1 monitoring UDP 53; `covered` lists cover every source.
+    struct Two {
+        covered: ListMask,
+    }
+
+    impl Lookups for Two {
+        fn port_list(&self, proto: Proto, port: u16) -> ListMask {
+            match (proto, port) {
+                (Proto::Tcp, 22) => 1,
+                (Proto::Udp, 53) => 2,
+                _ => 0,
+            }
+        }
+        fn lists_with_ports(&self, proto: Proto) -> ListMask {
+            match proto {
+                Proto::Tcp => 1,
+                Proto::Udp => 2,
+            }
+        }
+        fn enforcing(&self) -> ListMask {
+            1
+        }
+        fn monitoring(&self) -> ListMask {
+            2
+        }
+        fn covering(&self, _: &Source) -> ListMask {
+            self.covered
+        }
+        fn emergency(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn each_port_answers_to_its_list_and_its_mode() {
+        let src = Source::V4([198, 18, 0, 1]);
+        let syn = Parsed::Syn { src, dport: 22 };
+        let datagram = Parsed::Datagram { src, dport: 53 };
+        let any = Parsed::Opaque {
+            src,
+            reach: Reach::Any,
+        };
+        let only = |covered| Two { covered };
+        assert_eq!(decide(syn, &only(0)), Reason::DropSynV4);
+        assert_eq!(
+            decide(syn, &only(2)),
+            Reason::DropSynV4,
+            "another list's entry"
+        );
+        assert_eq!(decide(syn, &only(1)), Reason::PassAllowedV4);
+        assert_eq!(decide(datagram, &only(1)), Reason::WouldDropUdpV4);
+        assert_eq!(decide(datagram, &only(2)), Reason::PassAllowedV4);
+        // A fragment hiding its protocol needs every list it could reach.
+        assert_eq!(decide(any, &only(1)), Reason::WouldDropFragmentEvasion);
+        assert_eq!(decide(any, &only(2)), Reason::DropFragmentEvasion);
+        assert_eq!(decide(any, &only(3)), Reason::PassAllowedV4);
+        assert_eq!(
+            deciding_list(Reason::DropFragmentEvasion, 3, 1, 2, 2),
+            Some(0)
+        );
+        assert_eq!(
+            deciding_list(Reason::WouldDropFragmentEvasion, 3, 1, 2, 1),
+            Some(1)
+        );
+        assert_eq!(deciding_list(Reason::PassAllowedV4, 2, 1, 2, 3), Some(1));
+        assert_eq!(deciding_list(Reason::PassUnprotectedPort, 0, 1, 2, 3), None);
+    }
+}

@@ -172,10 +172,16 @@ mod tests {
             "every protected port"
         );
         // Activating while not covered; deactivating never locks out.
-        assert_eq!(rules(false, &[]).locks_out(&rules(true, &[]), me, None), SSH);
+        assert_eq!(
+            rules(false, &[]).locks_out(&rules(true, &[]), me, None),
+            SSH
+        );
         assert_eq!(now.locks_out(&rules(false, &[]), me, None), None);
         // Already blocked: the change does not make it worse.
-        assert_eq!(rules(true, &[]).locks_out(&rules(true, &[]), me, None), None);
+        assert_eq!(
+            rules(true, &[]).locks_out(&rules(true, &[]), me, None),
+            None
+        );
         let mapped: IpAddr = "::ffff:198.18.1.2".parse().unwrap();
         assert_eq!(now.locks_out(&rules(true, &[]), mapped, SSH), SSH);
     }
@@ -198,7 +204,10 @@ mod tests {
         let mut enforced = rules.clone();
         enforced.lists[1].mode = Mode::Enforce;
         assert!(!enforced.allows(office, Protocol::Udp, 51820));
-        assert!(enforced.allows(office, Protocol::Udp, 22), "UDP 22 is unprotected");
+        assert!(
+            enforced.allows(office, Protocol::Udp, 22),
+            "UDP 22 is unprotected"
+        );
         assert_eq!(
             rules.locks_out(&enforced, office, None),
             Some((Protocol::Udp, 51820))

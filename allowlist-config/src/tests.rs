@@ -244,7 +244,10 @@ fn a_single_list_config_is_the_list_named_default() -> Result<(), ConfigError> {
     let [list] = rules.lists.as_slice() else {
         panic!("one list: {rules:?}");
     };
-    assert_eq!((list.name.as_str(), list.mode), (DEFAULT_LIST, Mode::Enforce));
+    assert_eq!(
+        (list.name.as_str(), list.mode),
+        (DEFAULT_LIST, Mode::Enforce)
+    );
     assert_eq!(list.tcp_ports, BTreeSet::from([22, 443]));
     assert!(list.udp_ports.is_empty());
     let net = |s: &str| s.parse::<IpNet>().expect("test network");

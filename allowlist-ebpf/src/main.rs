@@ -2,6 +2,8 @@
 //! `allowlist_common::verdict::decide` judge them against the maps the daemon fills.
 //!
 //! Parsing decisions (also in the README's verdict table):
+//! - UDP has no opener: every datagram (or first fragment showing its ports) to a protected
+//!   UDP port is judged.
 //! - Frames shorter than their headers or than the IP packet they claim to carry, or with a
 //!   malformed IP header, pass: the kernel's IP layer discards them, and dropping here would
 //!   only hide them from its counters.
@@ -10,7 +12,8 @@
 //! - Non-first fragments pass: without the first fragment they cannot open a connection.
 //! - A first fragment too short to show the TCP flags (RFC 1858's tiny-fragment attack), or an
 //!   IPv6 header chain longer than `MAX_V6_EXT_HEADERS`, is judged as a possible SYN: dropped
-//!   from uncovered sources when it could reach a protected port.
+//!   from uncovered sources when it could reach a protected port. A UDP first fragment too
+//!   short to show its ports likewise, for the protected UDP ports.
 #![no_std]
 #![no_main]
 
@@ -19,12 +22,12 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
-        EventBudget, HOSTS_V4_WORDS, HitStat, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
-        PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_WORDS, PREFILTER_V6_WORDS, Settings,
+        EventBudget, HOSTS_V4_WORDS, HitStat, MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
+        PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_LISTS_WORDS, PREFILTER_V6_WORDS, Settings,
         Slot24, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, host_v4_marks,
-        port_bit, v6_marks, v6_prefixes,
+        port_list_mask, port_list_position, v6_marks, v6_prefixes,
     },
-    verdict::{Family, Lookups, Parsed, Reason, decide},
+    verdict::{Family, ListMask, Lookups, Parsed, Proto, Reach, Reason, decide, deciding_list},
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
@@ -66,11 +69,16 @@ static HOSTS_V4: Array<u64> = Array::with_max_entries(HOSTS_V4_WORDS, BPF_F_MMAP
 #[map]
 static WHOLE_V4: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
-static PORTS: Array<u64> = Array::with_max_entries(PORT_WORDS, 0);
+static PORT_LISTS: Array<u64> = Array::with_max_entries(PORT_LISTS_WORDS, 0);
+/// Sized by the daemon, like a CPU's block of HITS.
+#[map]
+static ENTRY_LISTS: Array<u32> = Array::with_max_entries(2049, 0);
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+#[map]
+static LIST_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_LISTS as u32, 0);
 #[map]
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
@@ -91,6 +99,7 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 const NEXTHDR_HOP: u8 = 0;
 const NEXTHDR_ROUTING: u8 = 43;
 const NEXTHDR_FRAGMENT: u8 = 44;
@@ -103,6 +112,9 @@ const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 /// Bytes of TCP header up to and including the flags byte.
 const TCP_THROUGH_FLAGS: usize = 14;
+const UDP_HEADER: usize = 8;
+/// Bytes of a transport header through the destination port (TCP and UDP alike).
+const THROUGH_PORTS: usize = 4;
 
 #[xdp]
 pub fn allowlist(ctx: XdpContext) -> u32 {
@@ -111,27 +123,39 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
             count(&ctx, Reason::PassNotSyn);
             return xdp_action::XDP_PASS;
         }
-        Plain::Syn(dport) => Found {
-            kind: Kind::Syn,
-            src: SrcAt {
-                offset: (ETH_HLEN + 12) as u16,
-                v4: true,
-            },
-            dport,
-        },
+        Plain::Syn(dport) => Found::plain(Kind::Syn, dport),
+        Plain::Datagram(dport) => Found::plain(Kind::Datagram, dport),
         Plain::Other => parse(&ctx),
     };
     let rules = KernelMaps {
         ctx: &ctx,
         entry: Cell::new(0),
+        needed: Cell::new(0),
+        covering: Cell::new(0),
     };
     let reason = decide(found.parsed(), &rules);
     count(&ctx, reason);
+    // Reasons before `PassInactive` are decided before any list is asked.
+    if (reason as u32) < Reason::PassInactive as u32 {
+        return xdp_action::XDP_PASS;
+    }
+    let settings = KernelMaps::settings();
+    let list = deciding_list(
+        reason,
+        rules.needed.get(),
+        settings.enforcing,
+        settings.monitoring,
+        rules.covering.get(),
+    )
+    .unwrap_or(0);
+    count_list(list, reason);
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
         count_hit(rules.entry.get());
     }
+    if reason.is_drop() || reason.is_would_drop() {
+        report_blocked(&ctx, &found, reason, list);
+    }
     if reason.is_drop() {
-        report_blocked(&ctx, &found, reason);
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS
@@ -144,14 +168,16 @@ enum Plain {
     NotSyn,
     /// A lone SYN to this port.
     Syn(u16),
+    /// A UDP datagram to this port.
+    Datagram(u16),
     /// Anything else: the general parser decides.
     Other,
 }
 
 /// Frames of the kind nearly all traffic is made of, recognised before the general parser:
-/// untagged Ethernet, IPv4 without options, TCP, not a later fragment, the TCP header through
-/// its flags inside the packet. For them this finds what the parser would. (The differential
-/// test holds both to the model.)
+/// untagged Ethernet, IPv4 without options, TCP or UDP, not a later fragment, the TCP header
+/// through its flags (or the UDP header) inside the packet. For them this finds what the
+/// parser would. (The differential test holds both to the model.)
 #[inline(always)]
 fn plain_v4(ctx: &XdpContext) -> Plain {
     const IP: usize = ETH_HLEN;
@@ -164,15 +190,18 @@ fn plain_v4(ctx: &XdpContext) -> Plain {
     let total_len = usize::from(be16(h[IP + 2], h[IP + 3]));
     let plain = be16(h[12], h[13]) == ETH_P_IP
         && h[IP] == 0x45
-        && total_len >= 20 + TCP_THROUGH_FLAGS
         && IP + total_len <= len
-        && h[IP + 9] == IPPROTO_TCP
         && be16(h[IP + 6], h[IP + 7]) & 0x1fff == 0;
+    let dport = be16(h[TCP + 2], h[TCP + 3]);
     let flags = h[FLAGS];
     if !plain {
         Plain::Other
+    } else if h[IP + 9] == IPPROTO_UDP && total_len >= 20 + UDP_HEADER {
+        Plain::Datagram(dport)
+    } else if h[IP + 9] != IPPROTO_TCP || total_len < 20 + TCP_THROUGH_FLAGS {
+        Plain::Other
     } else if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
-        Plain::Syn(be16(h[TCP + 2], h[TCP + 3]))
+        Plain::Syn(dport)
     } else {
         Plain::NotSyn
     }
@@ -247,20 +276,25 @@ struct Found {
 enum Kind {
     NotIp,
     Truncated,
-    NotTcp,
+    OtherProtocol,
     NotSyn,
     NonFirstFragment,
     Syn,
-    /// A first fragment that shows the destination port but not the flags.
+    Datagram,
+    /// A TCP first fragment that shows the destination port but not the flags.
     Opaque,
     /// One that does not show the port either.
-    OpaqueNoPort,
+    OpaqueAnyTcp,
+    /// A UDP first fragment too short to show its port.
+    OpaqueAnyUdp,
+    /// An IPv6 header chain that does not show its transport protocol.
+    OpaqueAny,
 }
 
 impl Found {
     const NOT_IP: Found = Found::bare(Kind::NotIp);
     const TRUNCATED: Found = Found::bare(Kind::Truncated);
-    const NOT_TCP: Found = Found::bare(Kind::NotTcp);
+    const OTHER_PROTOCOL: Found = Found::bare(Kind::OtherProtocol);
     const NOT_SYN: Found = Found::bare(Kind::NotSyn);
     const NON_FIRST_FRAGMENT: Found = Found::bare(Kind::NonFirstFragment);
 
@@ -275,11 +309,23 @@ impl Found {
         }
     }
 
-    const fn opaque_without_port(src: SrcAt) -> Found {
+    const fn with_src(kind: Kind, src: SrcAt) -> Found {
         Found {
-            kind: Kind::OpaqueNoPort,
+            kind,
             src,
             dport: 0,
+        }
+    }
+
+    /// What `plain_v4` found: its source is at a fixed place.
+    const fn plain(kind: Kind, dport: u16) -> Found {
+        Found {
+            kind,
+            src: SrcAt {
+                offset: (ETH_HLEN + 12) as u16,
+                v4: true,
+            },
+            dport,
         }
     }
 
@@ -289,15 +335,27 @@ impl Found {
         match self.kind {
             Kind::NotIp => Parsed::NotIp,
             Kind::Truncated => Parsed::Truncated,
-            Kind::NotTcp => Parsed::NotTcp,
+            Kind::OtherProtocol => Parsed::OtherProtocol,
             Kind::NotSyn => Parsed::NotSyn,
             Kind::NonFirstFragment => Parsed::NonFirstFragment,
             Kind::Syn => Parsed::Syn { src, dport },
+            Kind::Datagram => Parsed::Datagram { src, dport },
             Kind::Opaque => Parsed::Opaque {
                 src,
-                dport: Some(dport),
+                reach: Reach::TcpPort(dport),
             },
-            Kind::OpaqueNoPort => Parsed::Opaque { src, dport: None },
+            Kind::OpaqueAnyTcp => Parsed::Opaque {
+                src,
+                reach: Reach::AnyTcp,
+            },
+            Kind::OpaqueAnyUdp => Parsed::Opaque {
+                src,
+                reach: Reach::AnyUdp,
+            },
+            Kind::OpaqueAny => Parsed::Opaque {
+                src,
+                reach: Reach::Any,
+            },
         }
     }
 }
@@ -343,8 +401,9 @@ fn parse_v4(ctx: &XdpContext, offset: usize) -> Found {
     if end > frame_len(ctx) {
         return Found::TRUNCATED;
     }
-    if ip[9] != IPPROTO_TCP {
-        return Found::NOT_TCP;
+    let udp = ip[9] == IPPROTO_UDP;
+    if ip[9] != IPPROTO_TCP && !udp {
+        return Found::OTHER_PROTOCOL;
     }
     let frag = be16(ip[6], ip[7]);
     if frag & 0x1fff != 0 {
@@ -355,6 +414,9 @@ fn parse_v4(ctx: &XdpContext, offset: usize) -> Found {
         offset: (offset + 12) as u16,
         v4: true,
     };
+    if udp {
+        return parse_udp(ctx, offset + header_len, end, src, more_fragments);
+    }
     parse_tcp(ctx, offset + header_len, end, src, more_fragments)
 }
 
@@ -388,7 +450,7 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
     // merely truncated otherwise.
     let cut = |more_fragments: bool| {
         if more_fragments {
-            Found::opaque_without_port(src)
+            Found::with_src(Kind::OpaqueAny, src)
         } else {
             Found::TRUNCATED
         }
@@ -396,6 +458,7 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
     for _ in 0..MAX_V6_EXT_HEADERS {
         match next {
             IPPROTO_TCP => return parse_tcp(ctx, offset, end, src, more_fragments),
+            IPPROTO_UDP => return parse_udp(ctx, offset, end, src, more_fragments),
             NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
                 let Some(ext) = bytes::<2>(ctx, offset, end) else {
                     return cut(more_fragments);
@@ -422,20 +485,23 @@ fn parse_v6(ctx: &XdpContext, offset: usize) -> Found {
                 more_fragments |= frag[3] & 1 != 0;
                 offset += 8;
             }
-            _ => return Found::NOT_TCP,
+            _ => return Found::OTHER_PROTOCOL,
         }
     }
     if next == IPPROTO_TCP {
         return parse_tcp(ctx, offset, end, src, more_fragments);
     }
+    if next == IPPROTO_UDP {
+        return parse_udp(ctx, offset, end, src, more_fragments);
+    }
     if matches!(
         next,
         NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH | NEXTHDR_FRAGMENT
     ) {
-        // Longer than the bound: whatever follows could be TCP.
-        return Found::opaque_without_port(src);
+        // Longer than the bound: whatever follows could be TCP or UDP.
+        return Found::with_src(Kind::OpaqueAny, src);
     }
-    Found::NOT_TCP
+    Found::OTHER_PROTOCOL
 }
 
 fn parse_tcp(
@@ -461,135 +527,55 @@ fn parse_tcp(
         return Found::TRUNCATED;
     }
     // A tiny first fragment: the flags arrive later, so it could be a SYN (RFC 1858).
-    match bytes::<4>(ctx, offset, end) {
+    match bytes::<THROUGH_PORTS>(ctx, offset, end) {
         Some(ports) => Found {
             kind: Kind::Opaque,
             src,
             dport: be16(ports[2], ports[3]),
         },
-        None => Found::opaque_without_port(src),
+        None => Found::with_src(Kind::OpaqueAnyTcp, src),
     }
 }
 
-/// The decision's view of the maps. `covered` notes the id of the entry it found, for the
+fn parse_udp(
+    ctx: &XdpContext,
+    offset: usize,
+    end: usize,
+    src: SrcAt,
+    more_fragments: bool,
+) -> Found {
+    // A whole datagram needs its whole header; a first fragment only has to show the port.
+    let shown = if more_fragments {
+        bytes::<THROUGH_PORTS>(ctx, offset, end)
+    } else {
+        bytes::<UDP_HEADER>(ctx, offset, end).map(|h| [h[0], h[1], h[2], h[3]])
+    };
+    match shown {
+        Some(ports) => Found {
+            kind: Kind::Datagram,
+            src,
+            dport: be16(ports[2], ports[3]),
+        },
+        None if more_fragments => Found::with_src(Kind::OpaqueAnyUdp, src),
+        None => Found::TRUNCATED,
+    }
+}
+
+/// The decision's view of the maps. `covering` notes the id of the entry it found, for the
 /// per-entry hit counters.
+/// `port_list` and `lists_with_ports` note the lists the frame could reach, and `covering`
+/// the lists covering its source, for the list the verdict is counted against.
 struct KernelMaps<'a> {
     ctx: &'a XdpContext,
     entry: Cell<u32>,
+    needed: Cell<ListMask>,
+    covering: Cell<ListMask>,
 }
 
 impl KernelMaps<'_> {
     #[inline(always)]
     fn settings() -> Settings {
         SETTINGS.get(0).copied().unwrap_or_default()
-    }
-}
-
-impl Lookups<SrcAt> for KernelMaps<'_> {
-    #[inline(always)]
-    fn active(&self) -> bool {
-        Self::settings().active != 0
-    }
-
-    #[inline(always)]
-    fn protected(&self, port: u16) -> bool {
-        has_bits(&PORTS, port_bit(port))
-    }
-
-    #[inline(always)]
-    fn any_protected(&self) -> bool {
-        Self::settings().protected_ports != 0
-    }
-
-    #[inline(always)]
-    fn covered(&self, src: &SrcAt) -> bool {
-        // The parser checked these bytes are in the frame: the `None`s never happen.
-        if src.v4 {
-            source_v4(self.ctx, usize::from(src.offset)).is_some_and(|addr| self.covered_v4(addr))
-        } else {
-            source_v6(self.ctx, usize::from(src.offset)).is_some_and(|addr| self.covered_v6(addr))
-        }
-    }
-
-    #[inline(always)]
-    fn emergency(&self) -> bool {
-        Self::emergency_in_force()
-    }
-}
-
-impl KernelMaps<'_> {
-    #[inline(always)]
-    fn covered_v4(&self, addr: [u8; 4]) -> bool {
-        let slot24 = Slot24::of(addr);
-        if !has_bits(&PER16_BITS_V4, slot24.per16_bit())
-            || !has_bits(&PER22_BITS_V4, slot24.per22_bit())
-            || !has_bits(&PER24_BITS_V4, slot24.per24_bit())
-        {
-            return false;
-        }
-        let (word, shift) = slot24.state_position();
-        let bits = PER24_STATES_V4.get(word).copied().unwrap_or(0) >> shift;
-        let slot = V4Slot::from_bits(bits);
-        if slot == V4Slot::None {
-            return false;
-        }
-        // SAFETY: the value is a u32 the daemon wrote; it is copied out at once.
-        if slot != V4Slot::Whole
-            && host_may_be_listed(addr)
-            && let Some(id) = unsafe { EXACT_V4.get(addr) }
-        {
-            self.entry.set(*id);
-            return true;
-        }
-        if slot == V4Slot::Hosts {
-            return false;
-        }
-        // A whole /24 is covered whatever the trie says. The id of its entry, to count
-        // the hit against, comes from WHOLE_V4 where the daemon keeps it, else from
-        // the trie (only allowed SYNs get here).
-        if slot == V4Slot::Whole {
-            let index = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
-            if let Some(&id) = WHOLE_V4.get(index)
-                && id != 0
-            {
-                self.entry.set(id);
-                return true;
-            }
-        }
-        match ALLOW_V4.get(Key::new(32, addr)) {
-            Some(id) => {
-                self.entry.set(*id);
-                true
-            }
-            None => slot == V4Slot::Whole,
-        }
-    }
-
-    #[inline(always)]
-    fn covered_v6(&self, addr: [u8; 16]) -> bool {
-        let settings = Self::settings();
-        if settings.v6_wide_entries == 0 {
-            let (first32, first48) = v6_prefixes(&addr);
-            let fine =
-                settings.v6_classes & V6_CLASS_48 != 0 && v6_marked(v6_marks(V6_CLASS_48, first48));
-            let coarse =
-                settings.v6_classes & V6_CLASS_32 != 0 && v6_marked(v6_marks(V6_CLASS_32, first32));
-            if !fine && !coarse {
-                return false;
-            }
-        }
-        // SAFETY: as for EXACT_V4.
-        if let Some(id) = unsafe { EXACT_V6.get(addr) } {
-            self.entry.set(*id);
-            return true;
-        }
-        match ALLOW_V6.get(Key::new(128, addr)) {
-            Some(id) => {
-                self.entry.set(*id);
-                true
-            }
-            None => false,
-        }
     }
 
     #[inline(always)]
@@ -600,6 +586,120 @@ impl KernelMaps<'_> {
         settings.emergency_until_ns != 0
             && settings.emergency_in_force(unsafe { bpf_ktime_get_boot_ns() })
     }
+}
+
+impl Lookups<SrcAt> for KernelMaps<'_> {
+    #[inline(always)]
+    fn port_list(&self, proto: Proto, port: u16) -> ListMask {
+        let (word, shift) = port_list_position(proto, port);
+        let list = port_list_mask(PORT_LISTS.get(word).copied().unwrap_or(0), shift);
+        self.needed.set(list);
+        list
+    }
+
+    #[inline(always)]
+    fn lists_with_ports(&self, proto: Proto) -> ListMask {
+        let settings = Self::settings();
+        let lists = match proto {
+            Proto::Tcp => settings.tcp_lists,
+            Proto::Udp => settings.udp_lists,
+        };
+        self.needed.set(self.needed.get() | lists);
+        lists
+    }
+
+    #[inline(always)]
+    fn enforcing(&self) -> ListMask {
+        Self::settings().enforcing
+    }
+
+    #[inline(always)]
+    fn monitoring(&self) -> ListMask {
+        Self::settings().monitoring
+    }
+
+    #[inline(always)]
+    fn covering(&self, src: &SrcAt) -> ListMask {
+        // The parser checked these bytes are in the frame: the `None`s never happen.
+        let id = if src.v4 {
+            source_v4(self.ctx, usize::from(src.offset)).and_then(covering_v4)
+        } else {
+            source_v6(self.ctx, usize::from(src.offset)).and_then(covering_v6)
+        };
+        let Some(id) = id else {
+            return 0;
+        };
+        self.entry.set(id);
+        let lists = ENTRY_LISTS.get(id).copied().unwrap_or(0);
+        self.covering.set(lists);
+        lists
+    }
+
+    #[inline(always)]
+    fn emergency(&self) -> bool {
+        KernelMaps::emergency_in_force()
+    }
+}
+
+/// The id of the most specific entry covering `addr`, whose `ENTRY_LISTS` mask holds every
+/// list covering it.
+#[inline(always)]
+fn covering_v4(addr: [u8; 4]) -> Option<u32> {
+    let slot24 = Slot24::of(addr);
+    if !has_bits(&PER16_BITS_V4, slot24.per16_bit())
+        || !has_bits(&PER22_BITS_V4, slot24.per22_bit())
+        || !has_bits(&PER24_BITS_V4, slot24.per24_bit())
+    {
+        return None;
+    }
+    let (word, shift) = slot24.state_position();
+    let bits = PER24_STATES_V4.get(word).copied().unwrap_or(0) >> shift;
+    let slot = V4Slot::from_bits(bits);
+    if slot == V4Slot::None {
+        return None;
+    }
+    // A `Whole` /24 holds no longer entries, so no single address in it is listed.
+    // SAFETY: the value is a u32 the daemon wrote; it is copied out at once.
+    if slot != V4Slot::Whole
+        && host_may_be_listed(addr)
+        && let Some(id) = unsafe { EXACT_V4.get(addr) }
+    {
+        return Some(*id);
+    }
+    if slot == V4Slot::Hosts {
+        return None;
+    }
+    // The id of the entry covering a whole /24 comes from WHOLE_V4 where the daemon keeps
+    // it, else from the trie.
+    if slot == V4Slot::Whole {
+        let index = u32::from_be_bytes([0, addr[0], addr[1], addr[2]]);
+        if let Some(&id) = WHOLE_V4.get(index)
+            && id != 0
+        {
+            return Some(id);
+        }
+    }
+    ALLOW_V4.get(Key::new(32, addr)).copied()
+}
+
+#[inline(always)]
+fn covering_v6(addr: [u8; 16]) -> Option<u32> {
+    let settings = KernelMaps::settings();
+    if settings.v6_wide_entries == 0 {
+        let (first32, first48) = v6_prefixes(&addr);
+        let fine =
+            settings.v6_classes & V6_CLASS_48 != 0 && v6_marked(v6_marks(V6_CLASS_48, first48));
+        let coarse =
+            settings.v6_classes & V6_CLASS_32 != 0 && v6_marked(v6_marks(V6_CLASS_32, first32));
+        if !fine && !coarse {
+            return None;
+        }
+    }
+    // SAFETY: as for EXACT_V4.
+    if let Some(id) = unsafe { EXACT_V6.get(addr) } {
+        return Some(*id);
+    }
+    ALLOW_V6.get(Key::new(128, addr)).copied()
 }
 
 /// Whether HOSTS_V4 has all the bits of `addr`: if not, EXACT_V4 does not have it.
@@ -624,7 +724,7 @@ fn v6_marked(marks: V6Marks) -> bool {
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only
 /// counted.
 #[inline(always)]
-fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
+fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason, list: u32) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };
@@ -664,6 +764,8 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason) {
         family,
         reason: reason as u8,
         ifindex: ctx.ingress_ifindex() as u32,
+        list: list as u8,
+        _padding: [0; 3],
     };
     if BLOCKED.output::<BlockedEvent>(&event, 0).is_ok() {
         budget.tokens -= 1;
@@ -714,6 +816,16 @@ fn count_hit(id: u32) {
         unsafe {
             (*stat).packets += 1;
             (*stat).last_seen_ns = coarse_now();
+        }
+    }
+}
+
+#[inline(always)]
+fn count_list(list: u32, reason: Reason) {
+    if let Some(counters) = LIST_COUNTERS.get_ptr_mut(list) {
+        // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+        if let Some(n) = unsafe { (*counters).by_reason.get_mut(reason as usize) } {
+            *n += 1;
         }
     }
 }
@@ -773,4 +885,4 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
-const _: () = assert!(size_of::<Settings>() == 24);
+const _: () = assert!(size_of::<Settings>() == 32);

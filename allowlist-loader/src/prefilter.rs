@@ -118,13 +118,28 @@ impl V4Prefilter {
         })
     }
 
+    /// The length of the longest wide entry covering `slot`, if any: the entry whose id
+    /// `maps::WHOLE_V4` must hold for it, since its mask holds the lists of the wider ones.
+    pub fn longest_wide(&self, slot: u32) -> Option<u8> {
+        let addr = slot << 8;
+        (0..=24u8).rev().find(|&len| {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            self.wide_by_len[len as usize] != 0 && self.wide.contains(&(addr & mask, len))
+        })
+    }
+
+    /// A /24 is `Whole` only while no longer entry lies in it: a longer one may be in other
+    /// lists than the wide one, so its sources must find it in the hash map or the trie.
     fn state(&self, slot: u32) -> V4Slot {
-        if self.is_whole(slot) {
-            V4Slot::Whole
-        } else if self.nets_per_slot.contains_key(&slot) {
+        let nets = self.nets_per_slot.contains_key(&slot);
+        let hosts = self.hosts_per_slot.contains_key(&slot);
+        let whole = self.is_whole(slot);
+        if nets || (hosts && whole) {
             V4Slot::Partial
-        } else if self.hosts_per_slot.contains_key(&slot) {
+        } else if hosts {
             V4Slot::Hosts
+        } else if whole {
+            V4Slot::Whole
         } else {
             V4Slot::None
         }
@@ -185,8 +200,13 @@ impl V4Prefilter {
                 let (word, bits) = host_v4_marks(net.addr().octets());
                 self.hosts.mark(words.hosts, word, bits);
             }
+            // A longer entry landing in a whole /24 sends its sources to the maps too.
+            let longer = net.prefix_len() > 24;
             for slot in v4_slots(net) {
-                if matches!(read_slot(words, slot), V4Slot::None | V4Slot::Hosts) {
+                let state = read_slot(words, slot);
+                if matches!(state, V4Slot::None | V4Slot::Hosts)
+                    || (longer && state == V4Slot::Whole)
+                {
                     self.write_slot(words, slot, V4Slot::Partial);
                 }
             }
@@ -465,8 +485,11 @@ mod tests {
         assert_eq!(read_slot(w, slot("198.18.8.1")), V4Slot::None);
         assert_eq!(read_slot(w, slot("198.18.3.255")), V4Slot::None);
 
-        // A /32 inside a whole /24 keeps it whole; removing the /22 leaves only the host.
+        // A /32 inside a whole /24 sends its sources to the maps (it may be in other lists);
+        // removing the /22 leaves only the host.
         insert(&mut p, w, &[v4("198.18.5.5/32")]);
+        assert_eq!(read_slot(w, slot("198.18.5.1")), V4Slot::Partial);
+        assert_eq!(read_slot(w, slot("198.18.4.1")), V4Slot::Whole);
         remove(&mut p, w, &[v4("198.18.4.0/22")]);
         assert_eq!(read_slot(w, slot("198.18.5.5")), V4Slot::Hosts);
         // A /25 next to a host sends the /24 to the trie as well.
@@ -546,6 +569,24 @@ mod tests {
         assert!(marked(), "still marked while the hash map has it");
         p.after_remove(w, &host);
         assert!(maps.empty());
+    }
+
+    #[test]
+    fn v4_a_longer_entry_is_asked_about_from_before_it_lands_in_a_whole_slot() {
+        let maps = V4Maps::new();
+        let w = maps.view();
+        let mut p = V4Prefilter::default();
+        insert(&mut p, w, &[v4("198.18.0.0/16"), v4("198.18.1.0/24")]);
+        assert_eq!(p.longest_wide(slot("198.18.1.9")), Some(24));
+        assert_eq!(p.longest_wide(slot("198.18.2.9")), Some(16));
+        assert_eq!(read_slot(w, slot("198.18.1.9")), V4Slot::Whole);
+        let net = [v4("198.18.1.128/25")];
+        p.before_insert(w, &net);
+        assert_eq!(read_slot(w, slot("198.18.1.9")), V4Slot::Partial);
+        p.after_insert(w, &net);
+        assert_eq!(read_slot(w, slot("198.18.1.9")), V4Slot::Partial);
+        remove(&mut p, w, &net);
+        assert_eq!(read_slot(w, slot("198.18.1.9")), V4Slot::Whole);
     }
 
     #[test]

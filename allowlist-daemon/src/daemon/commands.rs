@@ -13,6 +13,7 @@ use super::{Daemon, PendingChange, read_config};
 use super::{changes, lockout};
 use crate::server::Peer;
 use allowlist_config::edit::{ConfigDoc, write_atomic};
+use allowlist_config::rules::Protocol;
 use allowlist_config::words;
 use allowlist_config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
 use allowlist_control::audit::{Action, Actor, Outcome, Via};
@@ -327,15 +328,20 @@ impl Daemon {
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(caller) = options.caller
             && !options.force
-            && let Some(port) = self
-                .config
-                .rules()
-                .locks_out(&new.rules(), caller.ip, caller.port)
+            && let Some((protocol, port)) = self.config.rules().locks_out(
+                &new.rules(),
+                caller.ip,
+                caller.port.map(|p| (Protocol::Tcp, p)),
+            )
         {
+            let port = match protocol {
+                Protocol::Tcp => format!("port {port}"),
+                Protocol::Udp => format!("UDP port {port}"),
+            };
             return Err((
                 ErrorKind::Lockout,
                 format!(
-                    "refused: `{description}` would block your own address {} on port {port}; {}",
+                    "refused: `{description}` would block your own address {} on {port}; {}",
                     caller.ip,
                     lockout::advice(&self.config.entries, command, caller)
                 ),

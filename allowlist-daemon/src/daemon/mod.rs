@@ -37,9 +37,10 @@ use crate::emergency::Emergency;
 use crate::metrics;
 use crate::notify;
 use crate::server;
+use allowlist_config::rules::{DEFAULT_LIST, Mode};
 use allowlist_config::{Config, MAX_PROBLEMS, edit::write_atomic};
 use allowlist_loader::bpffs::PinDir;
-use allowlist_loader::filter::Filter;
+use allowlist_loader::filter::{Filter, ListSpec};
 use allowlist_loader::link_events::LinkEvents;
 
 /// How often sessions are sampled and interfaces looked at even without a link event (the
@@ -283,8 +284,20 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Brings the maps to what `config` says, straight from its entries.
 fn apply(filter: &mut Filter, config: &Config) -> Result<()> {
-    let entries = config.entries_by_net().map(|e| &e.net);
-    let applied = filter.apply_parts(config.active, &config.protected_tcp_ports, entries);
+    // The single-list config is the list `default`, protecting TCP ports.
+    let udp_ports = std::collections::BTreeSet::new();
+    let default = ListSpec {
+        name: DEFAULT_LIST,
+        mode: if config.active {
+            Mode::Enforce
+        } else {
+            Mode::Off
+        },
+        tcp_ports: &config.protected_tcp_ports,
+        udp_ports: &udp_ports,
+    };
+    let entries = config.entries_by_net().map(|e| (e.net, 1));
+    let applied = filter.apply_parts(&[default], entries);
     // Loading and comparing a million entries leaves tens of MB of freed heap behind; give it
     // back rather than hold it until the next reload.
     give_back_free_heap();

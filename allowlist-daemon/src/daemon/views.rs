@@ -13,6 +13,7 @@ use super::changes::entry_info;
 use super::commands::{Refusal, invalid};
 use super::{Daemon, list_query, totals};
 use crate::server::Peer;
+use allowlist_config::rules::Protocol;
 use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
 use allowlist_control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
@@ -148,13 +149,18 @@ impl Daemon {
             .map_err(|_| invalid(format!("`{ip}` is not an IP address")))?;
         let ports: Vec<u16> = match port {
             Some(p) => vec![p],
-            None => self.filter.ports().iter().copied().collect(),
+            None => self
+                .filter
+                .lists()
+                .iter()
+                .flat_map(|l| l.tcp_ports.iter().copied())
+                .collect(),
         };
         let mut verdicts = Vec::new();
         for port in ports {
             let (reason, covering) = self
                 .filter
-                .verdict(addr, port)
+                .verdict(addr, Protocol::Tcp, port)
                 .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
             let entry = covering.and_then(|net| self.config.entries.iter().find(|e| e.net == net));
             let explanation = match (reason, entry) {
@@ -285,7 +291,7 @@ impl Daemon {
         for session in &found {
             let (_, covering) = self
                 .filter
-                .verdict(session.peer.ip(), session.local.port())
+                .verdict(session.peer.ip(), Protocol::Tcp, session.local.port())
                 .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
             let covered_by = covering
                 .and_then(|net| self.config.entries.iter().find(|e| e.net == net))

@@ -4,17 +4,21 @@
 //! restarted daemon gives each network the id the previous daemon's maps had for it, so its
 //! hit counts, kept in the pinned HITS map, carry over.
 //!
-//! The entries the maps hold are kept as one vector sorted by network, ids alongside: at a
-//! million entries that is 24 MB, where ordered maps in both directions took several times
-//! that, and a change is a merge of two sorted lists.
+//! The entries the maps hold are kept as one vector sorted by network, ids and lists
+//! alongside: at a million entries that is 28 MB, where ordered maps in both directions took
+//! several times that, and a change is a merge of two sorted lists.
 
 use std::collections::{HashMap, HashSet};
 
+use allowlist_common::verdict::ListMask;
 use ipnet::IpNet;
+
+/// A network the maps hold, its id, and the lists whose entries hold it.
+pub type Held = (IpNet, u32, ListMask);
 
 pub struct Ids {
     /// What the maps hold, sorted by network.
-    entries: Vec<(IpNet, u32)>,
+    entries: Vec<Held>,
     /// A bit per id (0..=capacity): set while an entry has it.
     used: Vec<u64>,
     /// Released ids, reused first.
@@ -64,23 +68,6 @@ impl Ids {
         }
     }
 
-    /// Networks of `target` (sorted, without repeats) the maps lack, and networks they hold
-    /// that `target` lacks.
-    pub fn diff<'a>(&self, target: impl Iterator<Item = &'a IpNet>) -> (Vec<IpNet>, Vec<IpNet>) {
-        let (mut added, mut removed) = (Vec::new(), Vec::new());
-        let mut held = self.entries.iter().map(|(net, _)| net).peekable();
-        for net in target {
-            while let Some(old) = held.next_if(|old| *old < net) {
-                removed.push(*old);
-            }
-            if held.next_if_eq(&net).is_none() {
-                added.push(*net);
-            }
-        }
-        removed.extend(held.copied());
-        (added, removed)
-    }
-
     /// An id for `net`, which the maps are about to gain; `record` makes it part of what
     /// they hold.
     pub fn assign(&mut self, net: IpNet) -> Option<Assigned> {
@@ -121,7 +108,7 @@ impl Ids {
     /// The maps now hold `added` (with the ids `assign` gave them) and no longer `removed`
     /// (sorted); their ids are released. Both are merged in place: a second vector of a
     /// million entries would double what the list costs at every reload.
-    pub fn record(&mut self, mut added: Vec<(IpNet, u32)>, removed: &[IpNet]) {
+    pub fn record(&mut self, mut added: Vec<Held>, removed: &[IpNet]) {
         if self.entries.is_empty() {
             // The first apply: nothing to merge with. Room for a reload's worth of additions.
             added.sort_unstable();
@@ -132,7 +119,7 @@ impl Ids {
         if !removed.is_empty() {
             let mut removed = removed.iter().peekable();
             let mut released = Vec::new();
-            self.entries.retain(|(net, id)| {
+            self.entries.retain(|(net, id, _)| {
                 while removed.next_if(|r| *r < net).is_some() {}
                 let gone = removed.next_if_eq(&net).is_some();
                 if gone {
@@ -181,10 +168,20 @@ impl Ids {
     }
 
     pub fn id(&self, net: &IpNet) -> Option<u32> {
+        self.find(net).map(|index| self.entries[index].1)
+    }
+
+    fn find(&self, net: &IpNet) -> Option<usize> {
         self.entries
-            .binary_search_by(|(held, _)| held.cmp(net))
+            .binary_search_by(|(held, _, _)| held.cmp(net))
             .ok()
-            .map(|index| self.entries[index].1)
+    }
+
+    /// The lists holding `net` (held) are now `own`.
+    pub fn set_own(&mut self, net: &IpNet, own: ListMask) {
+        if let Some(index) = self.find(net) {
+            self.entries[index].2 = own;
+        }
     }
 
     /// The entry with id `id` that covers `ip`: the maps answer a lookup with an id only.
@@ -196,7 +193,7 @@ impl Ids {
         })
     }
 
-    pub fn entries(&self) -> &[(IpNet, u32)] {
+    pub fn entries(&self) -> &[Held] {
         &self.entries
     }
 }
@@ -212,7 +209,7 @@ mod tests {
     /// Assigns and records one network, as an apply does.
     fn add(ids: &mut Ids, s: &str) -> Option<(u32, bool)> {
         let a = ids.assign(net(s))?;
-        ids.record(vec![(net(s), a.id)], &[]);
+        ids.record(vec![(net(s), a.id, 1)], &[]);
         Some((a.id, a.fresh))
     }
 
@@ -245,17 +242,17 @@ mod tests {
                 .take(step as usize * 7)
                 .collect();
             removed.sort();
-            let added: Vec<(IpNet, u32)> = nets(step * 100, 90)
+            let added: Vec<Held> = nets(step * 100, 90)
                 .into_iter()
                 .filter(|n| !model.contains_key(n))
-                .map(|n| (n, ids.assign(n).unwrap().id))
+                .map(|n| (n, ids.assign(n).unwrap().id, step))
                 .collect();
             ids.record(added.clone(), &removed);
             for n in &removed {
                 model.remove(n);
             }
-            model.extend(added);
-            let held: Vec<(IpNet, u32)> = model.iter().map(|(n, id)| (*n, *id)).collect();
+            model.extend(added.iter().map(|&(n, id, own)| (n, (id, own))));
+            let held: Vec<Held> = model.iter().map(|(n, (id, own))| (*n, *id, *own)).collect();
             assert_eq!(ids.entries(), held.as_slice(), "after step {step}");
         }
     }
@@ -302,20 +299,6 @@ mod tests {
         assert!(add(&mut ids, "198.18.3.0/24").is_none());
         ids.forget_inherited();
         assert_eq!(add(&mut ids, "198.18.3.0/24"), Some((1, true)));
-    }
-
-    #[test]
-    fn diff_walks_both_sorted_lists_once() {
-        let mut ids = Ids::new(8, HashMap::new());
-        for s in ["198.18.1.0/24", "198.18.2.0/24", "2001:db8::/48"] {
-            add(&mut ids, s);
-        }
-        let target: Vec<IpNet> = ["198.18.0.0/24", "198.18.2.0/24", "2001:db8:1::/48"]
-            .map(net)
-            .to_vec();
-        let (added, removed) = ids.diff(target.iter());
-        assert_eq!(added, [net("198.18.0.0/24"), net("2001:db8:1::/48")]);
-        assert_eq!(removed, [net("198.18.1.0/24"), net("2001:db8::/48")]);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! `apply` writes only the difference from what the maps hold, in an order that never blocks
 //! a source both the old and the new rules allow: new entries go in before old ones come out,
-//! and the prefilters are widened before and narrowed after every trie change.
+//! the prefilters are widened before and narrowed after every trie change, and the lists'
+//! masks, ports and modes pass through a state that allows what either allows (`lists`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -12,11 +13,11 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS, HitStat,
+    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS, HitStat, MAX_LISTS,
     PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS,
-    PORT_WORDS, PREFILTER_V6_WORDS, Settings, port_bit,
+    PREFILTER_V6_WORDS, Settings, port_list_mask, port_list_position,
 };
-use allowlist_common::verdict::{self, Parsed, Reason, Source};
+use allowlist_common::verdict::{self, ListMask, Parsed, Proto, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
@@ -32,21 +33,30 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 use crate::prefilter::{V4Prefilter, V4Words, V6Prefilter, V6Words, v4_slots};
-use allowlist_config::rules::Rules;
+use allowlist_config::rules::{Mode, Protocol, Rules};
 
 mod batch;
 mod ids;
+pub mod lists;
 
-use ids::Ids;
+use ids::{Held, Ids};
+pub use lists::{AppliedList, ListSpec};
+use lists::{Masks, Numbers};
 
 /// The compiled XDP object, built by `cargo xtask build` and embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
 const PROGRAM: &str = "allowlist";
 /// Where the previous release pinned the IPv4 prefilter's levels. A daemon taking over from it
 /// fills maps of its own before it attaches, so these are only removed.
-const PREVIOUS_PIN_NAMES: [&str; 4] = ["SUMMARY_V4", "BLOCKS_V4", "TOUCHED_V4", "PREFILTER_V4"];
+const PREVIOUS_PIN_NAMES: [&str; 5] = [
+    "SUMMARY_V4",
+    "BLOCKS_V4",
+    "TOUCHED_V4",
+    "PREFILTER_V4",
+    "PORTS",
+];
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 16] = [
+pub const MAP_NAMES: [&str; 18] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
@@ -59,9 +69,11 @@ pub const MAP_NAMES: [&str; 16] = [
     names::PREFILTER_V6,
     names::CONFIRM_V6,
     names::WHOLE_V4,
-    names::PORTS,
+    names::PORT_LISTS,
+    names::ENTRY_LISTS,
     names::SETTINGS,
     names::COUNTERS,
+    names::LIST_COUNTERS,
     names::HITS,
 ];
 
@@ -151,9 +163,9 @@ pub struct Filter {
     prefilter_v6: V6Mapped,
     v4: V4Prefilter,
     v6: V6Prefilter,
-    /// Whether the list is enforced, and the protected ports, as the maps have them.
-    active: bool,
-    ports: BTreeSet<u16>,
+    /// The lists as the maps have them, and their numbers.
+    lists: Vec<AppliedList>,
+    numbers: Numbers,
     ids: Ids,
     settings: Settings,
     capacity: u32,
@@ -204,6 +216,7 @@ impl Filter {
             .map_max_entries(names::EXACT_V4, max_entries)
             .map_max_entries(names::EXACT_V6, max_entries)
             .map_max_entries(names::HITS, hits_len)
+            .map_max_entries(names::ENTRY_LISTS, hit_slots)
             .map_max_entries(names::WHOLE_V4, whole_slots(max_entries))
             .override_global(names::HIT_SLOTS, &hit_slots, true);
         let mut inherited = HashMap::new();
@@ -231,10 +244,10 @@ impl Filter {
             hits_inherited = hits_pin.exists();
             counters_pin = maps_dir.join(names::COUNTERS);
             if let Ok(old) = MapData::from_pin(&counters_pin)
-                && !matches!(
-                    old.info().map(|i| i.map_type()),
-                    Ok(Ok(MapType::PerCpuArray))
-                )
+                && old.info().ok().is_none_or(|i| {
+                    !matches!(i.map_type(), Ok(MapType::PerCpuArray))
+                        || i.value_size() as usize != size_of::<Counters>()
+                })
             {
                 tracing::warn!("the interface counters' layout changed: they start from zero");
                 remove_pin(&counters_pin)?;
@@ -270,8 +283,8 @@ impl Filter {
             prefilter_v6,
             v4: V4Prefilter::default(),
             v6: V6Prefilter::default(),
-            active: false,
-            ports: BTreeSet::new(),
+            lists: Vec::new(),
+            numbers: Numbers::default(),
             ids: Ids::new(id_capacity, inherited),
             settings: Settings::default(),
             capacity: max_entries,
@@ -289,12 +302,14 @@ impl Filter {
             .expect("load() checked the program exists and is XDP")
     }
 
+    /// Whether any list is enforced.
     pub fn active(&self) -> bool {
-        self.active
+        self.lists.iter().any(|l| l.mode == Mode::Enforce)
     }
 
-    pub fn ports(&self) -> &BTreeSet<u16> {
-        &self.ports
+    /// The lists as the maps have them, in the order of the last `apply`.
+    pub fn lists(&self) -> &[AppliedList] {
+        &self.lists
     }
 
     pub fn capacity(&self) -> u32 {
@@ -303,61 +318,194 @@ impl Filter {
 
     /// Brings the maps from what they hold to `rules`.
     pub fn apply(&mut self, rules: &Rules) -> Result<()> {
-        self.apply_parts(rules.active, &rules.ports, rules.entries.iter())
+        let mut nets: BTreeMap<IpNet, u32> = BTreeMap::new();
+        for (position, list) in rules.lists.iter().enumerate() {
+            for net in &list.entries {
+                *nets.entry(*net).or_default() |= 1 << position;
+            }
+        }
+        let lists: Vec<ListSpec> = rules.lists.iter().map(ListSpec::from).collect();
+        self.apply_parts(&lists, nets.into_iter())
     }
 
-    /// `apply`, with the entries in network order and without repeats (as a config's
-    /// `entries_by_net`): a million-entry config need not be copied into a set first.
-    pub fn apply_parts<'a>(
+    /// `apply`, with each network once, in network order, with the positions in `lists` of
+    /// the lists holding it as a mask (as a config's `entries_by_net` gives them): a
+    /// million-entry config need not be copied into a set first.
+    pub fn apply_parts(
         &mut self,
-        active: bool,
-        ports: &BTreeSet<u16>,
-        entries: impl Iterator<Item = &'a IpNet>,
+        lists: &[ListSpec],
+        entries: impl Iterator<Item = (IpNet, u32)>,
     ) -> Result<()> {
-        let (added, removed) = self.ids.diff(entries);
-        self.insert_entries(&added)?;
-        self.write_ports(ports)?;
-        self.ports = ports.clone();
-        self.settings.active = u32::from(active);
-        self.settings.protected_ports = ports.len() as u32;
+        if lists.len() > MAX_LISTS {
+            bail!(
+                "{} lists: the kernel tells at most {MAX_LISTS} apart",
+                lists.len()
+            );
+        }
+        let mut fresh = Vec::new();
+        let numbers = self
+            .numbers
+            .assign(lists.iter().map(|l| l.name), &mut fresh)?;
+        // A number a removed list had counts for starts from zero for its new list.
+        self.clear_list_counters(&fresh)?;
+        let plan = self
+            .plan(entries.map(|(net, positions)| (net, lists::to_numbers(positions, &numbers))));
+        let applied: Vec<AppliedList> = lists
+            .iter()
+            .zip(&numbers)
+            .map(|(l, &number)| AppliedList {
+                name: l.name.to_owned(),
+                number,
+                mode: l.mode,
+                tcp_ports: l.tcp_ports.clone(),
+                udp_ports: l.udp_ports.clone(),
+            })
+            .collect();
+        self.write_entry_lists(&plan.before)?;
+        self.insert_entries(plan.added)?;
+        let settings = lists::settings(&applied, self.settings);
+        if applied != self.lists {
+            self.settings = lists::settings_between(&self.settings, &settings);
+            self.write_settings()?;
+            self.write_ports(&applied)?;
+        }
+        self.settings = settings;
         self.write_settings()?;
-        self.active = active;
-        self.remove_entries(&removed)?;
+        self.lists = applied;
+        self.remove_entries(&plan.removed)?;
+        let mut after = plan.after;
+        for (net, mask) in plan.added_after {
+            if let Some(id) = self.ids.id(&net) {
+                after.push((id, mask));
+            }
+        }
+        self.write_entry_lists(&after)?;
+        for (net, own) in plan.own {
+            self.ids.set_own(&net, own);
+        }
+        self.numbers.release(lists.iter().map(|l| l.name));
         self.ids.forget_inherited();
         Ok(())
     }
 
-    fn insert_entries(&mut self, nets: &[IpNet]) -> Result<()> {
-        let (v4, v6) = split(nets);
+    /// What a change to `target` (networks in order, each with its lists) writes: a walk of
+    /// the held and the target networks together, in network order.
+    fn plan(&self, target: impl Iterator<Item = (IpNet, ListMask)>) -> Plan {
+        let mut plan = Plan::default();
+        // Masks as the maps have them, as they will be, and while the change is applied.
+        let (mut old, mut new, mut between) =
+            (Masks::default(), Masks::default(), Masks::default());
+        let mut held = self.ids.entries().iter().copied().peekable();
+        let mut target = target.peekable();
+        loop {
+            let (net, was, will) = match (held.peek().copied(), target.peek().copied()) {
+                (None, None) => break,
+                (Some((h, id, own)), Some((t, to))) if h == t => {
+                    held.next();
+                    target.next();
+                    (h, Some((id, own)), Some(to))
+                }
+                (Some((h, id, own)), Some((t, _))) if h < t => {
+                    held.next();
+                    (h, Some((id, own)), None)
+                }
+                (Some((h, id, own)), None) => {
+                    held.next();
+                    (h, Some((id, own)), None)
+                }
+                (_, Some((t, to))) => {
+                    target.next();
+                    (t, None, Some(to))
+                }
+            };
+            let mid = between.next(net, was.map_or(0, |(_, own)| own) | will.unwrap_or(0));
+            let now = was.map(|(_, own)| old.next(net, own));
+            let then = will.map(|own| new.next(net, own));
+            match (was, now, will, then) {
+                (Some((id, own)), Some(now), Some(will), Some(then)) => {
+                    if mid != now {
+                        plan.before.push((id, mid));
+                    }
+                    if then != mid {
+                        plan.after.push((id, then));
+                    }
+                    if will != own {
+                        plan.own.push((net, will));
+                    }
+                }
+                (Some((id, _)), Some(now), None, _) => {
+                    if mid != now {
+                        plan.before.push((id, mid));
+                    }
+                    plan.removed.push(net);
+                }
+                (None, _, Some(own), Some(then)) => {
+                    plan.added.push((net, own, mid));
+                    if then != mid {
+                        plan.added_after.push((net, then));
+                    }
+                }
+                _ => unreachable!("every network is held, wanted or both"),
+            }
+        }
+        plan
+    }
+
+    /// Writes entry ids' masks of lists (ENTRY_LISTS), in chunks.
+    fn write_entry_lists(&self, masks: &[(u32, ListMask)]) -> Result<()> {
+        let fd = map_fd(&self.ebpf, names::ENTRY_LISTS)?;
+        for chunk in masks.chunks(1 << 16) {
+            let (ids, values): (Vec<u32>, Vec<ListMask>) = chunk.iter().copied().unzip();
+            batch::update(fd, &ids, &values).context("writing the entries' lists")?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `added` (network, lists holding it, mask while the change is applied).
+    fn insert_entries(&mut self, added: Vec<(IpNet, ListMask, ListMask)>) -> Result<()> {
+        let (v4, v6) = split(added.iter().map(|(net, _, _)| *net));
         self.v4.before_insert(self.prefilter_v4.words(), &v4);
         self.v6.before_insert(self.prefilter_v6.words(), &v6);
         self.publish_v6_prefilter()?;
         let mut writes = Writes::default();
         let mut fresh = Vec::new();
-        let mut assigned = Vec::with_capacity(nets.len());
-        for net in nets {
-            let Some(new) = self.ids.assign(*net) else {
-                self.ids.unassign(assigned.iter().map(|(_, id)| *id));
-                bail!("no entry id left for {net}");
+        let mut masks = Vec::with_capacity(added.len().min(1 << 16));
+        let mut assigned: Vec<Held> = Vec::with_capacity(added.len());
+        let mut result = Ok(());
+        for (net, own, mid) in added {
+            let Some(new) = self.ids.assign(net) else {
+                result = Err(anyhow!("no entry id left for {net}"));
+                break;
             };
             if new.fresh && new.id < self.hits_clean_from {
                 fresh.push(new.id);
             }
-            writes.push(*net, new.id);
-            assigned.push((*net, new.id));
+            writes.push(net, new.id);
+            masks.push((new.id, mid));
+            assigned.push((net, new.id, own));
+            if masks.len() == 1 << 16 {
+                result = self.write_entry_lists(&masks);
+                masks.clear();
+                if result.is_err() {
+                    break;
+                }
+            }
         }
-        // A reused id must not inherit a removed entry's counts. The ids of whole /24s are
-        // written before the /24s turn whole: until then their sources go to the trie anyway.
-        let written = self
-            .clear_hits(&fresh)
+        // A reused id must not inherit a removed entry's counts. The masks and the ids of
+        // whole /24s are written before the entries land and the /24s turn whole.
+        let written = result
+            .and_then(|()| self.write_entry_lists(&masks))
+            .and_then(|()| self.clear_hits(&fresh))
             .and_then(|()| writes.write(&self.ebpf))
-            .and_then(|()| self.write_whole_ids(assigned.iter().copied()));
+            .and_then(|()| {
+                self.write_whole_ids(assigned.iter().map(|&(net, id, _)| (net, id)), true)
+            });
         if let Err(err) = written {
             // Not recorded: the next apply writes them all again (writes overwrite).
-            self.ids.unassign(assigned.iter().map(|(_, id)| *id));
+            self.ids.unassign(assigned.iter().map(|(_, id, _)| *id));
             return Err(err);
         }
-        if let Some(max) = assigned.iter().map(|(_, id)| id + 1).max() {
+        if let Some(max) = assigned.iter().map(|(_, id, _)| id + 1).max() {
             self.hits_clean_from = self.hits_clean_from.max(max);
         }
         self.ids.record(assigned, &[]);
@@ -375,10 +523,10 @@ impl Filter {
     }
 
     fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
-        let (v4, v6) = split(nets);
+        let (v4, v6) = split(nets.iter().copied());
         self.v4.before_remove(self.prefilter_v4.words(), &v4);
         // The /24s are no longer whole, so their ids are not read any more.
-        self.write_whole_ids(nets.iter().map(|&net| (net, 0)))?;
+        self.write_whole_ids(nets.iter().map(|&net| (net, 0)), false)?;
         for net in nets {
             let result = match net {
                 IpNet::V4(n) if n.prefix_len() == 32 => {
@@ -420,8 +568,13 @@ impl Filter {
     }
 
     /// Writes `id` as the entry of every /24 of each IPv4 network of /24 or wider, in
-    /// chunks (a /8 has 65,536 /24s), where WHOLE_V4 is in use.
-    fn write_whole_ids(&self, entries: impl Iterator<Item = (IpNet, u32)>) -> Result<()> {
+    /// chunks (a /8 has 65,536 /24s), where WHOLE_V4 is in use. With `most_specific`, only
+    /// to the /24s no longer wide entry covers (0 is always safe: the trie answers).
+    fn write_whole_ids(
+        &self,
+        entries: impl Iterator<Item = (IpNet, u32)>,
+        most_specific: bool,
+    ) -> Result<()> {
         if whole_slots(self.capacity) == 1 {
             return Ok(());
         }
@@ -434,6 +587,9 @@ impl Filter {
                 continue;
             }
             for slot in v4_slots(&net) {
+                if most_specific && self.v4.longest_wide(slot) != Some(net.prefix_len()) {
+                    continue;
+                }
                 slots.push(slot);
                 ids.push(id);
                 if slots.len() == CHUNK {
@@ -446,19 +602,13 @@ impl Filter {
         batch::update(fd, &slots, &ids).context("writing the ids of whole /24s")
     }
 
-    fn write_ports(&mut self, ports: &BTreeSet<u16>) -> Result<()> {
-        let mut words = [0u64; PORT_WORDS as usize];
-        for &port in ports {
-            let (word, bit) = port_bit(port);
-            words[word as usize] |= bit;
-        }
-        let mut old = [0u64; PORT_WORDS as usize];
-        for &port in &self.ports {
-            let (word, bit) = port_bit(port);
-            old[word as usize] |= bit;
-        }
-        let mut map: Array<_, u64> = Array::try_from(map_mut(&mut self.ebpf, names::PORTS)?)?;
-        for (index, (new, old)) in words.iter().zip(old.iter()).enumerate() {
+    /// Writes the words of PORT_LISTS that differ from what the maps have: each port moves
+    /// from its old list to its new one in one store.
+    fn write_ports(&mut self, lists: &[AppliedList]) -> Result<()> {
+        let new = lists::port_words(lists);
+        let old = lists::port_words(&self.lists);
+        let mut map: Array<_, u64> = Array::try_from(map_mut(&mut self.ebpf, names::PORT_LISTS)?)?;
+        for (index, (new, old)) in new.iter().zip(old.iter()).enumerate() {
             if new != old {
                 map.set(index as u32, new, 0)
                     .context("writing the protected ports")?;
@@ -478,6 +628,37 @@ impl Filter {
             Array::try_from(map_mut(&mut self.ebpf, names::SETTINGS)?)?;
         map.set(0, self.settings, 0)
             .context("writing the settings map")
+    }
+
+    fn clear_list_counters(&mut self, numbers: &[u8]) -> Result<()> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let mut counters: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(map_mut(&mut self.ebpf, names::LIST_COUNTERS)?)?;
+        for &n in numbers {
+            let zeros =
+                aya::maps::PerCpuValues::try_from(vec![Counters::default(); self.cpus as usize])?;
+            counters
+                .set(u32::from(n), zeros, 0)
+                .context("clearing a list's counters")?;
+        }
+        Ok(())
+    }
+
+    /// Packet counts per list, summed over CPUs, by list name: what each list judged since it
+    /// was created (or since the daemon started).
+    pub fn list_counters(&self) -> Result<BTreeMap<String, Counters>> {
+        let counters: PerCpuArray<_, Counters> =
+            PerCpuArray::try_from(map(&self.ebpf, names::LIST_COUNTERS)?)?;
+        let mut out = BTreeMap::new();
+        for list in &self.lists {
+            let per_cpu = counters
+                .get(&u32::from(list.number), 0)
+                .context("reading the list counters")?;
+            out.insert(list.name.clone(), Counters::total(per_cpu.iter()));
+        }
+        Ok(out)
     }
 
     /// Packet counts per ingress ifindex (0: interfaces of ifindex `COUNTER_SLOTS` or
@@ -541,7 +722,7 @@ impl Filter {
             .ids
             .entries()
             .iter()
-            .filter_map(|(net, id)| Some((*net, *by_id.get(id)?)))
+            .filter_map(|(net, id, _)| Some((*net, *by_id.get(id)?)))
             .collect())
     }
 
@@ -571,17 +752,23 @@ impl Filter {
             .context("restoring the saved hit counts")
     }
 
-    /// What the kernel would do now with a SYN from `ip` to `port`, read from the live maps
-    /// (not from any config) and judged by the same `decide` the program runs; with the entry
-    /// whose network covers `ip`, if any.
-    pub fn verdict(&self, ip: IpAddr, port: u16) -> Result<(Reason, Option<IpNet>)> {
+    /// What the kernel would do now with a SYN (or a UDP datagram) from `ip` to `port`, read
+    /// from the live maps (not from any config) and judged by the same `decide` the program
+    /// runs; with the most specific entry network covering `ip`, if any.
+    pub fn verdict(
+        &self,
+        ip: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> Result<(Reason, Option<IpNet>)> {
         let settings: Array<_, Settings> = Array::try_from(map(&self.ebpf, names::SETTINGS)?)?;
-        let ports: Array<_, u64> = Array::try_from(map(&self.ebpf, names::PORTS)?)?;
+        let ports: Array<_, u64> = Array::try_from(map(&self.ebpf, names::PORT_LISTS)?)?;
+        let entry_lists: Array<_, u32> = Array::try_from(map(&self.ebpf, names::ENTRY_LISTS)?)?;
         let src = match ip {
             IpAddr::V4(a) => Source::V4(a.octets()),
             IpAddr::V6(a) => Source::from_v6(a.octets()),
         };
-        let covering = match src {
+        let id = match src {
             Source::V4(a) => match exact(&self.ebpf, names::EXACT_V4, a)? {
                 Some(id) => Some(id),
                 None => lookup(&trie_v4_ref(&self.ebpf)?, Key::new(32, a))?,
@@ -592,16 +779,30 @@ impl Filter {
             },
         };
         let settings = settings.get(&0, 0).context("reading the settings map")?;
-        let (word_index, bit) = port_bit(port);
+        let proto = match protocol {
+            Protocol::Tcp => Proto::Tcp,
+            Protocol::Udp => Proto::Udp,
+        };
+        let (word_index, shift) = port_list_position(proto, port);
         let word = ports.get(&word_index, 0).context("reading the ports map")?;
-        let covering = covering.and_then(|id| self.ids.covering(ip_of(src), id));
+        let covering = match id {
+            Some(id) => entry_lists
+                .get(&id, 0)
+                .context("reading the entries' lists")?,
+            None => 0,
+        };
         let view = MapView {
             settings,
-            port_protected: word & bit != 0,
-            covered: covering.is_some(),
+            port_list: port_list_mask(word, shift),
+            covering,
         };
-        let reason = verdict::decide(Parsed::Syn { src, dport: port }, &view);
-        Ok((reason, covering))
+        let parsed = match proto {
+            Proto::Tcp => Parsed::Syn { src, dport: port },
+            Proto::Udp => Parsed::Datagram { src, dport: port },
+        };
+        let reason = verdict::decide(parsed, &view);
+        let network = id.and_then(|id| self.ids.covering(ip_of(src), id));
+        Ok((reason, network))
     }
 
     /// Pins the program and every map under `dir` (which must exist), replacing older pins
@@ -677,13 +878,13 @@ fn previous_ids(maps_dir: &Path) -> Result<HashMap<IpNet, u32>> {
     Ok(ids)
 }
 
-fn split(nets: &[IpNet]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+fn split(nets: impl Iterator<Item = IpNet>) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for net in nets {
         match net {
-            IpNet::V4(n) => v4.push(*n),
-            IpNet::V6(n) => v6.push(*n),
+            IpNet::V4(n) => v4.push(n),
+            IpNet::V6(n) => v6.push(n),
         }
     }
     (v4, v6)
@@ -744,6 +945,21 @@ fn exact_v4(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, [u8; 4], u32>> {
 
 fn exact_v6(ebpf: &mut Ebpf) -> Result<BpfHashMap<&mut MapData, [u8; 16], u32>> {
     Ok(BpfHashMap::try_from(map_mut(ebpf, names::EXACT_V6)?)?)
+}
+
+/// What a change writes (see `Filter::plan`).
+#[derive(Default)]
+struct Plan {
+    /// New networks: the lists holding them, and their mask while the change is applied.
+    added: Vec<(IpNet, ListMask, ListMask)>,
+    /// New networks whose final mask differs from that.
+    added_after: Vec<(IpNet, ListMask)>,
+    removed: Vec<IpNet>,
+    /// Masks of held ids to write before the maps change, and after.
+    before: Vec<(u32, ListMask)>,
+    after: Vec<(u32, ListMask)>,
+    /// Held networks now held by other lists.
+    own: Vec<(IpNet, ListMask)>,
 }
 
 /// New entries sorted by the map they go to, written one batch per map.
@@ -808,29 +1024,36 @@ fn lookup<K: aya::Pod>(trie: &LpmTrie<&MapData, K, u32>, key: Key<K>) -> Result<
     }
 }
 
-/// The live maps seen through the decision's `Rules`, for one SYN: its port's bit and its
-/// source's trie answer are read up front.
+/// The live maps seen through the decision's `Lookups`, for one SYN or datagram: its port's
+/// list and its source's lists are read up front.
 struct MapView {
     settings: Settings,
-    port_protected: bool,
-    covered: bool,
+    port_list: ListMask,
+    covering: ListMask,
 }
 
 impl verdict::Lookups for MapView {
-    fn active(&self) -> bool {
-        self.settings.active != 0
+    fn port_list(&self, _: Proto, _: u16) -> ListMask {
+        self.port_list
     }
 
-    fn protected(&self, _: u16) -> bool {
-        self.port_protected
+    fn lists_with_ports(&self, proto: Proto) -> ListMask {
+        match proto {
+            Proto::Tcp => self.settings.tcp_lists,
+            Proto::Udp => self.settings.udp_lists,
+        }
     }
 
-    fn any_protected(&self) -> bool {
-        self.settings.protected_ports != 0
+    fn enforcing(&self) -> ListMask {
+        self.settings.enforcing
     }
 
-    fn covered(&self, _: &Source) -> bool {
-        self.covered
+    fn monitoring(&self) -> ListMask {
+        self.settings.monitoring
+    }
+
+    fn covering(&self, _: &Source) -> ListMask {
+        self.covering
     }
 
     fn emergency(&self) -> bool {

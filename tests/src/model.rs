@@ -132,25 +132,15 @@ pub fn expected(frame: &[u8], setup: &Setup) -> Option<Expected> {
         entry: None,
     };
     let kind = classify(frame);
-    let (src, reaches): (IpAddr, Box<dyn Fn(&ModelList) -> bool>) = match kind {
+    let src = match kind {
         Kind::NotIp => return Some(pass(Reason::PassNotIp)),
         Kind::Malformed => return Some(pass(Reason::PassTruncated)),
         Kind::OtherProtocol => return Some(pass(Reason::PassOtherProtocol)),
         Kind::NotSyn => return Some(pass(Reason::PassNotSyn)),
         Kind::LaterFragment => return Some(pass(Reason::PassNonFirstFragment)),
-        Kind::Syn { src, port } => (src, Box::new(move |l| l.tcp_ports.contains(&port))),
-        Kind::Datagram { src, port } => (src, Box::new(move |l| l.udp_ports.contains(&port))),
-        Kind::Hidden { src, reach } => (
-            src,
-            match reach {
-                Hidden::TcpPort(port) => Box::new(move |l| l.tcp_ports.contains(&port)),
-                Hidden::AnyTcp => Box::new(|l| !l.tcp_ports.is_empty()),
-                Hidden::AnyUdp => Box::new(|l| !l.udp_ports.is_empty()),
-                Hidden::Any => Box::new(|l| !l.tcp_ports.is_empty() || !l.udp_ports.is_empty()),
-            },
-        ),
+        Kind::Syn { src, .. } | Kind::Datagram { src, .. } | Kind::Hidden { src, .. } => src,
     };
-    let reached: Vec<&ModelList> = setup.lists.iter().filter(|l| reaches(l)).collect();
+    let reached: Vec<&ModelList> = setup.lists.iter().filter(|l| reaches(l, kind)).collect();
     if reached.is_empty() {
         return Some(pass(Reason::PassUnprotectedPort));
     }
@@ -197,6 +187,28 @@ pub fn expected(frame: &[u8], setup: &Setup) -> Option<Expected> {
         reason: dropped,
         entry: None,
     })
+}
+
+/// Whether a frame of `kind` could reach a port `list` protects.
+fn reaches(list: &ModelList, kind: Kind) -> bool {
+    match kind {
+        Kind::Syn { port, .. }
+        | Kind::Hidden {
+            reach: Hidden::TcpPort(port),
+            ..
+        } => list.tcp_ports.contains(&port),
+        Kind::Datagram { port, .. } => list.udp_ports.contains(&port),
+        Kind::Hidden { reach, .. } => {
+            let tcp = !list.tcp_ports.is_empty();
+            let udp = !list.udp_ports.is_empty();
+            match reach {
+                Hidden::AnyTcp => tcp,
+                Hidden::AnyUdp => udp,
+                _ => tcp || udp,
+            }
+        }
+        _ => false,
+    }
 }
 
 /// The longest entry of any list containing `src`.

@@ -89,8 +89,8 @@ fn lab_with(change: impl FnOnce(&mut ListRules)) -> Rules {
 
 /// The lab list and two more, whose entries nest in or around the lab's: `dns` (enforce)
 /// protects UDP 53 and 22 (TCP 22 stays the lab's) and lets in lab A, the bastion's /24 and
-/// their IPv6 counterparts; `web` (monitor) protects TCP and UDP 443 and lets in all of
-/// 198.18.0.0/16 and 2001:db8::/40.
+/// their IPv6 counterparts; `web` (monitor) protects TCP and UDP 443 and lets in
+/// 198.18.0.0/20 and 2001:db8::/44, around most lab entries.
 fn lists_rules() -> Rules {
     let nets = |list: &[&str]| list.iter().map(|n| net(n)).collect();
     let mut rules = lab_rules();
@@ -111,7 +111,7 @@ fn lists_rules() -> Rules {
         mode: Mode::Monitor,
         tcp_ports: BTreeSet::from([443]),
         udp_ports: BTreeSet::from([443]),
-        entries: nets(&["198.18.0.0/16", "2001:db8::/40"]),
+        entries: nets(&["198.18.0.0/20", "2001:db8::/44"]),
     });
     rules
 }

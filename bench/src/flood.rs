@@ -457,11 +457,11 @@ fn install(
         "allowlist" => {
             let capacity = u32::try_from(v4.len().max(1024))?;
             let mut f = Filter::load(capacity)?;
-            f.apply(&Rules {
-                active: true,
-                ports: [PROTECTED].into(),
-                entries: v4.iter().copied().collect(),
-            })?;
+            f.apply(&Rules::single(
+                true,
+                [PROTECTED].into(),
+                v4.iter().copied().collect(),
+            ))?;
             // This thread is in the receiver's namespace: the name resolves there.
             f.program().attach(&lab.recv_if, XdpMode::Driver)?;
             (

@@ -277,11 +277,11 @@ pub fn run(settings: &Settings, bench_object: &[u8], random_object: &[u8]) -> Re
         let v4 = List::v4(size, settings.seed);
         let v6 = List::v6(size, settings.seed);
         let nets: Vec<IpNet> = v4.nets.iter().chain(&v6.nets).copied().collect();
-        let rules = Rules {
-            active: true,
-            ports: BTreeSet::from([PROTECTED]),
-            entries: nets.iter().copied().collect(),
-        };
+        let rules = Rules::single(
+            true,
+            BTreeSet::from([PROTECTED]),
+            nets.iter().copied().collect(),
+        );
         let capacity = u32::try_from(size.max(16)).context("size")?;
         let with_fixed = settings.fixed_sizes.contains(&size);
         let mut real = Filter::load(capacity).context("loading allowlist's program")?;

@@ -14,20 +14,24 @@
 //!   the header length (IHL * 4), and the whole packet (IP offset + total length) in the frame,
 //!   else truncated: a frame shorter than the packet it claims is discarded by the kernel's IP
 //!   layer, so a frame cut anywhere inside the packet (options included) is truncated, whatever
-//!   else it is. Then: protocol other than TCP is not TCP; a non-zero fragment offset is a
-//!   non-first fragment.
+//!   else it is. Then: a protocol other than TCP and UDP is another protocol; for TCP and UDP a
+//!   non-zero fragment offset is a non-first fragment.
 //! - IPv6: the fixed header in the frame, version 6, and the whole packet (IP offset + 40 +
 //!   payload length) in the frame, else truncated; `::ffff:a.b.c.d` sources count as IPv4;
 //!   hop-by-hop, routing, destination options, fragment and AH headers are followed, at most
-//!   [`MAX_V6_EXT_HEADERS`]; a longer chain is opaque. A parser reads the first 2 bytes of a
-//!   hop-by-hop, routing, destination options or AH header (next header and length) and all 8
-//!   bytes of a fragment header: a packet that ends (by its payload length) before those bytes,
-//!   or before the TCP bytes that follow, is "cut short". Cut short in a first fragment (M set)
-//!   is opaque, otherwise truncated. As the whole packet is in the frame, only a payload length
+//!   [`MAX_V6_EXT_HEADERS`]; a longer chain is opaque (it could reach any TCP or UDP port). A
+//!   parser reads the first 2 bytes of a hop-by-hop, routing, destination options or AH header
+//!   (next header and length) and all 8 bytes of a fragment header: a packet that ends (by its
+//!   payload length) before those bytes is "cut short": in a first fragment (M set) opaque to
+//!   any TCP or UDP port, otherwise truncated. A packet that ends before the transport bytes
+//!   that follow the chain is judged by those bytes (none), as below. As the whole packet is in the frame, only a payload length
 //!   ([`Frame::ipv6_payload_len`]) can end a packet inside its chain, never a [`Frame::cut`].
 //! - TCP: the first 14 bytes (through the flags) decide: SYN without ACK is a SYN, anything
 //!   else is not. Fewer than 14 bytes in a first fragment (IPv4 MF, IPv6 M) is opaque, with the
-//!   destination port when at least 4 bytes are there; otherwise truncated.
+//!   destination port when at least 4 bytes are there (else any TCP port); otherwise truncated.
+//! - UDP: a datagram when its 8-byte header is in the packet, or in a first fragment when the
+//!   4 bytes of the ports are; a first fragment with fewer is opaque to any UDP port, any other
+//!   packet with fewer is truncated. The UDP length is not read.
 //! - Nothing past the end of the IP packet (IPv4 total length, IPv6 payload length) is read:
 //!   Ethernet padding and trailers ([`Frame::pad_to`], [`Frame::trailer`]) never change the
 //!   parse, so a tiny first fragment padded to 60 bytes is still opaque.
@@ -42,8 +46,8 @@
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use allowlist_common::verdict::{self, Parsed, Reason, Source};
-use allowlist_config::rules::Rules;
+use allowlist_common::verdict::{self, ListMask, Parsed, Proto, Reach, Reason, Source};
+use allowlist_config::rules::{ListRules, Mode, Protocol, Rules};
 use ipnet::IpNet;
 
 pub const FIN: u8 = 0x01;
@@ -81,6 +85,10 @@ pub const MAX_V6_EXT_HEADERS: usize = 6;
 const TCP_THROUGH_FLAGS: usize = 14;
 /// Bytes of a TCP header holding both ports.
 const TCP_PORTS: usize = 4;
+/// Bytes of a UDP header up to and including the destination port.
+const UDP_PORTS: usize = 4;
+/// A whole UDP header.
+const UDP_HEADER: usize = 8;
 
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -909,14 +917,14 @@ impl Ipv4 {
              reference cannot tell what the bytes after the built packet would say",
             self.built_len()
         );
-        let L4::Tcp(tcp) = &self.l4 else {
-            return Parsed::NotTcp;
-        };
+        if !matches!(self.l4, L4::Tcp(_) | L4::Udp { .. }) {
+            return Parsed::OtherProtocol;
+        }
         if self.fragment_offset != 0 {
             return Parsed::NonFirstFragment;
         }
         // Only the packet's own bytes count: nothing after `offset + total` is read.
-        tcp.expected(
+        self.l4.expected(
             total - header_len,
             self.more_fragments,
             Source::V4(self.src.octets()),
@@ -982,19 +990,18 @@ impl Ipv6 {
             self.built_payload_len()
         );
         let src = Source::from_v6(self.src.octets());
-        let cut = |more: bool| {
-            if more {
-                Parsed::Opaque { src, dport: None }
-            } else {
-                Parsed::Truncated
-            }
+        let opaque = Parsed::Opaque {
+            src,
+            reach: Reach::Any,
         };
+        let cut = |more: bool| if more { opaque } else { Parsed::Truncated };
         let mut offset = offset + 40;
         let mut more = false;
         for (i, ext) in self.ext.iter().enumerate() {
             if i == MAX_V6_EXT_HEADERS {
-                // Still an extension header after the bound: whatever follows could be TCP.
-                return Parsed::Opaque { src, dport: None };
+                // Still an extension header after the bound: whatever follows could be TCP or
+                // UDP.
+                return opaque;
             }
             if end < offset + ext.bytes_read() {
                 return cut(more);
@@ -1012,11 +1019,8 @@ impl Ipv6 {
             }
             offset += ext.wire_len();
         }
-        match &self.l4 {
-            // A packet ending inside the last extension header's body has no TCP bytes at all.
-            L4::Tcp(tcp) => tcp.expected(end.saturating_sub(offset), more, src),
-            _ => Parsed::NotTcp,
-        }
+        // A packet ending inside the last extension header's body has no transport bytes.
+        self.l4.expected(end.saturating_sub(offset), more, src)
     }
 }
 
@@ -1036,14 +1040,41 @@ impl Tcp {
         if !more_fragments {
             return Parsed::Truncated;
         }
-        Parsed::Opaque {
-            src,
-            dport: (available >= TCP_PORTS).then_some(self.dport),
-        }
+        let reach = if available >= TCP_PORTS {
+            Reach::TcpPort(self.dport)
+        } else {
+            Reach::AnyTcp
+        };
+        Parsed::Opaque { src, reach }
     }
 }
 
 impl L4 {
+    /// The parse of a segment of which `available` bytes are in the packet.
+    fn expected(&self, available: usize, more_fragments: bool, src: Source) -> Parsed {
+        match self {
+            L4::Tcp(tcp) => tcp.expected(available, more_fragments, src),
+            L4::Udp { dport, .. } => {
+                let needed = if more_fragments {
+                    UDP_PORTS
+                } else {
+                    UDP_HEADER
+                };
+                if available >= needed {
+                    Parsed::Datagram { src, dport: *dport }
+                } else if more_fragments {
+                    Parsed::Opaque {
+                        src,
+                        reach: Reach::AnyUdp,
+                    }
+                } else {
+                    Parsed::Truncated
+                }
+            }
+            _ => Parsed::OtherProtocol,
+        }
+    }
+
     /// Length of the whole segment.
     fn len(&self) -> usize {
         match self {
@@ -1194,29 +1225,54 @@ fn checksum(parts: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-/// The reference decision's view of a [`Rules`]: ports from the set, coverage by `ipnet`
-/// containment over the entries (IPv4 sources by IPv4 entries, IPv6 by IPv6).
+/// The reference decision's view of a [`Rules`]: list `i` is bit `i`; ports from the lists'
+/// sets, coverage by `ipnet` containment over each list's entries (IPv4 sources by IPv4
+/// entries, IPv6 by IPv6).
 #[derive(Clone, Copy, Debug)]
 pub struct ReferenceRules<'a>(pub &'a Rules);
 
+impl ReferenceRules<'_> {
+    fn mask(&self, mut which: impl FnMut(&ListRules) -> bool) -> ListMask {
+        self.0
+            .lists
+            .iter()
+            .enumerate()
+            .filter(|(_, list)| which(list))
+            .fold(0, |mask, (i, _)| mask | 1 << i)
+    }
+}
+
+fn protocol(proto: Proto) -> Protocol {
+    match proto {
+        Proto::Tcp => Protocol::Tcp,
+        Proto::Udp => Protocol::Udp,
+    }
+}
+
 impl verdict::Lookups for ReferenceRules<'_> {
-    fn active(&self) -> bool {
-        self.0.active
+    fn port_list(&self, proto: Proto, port: u16) -> ListMask {
+        self.mask(|list| list.ports(protocol(proto)).contains(&port))
     }
 
-    fn protected(&self, port: u16) -> bool {
-        self.0.ports.contains(&port)
+    fn lists_with_ports(&self, proto: Proto) -> ListMask {
+        self.mask(|list| !list.ports(protocol(proto)).is_empty())
     }
 
-    fn any_protected(&self) -> bool {
-        !self.0.ports.is_empty()
+    fn enforcing(&self) -> ListMask {
+        self.mask(|list| list.mode == Mode::Enforce)
     }
 
-    fn covered(&self, src: &Source) -> bool {
-        self.0.entries.iter().any(|net| match (net, src) {
-            (IpNet::V4(net), Source::V4(addr)) => net.contains(&Ipv4Addr::from(*addr)),
-            (IpNet::V6(net), Source::V6(addr)) => net.contains(&Ipv6Addr::from(*addr)),
-            _ => false,
+    fn monitoring(&self) -> ListMask {
+        self.mask(|list| list.mode == Mode::Monitor)
+    }
+
+    fn covering(&self, src: &Source) -> ListMask {
+        self.mask(|list| {
+            list.entries.iter().any(|net| match (net, src) {
+                (IpNet::V4(net), Source::V4(addr)) => net.contains(&Ipv4Addr::from(*addr)),
+                (IpNet::V6(net), Source::V6(addr)) => net.contains(&Ipv6Addr::from(*addr)),
+                _ => false,
+            })
         })
     }
 

@@ -9,22 +9,38 @@
 //!   version 4, IHL >= 5 and a total length from the header length up to what the frame holds;
 //!   IPv6 needs its 40-byte header, version 6 and its payload length in the frame. Nothing after
 //!   the IP packet (padding, trailers) is part of any header.
-//! - IPv4: a protocol other than TCP is "other protocols" whatever its fragment fields; then a
-//!   non-zero fragment offset is a non-first fragment; MF with offset 0 is a first fragment.
+//! - IPv4: a protocol other than TCP and UDP is "other protocols" whatever its fragment fields;
+//!   then, for TCP and UDP alike, a non-zero fragment offset is a non-first fragment; MF with
+//!   offset 0 is a first fragment.
 //! - IPv6: hop-by-hop, routing, destination options, fragment and AH headers are followed
 //!   (lengths per RFC 8200 and RFC 4302); a 7th extension header makes the chain "longer than
-//!   6" whether or not its bytes are there. Any fragment header with offset 0 and M set makes
+//!   6" whether or not its bytes are there. A fragment header with a non-zero offset makes a
+//!   non-first fragment, whatever follows it. Any fragment header with offset 0 and M set makes
 //!   the packet a first fragment: the bytes after it are only the start of what reassembly
 //!   yields, whatever later headers in the chain say. A chain cut short by the packet's end is
-//!   opaque in a first fragment and malformed otherwise. Other next headers are "other
-//!   protocols".
+//!   opaque in a first fragment and malformed otherwise. An opaque chain (cut short, or longer
+//!   than 6) could carry TCP or UDP: it could reach any protected port of either. Next headers
+//!   other than TCP and UDP are "other protocols".
 //! - TCP: the first 14 bytes show the flags; SYN without ACK opens a connection. A first
 //!   fragment with fewer is the tiny fragment of the table (with its port when it holds 4
-//!   bytes); any other packet with fewer is shorter than its headers.
-//! - Reasons, when several rows apply: what the frame is (not IP, malformed, not TCP, not a
-//!   SYN, a non-first fragment, an unprotected port) comes first, then the list being inactive,
-//!   then a covered source, then an emergency disable (`pass_emergency` only for what would be
-//!   dropped).
+//!   bytes, else any protected TCP port); any other packet with fewer is shorter than its
+//!   headers.
+//! - UDP: every datagram is judged (it has no opener). An unfragmented packet needs the whole
+//!   8-byte UDP header, else it is shorter than its headers; its length and checksum fields are
+//!   not read. A first fragment showing the 4 bytes of the ports is a datagram to its port; one
+//!   showing fewer is opaque and could reach any protected UDP port.
+//! - Lists: each port of a protocol belongs to at most one list. What a frame could reach is
+//!   the list of its port, or for an opaque frame every list with a port of the protocols it
+//!   could carry. It passes if none (unprotected), if all of those are off (inactive), or if
+//!   every one not off covers the source (allowed). Otherwise it is what enforcement drops; if
+//!   only lists in monitor mode miss the source it is passed as the `would_drop_*` reason
+//!   (whatever the emergency), else an emergency disable passes it as `pass_emergency`.
+//! - Reasons, when several rows apply: what the frame is (not IP, malformed, other protocol,
+//!   not a SYN, a non-first fragment, an unprotected port) comes first, then the lists being
+//!   off, then a covered source, then monitor mode, then an emergency disable.
+//! - Hits: a frame passed as allowed counts a hit for the most specific network, among the
+//!   entries of every list (whichever lists the port belongs to, and whatever their mode), that
+//!   contains its source; lists holding the same network share its count.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -34,15 +50,33 @@ use allowlist_common::verdict::Reason;
 use anyhow::{Context, Result, bail};
 use ipnet::IpNet;
 
+pub use allowlist_config::rules::Mode;
+
 /// Everything the verdict depends on besides the frame.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Setup {
-    pub active: bool,
-    pub ports: BTreeSet<u16>,
-    /// No entry covers another (the config refuses that), so at most one covers a source.
-    pub entries: Vec<IpNet>,
+    /// No two protect the same port of a protocol (the config refuses that).
+    pub lists: Vec<ModelList>,
     /// An emergency disable is in force.
     pub emergency: bool,
+}
+
+/// One list: its mode, the ports it protects and the networks it lets in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelList {
+    pub mode: Mode,
+    pub tcp_ports: BTreeSet<u16>,
+    pub udp_ports: BTreeSet<u16>,
+    /// No entry of a list covers another of the same list (the config refuses or merges
+    /// those); entries of different lists may be equal or nest.
+    pub entries: Vec<IpNet>,
+}
+
+impl Setup {
+    /// Every list's entries, in list order.
+    pub fn entries(&self) -> impl Iterator<Item = &IpNet> {
+        self.lists.iter().flat_map(|list| &list.entries)
+    }
 }
 
 /// What the model expects the program to do with a frame.
@@ -50,8 +84,17 @@ pub struct Setup {
 pub struct Expected {
     pub drop: bool,
     pub reason: Reason,
-    /// The entry a let-in SYN counts as a hit.
+    /// The network a frame passed as allowed counts a hit for.
     pub entry: Option<IpNet>,
+}
+
+/// Which protected ports a frame that hides its transport header could reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hidden {
+    TcpPort(u16),
+    AnyTcp,
+    AnyUdp,
+    Any,
 }
 
 /// What a frame is, as far as the table cares.
@@ -59,17 +102,21 @@ pub struct Expected {
 enum Kind {
     NotIp,
     Malformed,
-    NotTcp,
+    OtherProtocol,
     NotSyn,
     LaterFragment,
     Syn {
         src: IpAddr,
         port: u16,
     },
-    /// A first fragment or over-long chain that hides the flags (and maybe the port).
+    Datagram {
+        src: IpAddr,
+        port: u16,
+    },
+    /// A first fragment or IPv6 chain that hides the flags or the port.
     Hidden {
         src: IpAddr,
-        port: Option<u16>,
+        reach: Hidden,
     },
 }
 
@@ -84,48 +131,93 @@ pub fn expected(frame: &[u8], setup: &Setup) -> Option<Expected> {
         reason,
         entry: None,
     };
-    let (src, port, hidden) = match classify(frame) {
+    let kind = classify(frame);
+    let src = match kind {
         Kind::NotIp => return Some(pass(Reason::PassNotIp)),
         Kind::Malformed => return Some(pass(Reason::PassTruncated)),
-        Kind::NotTcp => return Some(pass(Reason::PassNotTcp)),
+        Kind::OtherProtocol => return Some(pass(Reason::PassOtherProtocol)),
         Kind::NotSyn => return Some(pass(Reason::PassNotSyn)),
         Kind::LaterFragment => return Some(pass(Reason::PassNonFirstFragment)),
-        Kind::Syn { src, port } => (src, Some(port), false),
-        Kind::Hidden { src, port } => (src, port, true),
+        Kind::Syn { src, .. } | Kind::Datagram { src, .. } | Kind::Hidden { src, .. } => src,
     };
-    let could_reach_protected = match port {
-        Some(port) => setup.ports.contains(&port),
-        None => !setup.ports.is_empty(),
-    };
-    if !could_reach_protected {
+    let reached: Vec<&ModelList> = setup.lists.iter().filter(|l| reaches(l, kind)).collect();
+    if reached.is_empty() {
         return Some(pass(Reason::PassUnprotectedPort));
     }
-    if !setup.active {
+    let on: Vec<&ModelList> = reached
+        .into_iter()
+        .filter(|l| l.mode != Mode::Off)
+        .collect();
+    if on.is_empty() {
         return Some(pass(Reason::PassInactive));
     }
-    if let Some(entry) = setup.entries.iter().find(|net| covers(net, src)) {
-        let reason = match src {
-            IpAddr::V4(_) => Reason::PassAllowedV4,
-            IpAddr::V6(_) => Reason::PassAllowedV6,
-        };
+    let missing: Vec<&ModelList> = on
+        .into_iter()
+        .filter(|l| !l.entries.iter().any(|net| covers(net, src)))
+        .collect();
+    let v4 = src.is_ipv4();
+    if missing.is_empty() {
         return Some(Expected {
-            entry: Some(*entry),
-            ..pass(reason)
+            entry: most_specific(setup, src),
+            ..pass(if v4 {
+                Reason::PassAllowedV4
+            } else {
+                Reason::PassAllowedV6
+            })
         });
+    }
+    let (dropped, would) = match (kind, v4) {
+        (Kind::Hidden { .. }, _) => (
+            Reason::DropFragmentEvasion,
+            Reason::WouldDropFragmentEvasion,
+        ),
+        (Kind::Datagram { .. }, true) => (Reason::DropUdpV4, Reason::WouldDropUdpV4),
+        (Kind::Datagram { .. }, false) => (Reason::DropUdpV6, Reason::WouldDropUdpV6),
+        (_, true) => (Reason::DropSynV4, Reason::WouldDropSynV4),
+        (_, false) => (Reason::DropSynV6, Reason::WouldDropSynV6),
+    };
+    if missing.iter().all(|l| l.mode == Mode::Monitor) {
+        return Some(pass(would));
     }
     if setup.emergency {
         return Some(pass(Reason::PassEmergency));
     }
-    let reason = match src {
-        _ if hidden => Reason::DropFragmentEvasion,
-        IpAddr::V4(_) => Reason::DropSynV4,
-        IpAddr::V6(_) => Reason::DropSynV6,
-    };
     Some(Expected {
         drop: true,
-        reason,
+        reason: dropped,
         entry: None,
     })
+}
+
+/// Whether a frame of `kind` could reach a port `list` protects.
+fn reaches(list: &ModelList, kind: Kind) -> bool {
+    match kind {
+        Kind::Syn { port, .. }
+        | Kind::Hidden {
+            reach: Hidden::TcpPort(port),
+            ..
+        } => list.tcp_ports.contains(&port),
+        Kind::Datagram { port, .. } => list.udp_ports.contains(&port),
+        Kind::Hidden { reach, .. } => {
+            let tcp = !list.tcp_ports.is_empty();
+            let udp = !list.udp_ports.is_empty();
+            match reach {
+                Hidden::AnyTcp => tcp,
+                Hidden::AnyUdp => udp,
+                _ => tcp || udp,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The longest entry of any list containing `src`.
+fn most_specific(setup: &Setup, src: IpAddr) -> Option<IpNet> {
+    setup
+        .entries()
+        .filter(|net| covers(net, src))
+        .max_by_key(|net| net.prefix_len())
+        .copied()
 }
 
 /// Prefix containment by plain integer masks (not `ipnet`'s, so that nothing is shared with
@@ -183,8 +275,9 @@ fn ipv4(rest: &[u8]) -> Kind {
         return Kind::Malformed;
     }
     let packet = &rest[..total_len];
-    if packet[9] != 6 {
-        return Kind::NotTcp;
+    let protocol = packet[9];
+    if protocol != 6 && protocol != 17 {
+        return Kind::OtherProtocol;
     }
     let fragment = be16(packet, 6);
     if fragment & 0x1fff != 0 {
@@ -193,7 +286,12 @@ fn ipv4(rest: &[u8]) -> Kind {
     let src = IpAddr::V4(Ipv4Addr::new(
         packet[12], packet[13], packet[14], packet[15],
     ));
-    tcp(&packet[header_len..], fragment & 0x2000 != 0, src)
+    let more = fragment & 0x2000 != 0;
+    if protocol == 6 {
+        tcp(&packet[header_len..], more, src)
+    } else {
+        udp(&packet[header_len..], more, src)
+    }
 }
 
 /// `rest`: the frame from the IPv6 header on.
@@ -218,6 +316,10 @@ fn ipv6(rest: &[u8]) -> Kind {
         )),
         _ => IpAddr::V6(addr),
     };
+    let hidden = Kind::Hidden {
+        src,
+        reach: Hidden::Any,
+    };
     let mut next = packet[6];
     let mut at = 40;
     let mut headers = 0;
@@ -225,20 +327,21 @@ fn ipv6(rest: &[u8]) -> Kind {
     loop {
         let (read, len): (usize, fn(u8) -> usize) = match next {
             6 => return tcp(packet.get(at..).unwrap_or(&[]), first_fragment, src),
+            17 => return udp(packet.get(at..).unwrap_or(&[]), first_fragment, src),
             // Hop-by-hop, routing, destination options: 8-byte units after the first 8.
             0 | 43 | 60 => (2, |l| (usize::from(l) + 1) * 8),
             // AH: 4-byte units, less 2.
             51 => (2, |l| (usize::from(l) + 2) * 4),
             44 => (8, |_| 8),
-            _ => return Kind::NotTcp,
+            _ => return Kind::OtherProtocol,
         };
         if headers == 6 {
-            return Kind::Hidden { src, port: None };
+            return hidden;
         }
         headers += 1;
         if at + read > end {
             return if first_fragment {
-                Kind::Hidden { src, port: None }
+                hidden
             } else {
                 Kind::Malformed
             };
@@ -273,29 +376,71 @@ fn tcp(segment: &[u8], first_fragment: bool, src: IpAddr) -> Kind {
     if !first_fragment {
         return Kind::Malformed;
     }
+    let reach = if segment.len() >= 4 {
+        Hidden::TcpPort(be16(segment, 2))
+    } else {
+        Hidden::AnyTcp
+    };
+    Kind::Hidden { src, reach }
+}
+
+/// `segment`: the UDP bytes in the packet.
+fn udp(segment: &[u8], first_fragment: bool, src: IpAddr) -> Kind {
+    let shown = if first_fragment { 4 } else { 8 };
+    if segment.len() >= shown {
+        return Kind::Datagram {
+            src,
+            port: be16(segment, 2),
+        };
+    }
+    if !first_fragment {
+        return Kind::Malformed;
+    }
     Kind::Hidden {
         src,
-        port: (segment.len() >= 4).then(|| be16(segment, 2)),
+        reach: Hidden::AnyUdp,
     }
 }
 
-/// One line, `active=… emergency=… ports=… entries=…`, that [`Setup::from_str`] reads back:
-/// what a replay command carries.
+fn mode_named(name: &str) -> Result<Mode> {
+    Ok(match name {
+        "enforce" => Mode::Enforce,
+        "monitor" => Mode::Monitor,
+        "off" => Mode::Off,
+        _ => bail!("mode `{name}` (enforce, monitor, off)"),
+    })
+}
+
+fn joined<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|item| item.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One line, `emergency=… list=MODE tcp=… udp=… entries=… list=…`, that [`Setup::from_str`]
+/// reads back: what a replay command carries. `tcp`, `udp` and `entries` belong to the `list`
+/// before them.
 impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
-        let entries: Vec<String> = self.entries.iter().map(IpNet::to_string).collect();
-        write!(
-            f,
-            "active={} emergency={} ports={} entries={}",
-            self.active,
-            self.emergency,
-            ports.join(","),
-            entries.join(",")
-        )
+        write!(f, "emergency={}", self.emergency)?;
+        for list in &self.lists {
+            write!(
+                f,
+                " list={} tcp={} udp={} entries={}",
+                list.mode.name(),
+                joined(&list.tcp_ports),
+                joined(&list.udp_ports),
+                joined(&list.entries)
+            )?;
+        }
+        Ok(())
     }
 }
 
+/// Also reads the single-list line of before lists (`active=… emergency=… ports=… entries=…`):
+/// `active` starts a list (enforce or off) and `ports` are its TCP ports.
 impl std::str::FromStr for Setup {
     type Err = anyhow::Error;
 
@@ -305,21 +450,41 @@ impl std::str::FromStr for Setup {
             let (key, value) = field
                 .split_once('=')
                 .with_context(|| format!("`{field}`: expected key=value"))?;
-            let list = value.split(',').filter(|item| !item.is_empty());
+            let items = value.split(',').filter(|item| !item.is_empty());
+            let ports = |what: &str| -> Result<BTreeSet<u16>> {
+                items
+                    .clone()
+                    .map(|p| p.parse().with_context(|| format!("{what} port `{p}`")))
+                    .collect()
+            };
+            if key == "emergency" {
+                setup.emergency = value.parse().context("emergency")?;
+                continue;
+            }
+            if key == "list" || key == "active" {
+                let mode = match key {
+                    "list" => mode_named(value)?,
+                    _ if value.parse().context("active")? => Mode::Enforce,
+                    _ => Mode::Off,
+                };
+                setup.lists.push(ModelList {
+                    mode,
+                    ..ModelList::default()
+                });
+                continue;
+            }
+            let Some(list) = setup.lists.last_mut() else {
+                bail!("`{key}` before any `list=`");
+            };
             match key {
-                "active" => setup.active = value.parse().context("active")?,
-                "emergency" => setup.emergency = value.parse().context("emergency")?,
-                "ports" => {
-                    setup.ports = list
-                        .map(|p| p.parse().with_context(|| format!("port `{p}`")))
-                        .collect::<Result<_>>()?;
-                }
+                "tcp" | "ports" => list.tcp_ports = ports("TCP")?,
+                "udp" => list.udp_ports = ports("UDP")?,
                 "entries" => {
-                    setup.entries = list
+                    list.entries = items
                         .map(|e| e.parse().with_context(|| format!("entry `{e}`")))
                         .collect::<Result<_>>()?;
                 }
-                _ => bail!("unknown key `{key}` (active, emergency, ports, entries)"),
+                _ => bail!("unknown key `{key}` (emergency, list, tcp, udp, entries)"),
             }
         }
         Ok(setup)
@@ -331,33 +496,68 @@ mod tests {
     use super::*;
 
     fn setup() -> Setup {
-        "active=true emergency=false ports=22 entries=198.18.1.0/24,2001:db8::/48"
+        "emergency=false list=enforce tcp=22 udp= entries=198.18.1.0/24,2001:db8::/48 \
+         list=monitor tcp=443 udp=53,51820 entries=198.18.0.0/16,198.18.1.7/32"
             .parse()
             .unwrap()
     }
 
-    /// Ethernet, IPv4 (IHL 5, total length 40), TCP with `flags` to port 22 from `src`.
-    fn syn4(src: [u8; 4], flags: u8) -> Vec<u8> {
+    /// Ethernet, IPv4 (IHL 5) from `src`, protocol `protocol`, fragment field `fragment`,
+    /// carrying `segment`.
+    fn ipv4(src: [u8; 4], protocol: u8, fragment: u16, segment: &[u8]) -> Vec<u8> {
+        let total = (20 + segment.len()) as u16;
         let mut frame = vec![0u8; 12];
-        frame.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+        frame.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        frame.extend_from_slice(&total.to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&fragment.to_be_bytes());
+        frame.extend_from_slice(&[64, protocol, 0, 0]);
         frame.extend_from_slice(&src);
-        frame.extend_from_slice(&[198, 18, 0, 1, 0x9c, 0x40, 0, 22]);
-        frame.extend_from_slice(&[0; 8]);
-        frame.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        frame.extend_from_slice(&[198, 18, 0, 1]);
+        frame.extend_from_slice(segment);
         frame
     }
 
+    /// TCP with `flags` to `port`.
+    fn tcp4(src: [u8; 4], port: u16, flags: u8) -> Vec<u8> {
+        let mut seg = vec![0x9c, 0x40];
+        seg.extend_from_slice(&port.to_be_bytes());
+        seg.extend_from_slice(&[0; 8]);
+        seg.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        ipv4(src, 6, 0, &seg)
+    }
+
+    fn udp_segment(port: u16) -> Vec<u8> {
+        let mut seg = vec![0x9c, 0x40];
+        seg.extend_from_slice(&port.to_be_bytes());
+        seg.extend_from_slice(&[0, 12, 0, 0, 1, 2, 3, 4]);
+        seg
+    }
+
+    fn reason(frame: &[u8], setup: &Setup) -> Reason {
+        expected(frame, setup).unwrap().reason
+    }
+
     #[test]
-    fn the_table_on_hand_made_frames() {
-        let reason = |frame: &[u8], setup: &Setup| expected(frame, setup).unwrap().reason;
+    fn tcp_on_hand_made_frames() {
         let s = setup();
         assert_eq!(
-            reason(&syn4([198, 18, 1, 9], 0x02), &s),
+            reason(&tcp4([198, 18, 1, 9], 22, 0x02), &s),
             Reason::PassAllowedV4
         );
-        assert_eq!(reason(&syn4([198, 18, 2, 9], 0x02), &s), Reason::DropSynV4);
-        assert_eq!(reason(&syn4([198, 18, 2, 9], 0x12), &s), Reason::PassNotSyn);
-        let mut short = syn4([198, 18, 2, 9], 0x02);
+        assert_eq!(
+            reason(&tcp4([198, 18, 2, 9], 22, 0x02), &s),
+            Reason::DropSynV4
+        );
+        assert_eq!(
+            reason(&tcp4([198, 18, 2, 9], 22, 0x12), &s),
+            Reason::PassNotSyn
+        );
+        assert_eq!(
+            reason(&tcp4([198, 18, 2, 9], 23, 0x02), &s),
+            Reason::PassUnprotectedPort
+        );
+        let mut short = tcp4([198, 18, 2, 9], 22, 0x02);
         short.truncate(50);
         assert_eq!(reason(&short, &s), Reason::PassTruncated);
         let emergency = Setup {
@@ -365,16 +565,134 @@ mod tests {
             ..s.clone()
         };
         assert_eq!(
-            reason(&syn4([198, 18, 2, 9], 0x02), &emergency),
+            reason(&tcp4([198, 18, 2, 9], 22, 0x02), &emergency),
             Reason::PassEmergency
         );
+        assert_eq!(
+            reason(&ipv4([198, 18, 2, 9], 1, 0, &[8, 0, 0, 0]), &s),
+            Reason::PassOtherProtocol
+        );
         assert_eq!(expected(&[0; 13], &s), None);
+    }
+
+    #[test]
+    fn monitor_mode_passes_what_it_would_drop() {
+        let s = setup();
+        // Port 443 is the monitor list's: 10.0.0.1 is in no entry.
+        assert_eq!(
+            reason(&tcp4([10, 0, 0, 1], 443, 0x02), &s),
+            Reason::WouldDropSynV4
+        );
+        let emergency = Setup {
+            emergency: true,
+            ..s.clone()
+        };
+        assert_eq!(
+            reason(&tcp4([10, 0, 0, 1], 443, 0x02), &emergency),
+            Reason::WouldDropSynV4,
+            "monitor mode comes before the emergency"
+        );
+        // Covered by the monitor list's /16, not by the enforcing list's /24.
+        let e = expected(&tcp4([198, 18, 9, 9], 443, 0x02), &s).unwrap();
+        assert_eq!(
+            (e.reason, e.entry),
+            (Reason::PassAllowedV4, "198.18.0.0/16".parse().ok())
+        );
+        assert_eq!(
+            reason(&tcp4([198, 18, 9, 9], 22, 0x02), &s),
+            Reason::DropSynV4
+        );
+        let mut off = s.clone();
+        off.lists[0].mode = Mode::Off;
+        assert_eq!(
+            reason(&tcp4([198, 18, 9, 9], 22, 0x02), &off),
+            Reason::PassInactive
+        );
+    }
+
+    #[test]
+    fn hits_go_to_the_most_specific_network_of_any_list() {
+        let s = setup();
+        // 198.18.1.7 is in the enforcing list's /24, the monitor list's /16 and its /32.
+        let e = expected(&tcp4([198, 18, 1, 7], 22, 0x02), &s).unwrap();
+        assert_eq!(
+            (e.reason, e.entry),
+            (Reason::PassAllowedV4, "198.18.1.7/32".parse().ok())
+        );
+        let e = expected(&tcp4([198, 18, 1, 8], 22, 0x02), &s).unwrap();
+        assert_eq!(e.entry, "198.18.1.0/24".parse().ok());
+        assert_eq!(
+            expected(&tcp4([198, 18, 2, 8], 22, 0x02), &s)
+                .unwrap()
+                .entry,
+            None
+        );
+    }
+
+    #[test]
+    fn udp_datagrams_and_fragments() {
+        let s = setup();
+        let mut enforced = s.clone();
+        enforced.lists[1].mode = Mode::Enforce;
+        let datagram = ipv4([10, 0, 0, 1], 17, 0, &udp_segment(53));
+        assert_eq!(reason(&datagram, &s), Reason::WouldDropUdpV4);
+        assert_eq!(reason(&datagram, &enforced), Reason::DropUdpV4);
+        assert!(expected(&datagram, &enforced).unwrap().drop);
+        let covered = ipv4([198, 18, 5, 5], 17, 0, &udp_segment(53));
+        assert_eq!(reason(&covered, &enforced), Reason::PassAllowedV4);
+        // UDP 22 is not protected: only TCP 22 is.
+        let other = ipv4([10, 0, 0, 1], 17, 0, &udp_segment(22));
+        assert_eq!(reason(&other, &enforced), Reason::PassUnprotectedPort);
+        // Unfragmented, the header must be whole; a first fragment needs only the ports.
+        let short = ipv4([10, 0, 0, 1], 17, 0, &udp_segment(53)[..6]);
+        assert_eq!(reason(&short, &enforced), Reason::PassTruncated);
+        let first = ipv4([10, 0, 0, 1], 17, 0x2000, &udp_segment(53)[..4]);
+        assert_eq!(reason(&first, &enforced), Reason::DropUdpV4);
+        let tiny = ipv4([10, 0, 0, 1], 17, 0x2000, &udp_segment(22)[..3]);
+        assert_eq!(reason(&tiny, &enforced), Reason::DropFragmentEvasion);
+        assert_eq!(reason(&tiny, &s), Reason::WouldDropFragmentEvasion);
+        let later = ipv4([10, 0, 0, 1], 17, 0x2001, &udp_segment(53));
+        assert_eq!(reason(&later, &enforced), Reason::PassNonFirstFragment);
+        // Covered by the UDP list but not the TCP one: a fragment hiding its port that might
+        // be either (here: only UDP).
+        let tiny_covered = ipv4([198, 18, 5, 5], 17, 0x2000, &[]);
+        assert_eq!(reason(&tiny_covered, &enforced), Reason::PassAllowedV4);
+        let tiny_tcp = ipv4([198, 18, 5, 5], 6, 0x2000, &[]);
+        assert_eq!(reason(&tiny_tcp, &enforced), Reason::DropFragmentEvasion);
+    }
+
+    #[test]
+    fn an_opaque_ipv6_chain_reaches_tcp_and_udp_lists() {
+        // Only a UDP list: an IPv6 first fragment whose chain is cut off could still reach it.
+        let s: Setup = "emergency=false list=enforce udp=53 entries=2001:db8::/32"
+            .parse()
+            .unwrap();
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 9, 44, 64]);
+        let mut src = [0u8; 16];
+        src[0] = 0x20;
+        src[1] = 0x02;
+        frame.extend_from_slice(&src);
+        frame.extend_from_slice(&[0; 16]);
+        // A fragment header (offset 0, M), then one byte of a hop-by-hop header: the packet
+        // ends before its length.
+        frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 17]);
+        assert_eq!(reason(&frame, &s), Reason::DropFragmentEvasion);
     }
 
     #[test]
     fn setup_round_trips_through_its_line() {
         let s = setup();
         assert_eq!(s.to_string().parse::<Setup>().unwrap(), s);
+        let empty: Setup = "emergency=true".parse().unwrap();
+        assert_eq!(empty.to_string().parse::<Setup>().unwrap(), empty);
         assert!("colour=blue".parse::<Setup>().is_err());
+        assert!("tcp=22".parse::<Setup>().is_err(), "a port needs a list");
+        let old: Setup = "active=true emergency=false ports=22 entries=198.18.1.0/24"
+            .parse()
+            .unwrap();
+        assert_eq!(old.lists.len(), 1);
+        assert_eq!(old.lists[0].mode, Mode::Enforce);
+        assert_eq!(old.lists[0].tcp_ports, BTreeSet::from([22]));
     }
 }

@@ -1,7 +1,8 @@
 //! Differential test: the compiled XDP program, through `BPF_PROG_TEST_RUN`, against the
 //! reference model (`allowlist_tests::model`, written from the README's verdict table over raw
-//! bytes) on seeded random frames under seeded random allowlists. Per frame: the action, and
-//! the one reason counter that moved; per allowlist: each entry's hit count.
+//! bytes) on seeded random frames under seeded random allowlists (1 to 32 named lists, each
+//! with a mode, TCP and UDP ports and entries that overlap other lists'). Per frame: the
+//! action, and the one reason counter that moved; per allowlist: each network's hit count.
 //!
 //! One program is loaded for the whole run; each allowlist is applied to it as a change of the
 //! previous one (as reloads do), so `Filter::apply`'s map and prefilter updates are under test
@@ -19,7 +20,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use allowlist_common::verdict::Reason;
-use allowlist_config::rules::Rules;
+use allowlist_config::rules::{ListRules, Rules};
 use allowlist_loader::clock::boot_ns;
 use allowlist_tests::fuzz::{hex, unhex};
 use allowlist_tests::generate::{Rng, frames, setups};
@@ -67,11 +68,7 @@ impl Program {
 
     /// Brings the maps to `setup`; `expired` picks how "no emergency" is written.
     fn apply(&mut self, setup: &Setup, expired: bool) {
-        self.test.apply(&Rules {
-            active: setup.active,
-            ports: setup.ports.clone(),
-            entries: setup.entries.iter().copied().collect(),
-        });
+        self.test.apply(&rules(setup));
         let (deadline, emergency) = match (setup.emergency, expired) {
             (true, _) => (boot_ns() + 3_600_000_000_000, "in force for an hour"),
             (false, true) => (1, "expired (deadline 1 ns after boot)"),
@@ -92,6 +89,24 @@ impl Program {
 
     fn hits(&self) -> HashMap<IpNet, u64> {
         self.test.hits()
+    }
+}
+
+/// The setup as the config would give it: lists named `l0`, `l1`, ... in order.
+fn rules(setup: &Setup) -> Rules {
+    Rules {
+        lists: setup
+            .lists
+            .iter()
+            .enumerate()
+            .map(|(i, list)| ListRules {
+                name: format!("l{i}"),
+                mode: list.mode,
+                tcp_ports: list.tcp_ports.clone(),
+                udp_ports: list.udp_ports.clone(),
+                entries: list.entries.iter().copied().collect(),
+            })
+            .collect(),
     }
 }
 
@@ -213,15 +228,24 @@ impl Tally {
         }
     }
 
-    /// Each entry's hits during one allowlist's frames must be the model's count of SYNs it
-    /// let in; starts the count for the next allowlist.
+    /// Each network's hits during one allowlist's frames must be the model's count of frames
+    /// it let in as allowed (counted for the most specific network holding the source, in
+    /// whichever list); starts the count for the next allowlist.
     fn check_hits(&mut self, program: &Program, before: &HashMap<IpNet, u64>, setup: &Setup) {
-        for (net, now) in program.hits() {
-            let got = now - before.get(&net).copied().unwrap_or(0);
-            let want = self.want_hits.get(&net).copied().unwrap_or(0);
+        let hits = program.hits();
+        for (net, now) in &hits {
+            let got = now - before.get(net).copied().unwrap_or(0);
+            let want = self.want_hits.get(net).copied().unwrap_or(0);
             if got != want {
                 self.hit_problems.push(format!(
                     "{net}: {got} hits, the model let in {want} (setup: {setup})"
+                ));
+            }
+        }
+        for (net, want) in &self.want_hits {
+            if !hits.contains_key(net) {
+                self.hit_problems.push(format!(
+                    "{net}: no hit counter, the model let in {want} (setup: {setup})"
                 ));
             }
         }

@@ -1,6 +1,7 @@
 //! Source addresses and ports where verdicts change: the first and last address of an entry
-//! and one outside each end, the /24 around it (the IPv4 prefilter's unit), the test ranges,
-//! anywhere at all, and the IPv4-mapped form and its look-alikes.
+//! (of any list) and one outside each end, the /24 around it (the IPv4 prefilter's unit), the
+//! test ranges, anywhere at all, and the IPv4-mapped form and its look-alikes. As entries of
+//! different lists nest, an address drawn in one list's entry is often outside another's.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -11,8 +12,7 @@ use crate::model::Setup;
 
 pub fn v4(rng: &mut Rng, setup: &Setup) -> Ipv4Addr {
     let entries: Vec<(u32, u32)> = setup
-        .entries
-        .iter()
+        .entries()
         .filter_map(|net| match net {
             IpNet::V4(n) => Some((u32::from(n.network()), u32::from(n.broadcast()))),
             IpNet::V6(_) => None,
@@ -51,8 +51,7 @@ pub fn v4(rng: &mut Rng, setup: &Setup) -> Ipv4Addr {
 
 pub fn v6(rng: &mut Rng, setup: &Setup) -> Ipv6Addr {
     let entries: Vec<(u128, u128)> = setup
-        .entries
-        .iter()
+        .entries()
         .filter_map(|net| match net {
             IpNet::V6(n) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
             IpNet::V4(_) => None,
@@ -83,19 +82,34 @@ pub fn v6(rng: &mut Rng, setup: &Setup) -> Ipv6Addr {
     Ipv6Addr::from(addr)
 }
 
-/// A destination port: mostly a protected one or its neighbours.
-pub fn port(rng: &mut Rng, setup: &Setup) -> u16 {
-    let ports: Vec<u16> = setup.ports.iter().copied().collect();
-    if !ports.is_empty() && percent(rng, 60) {
+/// A destination port of TCP (`udp` false) or UDP: mostly one a list protects for that
+/// protocol or its neighbours, sometimes one protected for the other protocol only.
+pub fn port(rng: &mut Rng, setup: &Setup, udp: bool) -> u16 {
+    let of = |udp: bool| -> Vec<u16> {
+        setup
+            .lists
+            .iter()
+            .flat_map(|list| {
+                if udp {
+                    &list.udp_ports
+                } else {
+                    &list.tcp_ports
+                }
+            })
+            .copied()
+            .collect()
+    };
+    let ports = if percent(rng, 8) { of(!udp) } else { of(udp) };
+    if !ports.is_empty() && percent(rng, 65) {
         let port = ports[rng.usize(..ports.len())];
-        return match rng.u32(0..6) {
+        return match rng.u32(0..8) {
             0 => port.wrapping_sub(1),
             1 => port.wrapping_add(1),
             _ => port,
         };
     }
     match rng.u32(0..4) {
-        0 => pick([0, 1, 22, 443, 65535], rng),
+        0 => pick([0, 1, 22, 53, 443, 65535], rng),
         _ => rng.u16(..),
     }
 }

@@ -1,9 +1,11 @@
-//! Random frames as raw bytes, from well-formed SYNs to garbage: 0–3 VLAN tags, IPv4 with
-//! options and every fragment shape, IPv6 with extension header chains of any length (nested
-//! fragment headers, odd AH lengths, headers longer than the packet, unknown next headers),
-//! TCP with any flags and data offset, UDP, ICMP, other protocols, non-IP; then length fields
-//! that lie, trailers, padding, cuts at header boundaries and flipped bytes. Nothing here
-//! knows the expected verdict: the model reads the bytes.
+//! Random frames as raw bytes, from well-formed SYNs and datagrams to garbage: 0–3 VLAN tags,
+//! IPv4 with options and every fragment shape, IPv6 with extension header chains of any length
+//! (nested fragment headers, odd AH lengths, headers longer than the packet, unknown next
+//! headers), TCP with any flags and data offset, UDP (to the setup's UDP ports mostly, with
+//! lengths that lie), ICMP, other protocols, non-IP; then first fragments cut inside the
+//! transport header, transport headers shorter than they should be, length fields that lie,
+//! trailers, padding, cuts at header boundaries and flipped bytes. Nothing here knows the
+//! expected verdict: the model reads the bytes.
 
 use std::net::Ipv6Addr;
 
@@ -133,7 +135,7 @@ fn after_the_packet(rng: &mut Rng, b: &mut Builder) {
 
 /// A transport segment: its protocol number, bytes, and the offsets where a cut matters.
 fn segment(rng: &mut Rng, setup: &Setup, b: &mut Builder) -> (u8, Vec<u8>, Vec<usize>) {
-    match weighted(rng, &[80, 8, 5, 7]) {
+    match weighted(rng, &[58, 28, 5, 9]) {
         0 => {
             b.traits.push("TCP");
             let options = if percent(rng, 40) {
@@ -154,7 +156,7 @@ fn segment(rng: &mut Rng, setup: &Setup, b: &mut Builder) -> (u8, Vec<u8>, Vec<u
             };
             let mut seg = Vec::with_capacity(20 + options);
             seg.extend_from_slice(&rng.u16(..).to_be_bytes());
-            seg.extend_from_slice(&addresses::port(rng, setup).to_be_bytes());
+            seg.extend_from_slice(&addresses::port(rng, setup, false).to_be_bytes());
             seg.extend(bytes(rng, 8)); // sequence and acknowledgement numbers
             let reserved = if percent(rng, 10) { rng.u8(0..16) } else { 0 };
             seg.push(data_offset << 4 | reserved);
@@ -174,8 +176,15 @@ fn segment(rng: &mut Rng, setup: &Setup, b: &mut Builder) -> (u8, Vec<u8>, Vec<u
             let payload = rng.usize(0..32);
             let mut seg = Vec::with_capacity(8 + payload);
             seg.extend_from_slice(&rng.u16(..).to_be_bytes());
-            seg.extend_from_slice(&addresses::port(rng, setup).to_be_bytes());
-            seg.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+            seg.extend_from_slice(&addresses::port(rng, setup, true).to_be_bytes());
+            // The UDP length is not read; a lie must change nothing.
+            let length = if percent(rng, 8) {
+                b.traits.push("UDP length lies");
+                pick([0, 1, 7, 8, 9, 0xffff, rng.u16(..)], rng)
+            } else {
+                (8 + payload) as u16
+            };
+            seg.extend_from_slice(&length.to_be_bytes());
             seg.extend(bytes(rng, 2 + payload));
             (17, seg, vec![4, 8])
         }
@@ -197,8 +206,12 @@ fn segment(rng: &mut Rng, setup: &Setup, b: &mut Builder) -> (u8, Vec<u8>, Vec<u
 }
 
 /// Keeps a tiny piece of a first fragment's segment: the sizes around the ports and flags.
-fn tiny(rng: &mut Rng, b: &mut Builder, seg: &mut Vec<u8>) {
-    b.traits.push("tiny first fragment");
+fn tiny(rng: &mut Rng, b: &mut Builder, protocol: u8, seg: &mut Vec<u8>) {
+    b.traits.push(match protocol {
+        6 => "tiny TCP first fragment",
+        17 => "tiny UDP first fragment",
+        _ => "tiny first fragment",
+    });
     let keep = pick(
         [
             0,
@@ -217,6 +230,16 @@ fn tiny(rng: &mut Rng, b: &mut Builder, seg: &mut Vec<u8>) {
         rng,
     );
     seg.truncate(keep);
+}
+
+/// Sometimes cuts a whole packet's segment inside its transport header (a UDP header of fewer
+/// than 8 bytes, a TCP header without its flags), with the IP lengths telling the truth.
+fn short(rng: &mut Rng, b: &mut Builder, seg: &mut Vec<u8>) {
+    if percent(rng, 4) {
+        b.traits.push("short transport header");
+        let keep = pick([0, 1, 3, 4, 5, 7, 8, 13, 14], rng);
+        seg.truncate(keep);
+    }
 }
 
 /// A length field's value: the real one, or a lie near a boundary or anywhere.
@@ -268,7 +291,9 @@ fn ipv4(rng: &mut Rng, setup: &Setup, b: &mut Builder) {
         }
     };
     if first && percent(rng, 60) {
-        tiny(rng, b, &mut seg);
+        tiny(rng, b, protocol, &mut seg);
+    } else if !first {
+        short(rng, b, &mut seg);
     }
     let header_len = 20 + options;
     let ihl = if percent(rng, 95) {
@@ -378,7 +403,9 @@ fn ipv6(rng: &mut Rng, setup: &Setup, b: &mut Builder) {
         .iter()
         .any(|(kind, header)| *kind == 44 && header[3] & 1 != 0);
     if fragmented && percent(rng, 60) {
-        tiny(rng, b, &mut seg);
+        tiny(rng, b, protocol, &mut seg);
+    } else if !fragmented {
+        short(rng, b, &mut seg);
     }
     let mut ext_marks = Vec::new();
     let mut ext_len = 0;

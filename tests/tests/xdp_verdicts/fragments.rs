@@ -131,7 +131,7 @@ fn ipv4_fragments() {
         lab.expect(
             &format!("{name}, UDP"),
             &Frame::udp_v4(BLOCKED4, DST4, 5000, 22).fragment(offset, more),
-            PassNotTcp,
+            PassNonFirstFragment,
         );
     }
     tiny_first_fragments(&mut lab, &V4);
@@ -179,7 +179,7 @@ fn ipv4_fragments() {
         &Frame::udp_v4(BLOCKED4, DST4, 5000, 22)
             .fragment(0, true)
             .l4_bytes(2),
-        PassNotTcp,
+        PassUnprotectedPort,
     );
     lab.finish();
 }
@@ -301,7 +301,7 @@ fn ipv6_fragments() {
         &Frame::udp_v6(BLOCKED6, DST6, 5000, 22)
             .fragment(0, true)
             .l4_bytes(2),
-        PassNotTcp,
+        PassUnprotectedPort,
     );
     lab.finish();
 }

@@ -183,7 +183,7 @@ fn ipv6_extension_headers() {
         lab.expect(
             &name("UDP to port 22"),
             &Frame::udp_v6(BLOCKED6, DST6, 5000, 22).ext(ext),
-            PassNotTcp,
+            PassUnprotectedPort,
         );
     }
     let several: [&[Ext]; 4] = [
@@ -249,7 +249,7 @@ fn ipv6_header_chain_bound() {
     lab.expect(
         "UDP from outside behind 6 headers",
         &with_ext(Frame::udp_v6(BLOCKED6, DST6, 5000, 22), &six),
-        PassNotTcp,
+        PassUnprotectedPort,
     );
     // Past the bound the parser cannot see what follows: it could be a SYN to any port.
     for extra in [1, 2, 4] {

@@ -18,10 +18,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use allowlist_common::verdict::{
-    Parsed, REASON_COUNT,
+    Parsed, REASON_COUNT, Reach,
     Reason::{self, *},
 };
-use allowlist_config::rules::Rules;
+use allowlist_config::rules::{ListRules, Mode, Rules};
 use allowlist_loader::filter::Filter;
 use allowlist_tests::frames::{
     ACK, CWR, ECE, ETHERTYPE_LLDP, Ext, FIN, Frame, L4, Net, PROTO_ESP, PROTO_NONE, PSH, RST,
@@ -73,11 +73,47 @@ fn lab_rules() -> Rules {
         ("2001:db8::a/128", "bastion v6"),
         ("2001:db8:100::/40", "wide v6"),
     ];
-    Rules {
-        active: true,
-        ports: BTreeSet::from([22, 2222]),
-        entries: entries.into_iter().map(|(n, _what)| net(n)).collect(),
-    }
+    Rules::single(
+        true,
+        BTreeSet::from([22, 2222]),
+        entries.into_iter().map(|(n, _what)| net(n)).collect(),
+    )
+}
+
+/// The lab rules with their one list changed by `change`.
+fn lab_with(change: impl FnOnce(&mut ListRules)) -> Rules {
+    let mut rules = lab_rules();
+    change(&mut rules.lists[0]);
+    rules
+}
+
+/// The lab list and two more, whose entries nest in or around the lab's: `dns` (enforce)
+/// protects UDP 53 and 22 (TCP 22 stays the lab's) and lets in lab A, the bastion's /24 and
+/// their IPv6 counterparts; `web` (monitor) protects TCP and UDP 443 and lets in
+/// 198.18.0.0/20 and 2001:db8::/44, around most lab entries.
+fn lists_rules() -> Rules {
+    let nets = |list: &[&str]| list.iter().map(|n| net(n)).collect();
+    let mut rules = lab_rules();
+    rules.lists.push(ListRules {
+        name: "dns".into(),
+        mode: Mode::Enforce,
+        tcp_ports: BTreeSet::new(),
+        udp_ports: BTreeSet::from([53, 22]),
+        entries: nets(&[
+            "198.18.1.0/24",
+            "198.18.9.0/24",
+            "2001:db8:1::/48",
+            "2001:db8::a/128",
+        ]),
+    });
+    rules.lists.push(ListRules {
+        name: "web".into(),
+        mode: Mode::Monitor,
+        tcp_ports: BTreeSet::from([443]),
+        udp_ports: BTreeSet::from([443]),
+        entries: nets(&["198.18.0.0/20", "2001:db8::/44"]),
+    });
+    rules
 }
 
 fn syn4(src: Ipv4Addr, dport: u16) -> Frame {

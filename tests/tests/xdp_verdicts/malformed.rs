@@ -19,11 +19,15 @@ fn non_tcp_and_non_ip_pass() {
         &Frame::ethertype(0, &[]),
         PassNotIp,
     );
-    lab.expect("ICMP echo", &Frame::icmp_v4(BLOCKED4, DST4), PassNotTcp);
+    lab.expect(
+        "ICMP echo",
+        &Frame::icmp_v4(BLOCKED4, DST4),
+        PassOtherProtocol,
+    );
     lab.expect(
         "UDP to 22",
         &Frame::udp_v4(BLOCKED4, DST4, 5000, 22),
-        PassNotTcp,
+        PassUnprotectedPort,
     );
     lab.expect(
         "ESP",
@@ -35,23 +39,27 @@ fn non_tcp_and_non_ip_pass() {
                 payload: vec![0; 24],
             },
         ),
-        PassNotTcp,
+        PassOtherProtocol,
     );
     lab.expect(
         "UDP to 22 with IHL 15",
         &Frame::udp_v4(BLOCKED4, DST4, 5000, 22).ipv4_ihl(15),
-        PassNotTcp,
+        PassUnprotectedPort,
     );
-    lab.expect("ICMPv6 echo", &Frame::icmp_v6(BLOCKED6, DST6), PassNotTcp);
+    lab.expect(
+        "ICMPv6 echo",
+        &Frame::icmp_v6(BLOCKED6, DST6),
+        PassOtherProtocol,
+    );
     lab.expect(
         "ICMPv6 behind hop-by-hop (as MLD)",
         &Frame::icmp_v6(BLOCKED6, DST6).ext(Ext::HopByHop { len: 0 }),
-        PassNotTcp,
+        PassOtherProtocol,
     );
     lab.expect(
         "UDPv6 to 22",
         &Frame::udp_v6(BLOCKED6, DST6, 5000, 22),
-        PassNotTcp,
+        PassUnprotectedPort,
     );
     lab.expect(
         "IPv6 no next header",
@@ -63,7 +71,7 @@ fn non_tcp_and_non_ip_pass() {
                 payload: Vec::new(),
             },
         ),
-        PassNotTcp,
+        PassOtherProtocol,
     );
     lab.expect(
         "IPv6 no next header behind destination options",
@@ -76,7 +84,7 @@ fn non_tcp_and_non_ip_pass() {
             },
         )
         .ext(Ext::DestOpts { len: 0 }),
-        PassNotTcp,
+        PassOtherProtocol,
     );
     lab.expect(
         "IPv6 ESP",
@@ -88,7 +96,7 @@ fn non_tcp_and_non_ip_pass() {
                 payload: vec![0; 24],
             },
         ),
-        PassNotTcp,
+        PassOtherProtocol,
     );
     lab.finish();
 }
@@ -299,7 +307,7 @@ fn ipv4_header_and_total_length() {
         &Frame::udp_v4(BLOCKED4, DST4, 5000, 22)
             .ipv4_ihl(15)
             .ipv4_total_len(60),
-        PassNotTcp,
+        PassTruncated,
     );
     // A total length past the frame: a frame shorter than the packet it claims.
     for ihl in [5, 15] {
@@ -405,7 +413,7 @@ fn ipv6_payload_length() {
     lab.expect(
         "UDP with payload length 0",
         &Frame::udp_v6(BLOCKED6, DST6, 5000, 22).ipv6_payload_len(0),
-        PassNotTcp,
+        PassTruncated,
     );
     lab.finish();
 }
@@ -454,7 +462,7 @@ fn bytes_after_the_ip_packet_are_ignored() {
         (
             "v4 UDP to 22",
             Frame::udp_v4(BLOCKED4, DST4, 5000, 22),
-            PassNotTcp,
+            PassUnprotectedPort,
         ),
         ("v6 SYN from outside", syn6(BLOCKED6, 22), DropSynV6),
         ("v6 SYN from lab A", syn6(ALLOWED6, 22), PassAllowedV6),

@@ -107,7 +107,10 @@ fn random_fragment_offset(rng: &mut Rng) -> u16 {
 /// padding and trailers, and cuts.
 fn random_frame(rng: &mut Rng) -> Frame {
     let any_port = rng.u64(..) as u16;
-    let dport = pick(rng, &[22, 2222, 22, 2222, 80, 443, 21, 23, 0, any_port]);
+    let dport = pick(
+        rng,
+        &[22, 2222, 22, 2222, 80, 443, 443, 443, 21, 23, 0, any_port],
+    );
     let sport = 1024 + rng.u64(..64512) as u16;
     let any_flags = rng.u64(..) as u8;
     let flags = pick(
@@ -128,7 +131,7 @@ fn random_frame(rng: &mut Rng) -> Frame {
         ],
     );
     let l4 = match rng.u64(..100) {
-        0..85 => L4::Tcp(Tcp {
+        0..80 => L4::Tcp(Tcp {
             sport,
             dport,
             flags,
@@ -148,15 +151,15 @@ fn random_frame(rng: &mut Rng) -> Frame {
                 bytes(rng, n)
             },
         }),
-        85..92 => L4::Udp {
+        80..95 => L4::Udp {
             sport,
-            dport,
+            dport: pick(rng, &[53, 53, 22, 443, 443, dport]),
             payload: {
                 let n = rng.u64(..32) as usize;
                 bytes(rng, n)
             },
         },
-        92..97 => L4::Icmp {
+        95..98 => L4::Icmp {
             payload: bytes(rng, 8),
         },
         _ => L4::Other {
@@ -302,37 +305,23 @@ fn random_frames_match_the_reference() {
     let mut rng = Rng::with_seed(seed);
     let variants = [
         ("lab rules", lab_rules()),
+        ("service lists", lists_rules()),
         (
             "only port 22",
-            Rules {
-                ports: BTreeSet::from([22]),
-                ..lab_rules()
-            },
+            lab_with(|list| list.tcp_ports = BTreeSet::from([22])),
         ),
-        (
-            "inactive",
-            Rules {
-                active: false,
-                ..lab_rules()
-            },
-        ),
-        (
-            "no ports",
-            Rules {
-                ports: BTreeSet::new(),
-                ..lab_rules()
-            },
-        ),
+        ("inactive", lab_with(|list| list.mode = Mode::Off)),
+        ("no ports", lab_with(|list| list.tcp_ports.clear())),
     ];
     let mut lab = Lab::new(lab_rules());
     let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
     let mut seen_parsed = BTreeSet::new();
-    for round in 0..2000 {
-        // Mostly the lab rules; every 250 frames a variant.
-        let (variant, rules) = &variants[if round % 500 < 250 {
-            0
-        } else {
-            1 + (round / 500) % 3
+    for round in 0..3000 {
+        // Mostly the lab rules and the service lists; every 1000 frames 250 under a variant.
+        let (variant, rules) = &variants[match round % 1000 {
+            0..250 | 600..750 => 0,
+            250..600 => 1,
+            _ => 2 + (round / 1000) % 3,
         }];
         if lab.rules != *rules {
             lab.apply(rules.clone());
@@ -366,11 +355,25 @@ fn parsed_kind(parsed: Parsed) -> &'static str {
     match parsed {
         Parsed::NotIp => "not ip",
         Parsed::Truncated => "truncated",
-        Parsed::NotTcp => "not tcp",
+        Parsed::OtherProtocol => "other protocol",
         Parsed::NotSyn => "not syn",
         Parsed::NonFirstFragment => "non-first fragment",
         Parsed::Syn { .. } => "syn",
-        Parsed::Opaque { dport: Some(_), .. } => "opaque with port",
-        Parsed::Opaque { dport: None, .. } => "opaque without port",
+        Parsed::Datagram { .. } => "datagram",
+        Parsed::Opaque {
+            reach: Reach::TcpPort(_),
+            ..
+        } => "opaque with TCP port",
+        Parsed::Opaque {
+            reach: Reach::AnyTcp,
+            ..
+        } => "opaque without TCP port",
+        Parsed::Opaque {
+            reach: Reach::AnyUdp,
+            ..
+        } => "opaque without UDP port",
+        Parsed::Opaque {
+            reach: Reach::Any, ..
+        } => "opaque chain",
     }
 }

@@ -14,30 +14,36 @@ fn a_million_entry_program_with_100k_entries() {
     // cover some of them, so it is left out), 128 IPv4 /24s covering 198.18.128.0/17, and
     // 67,200 IPv6 hosts (even addresses under 2001:db8:2::/64), on top of the lab entries.
     let mut rules = lab_rules();
-    rules.entries.remove(&net("198.19.64.0/18"));
+    rules.lists[0].entries.remove(&net("198.19.64.0/18"));
     for host in (1..65536u32).step_by(2) {
         let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) | host);
-        rules
+        rules.lists[0]
             .entries
             .insert(IpNet::from(std::net::IpAddr::V4(addr)));
     }
     for third in 128..=255u8 {
-        rules.entries.insert(net(&format!("198.18.{third}.0/24")));
+        rules.lists[0]
+            .entries
+            .insert(net(&format!("198.18.{third}.0/24")));
     }
     let v6_base = u128::from(v6("2001:db8:2::"));
     for i in 0..67_200u128 {
         let addr = Ipv6Addr::from(v6_base | (i * 2));
-        rules
+        rules.lists[0]
             .entries
             .insert(IpNet::from(std::net::IpAddr::V6(addr)));
     }
-    assert!(rules.entries.len() >= 100_000, "{}", rules.entries.len());
+    assert!(
+        rules.lists[0].entries.len() >= 100_000,
+        "{}",
+        rules.lists[0].entries.len()
+    );
     let applying = Instant::now();
     lab.apply(rules);
     let applied = applying.elapsed();
     eprintln!(
         "{} entries: load {loaded:?}, apply {applied:?}",
-        lab.rules.entries.len()
+        lab.rules.lists[0].entries.len()
     );
 
     // Hand-written expectations: the reference would scan 100,000 entries per frame.

@@ -57,10 +57,7 @@ fn inactive_list_passes_everything() {
     if !allowlist_tests::require_root("inactive_list_passes_everything") {
         return;
     }
-    let mut lab = Lab::new(Rules {
-        active: false,
-        ..lab_rules()
-    });
+    let mut lab = Lab::new(lab_with(|list| list.mode = Mode::Off));
     for (name, frame) in battery() {
         let reason = lab.check(name, &frame);
         assert!(
@@ -84,11 +81,10 @@ fn inactive_list_passes_everything() {
         PassInactive,
     );
     // Inactive and no port protected: the port check comes first.
-    lab.apply(Rules {
-        active: false,
-        ports: BTreeSet::new(),
-        ..lab_rules()
-    });
+    lab.apply(lab_with(|list| {
+        list.mode = Mode::Off;
+        list.tcp_ports.clear();
+    }));
     lab.expect(
         "v4 SYN, nothing protected",
         &syn4(BLOCKED4, 22),
@@ -109,10 +105,7 @@ fn no_protected_ports_passes_everything() {
     if !allowlist_tests::require_root("no_protected_ports_passes_everything") {
         return;
     }
-    let mut lab = Lab::new(Rules {
-        ports: BTreeSet::new(),
-        ..lab_rules()
-    });
+    let mut lab = Lab::new(lab_with(|list| list.tcp_ports.clear()));
     for (name, frame) in battery() {
         let reason = lab.check(name, &frame);
         assert!(
@@ -140,8 +133,8 @@ fn apply_flips_verdicts() {
     lab.expect("before: v6 outside", &syn6(src6, 22), DropSynV6);
 
     let mut rules = lab_rules();
-    rules.entries.insert(net("198.18.2.0/24"));
-    rules.entries.insert(net("2001:db8:2::/48"));
+    rules.lists[0].entries.insert(net("198.18.2.0/24"));
+    rules.lists[0].entries.insert(net("2001:db8:2::/48"));
     lab.apply(rules);
     lab.expect("after adding: v4", &syn4(src4, 22), PassAllowedV4);
     lab.expect("after adding: v6", &syn6(src6, 22), PassAllowedV6);
@@ -158,7 +151,7 @@ fn apply_flips_verdicts() {
 
     // A host entry inside a /24 that had none (the prefilter slot turns partial).
     let mut rules = lab_rules();
-    rules.entries.insert(net("198.18.2.77/32"));
+    rules.lists[0].entries.insert(net("198.18.2.77/32"));
     lab.apply(rules);
     lab.expect(
         "/24 replaced by /32: the host",
@@ -178,8 +171,8 @@ fn apply_flips_verdicts() {
 
     // Ports.
     let mut rules = lab_rules();
-    rules.ports.insert(80);
-    rules.ports.remove(&2222);
+    rules.lists[0].tcp_ports.insert(80);
+    rules.lists[0].tcp_ports.remove(&2222);
     lab.apply(rules);
     lab.expect("port 80 protected", &syn4(src4, 80), DropSynV4);
     lab.expect(
@@ -196,17 +189,16 @@ fn apply_flips_verdicts() {
     lab.expect("port 2222 protected again", &syn4(src4, 2222), DropSynV4);
 
     // Active flag.
-    lab.apply(Rules {
-        active: false,
-        ..lab_rules()
-    });
+    lab.apply(lab_with(|list| list.mode = Mode::Off));
     lab.expect("deactivated", &syn4(src4, 22), PassInactive);
     lab.apply(lab_rules());
     lab.expect("reactivated", &syn4(src4, 22), DropSynV4);
 
     // No IPv6 entry at all, then one, then none: the v6 prefilter is empty, then not.
     let mut v4_only = lab_rules();
-    v4_only.entries.retain(|net| matches!(net, IpNet::V4(_)));
+    v4_only.lists[0]
+        .entries
+        .retain(|net| matches!(net, IpNet::V4(_)));
     lab.apply(v4_only.clone());
     lab.expect(
         "no v6 entries: the v6 bastion",
@@ -214,7 +206,7 @@ fn apply_flips_verdicts() {
         DropSynV6,
     );
     let mut one = v4_only.clone();
-    one.entries.insert(net("2001:db8::a/128"));
+    one.lists[0].entries.insert(net("2001:db8::a/128"));
     lab.apply(one);
     lab.expect(
         "one v6 entry: the v6 bastion",
@@ -230,10 +222,7 @@ fn apply_flips_verdicts() {
     lab.expect("v6 entry removed", &syn6(v6("2001:db8::a"), 22), DropSynV6);
 
     // Everything removed.
-    lab.apply(Rules {
-        entries: BTreeSet::new(),
-        ..lab_rules()
-    });
+    lab.apply(lab_with(|list| list.entries.clear()));
     lab.expect("empty list: lab A", &syn4(ALLOWED4, 22), DropSynV4);
     lab.expect("empty list: lab A v6", &syn6(ALLOWED6, 22), DropSynV6);
     lab.apply(lab_rules());
@@ -311,7 +300,7 @@ fn counters_count_each_reason() {
     let batch: Vec<(Frame, Reason, u64)> = vec![
         (Frame::arp(BLOCKED4, DST4), PassNotIp, 3),
         (syn4(BLOCKED4, 22).l4_bytes(10), PassTruncated, 2),
-        (Frame::udp_v4(BLOCKED4, DST4, 1, 22), PassNotTcp, 4),
+        (Frame::icmp_v4(BLOCKED4, DST4), PassOtherProtocol, 4),
         (syn6(BLOCKED6, 22).flags(ACK), PassNotSyn, 5),
         (
             syn4(BLOCKED4, 22).fragment(8, false),
@@ -342,10 +331,7 @@ fn counters_count_each_reason() {
         }
     }
     // `repeat` runs the program that many times on the same frame: each run counts.
-    lab.apply(Rules {
-        active: false,
-        ..lab_rules()
-    });
+    lab.apply(lab_with(|list| list.mode = Mode::Off));
     let result = lab
         .filter()
         .program()

@@ -97,8 +97,11 @@ pub struct Config {
     pub metrics_entry_series: usize,
     /// Resolved against the config file's directory.
     pub list_files: Vec<PathBuf>,
-    /// `[[entries]]` first, then each list file's, in file order.
+    /// `[[entries]]` first, then each list file's, in file order; list-file lines that
+    /// repeat an entry or lie inside another are not here (see `merged`).
     pub entries: Vec<Entry>,
+    /// The list files whose lines were merged into other entries, in `list_files` order.
+    pub merged: Vec<MergedLines>,
     /// Indices into `entries` in network order: comparing two configs is then one merge.
     pub(crate) by_net: Vec<u32>,
 }
@@ -115,6 +118,14 @@ pub struct Entry {
     pub file: Arc<PathBuf>,
     /// 1-based.
     pub line: u32,
+}
+
+/// How many lines of a list file repeated an entry or lay inside another entry's network,
+/// and were merged into it (see [`Config::merged_summary`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedLines {
+    pub file: PathBuf,
+    pub lines: usize,
 }
 
 // Thin pointers, and the line beside them rather than in a struct of its own (which would
@@ -164,6 +175,7 @@ impl Config {
             metrics_entry_series: 100,
             list_files: Vec::new(),
             entries: Vec::new(),
+            merged: Vec::new(),
             by_net: Vec::new(),
         }
     }
@@ -265,10 +277,13 @@ impl Config {
         };
         let default = !layout.is_set("max_entries");
         let mut capacity = list_file::Capacity::new(max, default, &config.entries);
+        // Where each list file's entries start in `entries`.
+        let mut starts = Vec::with_capacity(config.list_files.len());
         for (file, (line, label)) in config.list_files.iter().zip(&layout.list_files) {
             if capacity.exceeded {
                 break;
             }
+            starts.push(config.entries.len());
             let read = list_file::read(file, &mut capacity, &mut config.entries, report);
             if let Err(err) = read {
                 let message = format!("reading {}: {err}", file.display());
@@ -276,7 +291,19 @@ impl Config {
                 report.push(problem.entry(label.clone()));
             }
         }
-        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, report);
+        let mut swept = overlaps::check_overlaps(&config.entries, &layout.inline, report);
+        if swept.merged.count() > 0 {
+            let ends = starts.iter().skip(1).copied().chain([config.entries.len()]);
+            for ((file, start), end) in config.list_files.iter().zip(&starts).zip(ends) {
+                let lines = swept.merged.rank(end) - swept.merged.rank(*start);
+                if lines > 0 {
+                    let file = file.clone();
+                    config.merged.push(MergedLines { file, lines });
+                }
+            }
+            swept.merged.remove(&mut config.entries, &mut swept.by_net);
+        }
+        config.by_net = swept.by_net;
         if !capacity.exceeded {
             config.check_capacity(&layout, report);
         }
@@ -312,6 +339,24 @@ impl Config {
             // In order already: the set is built without sorting.
             entries: self.entries_by_net().map(|e| e.net).collect(),
         }
+    }
+
+    /// How many list-file lines were merged into other entries, in all.
+    pub fn merged_lines(&self) -> usize {
+        self.merged.iter().map(|m| m.lines).sum()
+    }
+
+    /// One line saying how many list-file lines were merged, and from which files, e.g.
+    /// `merged 1,234 duplicate or covered list-file lines (cloud.txt: 1,200; partners.txt: 34)`;
+    /// `None` if there were none.
+    pub fn merged_summary(&self) -> Option<String> {
+        (!self.merged.is_empty()).then(|| {
+            words::merged_lines(
+                self.merged
+                    .iter()
+                    .map(|m| (words::file_name(&m.file), m.lines)),
+            )
+        })
     }
 
     /// The entries in network order (IPv4 first).

@@ -51,6 +51,7 @@ fn defaults() -> Result<(), ConfigError> {
         metrics_entry_series: 100,
         list_files: vec![],
         entries: vec![],
+        merged: vec![],
         by_net: vec![],
     };
     assert_eq!(config, expected);
@@ -123,6 +124,7 @@ cidr = "2001:db8::/32"
             entry("2001:db8::/32", "", &path, 23),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
+        merged: vec![],
         by_net: vec![0, 2, 1],
     };
     assert_eq!(config, expected);

@@ -119,11 +119,11 @@ impl Daemon {
     }
 
     fn reload_request(&mut self, dry_run: bool, full: bool, peer: &Peer) -> Result<Reply, Refusal> {
-        let (added, removed, summary) = if dry_run {
+        let (added, removed, summary, merged) = if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
             let (added, removed) = changes::entries(&self.config, &new);
             let summary = format!("would apply {}", changes::summary(&self.config, &new));
-            (added, removed, summary)
+            (added, removed, summary, changes::merged_files(&new))
         } else {
             let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
             let (summary, old) = self.reload(actor).map_err(invalid)?;
@@ -131,7 +131,7 @@ impl Daemon {
             let (added, removed) = old
                 .map(|old| changes::entries(&old, &self.config))
                 .unwrap_or_default();
-            (added, removed, summary)
+            (added, removed, summary, changes::merged_files(&self.config))
         };
         let (added, removed, more_added, more_removed) = shown(added, removed, full);
         Ok(Reply::Reload(ReloadReport {
@@ -142,6 +142,8 @@ impl Daemon {
             summary,
             more_added,
             more_removed,
+            merged_lines: merged.iter().map(|m| m.lines).sum(),
+            merged_files: merged,
         }))
     }
 

@@ -284,7 +284,8 @@ fn ctl_large_reload_prints_a_summary_unless_full() {
 
 /// A list file that overlaps (a repeat, a line inside an inline entry, one inside another
 /// line) is merged: `reload --dry-run` and the reload say how many lines on one line, and
-/// `--json` carries the number; the merged lines never become entries.
+/// `--json` carries the number; the merged lines never become entries, and `add` may cover
+/// list-file lines as the file may.
 #[test]
 fn ctl_reload_counts_merged_list_file_lines() {
     if !require_root("ctl_reload_counts_merged_list_file_lines") {
@@ -319,6 +320,19 @@ fn ctl_reload_counts_merged_list_file_lines() {
         ["198.18.1.0/24"],
         "the inline entry covers the merged line"
     );
+
+    // As in the file, a hand-written entry covering list-file lines merges them.
+    fx.ctl(&["add", "198.18.8.0/23", "--comment", "both partners"])
+        .ok()
+        .stdout_has("+1 -2 entries");
+    assert_eq!(fx.ctl(&["list", "--count"]).ok().stdout, "5\n");
+    assert_eq!(
+        listed(&fx, &["--contains", "198.18.9.5"]),
+        ["198.18.8.0/23"]
+    );
+    fx.ctl(&["reload", "--dry-run"])
+        .ok()
+        .stdout_has("merged 5 duplicate or covered list-file lines (partners.list: 5)");
 }
 
 // ---------------------------------------------------------------------------------------

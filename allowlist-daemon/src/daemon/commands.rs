@@ -426,7 +426,8 @@ impl Daemon {
     }
 
     /// Names the entry `net` duplicates or overlaps, in the admin's terms (the full config
-    /// check would refuse it too, but worded for a file).
+    /// check would refuse it too, but worded for a file). Covering list-file entries is
+    /// fine: as in the file, they are merged into the new entry.
     fn check_overlap(&self, net: IpNet, except: Option<IpNet>) -> Result<(), Refusal> {
         let describe = |e: &Entry| {
             if e.comment.is_empty() {
@@ -448,7 +449,7 @@ impl Daemon {
                     describe(e)
                 )));
             }
-            if net.contains(&e.net) {
+            if net.contains(&e.net) && *e.file == *self.config.path {
                 return Err(invalid(format!(
                     "`{net}` would cover the existing entry {}; remove or edit that entry first",
                     describe(e)

@@ -94,17 +94,20 @@ impl Merged {
     }
 
     /// Takes the merged lines out of `entries` and renumbers `by_net` (which holds none of
-    /// them) to match: one pass over each, in place.
-    pub fn remove(&self, entries: &mut Vec<Entry>, by_net: &mut [u32]) {
+    /// them) to match: one pass over each, in place. The room they took is given back: a
+    /// reload holds two configs, and the tail of `entries` was written, so it is resident.
+    pub fn remove(&self, entries: &mut Vec<Entry>, by_net: &mut Vec<u32>) {
         let mut index = 0;
         entries.retain(|_| {
             let keep = !self.is_set(index);
             index += 1;
             keep
         });
-        for i in by_net {
+        entries.shrink_to_fit();
+        for i in by_net.iter_mut() {
             *i -= self.rank(*i as usize) as u32;
         }
+        by_net.shrink_to_fit();
     }
 }
 

@@ -107,8 +107,12 @@ pub struct Config {
     /// The lists: `default` first when the top-level keys write it, then each `[lists.NAME]`
     /// in the file's order.
     pub lists: Vec<ListConfig>,
-    /// Every list's `[[entries]]` first, then each list file's, in file order.
+    /// Every list's `[[entries]]` first, then each list file's, in file order; list-file
+    /// lines that repeat an entry of their list or lie inside another are not here (see
+    /// `merged`).
     pub entries: Vec<Entry>,
+    /// The list files whose lines were merged into other entries, in `list_files` order.
+    pub merged: Vec<MergedLines>,
     /// Indices into `entries` in network order: comparing two configs is then one merge.
     pub(crate) by_net: Vec<u32>,
 }
@@ -142,6 +146,14 @@ pub struct ListConfig {
     /// The line of its `[lists.NAME]` header; for `default` written with the top-level
     /// keys, none.
     pub line: Option<usize>,
+}
+
+/// How many lines of a list file repeated an entry or lay inside another entry's network,
+/// and were merged into it (see [`Config::merged_summary`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedLines {
+    pub file: PathBuf,
+    pub lines: usize,
 }
 
 // Thin pointers, and the line beside them rather than in a struct of its own (which would
@@ -192,6 +204,7 @@ impl Config {
             list_files: Vec::new(),
             lists: Vec::new(),
             entries: Vec::new(),
+            merged: Vec::new(),
             by_net: Vec::new(),
         }
     }
@@ -293,11 +306,14 @@ impl Config {
         };
         let default = !layout.is_set("max_entries");
         let mut capacity = list_file::Capacity::new(max, default, &config.entries);
+        // Where each list file's entries start in `entries`.
+        let mut starts = Vec::with_capacity(config.list_files.len());
         for (file, (line, label, list)) in config.list_files.iter().zip(&layout.list_files) {
             if capacity.exceeded {
                 break;
             }
             let first = config.entries.len();
+            starts.push(first);
             let read = list_file::read(file, &mut capacity, &mut config.entries, report);
             for entry in &mut config.entries[first..] {
                 entry.list = *list;
@@ -308,7 +324,19 @@ impl Config {
                 report.push(problem.entry(label.clone()));
             }
         }
-        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, report);
+        let mut swept = overlaps::check_overlaps(&config.entries, &layout.inline, report);
+        if swept.merged.count() > 0 {
+            let ends = starts.iter().skip(1).copied().chain([config.entries.len()]);
+            for ((file, start), end) in config.list_files.iter().zip(&starts).zip(ends) {
+                let lines = swept.merged.rank(end) - swept.merged.rank(*start);
+                if lines > 0 {
+                    let file = file.clone();
+                    config.merged.push(MergedLines { file, lines });
+                }
+            }
+            swept.merged.remove(&mut config.entries, &mut swept.by_net);
+        }
+        config.by_net = swept.by_net;
         if !capacity.exceeded {
             config.check_capacity(&layout, report);
         }
@@ -362,6 +390,24 @@ impl Config {
             .iter()
             .position(|l| l.name == name)
             .map(|i| (i as u8, &self.lists[i]))
+    }
+
+    /// How many list-file lines were merged into other entries, in all.
+    pub fn merged_lines(&self) -> usize {
+        self.merged.iter().map(|m| m.lines).sum()
+    }
+
+    /// One line saying how many list-file lines were merged, and from which files, e.g.
+    /// `merged 1,234 duplicate or covered list-file lines (cloud.txt: 1,200; partners.txt: 34)`;
+    /// `None` if there were none.
+    pub fn merged_summary(&self) -> Option<String> {
+        (!self.merged.is_empty()).then(|| {
+            words::merged_lines(
+                self.merged
+                    .iter()
+                    .map(|m| (words::file_name(&m.file), m.lines)),
+            )
+        })
     }
 
     /// The entries in network order (IPv4 first).

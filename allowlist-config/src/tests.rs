@@ -59,6 +59,7 @@ fn defaults() -> Result<(), ConfigError> {
             line: None,
         }],
         entries: vec![],
+        merged: vec![],
         by_net: vec![],
     };
     assert_eq!(config, expected);
@@ -140,6 +141,7 @@ cidr = "2001:db8::/32"
             entry("2001:db8::/32", "", &path, 23),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
+        merged: vec![],
         by_net: vec![0, 2, 1],
     };
     assert_eq!(config, expected);

@@ -145,17 +145,31 @@ fn bad_lists_are_refused_with_place_and_fix() {
 fn list_files_belong_to_their_list() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("allowlist.toml");
-    std::fs::write(dir.path().join("partners.txt"), "198.18.7.0/24\n")?;
+    // A duplicate line is merged within its list; a line inside another list's entry is not.
+    std::fs::write(
+        dir.path().join("partners.txt"),
+        "198.18.7.0/24\n198.18.7.0/24\n198.18.7.9\n",
+    )?;
     std::fs::write(
         &path,
-        "interfaces = [\"eth0\"]\n[lists.api]\ntcp_ports = [8443]\nlist_files = [\"partners.txt\"]\n",
+        "interfaces = [\"eth0\"]\n[lists.ssh]\ntcp_ports = [22]\n[[lists.ssh.entries]]\n\
+         cidr = \"198.18.0.0/16\"\n[lists.api]\ntcp_ports = [8443]\n\
+         list_files = [\"partners.txt\"]\n",
     )?;
     let config = Config::load(&path)?;
-    let api = config.rules();
-    assert_eq!(api.lists[0].entries.len(), 1);
-    assert_eq!(config.entries[0].list, 0);
+    let rules = config.rules();
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
     assert_eq!(
-        config.lists[0].list_files,
+        rules.lists[1].entries,
+        BTreeSet::from([net("198.18.7.0/24")])
+    );
+    assert_eq!(
+        rules.lists[0].entries,
+        BTreeSet::from([net("198.18.0.0/16")])
+    );
+    assert_eq!(config.merged_lines(), 2);
+    assert_eq!(
+        config.lists[1].list_files,
         [dir.path().join("partners.txt")]
     );
     Ok(())

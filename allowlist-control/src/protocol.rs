@@ -378,6 +378,19 @@ pub struct ReloadReport {
     pub more_added: u64,
     #[serde(default)]
     pub more_removed: u64,
+    /// List-file lines of the config read (or, after a reload, enforced) that repeated an
+    /// entry or lay inside another entry's network, merged into it: in all, and per file.
+    #[serde(default)]
+    pub merged_lines: u64,
+    #[serde(default)]
+    pub merged_files: Vec<MergedFile>,
+}
+
+/// How many lines of one list file were merged into other entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedFile {
+    pub file: String,
+    pub lines: u64,
 }
 
 impl Response {

@@ -150,6 +150,13 @@ pub fn render(reply: &Reply) -> String {
                     report.more_added, report.more_removed
                 );
             }
+            if !report.merged_files.is_empty() {
+                let files = report.merged_files.iter().map(|m| {
+                    let name = words::file_name(std::path::Path::new(&m.file));
+                    (name, m.lines as usize)
+                });
+                let _ = writeln!(out, "{}", words::merged_lines(files));
+            }
             let _ = writeln!(
                 out,
                 "{}{}",

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use allowlist_config::words;
 use allowlist_config::{Config, Entry};
-use allowlist_control::protocol::EntryInfo;
+use allowlist_control::protocol::{EntryInfo, MergedFile};
 
 pub fn entry_info(entry: &Entry) -> EntryInfo {
     EntryInfo {
@@ -16,6 +16,18 @@ pub fn entry_info(entry: &Entry) -> EntryInfo {
         hits: 0,
         last_hit: None,
     }
+}
+
+/// The list files of `config` whose lines were merged into other entries, and how many each.
+pub fn merged_files(config: &Config) -> Vec<MergedFile> {
+    config
+        .merged
+        .iter()
+        .map(|m| MergedFile {
+            file: m.file.display().to_string(),
+            lines: m.lines as u64,
+        })
+        .collect()
 }
 
 /// One network of either config, met in network order.

@@ -333,6 +333,9 @@ pub struct EntryInfo {
     /// RFC 3339 time of the latest, if any.
     #[serde(default)]
     pub last_hit: Option<String>,
+    /// The list it is in.
+    #[serde(default)]
+    pub list: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

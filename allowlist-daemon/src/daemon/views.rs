@@ -15,6 +15,7 @@ use super::commands::{Refusal, invalid};
 use super::{Daemon, list_query, totals};
 use crate::server::Peer;
 use allowlist_config::rules::Protocol;
+use allowlist_config::{Entry, ListConfig};
 use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
 use allowlist_control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
@@ -31,6 +32,33 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 }
 
 impl Daemon {
+    /// The list protecting `port`, and its most specific entry covering `ip`: the one that
+    /// lets it in.
+    fn deciding(
+        &self,
+        ip: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> (Option<&ListConfig>, Option<&Entry>) {
+        let Some((number, list)) = self.config.lists.iter().enumerate().find(|(_, l)| {
+            match protocol {
+                Protocol::Tcp => &l.tcp_ports,
+                Protocol::Udp => &l.udp_ports,
+            }
+            .contains(&port)
+        }) else {
+            return (None, None);
+        };
+        let ip = unmapped(ip);
+        let entry = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| usize::from(e.list) == number && e.net.contains(&ip))
+            .max_by_key(|e| e.net.prefix_len());
+        (Some(list), entry)
+    }
+
     pub(super) fn status(&self) -> Status {
         let counters = self.filter.counters().unwrap_or_default();
         // Every reason is listed, zeros included, so scripts find each key from the start.
@@ -164,7 +192,7 @@ impl Daemon {
             if query.count || query.limit.is_some_and(|n| entries.len() as u64 >= n) {
                 continue;
             }
-            let mut info = entry_info(entry);
+            let mut info = entry_info(&self.config, entry);
             info.hits = saved.hits;
             info.last_hit = saved
                 .last
@@ -224,24 +252,7 @@ impl Daemon {
                 .filter
                 .verdict(addr, protocol, port)
                 .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-            let (number, list) = match self.config.lists.iter().enumerate().find(|(_, l)| {
-                match protocol {
-                    Protocol::Tcp => &l.tcp_ports,
-                    Protocol::Udp => &l.udp_ports,
-                }
-                .contains(&port)
-            }) {
-                Some((n, l)) => (Some(n as u8), Some(l)),
-                None => (None, None),
-            };
-            // The most specific entry of the port's list covering the address: the one deciding.
-            let entry = number.and_then(|n| {
-                self.config
-                    .entries
-                    .iter()
-                    .filter(|e| e.list == n && e.net.contains(&unmapped(addr)))
-                    .max_by_key(|e| e.net.prefix_len())
-            });
+            let (list, entry) = self.deciding(addr, protocol, port);
             let port_name = match protocol {
                 Protocol::Tcp => format!("port {port}"),
                 Protocol::Udp => format!("UDP port {port}"),
@@ -300,7 +311,7 @@ impl Daemon {
                 list: list.map(|l| l.name.clone()),
                 protected: reason != Reason::PassUnprotectedPort,
                 allowed: !reason.is_drop(),
-                entry: entry.map(entry_info),
+                entry: entry.map(|e| entry_info(&self.config, e)),
                 explanation,
             });
         }
@@ -389,20 +400,20 @@ impl Daemon {
     ) -> Result<Reply, Refusal> {
         let ports = match port {
             Some(p) => std::collections::BTreeSet::from([p]),
-            None => self.config.protected_tcp_ports.clone(),
+            None => self
+                .config
+                .lists
+                .iter()
+                .flat_map(|l| l.tcp_ports.iter().copied())
+                .collect(),
         };
         let found = crate::sessions::established(&ports)
             .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
         self.note_sessions(&found);
         let mut infos = Vec::new();
         for session in &found {
-            let (_, covering) = self
-                .filter
-                .verdict(session.peer.ip(), Protocol::Tcp, session.local.port())
-                .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-            let covered_by = covering
-                .and_then(|net| self.config.entries.iter().find(|e| e.net == net))
-                .map(entry_info);
+            let (_, entry) = self.deciding(session.peer.ip(), Protocol::Tcp, session.local.port());
+            let covered_by = entry.map(|e| entry_info(&self.config, e));
             infos.push(SessionInfo {
                 local: session.local,
                 peer: session.peer,

@@ -2,12 +2,15 @@
 //! daemon). toml_edit keeps the admin's comments, order and formatting around the change, and
 //! the new text replaces the old atomically, so a crash leaves either the old file or the new.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use ipnet::IpNet;
-use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, Value, value};
+use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value, value};
+
+use crate::rules::Mode;
 
 use super::parse_net;
 
@@ -15,8 +18,15 @@ use super::parse_net;
 pub enum EditError {
     #[error("the config file does not parse: {0}")]
     Parse(#[from] toml_edit::TomlError),
-    #[error("no entry `{0}` in [[entries]] of the config file")]
+    #[error("no entry `{0}` in the list's entries of the config file")]
     NotFound(IpNet),
+    #[error("no [lists.{0}] table in the config file")]
+    NoList(String),
+    #[error(
+        "the list `default` written with top-level keys has no UDP ports: move its keys into \
+         [lists.default] (mode, tcp_ports, udp_ports, [[lists.default.entries]])"
+    )]
+    TopLevelUdp,
     #[error(
         "`entries` in the config file is neither [[entries]] tables nor a list of inline tables"
     )]
@@ -37,12 +47,56 @@ impl ConfigDoc {
         self.doc.to_string()
     }
 
+    /// The table holding a list's keys and entries: the file's top level for `None` (the list
+    /// `default` written with top-level keys), else `[lists.NAME]`.
+    fn list_table(&mut self, list: Option<&str>) -> Result<&mut dyn TableLike, EditError> {
+        Ok(self.list_item(list)?.0)
+    }
+
+    /// `list_table`, and whether it is an inline table (which cannot hold `[[...]]` tables).
+    fn list_item(&mut self, list: Option<&str>) -> Result<(&mut dyn TableLike, bool), EditError> {
+        let Some(name) = list else {
+            return Ok((self.doc.as_table_mut(), false));
+        };
+        let item = self
+            .doc
+            .get_mut("lists")
+            .and_then(|lists| lists.get_mut(name))
+            .ok_or_else(|| EditError::NoList(name.to_owned()))?;
+        let inline = item.is_inline_table();
+        let table = item
+            .as_table_like_mut()
+            .ok_or_else(|| EditError::NoList(name.to_owned()))?;
+        Ok((table, inline))
+    }
+
     pub fn add_entry(&mut self, net: IpNet, comment: &str) -> Result<(), EditError> {
-        match self.doc.get_mut("entries") {
+        self.add_entry_in(None, net, comment)
+    }
+
+    /// Adds an entry to `list` (see `list_table`).
+    pub fn add_entry_in(
+        &mut self,
+        list: Option<&str>,
+        net: IpNet,
+        comment: &str,
+    ) -> Result<(), EditError> {
+        let (table, inline) = self.list_item(list)?;
+        match table.get_mut("entries") {
+            None if inline => {
+                let mut entry = InlineTable::new();
+                entry.insert("cidr", net.to_string().into());
+                if !comment.is_empty() {
+                    entry.insert("comment", comment.into());
+                }
+                let mut array = toml_edit::Array::new();
+                array.push(entry);
+                table.insert("entries", Item::Value(Value::Array(array)));
+            }
             None => {
                 let mut tables = ArrayOfTables::new();
                 tables.push(entry_table(net, comment));
-                self.doc.insert("entries", Item::ArrayOfTables(tables));
+                table.insert("entries", Item::ArrayOfTables(tables));
             }
             Some(Item::ArrayOfTables(tables)) => tables.push(entry_table(net, comment)),
             Some(Item::Value(Value::Array(list))) => {
@@ -65,6 +119,17 @@ impl ConfigDoc {
         new_net: Option<IpNet>,
         comment: Option<&str>,
     ) -> Result<(), EditError> {
+        self.edit_entry_in(None, net, new_net, comment)
+    }
+
+    /// `edit_entry` in `list` (see `list_table`).
+    pub fn edit_entry_in(
+        &mut self,
+        list: Option<&str>,
+        net: IpNet,
+        new_net: Option<IpNet>,
+        comment: Option<&str>,
+    ) -> Result<(), EditError> {
         let set = |cidr: &mut Value, comment_slot: Option<&mut Value>| {
             if let Some(new_net) = new_net {
                 replace_keeping_decor(cidr, new_net.to_string().into());
@@ -73,7 +138,7 @@ impl ConfigDoc {
                 replace_keeping_decor(slot, text.into());
             }
         };
-        match self.doc.get_mut("entries") {
+        match self.list_table(list)?.get_mut("entries") {
             Some(Item::ArrayOfTables(tables)) => {
                 let table = tables
                     .iter_mut()
@@ -123,7 +188,14 @@ impl ConfigDoc {
     }
 
     pub fn remove_entry(&mut self, net: IpNet) -> Result<(), EditError> {
-        match self.doc.get_mut("entries") {
+        self.remove_entry_in(None, net)
+    }
+
+    /// `remove_entry` from `list` (see `list_table`).
+    pub fn remove_entry_in(&mut self, list: Option<&str>, net: IpNet) -> Result<(), EditError> {
+        let mut trailing = self.doc.trailing().as_str().unwrap_or_default().to_owned();
+        let mut trailing_changed = false;
+        match self.list_table(list)?.get_mut("entries") {
             Some(Item::ArrayOfTables(tables)) => {
                 let index = tables
                     .iter()
@@ -152,11 +224,8 @@ impl ConfigDoc {
                                 .set_prefix(kept + next_prefix.trim_start_matches('\n'));
                         }
                         None => {
-                            let trailing =
-                                self.doc.trailing().as_str().unwrap_or_default().to_owned();
-                            self.doc.set_trailing(
-                                kept.trim_end_matches('\n').to_owned() + "\n" + &trailing,
-                            );
+                            trailing = kept.trim_end_matches('\n').to_owned() + "\n" + &trailing;
+                            trailing_changed = true;
                         }
                     }
                 }
@@ -172,6 +241,86 @@ impl ConfigDoc {
             }
             _ => return Err(EditError::NotFound(net)),
         }
+        if trailing_changed {
+            self.doc.set_trailing(trailing);
+        }
+        Ok(())
+    }
+
+    /// Sets a list's mode: `active` for the top-level `default` (`None`; enforce or off),
+    /// `mode` in `[lists.NAME]`.
+    pub fn set_mode(&mut self, list: Option<&str>, mode: Mode) -> Result<(), EditError> {
+        if list.is_none() {
+            self.set_active(mode == Mode::Enforce);
+            return Ok(());
+        }
+        let table = self.list_table(list)?;
+        match table.get_mut("mode").and_then(Item::as_value_mut) {
+            Some(current) => replace_keeping_decor(current, mode.name().into()),
+            None => {
+                table.insert("mode", value(mode.name()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `[lists.NAME]` with its mode and ports (after the other lists).
+    pub fn add_list(
+        &mut self,
+        name: &str,
+        mode: Mode,
+        tcp_ports: &BTreeSet<u16>,
+        udp_ports: &BTreeSet<u16>,
+    ) -> Result<(), EditError> {
+        let lists = self.doc.entry("lists").or_insert_with(|| {
+            let mut lists = Table::new();
+            lists.set_implicit(true);
+            Item::Table(lists)
+        });
+        let lists = lists.as_table_like_mut().ok_or(EditError::Shape)?;
+        let mut table = Table::new();
+        table.insert("mode", value(mode.name()));
+        if !tcp_ports.is_empty() {
+            table.insert("tcp_ports", value(ports_array(tcp_ports)));
+        }
+        if !udp_ports.is_empty() {
+            table.insert("udp_ports", value(ports_array(udp_ports)));
+        }
+        lists.insert(name, Item::Table(table));
+        Ok(())
+    }
+
+    /// Removes `[lists.NAME]` and its entries.
+    pub fn remove_list(&mut self, name: &str) -> Result<(), EditError> {
+        self.doc
+            .get_mut("lists")
+            .and_then(Item::as_table_like_mut)
+            .and_then(|lists| lists.remove(name))
+            .map(drop)
+            .ok_or_else(|| EditError::NoList(name.to_owned()))
+    }
+
+    /// Replaces a list's TCP or UDP ports (`protected_tcp_ports` for the top-level `default`,
+    /// which has no UDP ports).
+    pub fn set_ports(
+        &mut self,
+        list: Option<&str>,
+        udp: bool,
+        ports: &BTreeSet<u16>,
+    ) -> Result<(), EditError> {
+        let key = match (list, udp) {
+            (None, true) => return Err(EditError::TopLevelUdp),
+            (None, false) => "protected_tcp_ports",
+            (Some(_), false) => "tcp_ports",
+            (Some(_), true) => "udp_ports",
+        };
+        let table = self.list_table(list)?;
+        match table.get_mut(key).and_then(Item::as_value_mut) {
+            Some(current) => replace_keeping_decor(current, Value::Array(ports_array(ports))),
+            None => {
+                table.insert(key, value(ports_array(ports)));
+            }
+        }
         Ok(())
     }
 
@@ -183,6 +332,10 @@ impl ConfigDoc {
             }
         }
     }
+}
+
+fn ports_array(ports: &BTreeSet<u16>) -> toml_edit::Array {
+    ports.iter().map(|&p| i64::from(p)).collect()
 }
 
 fn entry_table(net: IpNet, comment: &str) -> Table {

@@ -47,6 +47,9 @@ pub enum Action {
     KillUnlisted,
     Start,
     Stop,
+    AddList,
+    RemoveList,
+    SetPorts,
 }
 
 impl Action {
@@ -69,6 +72,9 @@ impl Action {
             Action::KillUnlisted => "kill-unlisted",
             Action::Start => "start",
             Action::Stop => "stop",
+            Action::AddList => "add-list",
+            Action::RemoveList => "remove-list",
+            Action::SetPorts => "set-ports",
         }
     }
 

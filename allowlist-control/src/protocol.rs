@@ -59,28 +59,63 @@ pub enum Command {
     Add {
         cidr: String,
         comment: Option<String>,
+        /// The lists to add it to (one entry each); none: `default`.
+        #[serde(default)]
+        lists: Vec<String>,
     },
     Edit {
         cidr: String,
         new_cidr: Option<String>,
         comment: Option<String>,
+        /// The entry's list, when the network is in several.
+        #[serde(default)]
+        list: Option<String>,
     },
     Remove {
         cidr: String,
+        #[serde(default)]
+        list: Option<String>,
     },
     Activate {
         add_current: bool,
         /// Also end established connections to protected ports from sources no entry covers.
         #[serde(default)]
         kill_unlisted: bool,
+        /// The list to enforce; none: `default`.
+        #[serde(default)]
+        list: Option<String>,
     },
-    Deactivate,
+    Deactivate {
+        #[serde(default)]
+        list: Option<String>,
+    },
     Test {
         ip: String,
         port: Option<u16>,
         /// `port` is a UDP port; without `port`, only the UDP ports.
         #[serde(default)]
         udp: bool,
+        /// Only that list's ports.
+        #[serde(default)]
+        list: Option<String>,
+    },
+    /// A new list, with its mode and ports and no entries yet.
+    AddList {
+        list: String,
+        mode: String,
+        #[serde(default)]
+        tcp_ports: Vec<u16>,
+        #[serde(default)]
+        udp_ports: Vec<u16>,
+    },
+    RemoveList {
+        list: String,
+    },
+    /// Replaces a list's TCP ports, UDP ports or both.
+    SetPorts {
+        list: String,
+        tcp_ports: Option<Vec<u16>>,
+        udp_ports: Option<Vec<u16>>,
     },
     Reload {
         dry_run: bool,
@@ -109,12 +144,18 @@ pub enum Command {
     /// The sources blocked most often.
     Blocked {
         top: Option<usize>,
+        /// Only those one list blocked.
+        #[serde(default)]
+        list: Option<String>,
     },
     /// Established connections to protected ports (or to `port`).
     Sessions {
         port: Option<u16>,
         /// End those from sources no entry covers.
         kill_unlisted: bool,
+        /// Only to that list's ports.
+        #[serde(default)]
+        list: Option<String>,
     },
 }
 
@@ -134,6 +175,9 @@ pub struct ListQuery {
     /// No entries, only `matched`.
     #[serde(default)]
     pub count: bool,
+    /// Only the entries of this list.
+    #[serde(default)]
+    pub list: Option<String>,
 }
 
 /// A reload changing more entries than this shows the first [`RELOAD_SHOWN_EACH_WAY`]
@@ -517,6 +561,7 @@ mod tests {
             command: Command::Add {
                 cidr: "198.18.1.0/24".into(),
                 comment: Some("lab".into()),
+                lists: vec!["api".into(), "ssh".into()],
             },
             options: ChangeOptions::default(),
         };

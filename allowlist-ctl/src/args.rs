@@ -57,6 +57,9 @@ pub(crate) enum Cmd {
         /// Print only how many entries match.
         #[arg(long)]
         count: bool,
+        /// Only the entries of this list (default: every list).
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
     },
     /// Add a network or single address.
     Add {
@@ -69,6 +72,9 @@ pub(crate) enum Cmd {
         /// Add your own address (from SSH_CONNECTION, or --current-ip).
         #[arg(long)]
         current: bool,
+        /// The list to add it to; repeat it to add the entry to several (default: `default`).
+        #[arg(long = "list", value_name = "NAME")]
+        lists: Vec<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -83,6 +89,9 @@ pub(crate) enum Cmd {
         /// The new comment.
         #[arg(long)]
         comment: Option<String>,
+        /// The entry's list, when its network is in several.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -91,10 +100,14 @@ pub(crate) enum Cmd {
     Remove {
         /// The entry to remove, as `list` shows it.
         cidr: String,
+        /// The entry's list, when its network is in several.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// Enforce the list.
+    /// Enforce a list (from off or monitor mode; from monitor, says first who it would
+    /// have blocked).
     Activate {
         /// Add your own address first, in the same change.
         #[arg(long)]
@@ -103,11 +116,52 @@ pub(crate) enum Cmd {
         /// (the "users not listed are logged out" of SaaS allowlists).
         #[arg(long)]
         kill_unlisted: bool,
+        /// The list (see `lists`); default: `default`.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// Stop enforcing (entries are kept).
+    /// Stop enforcing a list (its entries are kept).
     Deactivate {
+        /// The list (see `lists`); default: `default`.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Add a list: its mode and ports, no entries yet (then `add --list NAME`).
+    AddList {
+        /// 1 to 32 of a-z, 0-9, `_` and `-`, e.g. api.
+        name: String,
+        /// Protected TCP ports, e.g. 8443 or 80,443.
+        #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+        tcp: Vec<u16>,
+        /// Protected UDP ports.
+        #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+        udp: Vec<u16>,
+        /// enforce, monitor (count what it would drop, drop nothing) or off.
+        #[arg(long, default_value = "monitor", value_parser = ["enforce", "monitor", "off"])]
+        mode: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Remove a list and its entries (its ports become unprotected).
+    RemoveList {
+        name: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Replace a list's protected TCP and/or UDP ports.
+    SetPorts {
+        /// The list.
+        name: String,
+        /// Its TCP ports from now on, e.g. 22 or 22,2222 (`none` for none).
+        #[arg(long, value_name = "PORTS")]
+        tcp: Option<String>,
+        /// Its UDP ports from now on (`none` for none).
+        #[arg(long, value_name = "PORTS")]
+        udp: Option<String>,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -122,6 +176,9 @@ pub(crate) enum Cmd {
         /// UDP ports rather than TCP ones.
         #[arg(long)]
         udp: bool,
+        /// Only this list's ports.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
     },
     /// Re-read the config file.
     Reload {
@@ -171,6 +228,9 @@ pub(crate) enum Cmd {
         /// With --kill-unlisted: end your own connection too, should no entry cover it.
         #[arg(long)]
         force: bool,
+        /// Only connections to this list's ports.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
     },
     /// The sources blocked most often: who is knocking on the protected ports.
     Blocked {
@@ -180,6 +240,9 @@ pub(crate) enum Cmd {
         /// Keep watching: print sources as they are blocked (Ctrl-C stops).
         #[arg(long)]
         follow: bool,
+        /// Only the sources this list blocked.
+        #[arg(long, value_name = "NAME")]
+        list: Option<String>,
     },
     /// Show the audit log, or verify its hash chain.
     Audit {

@@ -34,10 +34,18 @@ fn verify_files(files: &[PathBuf], json: bool) -> ExitCode {
 }
 
 /// `blocked --follow`: asks every second and prints each source whose count moved.
-fn follow_blocked(socket: &socket::Target, top: usize, json: bool) -> ExitCode {
+fn follow_blocked(
+    socket: &socket::Target,
+    top: usize,
+    list: Option<String>,
+    json: bool,
+) -> ExitCode {
     let request = Request {
         version: protocol::VERSION,
-        command: Command::Blocked { top: Some(top) },
+        command: Command::Blocked {
+            top: Some(top),
+            list,
+        },
         options: ChangeOptions::default(),
     };
     let mut seen: std::collections::HashMap<(IpAddr, u16), u64> = std::collections::HashMap::new();
@@ -116,8 +124,13 @@ pub fn main() -> ExitCode {
         Ok(socket) => socket,
         Err(failure) => return failure.report(json),
     };
-    if let Cmd::Blocked { top, follow: true } = cli.command {
-        return follow_blocked(&socket, top, json);
+    if let Cmd::Blocked {
+        top,
+        follow: true,
+        list,
+    } = cli.command
+    {
+        return follow_blocked(&socket, top, list, json);
     }
     let count = matches!(cli.command, Cmd::List { count: true, .. });
     let lists = matches!(cli.command, Cmd::Lists);

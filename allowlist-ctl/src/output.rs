@@ -325,9 +325,19 @@ fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: b
     let cidr_width = width(&|e| e.cidr.clone());
     let comment_width = width(&comment);
     let origin_width = width(&origin);
+    // A column of list names once there is more than `default`.
+    let lists = entries
+        .iter()
+        .any(|e| !e.list.is_empty() && e.list != "default");
+    let list_width = width(&|e| e.list.clone());
     for e in entries {
+        let list = if lists {
+            format!("{:list_width$}  ", e.list)
+        } else {
+            String::new()
+        };
         let mut line = format!(
-            "{prefix}{:cidr_width$}  {:comment_width$}  {}",
+            "{prefix}{list}{:cidr_width$}  {:comment_width$}  {}",
             e.cidr,
             comment(e),
             origin(e)

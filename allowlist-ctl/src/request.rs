@@ -58,6 +58,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             file,
             limit,
             count,
+            list,
         } => (
             Command::List {
                 unused_for_secs: unused.map(|d| d.as_secs()),
@@ -67,6 +68,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                     file: file.map(|f| list_file_arg(&f)),
                     limit,
                     count,
+                    list,
                 },
             },
             ChangeOptions::default(),
@@ -75,6 +77,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             cidr,
             comment,
             current,
+            lists,
             change,
         } => {
             let options = change.options();
@@ -86,35 +89,95 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                     .ip
                     .to_string(),
             };
-            (Command::Add { cidr, comment }, options)
+            (
+                Command::Add {
+                    cidr,
+                    comment,
+                    lists,
+                },
+                options,
+            )
         }
         Cmd::Edit {
             cidr,
             new_cidr,
             comment,
+            list,
             change,
         } => (
             Command::Edit {
                 cidr,
                 new_cidr,
                 comment,
+                list,
             },
             change.options(),
         ),
-        Cmd::Remove { cidr, change } => (Command::Remove { cidr }, change.options()),
+        Cmd::Remove { cidr, list, change } => (Command::Remove { cidr, list }, change.options()),
         Cmd::Activate {
             add_current,
             kill_unlisted,
+            list,
             change,
         } => (
             Command::Activate {
                 add_current,
                 kill_unlisted,
+                list,
             },
             change.options(),
         ),
-        Cmd::Deactivate { change } => (Command::Deactivate, change.options()),
-        Cmd::Test { ip, port, udp } => (Command::Test { ip, port, udp }, ChangeOptions::default()),
+        Cmd::Deactivate { list, change } => (Command::Deactivate { list }, change.options()),
+        Cmd::AddList {
+            name,
+            tcp,
+            udp,
+            mode,
+            change,
+        } => (
+            Command::AddList {
+                list: name,
+                mode,
+                tcp_ports: tcp,
+                udp_ports: udp,
+            },
+            change.options(),
+        ),
+        Cmd::RemoveList { name, change } => (Command::RemoveList { list: name }, change.options()),
+        Cmd::SetPorts {
+            name,
+            tcp,
+            udp,
+            change,
+        } => {
+            if tcp.is_none() && udp.is_none() {
+                return Err(Failure::invalid(
+                    "nothing to set: give --tcp and/or --udp (e.g. --tcp 22,2222, or --udp none)",
+                ));
+            }
+            (
+                Command::SetPorts {
+                    list: name,
+                    tcp_ports: tcp.as_deref().map(ports_arg).transpose()?,
+                    udp_ports: udp.as_deref().map(ports_arg).transpose()?,
+                },
+                change.options(),
+            )
+        }
+        Cmd::Test {
+            ip,
+            port,
+            udp,
+            list,
+        } => (
+            Command::Test {
+                ip,
+                port,
+                udp,
+                list,
+            },
+            ChangeOptions::default(),
+        ),
         Cmd::Reload { dry_run, full } => {
             (Command::Reload { dry_run, full }, ChangeOptions::default())
         }
@@ -143,10 +206,12 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             kill_unlisted,
             current_ip,
             force,
+            list,
         } => (
             Command::Sessions {
                 port,
                 kill_unlisted,
+                list,
             },
             ChangeOptions {
                 caller: caller(current_ip),
@@ -154,8 +219,11 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                 ..ChangeOptions::default()
             },
         ),
-        Cmd::Blocked { top, .. } => (
-            Command::Blocked { top: Some(top) },
+        Cmd::Blocked { top, list, .. } => (
+            Command::Blocked {
+                top: Some(top),
+                list,
+            },
             ChangeOptions::default(),
         ),
         Cmd::Audit {
@@ -183,4 +251,24 @@ fn list_file_arg(file: &std::path::Path) -> String {
     }
     .display()
     .to_string()
+}
+
+/// `22`, `22,2222`, or `none`.
+fn ports_arg(text: &str) -> Result<Vec<u16>, Failure> {
+    if text.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| {
+                    Failure::invalid(format!(
+                        "`{p}` is not a port (1..=65535); write e.g. 22 or 22,2222, or none"
+                    ))
+                })
+        })
+        .collect()
 }

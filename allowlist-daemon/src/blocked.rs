@@ -98,9 +98,13 @@ impl Blocked {
         self.events
     }
 
-    /// The `n` sources with the most events, most first.
-    pub fn top(&self, n: usize) -> Vec<BlockedSource> {
-        let mut all: Vec<_> = self.sources.iter().collect();
+    /// The `n` sources with the most events (of list `list` only, if given), most first.
+    pub fn top(&self, n: usize, list: Option<&str>) -> Vec<BlockedSource> {
+        let mut all: Vec<_> = self
+            .sources
+            .iter()
+            .filter(|(_, t)| list.is_none_or(|l| t.list == l))
+            .collect();
         all.sort_by(|a, b| {
             b.1.count
                 .cmp(&a.1.count)
@@ -158,7 +162,7 @@ mod tests {
             blocked.record(&e, "default", t);
         }
         assert_eq!(blocked.sources.len(), CAPACITY);
-        let top = blocked.top(2);
+        let top = blocked.top(2, None);
         assert_eq!(
             (top[0].source.to_string(), top[0].port, top[0].count),
             ("198.18.2.2".into(), 22, 50)
@@ -175,7 +179,7 @@ mod tests {
         for _ in 0..60 {
             blocked.record(&udp, "dns", t);
         }
-        let top = blocked.top(1);
+        let top = blocked.top(1, Some("dns"));
         assert!(top[0].would_be && top[0].udp, "{top:?}");
         assert_eq!((top[0].count, top[0].list.as_str()), (60, "dns"));
         assert_eq!(blocked.events(), 120 + CAPACITY as u64 * 3);

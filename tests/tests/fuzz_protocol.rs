@@ -59,13 +59,26 @@ fn text(rng: &mut Rng) -> String {
     }
 }
 
+/// A list name: the usual one, one that may not exist, or any text.
+fn list(rng: &mut Rng) -> String {
+    match rng.u32(0..4) {
+        0 => "default".into(),
+        1 => "api".into(),
+        _ => text(rng),
+    }
+}
+
+fn ports(rng: &mut Rng) -> Vec<u16> {
+    (0..rng.usize(0..4)).map(|_| rng.u16(..)).collect()
+}
+
 fn maybe<T>(rng: &mut Rng, value: impl FnOnce(&mut Rng) -> T) -> Option<T> {
     if rng.bool() { Some(value(rng)) } else { None }
 }
 
 /// A request the CLI could send: any command, any options.
 fn request(rng: &mut Rng) -> Request {
-    let command = match rng.u32(0..17) {
+    let command = match rng.u32(0..20) {
         0 => Command::Status,
         1 => Command::List {
             unused_for_secs: maybe(rng, |r| r.u64(..)),
@@ -75,27 +88,49 @@ fn request(rng: &mut Rng) -> Request {
                 file: maybe(rng, text),
                 limit: maybe(rng, |r| r.u64(..)),
                 count: rng.bool(),
+                list: maybe(rng, list),
             },
         },
         2 => Command::Add {
             cidr: text(rng),
             comment: maybe(rng, text),
+            lists: (0..rng.usize(0..3)).map(|_| list(rng)).collect(),
         },
         3 => Command::Edit {
             cidr: text(rng),
             new_cidr: maybe(rng, text),
             comment: maybe(rng, text),
+            list: maybe(rng, list),
         },
-        4 => Command::Remove { cidr: text(rng) },
+        4 => Command::Remove {
+            cidr: text(rng),
+            list: maybe(rng, list),
+        },
         5 => Command::Activate {
             add_current: rng.bool(),
             kill_unlisted: rng.bool(),
+            list: maybe(rng, list),
         },
-        6 => Command::Deactivate,
+        6 => Command::Deactivate {
+            list: maybe(rng, list),
+        },
         7 => Command::Test {
             udp: rng.bool(),
             ip: text(rng),
             port: maybe(rng, |r| r.u16(..)),
+            list: maybe(rng, list),
+        },
+        17 => Command::AddList {
+            list: list(rng),
+            mode: ["enforce", "monitor", "off", "audit"][rng.usize(0..4)].into(),
+            tcp_ports: ports(rng),
+            udp_ports: ports(rng),
+        },
+        18 => Command::RemoveList { list: list(rng) },
+        19 => Command::SetPorts {
+            list: list(rng),
+            tcp_ports: maybe(rng, ports),
+            udp_ports: maybe(rng, ports),
         },
         8 => Command::Reload {
             dry_run: rng.bool(),
@@ -119,10 +154,12 @@ fn request(rng: &mut Rng) -> Request {
         13 => Command::AuditVerify,
         14 => Command::Blocked {
             top: maybe(rng, |r| r.usize(..)),
+            list: maybe(rng, list),
         },
         _ => Command::Sessions {
             port: maybe(rng, |r| r.u16(..)),
             kill_unlisted: rng.bool(),
+            list: maybe(rng, list),
         },
     };
     let caller = maybe(rng, |r| protocol::Caller {

@@ -209,3 +209,100 @@ fn each_service_answers_to_its_own_list() {
     assert_eq!(wg["dropped"], 1, "{status}");
     let _: IpAddr = A4;
 }
+
+#[test]
+fn allowlistctl_changes_lists_live() {
+    if !require_root("allowlistctl_changes_lists_live") {
+        return;
+    }
+    let lists = Lists::start("monitor");
+    let (run, client) = (&lists.run, lists.run.client());
+    let probe_wg = |why| assert_echoed(client, A4, to(A4, WG_UDP), why);
+
+    // One entry in two lists; each list shows it with its own list.
+    run.ctl(&[
+        "add",
+        "198.18.1.2",
+        "--list",
+        "api",
+        "--list",
+        "wg",
+        "--comment",
+        "laptop",
+    ])
+    .ok()
+    .stdout_has("add 198.18.1.2/32 (lists api, wg)");
+    assert_connects(client, A4, to(A4, UNPROTECTED), "now in api");
+    let api = run.ctl(&["--json", "list", "--list", "api"]).ok().json();
+    let cidrs: Vec<&str> = api["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cidr"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cidrs,
+        ["198.18.2.2/32", "2001:db8::b/128", "198.18.1.2/32"],
+        "file order"
+    );
+    run.ctl(&["list"]).ok().stdout_has("wg   198.18.1.2/32");
+
+    // Activating wg from monitor mode says first whom it would have blocked.
+    probe_wg("wg is still in monitor mode");
+    assert_echoed(client, B4, to(B4, WG_UDP), "monitor mode");
+    run.ctl(&["activate", "--list", "wg", "--current-ip", "198.18.1.2"])
+        .ok()
+        .stdout_has("list `wg` was in monitor mode; it would have blocked recently: 198.18.2.2 (port 51820/udp, 1 times)")
+        .stdout_has("activate list wg");
+    probe_wg("the laptop is in wg");
+    assert_dropped(client, B4, to(B4, WG_UDP), "wg enforces now");
+
+    // The lockout guard: taking the laptop out of wg while it says it is the caller.
+    run.ctl(&[
+        "remove",
+        "198.18.1.2",
+        "--list",
+        "wg",
+        "--current-ip",
+        "198.18.1.2",
+    ])
+    .code(2)
+    .refused("would block your own address 198.18.1.2 on UDP port 51820")
+    .stderr_has("that entry is your own address: pass --force");
+    run.ctl(&["remove", "198.18.1.2", "--current-ip", "198.18.1.2"])
+        .code(2)
+        .stderr_has("is in lists `api` and `wg`: say which with --list");
+
+    // A new list, its ports moved, and one that cannot be removed from under a session.
+    run.ctl(&["add-list", "db", "--tcp", "5432"])
+        .ok()
+        .stdout_has("add list db (monitor)");
+    run.ctl(&["set-ports", "db", "--tcp", &PROTECTED.to_string()])
+        .code(2)
+        .stderr_has("TCP port 2222 is already protected by list `ssh`");
+    run.ctl(&["set-ports", "wg", "--udp", "51821", "--tcp", "none"])
+        .ok()
+        .stdout_has("set ports of list wg");
+    assert_echoed(client, B4, to(B4, WG_UDP), "51820 is no longer protected");
+    run.ctl(&["deactivate", "--list", "api"]).ok();
+    assert_connects(client, A6, to(A6, UNPROTECTED), "api is off");
+    run.ctl(&["add", "198.18.9.9", "--list", "nope"])
+        .code(2)
+        .stderr_has("no list `nope`; the lists are: ssh, api, wg, db");
+
+    let audit = run.audit();
+    let actions: Vec<&str> = audit.iter().filter_map(|r| r["action"].as_str()).collect();
+    for action in ["add", "activate", "add-list", "set-ports", "deactivate"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let add = audit.iter().find(|r| r["action"] == "add").unwrap();
+    let added: Vec<&str> = add["after"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["list"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["api", "wg"], "{add}");
+    run.ctl(&["audit", "verify"]).ok();
+    let _ = B6;
+}

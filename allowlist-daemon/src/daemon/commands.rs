@@ -13,7 +13,7 @@ use super::{Daemon, PendingChange, read_config};
 use super::{changes, lockout};
 use crate::server::Peer;
 use allowlist_config::edit::{ConfigDoc, write_atomic};
-use allowlist_config::rules::Protocol;
+use allowlist_config::rules::{DEFAULT_LIST, Mode, Protocol};
 use allowlist_config::words;
 use allowlist_config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
 use allowlist_control::audit::{Action, Actor, Outcome, Via};
@@ -68,7 +68,12 @@ impl Daemon {
                 unused_for_secs,
                 query,
             } => self.list(unused_for_secs, &query),
-            Command::Test { ip, port, udp } => self.test(&ip, port, udp),
+            Command::Test {
+                ip,
+                port,
+                udp,
+                list,
+            } => self.test(&ip, port, udp, list.as_deref()),
             Command::Reload { dry_run, full } => self.reload_request(dry_run, full, peer),
             Command::Confirm => self.confirm(peer),
             Command::EmergencyDisable {
@@ -83,25 +88,31 @@ impl Daemon {
                 self.audit_records(since.as_deref(), action.as_deref())
             }
             Command::AuditVerify => self.audit_verify(),
-            Command::Blocked { top } => self.blocked_report(top.unwrap_or(20)),
+            Command::Blocked { top, list } => {
+                self.blocked_report(top.unwrap_or(20), list.as_deref())
+            }
             Command::Sessions {
                 port,
                 kill_unlisted,
-            } => self.sessions(port, kill_unlisted, &options, peer),
+                list,
+            } => self.sessions(port, kill_unlisted, list.as_deref(), &options, peer),
             Command::Activate {
                 add_current,
                 kill_unlisted: true,
+                list,
             } => self
                 .change(
                     Command::Activate {
                         add_current,
                         kill_unlisted: true,
+                        list: list.clone(),
                     },
                     &options,
                     peer,
                 )
                 .and_then(|mut changed| {
-                    let Reply::Sessions(report) = self.sessions(None, true, &options, peer)? else {
+                    let sessions = self.sessions(None, true, list.as_deref(), &options, peer)?;
+                    let Reply::Sessions(report) = sessions else {
                         unreachable!("sessions() answers with Reply::Sessions");
                     };
                     changed.summary += &format!(
@@ -184,7 +195,15 @@ impl Daemon {
             Command::Edit { .. } => Action::Edit,
             Command::Remove { .. } => Action::Remove,
             Command::Activate { .. } => Action::Activate,
+            Command::AddList { .. } => Action::AddList,
+            Command::RemoveList { .. } => Action::RemoveList,
+            Command::SetPorts { .. } => Action::SetPorts,
             _ => Action::Deactivate,
+        };
+        // What monitor mode saw, said before a list in monitor mode starts to enforce.
+        let monitored = match &command {
+            Command::Activate { list, .. } => self.monitor_report(list.as_deref()),
+            _ => None,
         };
         let (new, new_text, description) = match self.prepare_change(&command, options) {
             Ok(prepared) => prepared,
@@ -278,9 +297,58 @@ impl Daemon {
         }
         Ok(Changed {
             revision: self.revision,
-            summary: format!("{description}: {summary}"),
+            summary: match monitored {
+                Some(report) => format!("{report}\n{description}: {summary}"),
+                None => format!("{description}: {summary}"),
+            },
             pending_confirmation: self.pending_info(),
         })
+    }
+
+    /// For a list in monitor mode: whom it would have blocked recently, and which established
+    /// sessions to its ports it does not cover (they stay up; new ones from there will not).
+    fn monitor_report(&mut self, list: Option<&str>) -> Option<String> {
+        let (index, config) = list_named(&self.config, list.unwrap_or(DEFAULT_LIST)).ok()?;
+        if config.mode != Mode::Monitor {
+            return None;
+        }
+        let name = config.name.clone();
+        let ports: std::collections::BTreeSet<u16> = config.tcp_ports.clone();
+        let would = self.blocked.top(10, Some(&name));
+        let would: Vec<String> = would
+            .iter()
+            .filter(|s| s.would_be)
+            .map(|s| {
+                let udp = if s.udp { "/udp" } else { "" };
+                format!("{} (port {}{udp}, {} times)", s.source, s.port, s.count)
+            })
+            .collect();
+        let sessions = crate::sessions::established(&ports).unwrap_or_default();
+        let uncovered: Vec<String> = sessions
+            .iter()
+            .filter(|s| {
+                let ip = s.peer.ip().to_canonical();
+                !self
+                    .config
+                    .entries
+                    .iter()
+                    .any(|e| e.list == index && e.net.contains(&ip))
+            })
+            .map(|s| format!("{} -> port {}", s.peer.ip(), s.local.port()))
+            .collect();
+        let say = |items: &[String]| {
+            if items.is_empty() {
+                "none".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        Some(format!(
+            "list `{name}` was in monitor mode; it would have blocked recently: {}; established \
+             sessions it does not cover (kept; new ones from there will be blocked): {}",
+            say(&would),
+            say(&uncovered)
+        ))
     }
 
     /// Every check a change must pass, and what it would make of the config file.
@@ -336,6 +404,10 @@ impl Daemon {
                 caller.port.map(|p| (Protocol::Tcp, p)),
             )
         {
+            let list = new
+                .rules()
+                .protecting(protocol, port)
+                .map_or(DEFAULT_LIST.to_owned(), |l| l.name.clone());
             let port = match protocol {
                 Protocol::Tcp => format!("port {port}"),
                 Protocol::Udp => format!("UDP port {port}"),
@@ -345,7 +417,7 @@ impl Daemon {
                 format!(
                     "refused: `{description}` would block your own address {} on {port}; {}",
                     caller.ip,
-                    lockout::advice(&self.config.entries, command, caller)
+                    lockout::advice(&self.config, command, caller, &list)
                 ),
             ));
         }
@@ -360,61 +432,167 @@ impl Daemon {
     ) -> Result<(String, String), Refusal> {
         let mut doc = ConfigDoc::parse(&self.config_text).map_err(|e| invalid(e.to_string()))?;
         let description = match command {
-            Command::Add { cidr, comment } => {
+            Command::Add {
+                cidr,
+                comment,
+                lists,
+            } => {
                 let net = parse_cidr(cidr)?;
                 if let Some(comment) = comment {
                     check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
                 }
-                self.check_overlap(net, None)?;
-                doc.add_entry(net, comment.as_deref().unwrap_or_default())
-                    .map_err(|e| invalid(e.to_string()))?;
-                format!("add {net}")
+                let names: Vec<Option<&str>> = if lists.is_empty() {
+                    vec![None]
+                } else {
+                    lists.iter().map(|l| Some(l.as_str())).collect()
+                };
+                let mut targets = Vec::new();
+                for name in names {
+                    let target = self.target(name)?;
+                    if targets.iter().any(|t: &Target| t.index == target.index) {
+                        continue;
+                    }
+                    self.check_overlap(net, None, target.index)?;
+                    doc.add_entry_in(target.selector, net, comment.as_deref().unwrap_or_default())
+                        .map_err(|e| invalid(e.to_string()))?;
+                    targets.push(target);
+                }
+                format!("add {net}{}", of_lists(&targets))
             }
             Command::Edit {
                 cidr,
                 new_cidr,
                 comment,
+                list,
             } => {
-                let net = self.own_entry(cidr)?;
+                let (net, target) = self.own_entry(cidr, list.as_deref())?;
                 let new_net = new_cidr.as_deref().map(parse_cidr).transpose()?;
                 if let Some(comment) = comment {
                     check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
                 }
                 if let Some(new_net) = new_net {
-                    self.check_overlap(new_net, Some(net))?;
+                    self.check_overlap(new_net, Some(net), target.index)?;
                 }
                 if new_net.is_none() && comment.is_none() {
                     return Err(invalid("nothing to change: give --cidr and/or --comment"));
                 }
-                doc.edit_entry(net, new_net, comment.as_deref())
+                doc.edit_entry_in(target.selector, net, new_net, comment.as_deref())
                     .map_err(|e| invalid(e.to_string()))?;
+                let of = of_lists(std::slice::from_ref(&target));
                 match new_net {
-                    Some(new_net) => format!("edit {net} -> {new_net}"),
-                    None => format!("edit {net}"),
+                    Some(new_net) => format!("edit {net} -> {new_net}{of}"),
+                    None => format!("edit {net}{of}"),
                 }
             }
-            Command::Remove { cidr } => {
-                let net = self.own_entry(cidr)?;
-                doc.remove_entry(net).map_err(|e| invalid(e.to_string()))?;
-                format!("remove {net}")
+            Command::Remove { cidr, list } => {
+                let (net, target) = self.own_entry(cidr, list.as_deref())?;
+                doc.remove_entry_in(target.selector, net)
+                    .map_err(|e| invalid(e.to_string()))?;
+                format!("remove {net}{}", of_lists(std::slice::from_ref(&target)))
             }
-            Command::Activate { add_current, .. } => {
+            Command::Activate {
+                add_current, list, ..
+            } => {
+                let target = self.target(list.as_deref())?;
                 if *add_current {
                     let caller = options.caller.ok_or_else(|| {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
                     })?;
                     let own = lockout::own_net(caller.ip);
-                    if !self.config.entries.iter().any(|e| e.net.contains(&own)) {
-                        doc.add_entry(own, "added by activate --add-current")
+                    if !self
+                        .config
+                        .entries
+                        .iter()
+                        .any(|e| e.list == target.index && e.net.contains(&own))
+                    {
+                        doc.add_entry_in(target.selector, own, "added by activate --add-current")
                             .map_err(|e| invalid(e.to_string()))?;
                     }
                 }
-                doc.set_active(true);
-                "activate".to_owned()
+                doc.set_mode(target.selector, Mode::Enforce)
+                    .map_err(|e| invalid(e.to_string()))?;
+                format!("activate{}", list_word(&target))
             }
-            Command::Deactivate => {
-                doc.set_active(false);
-                "deactivate".to_owned()
+            Command::Deactivate { list } => {
+                let target = self.target(list.as_deref())?;
+                doc.set_mode(target.selector, Mode::Off)
+                    .map_err(|e| invalid(e.to_string()))?;
+                format!("deactivate{}", list_word(&target))
+            }
+            Command::AddList {
+                list,
+                mode,
+                tcp_ports,
+                udp_ports,
+            } => {
+                if self.config.list(list).is_some() {
+                    return Err(invalid(format!(
+                        "list `{list}` exists already; `allowlistctl set-ports {list}` changes its ports"
+                    )));
+                }
+                let mode = match mode.as_str() {
+                    "enforce" => Mode::Enforce,
+                    "monitor" => Mode::Monitor,
+                    "off" => Mode::Off,
+                    other => {
+                        return Err(invalid(format!(
+                            "--mode `{other}`: a list's mode is enforce, monitor or off"
+                        )));
+                    }
+                };
+                let (tcp, udp) = (
+                    tcp_ports.iter().copied().collect(),
+                    udp_ports.iter().copied().collect(),
+                );
+                doc.add_list(list, mode, &tcp, &udp)
+                    .map_err(|e| invalid(e.to_string()))?;
+                format!("add list {list} ({})", mode.name())
+            }
+            Command::RemoveList { list } => {
+                let target = self.target(Some(list))?;
+                let Some(name) = target.selector else {
+                    return Err(invalid(
+                        "the list `default` is written with the config file's top-level keys \
+                         (active, protected_tcp_ports, [[entries]], list_files): remove them by hand, \
+                         or deactivate it",
+                    ));
+                };
+                let protected = &self.config.lists[usize::from(target.index)].tcp_ports;
+                if let Some(caller) = options.caller
+                    && let Some(port) = caller.port.filter(|p| protected.contains(p))
+                    && !options.force
+                {
+                    return Err((
+                        ErrorKind::Lockout,
+                        format!(
+                            "refused: list `{name}` protects port {port} of your own session; \
+                             removing it leaves that port open to every source: pass --force \
+                             if that is what you want"
+                        ),
+                    ));
+                }
+                doc.remove_list(name).map_err(|e| invalid(e.to_string()))?;
+                format!("remove list {name}")
+            }
+            Command::SetPorts {
+                list,
+                tcp_ports,
+                udp_ports,
+            } => {
+                let target = self.target(Some(list))?;
+                let mut said = Vec::new();
+                for (udp, ports) in [(false, tcp_ports), (true, udp_ports)] {
+                    let Some(ports) = ports else { continue };
+                    let ports: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+                    doc.set_ports(target.selector, udp, &ports)
+                        .map_err(|e| invalid(e.to_string()))?;
+                    said.push(format!(
+                        "{} [{}]",
+                        if udp { "udp" } else { "tcp" },
+                        words::list(ports.iter().copied().collect::<Vec<_>>())
+                    ));
+                }
+                format!("set ports of list {list}: {}", said.join(", "))
             }
             Command::Status
             | Command::List { .. }
@@ -434,7 +612,7 @@ impl Daemon {
     /// Names the entry `net` duplicates or overlaps, in the admin's terms (the full config
     /// check would refuse it too, but worded for a file). Covering list-file entries is
     /// fine: as in the file, they are merged into the new entry.
-    fn check_overlap(&self, net: IpNet, except: Option<IpNet>) -> Result<(), Refusal> {
+    fn check_overlap(&self, net: IpNet, except: Option<IpNet>, list: u8) -> Result<(), Refusal> {
         let describe = |e: &Entry| {
             if e.comment.is_empty() {
                 format!("{} [{}]", e.net, e.origin())
@@ -442,7 +620,12 @@ impl Daemon {
                 format!("{} ({}) [{}]", e.net, e.comment, e.origin())
             }
         };
-        for e in self.config.entries.iter().filter(|e| Some(e.net) != except) {
+        let of_list = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| e.list == list && Some(e.net) != except);
+        for e in of_list {
             if e.net == net {
                 return Err(invalid(format!(
                     "`{net}` is already listed: {}",
@@ -466,22 +649,50 @@ impl Daemon {
     }
 
     /// The network of an entry written in the main config file (list files are the admin's
-    /// own files, edited by hand).
-    fn own_entry(&self, cidr: &str) -> Result<IpNet, Refusal> {
+    /// own files, edited by hand), and its list: `list`, or the one list holding it.
+    fn own_entry(&self, cidr: &str, list: Option<&str>) -> Result<(IpNet, Target<'_>), Refusal> {
         let net = parse_cidr(cidr)?;
-        let entry = self
+        let wanted = list.map(|name| self.target(Some(name))).transpose()?;
+        let mut found = self
             .config
             .entries
             .iter()
-            .find(|e| e.net == net)
-            .ok_or_else(|| invalid(format!("no entry `{net}`; `allowlistctl list` shows them")))?;
+            .filter(|e| e.net == net && wanted.as_ref().is_none_or(|t| t.index == e.list));
+        let entry = found.next().ok_or_else(|| {
+            invalid(format!(
+                "no entry `{net}`{}; `allowlistctl list` shows them",
+                list.map_or(String::new(), |l| format!(" in list `{l}`"))
+            ))
+        })?;
+        if let Some(other) = found.next() {
+            let name = |e: &Entry| changes::list_name(&self.config, e).to_owned();
+            return Err(invalid(format!(
+                "`{net}` is in lists `{}` and `{}`: say which with --list",
+                name(entry),
+                name(other)
+            )));
+        }
         if *entry.file != *self.config.path {
             return Err(invalid(format!(
                 "`{net}` comes from the list file {}; edit that file and run `allowlistctl reload`",
                 entry.origin()
             )));
         }
-        Ok(net)
+        let target = match wanted {
+            Some(target) => target,
+            None => self.target(Some(changes::list_name(&self.config, entry)))?,
+        };
+        Ok((net, target))
+    }
+
+    /// The list a change names (`None`: `default`), and where the config file writes it.
+    fn target(&self, name: Option<&str>) -> Result<Target<'_>, Refusal> {
+        let (index, list) = list_named(&self.config, name.unwrap_or(DEFAULT_LIST))?;
+        Ok(Target {
+            index,
+            name: &list.name,
+            selector: list.line.map(|_| list.name.as_str()),
+        })
     }
 
     fn emergency_end(&mut self, peer: &Peer) -> Result<Changed, Refusal> {
@@ -518,4 +729,55 @@ impl Daemon {
             pending_confirmation: None,
         })
     }
+}
+
+/// A list a change is made to.
+pub(super) struct Target<'a> {
+    /// Its index in the config.
+    index: u8,
+    name: &'a str,
+    /// Where the config file writes it: `None` for the top-level `default`.
+    selector: Option<&'a str>,
+}
+
+/// " to list a", " to lists a, b", or nothing for `default` alone.
+fn of_lists(targets: &[Target]) -> String {
+    match targets {
+        [] => String::new(),
+        [only] if only.name == DEFAULT_LIST => String::new(),
+        [only] => format!(" (list {})", only.name),
+        many => {
+            let names: Vec<&str> = many.iter().map(|t| t.name).collect();
+            format!(" (lists {})", names.join(", "))
+        }
+    }
+}
+
+/// " list NAME", or nothing for `default`.
+fn list_word(target: &Target) -> String {
+    if target.name == DEFAULT_LIST {
+        String::new()
+    } else {
+        format!(" list {}", target.name)
+    }
+}
+
+/// The list named `name` in `config` (its index), or a refusal naming the lists there are.
+pub(super) fn list_named<'a>(
+    config: &'a Config,
+    name: &str,
+) -> Result<(u8, &'a allowlist_config::ListConfig), Refusal> {
+    config.list(name).ok_or_else(|| {
+        let names: Vec<&str> = config.lists.iter().map(|l| l.name.as_str()).collect();
+        let hint = if name == DEFAULT_LIST {
+            "this config has no list `default` (only [lists.NAME] tables): name one with --list"
+                .to_owned()
+        } else {
+            format!("no list `{name}`")
+        };
+        invalid(format!(
+            "{hint}; the lists are: {} (`allowlistctl lists`)",
+            names.join(", ")
+        ))
+    })
 }

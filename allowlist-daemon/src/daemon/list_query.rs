@@ -13,6 +13,8 @@ pub(super) struct Filter {
     /// Lowercase.
     comment: Option<String>,
     file: Option<PathBuf>,
+    /// The index of the list in the config.
+    list: Option<u8>,
 }
 
 impl Filter {
@@ -37,15 +39,22 @@ impl Filter {
             .as_deref()
             .map(|text| file_named(text, config))
             .transpose()?;
+        let list = query
+            .list
+            .as_deref()
+            .map(|name| super::commands::list_named(config, name).map(|(index, _)| index))
+            .transpose()?;
         Ok(Filter {
             contains,
             comment: query.comment.as_deref().map(str::to_lowercase),
             file,
+            list,
         })
     }
 
     pub(super) fn keeps(&self, entry: &Entry) -> bool {
-        self.contains.is_none_or(|ip| entry.net.contains(&ip))
+        self.list.is_none_or(|l| entry.list == l)
+            && self.contains.is_none_or(|ip| entry.net.contains(&ip))
             && self.file.as_deref().is_none_or(|f| *entry.file == f)
             && self
                 .comment

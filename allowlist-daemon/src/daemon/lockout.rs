@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use allowlist_config::Entry;
+use allowlist_config::Config;
 use allowlist_control::protocol::{Caller, Command};
 
 /// The caller's address as an entry: IPv4-mapped IPv6 written as IPv4, as the config wants.
@@ -17,15 +17,28 @@ pub(super) fn own_net(ip: IpAddr) -> IpNet {
     IpNet::from(ip.to_canonical())
 }
 
-/// The end of a lockout refusal for `command` (already refused): what to run instead.
-pub(super) fn advice(entries: &[Entry], command: &Command, caller: Caller) -> String {
+/// The end of a lockout refusal for `command` (already refused), which would block the
+/// caller on a port of list `list`: what to run instead.
+pub(super) fn advice(config: &Config, command: &Command, caller: Caller, list: &str) -> String {
     let own = own_net(caller.ip);
-    let covering = entries.iter().find(|e| e.net.contains(&own)).map(|e| e.net);
+    let index = config.list(list).map(|(index, _)| index);
+    let covering = config
+        .entries
+        .iter()
+        .find(|e| Some(e.list) == index && e.net.contains(&own))
+        .map(|e| e.net);
+    // Every suggested command names the list, unless it is `default`.
+    let on = if list == allowlist_config::rules::DEFAULT_LIST {
+        String::new()
+    } else {
+        format!(" --list {list}")
+    };
     let instead = match (command, covering) {
         (
             Command::Activate {
                 add_current: false,
                 kill_unlisted,
+                ..
             },
             None,
         ) => {
@@ -40,14 +53,14 @@ pub(super) fn advice(entries: &[Entry], command: &Command, caller: Caller) -> St
                 ""
             };
             format!(
-                "run `allowlistctl activate --add-current{kill}{current_ip}` instead (it adds {own} in the same change)"
+                "run `allowlistctl activate --add-current{kill}{current_ip}{on}` instead (it adds {own} in the same change)"
             )
         }
         (Command::Remove { .. }, Some(net)) if net == own => {
             return "that entry is your own address: pass --force to remove it anyway".to_owned();
         }
         (Command::Remove { .. }, Some(net)) => format!(
-            "run `allowlistctl edit {net} --cidr {own}` instead (it narrows the entry to your address in one change, keeping its comment)"
+            "run `allowlistctl edit {net} --cidr {own}{on}` instead (it narrows the entry to your address in one change, keeping its comment)"
         ),
         (
             Command::Edit {
@@ -61,16 +74,16 @@ pub(super) fn advice(entries: &[Entry], command: &Command, caller: Caller) -> St
                 .as_deref()
                 .map(|c| format!(" --comment {}", shell_word(c)))
                 .unwrap_or_default();
-            let add = format!("allowlistctl add {new_cidr}{comment}");
+            let add = format!("allowlistctl add {new_cidr}{comment}{on}");
             if net == own {
                 format!("run `{add}` instead (it keeps your own entry {own})")
             } else {
                 format!(
-                    "run `allowlistctl edit {net} --cidr {own}` (it narrows the entry to your address) and then `{add}`"
+                    "run `allowlistctl edit {net} --cidr {own}{on}` (it narrows the entry to your address) and then `{add}`"
                 )
             }
         }
-        _ => format!("run `allowlistctl add {own}` first"),
+        _ => format!("run `allowlistctl add {own}{on}` first"),
     };
     format!("{instead}, or pass --force")
 }

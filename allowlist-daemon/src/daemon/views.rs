@@ -220,16 +220,31 @@ impl Daemon {
 
     /// The live verdict from the kernel's maps for a SYN (or with `udp` a datagram) from
     /// `ip`, per port: `port`, or every protected port (of that protocol with `udp`).
-    pub(super) fn test(&self, ip: &str, port: Option<u16>, udp: bool) -> Result<Reply, Refusal> {
+    pub(super) fn test(
+        &self,
+        ip: &str,
+        port: Option<u16>,
+        udp: bool,
+        list: Option<&str>,
+    ) -> Result<Reply, Refusal> {
         let addr: IpAddr = ip
             .trim()
             .parse()
             .map_err(|_| invalid(format!("`{ip}` is not an IP address")))?;
+        let only = list
+            .map(|name| {
+                super::commands::list_named(&self.config, name).map(|(_, l)| l.name.as_str())
+            })
+            .transpose()?;
         let ports: Vec<(Protocol, u16)> = match port {
             Some(p) if udp => vec![(Protocol::Udp, p)],
             Some(p) => vec![(Protocol::Tcp, p)],
             None => {
                 let lists = self.filter.lists();
+                let lists: Vec<_> = lists
+                    .iter()
+                    .filter(|l| only.is_none_or(|name| l.name == name))
+                    .collect();
                 let tcp = lists
                     .iter()
                     .flat_map(|l| l.tcp_ports.iter().map(|&p| (Protocol::Tcp, p)));
@@ -376,13 +391,18 @@ impl Daemon {
         Ok(Reply::Verify(verification))
     }
 
-    pub(super) fn blocked_report(&self, top: usize) -> Result<Reply, Refusal> {
+    pub(super) fn blocked_report(&self, top: usize, list: Option<&str>) -> Result<Reply, Refusal> {
+        let only = list
+            .map(|name| {
+                super::commands::list_named(&self.config, name).map(|(_, l)| l.name.clone())
+            })
+            .transpose()?;
         let budget = self
             .filter
             .event_budget()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         Ok(Reply::Blocked(BlockedReport {
-            sources: self.blocked.top(top),
+            sources: self.blocked.top(top, only.as_deref()),
             events_received: self.blocked.events(),
             events_sent: budget.sent,
             events_suppressed: budget.suppressed,
@@ -395,15 +415,20 @@ impl Daemon {
         &mut self,
         port: Option<u16>,
         kill: bool,
+        list: Option<&str>,
         options: &ChangeOptions,
         peer: &Peer,
     ) -> Result<Reply, Refusal> {
+        let only = list
+            .map(|name| super::commands::list_named(&self.config, name).map(|(_, l)| l))
+            .transpose()?;
         let ports = match port {
             Some(p) => std::collections::BTreeSet::from([p]),
             None => self
                 .config
                 .lists
                 .iter()
+                .filter(|l| only.is_none_or(|o| o.name == l.name))
                 .flat_map(|l| l.tcp_ports.iter().copied())
                 .collect(),
         };

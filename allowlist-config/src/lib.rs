@@ -384,6 +384,38 @@ impl Config {
         Rules { lists }
     }
 
+    /// Whether the config names lists of its own (`[lists.NAME]`).
+    pub fn has_named_lists(&self) -> bool {
+        self.lists.iter().any(|l| l.line.is_some())
+    }
+
+    /// Each list in a few words, for one-line summaries: `ssh enforce tcp 22; api monitor
+    /// tcp 8443 udp 443`.
+    pub fn lists_summary(&self) -> String {
+        let ports = |protocol: &str, ports: &BTreeSet<u16>| {
+            if ports.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                format!(" {protocol} {}", list.join(","))
+            }
+        };
+        let lists: Vec<String> = self
+            .lists
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {}{}{}",
+                    l.name,
+                    l.mode.name(),
+                    ports("tcp", &l.tcp_ports),
+                    ports("udp", &l.udp_ports)
+                )
+            })
+            .collect();
+        lists.join("; ")
+    }
+
     /// The list named `name`.
     pub fn list(&self, name: &str) -> Option<(u8, &ListConfig)> {
         self.lists

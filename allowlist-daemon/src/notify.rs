@@ -88,15 +88,26 @@ pub fn status(config: &Config, revision: u64, emergency: Option<&Emergency>) {
 
 /// One line for `systemctl status`: enforcing or not, how many entries, where, which ports.
 pub fn status_line(config: &Config, revision: u64, emergency: Option<&Emergency>) -> String {
-    let state = match emergency {
-        Some(e) => format!("EMERGENCY DISABLE until {}", e.until_local()),
-        None if config.active => "enforcing".to_owned(),
-        None => "inactive (passing all traffic)".to_owned(),
-    };
     let interfaces = if config.interfaces.is_empty() {
         "no interfaces".to_owned()
     } else {
         config.interfaces.join(", ")
+    };
+    if config.has_named_lists() {
+        let state = match emergency {
+            Some(e) => format!("EMERGENCY DISABLE until {}; ", e.until_local()),
+            None => String::new(),
+        };
+        return format!(
+            "{state}{} on {interfaces}, revision {revision}; lists: {}",
+            allowlist_config::words::count(config.entries.len(), "entry", "entries"),
+            config.lists_summary()
+        );
+    }
+    let state = match emergency {
+        Some(e) => format!("EMERGENCY DISABLE until {}", e.until_local()),
+        None if config.active => "enforcing".to_owned(),
+        None => "inactive (passing all traffic)".to_owned(),
     };
     format!(
         "{state}: {} on {interfaces}, TCP ports [{}], revision {revision}",

@@ -71,13 +71,20 @@ fn check(path: &std::path::Path, max_problems: usize) -> ExitCode {
             let merged = c
                 .merged_summary()
                 .map_or_else(String::new, |m| format!("; {m}"));
+            let protection = if c.has_named_lists() {
+                format!("interfaces {interfaces}; lists: {}", c.lists_summary())
+            } else {
+                format!(
+                    "ports {}; interfaces {interfaces}; {}",
+                    words::ports(&c.protected_tcp_ports),
+                    if c.active { "active" } else { "inactive" }
+                )
+            };
             println!(
-                "{}: ok: {} ({v4} IPv4, {} IPv6); ports {}; interfaces {interfaces}; {}{merged}",
+                "{}: ok: {} ({v4} IPv4, {} IPv6); {protection}{merged}",
                 path.display(),
                 words::count(c.entries.len(), "entry", "entries"),
                 c.entries.len() - v4,
-                words::ports(&c.protected_tcp_ports),
-                if c.active { "active" } else { "inactive" }
             );
             ExitCode::SUCCESS
         }

@@ -108,12 +108,15 @@ impl Daemon {
             .set_emergency(self.emergency.as_ref().map_or(0, |e| e.until_boot_ns))?;
         self.settle_interrupted_change()
             .map_err(anyhow::Error::msg)?;
-        let after = json!({
+        let mut after = json!({
             "active": self.config.active,
             "entries": self.config.entries.len(),
             "protected_tcp_ports": self.config.protected_tcp_ports,
             "interfaces": self.config.interfaces,
         });
+        if self.config.has_named_lists() {
+            after["lists"] = super::changes::lists_value(&self.config);
+        }
         self.record(
             Actor::daemon(Via::Startup),
             Action::Start,

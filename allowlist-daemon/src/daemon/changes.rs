@@ -172,14 +172,9 @@ fn summary_line(
 }
 
 /// An entry as an audit record lists it; its list is named unless it is `default`.
-/// Whether `config` names lists of its own (`[lists.NAME]`), beyond the top-level `default`.
-fn has_named_lists(config: &Config) -> bool {
-    config.lists.iter().any(|l| l.line.is_some())
-}
-
 /// What changed about the lists themselves: added, removed, a new mode or new ports.
 fn list_changes(old: &Config, new: &Config) -> Vec<String> {
-    if !has_named_lists(old) && !has_named_lists(new) {
+    if !old.has_named_lists() && !new.has_named_lists() {
         return Vec::new();
     }
     let mut parts = Vec::new();
@@ -219,7 +214,7 @@ fn list_changes(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// Every list's mode and ports, as audit records show them.
-fn lists_value(config: &Config) -> Value {
+pub fn lists_value(config: &Config) -> Value {
     config
         .lists
         .iter()
@@ -392,7 +387,7 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
         json!(new.protected_tcp_ports),
     );
     setting("interfaces", json!(old.interfaces), json!(new.interfaces));
-    if has_named_lists(old) || has_named_lists(new) {
+    if old.has_named_lists() || new.has_named_lists() {
         setting("lists", lists_value(old), lists_value(new));
     }
     Changes {

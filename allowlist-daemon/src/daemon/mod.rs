@@ -201,15 +201,22 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let (tx, mut requests) = mpsc::channel(64);
     let socket = daemon.config.control_socket.clone();
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
+    let protection = if daemon.config.has_named_lists() {
+        format!("lists: {}", daemon.config.lists_summary())
+    } else {
+        format!(
+            "ports {}; {}",
+            allowlist_config::words::ports(&daemon.config.protected_tcp_ports),
+            if daemon.config.active {
+                "active"
+            } else {
+                "inactive"
+            }
+        )
+    };
     info!(
-        "allowlistd ready: {}; ports {}; {}; interfaces {}; revision {}; control socket {}",
+        "allowlistd ready: {}; {protection}; interfaces {}; revision {}; control socket {}",
         allowlist_config::words::count(daemon.config.entries.len(), "entry", "entries"),
-        allowlist_config::words::ports(&daemon.config.protected_tcp_ports),
-        if daemon.config.active {
-            "active"
-        } else {
-            "inactive"
-        },
         daemon.describe_interfaces(),
         daemon.revision,
         socket.display(),

@@ -148,6 +148,7 @@ pub(crate) enum Cmd {
     },
     /// Remove a list and its entries (its ports become unprotected).
     RemoveList {
+        /// The list to remove, as `lists` shows it.
         name: String,
         #[command(flatten)]
         change: ChangeArgs,

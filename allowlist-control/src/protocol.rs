@@ -342,7 +342,7 @@ pub struct InterfaceStatus {
     pub xdp_mode: String,
     pub passed: u64,
     pub dropped: u64,
-    /// Packets by verdict reason (pass_not_tcp, drop_syn_v4, ...).
+    /// Packets by verdict reason (pass_other_protocol, drop_syn_v4, ...).
     pub by_reason: BTreeMap<String, u64>,
 }
 

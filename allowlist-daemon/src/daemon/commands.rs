@@ -315,25 +315,27 @@ impl Daemon {
         let name = config.name.clone();
         let ports: std::collections::BTreeSet<u16> = config.tcp_ports.clone();
         let would = self.blocked.top(10, Some(&name));
+        let covered = |ip: std::net::IpAddr| {
+            let ip = ip.to_canonical();
+            self.config
+                .entries
+                .iter()
+                .any(|e| e.list == index && e.net.contains(&ip))
+        };
+        // Those the list covers by now are no news.
         let would: Vec<String> = would
             .iter()
-            .filter(|s| s.would_be)
+            .filter(|s| s.would_be && !covered(s.source))
             .map(|s| {
                 let udp = if s.udp { "/udp" } else { "" };
-                format!("{} (port {}{udp}, {} times)", s.source, s.port, s.count)
+                let times = words::count(s.count as usize, "time", "times");
+                format!("{} (port {}{udp}, {times})", s.source, s.port)
             })
             .collect();
         let sessions = crate::sessions::established(&ports).unwrap_or_default();
         let uncovered: Vec<String> = sessions
             .iter()
-            .filter(|s| {
-                let ip = s.peer.ip().to_canonical();
-                !self
-                    .config
-                    .entries
-                    .iter()
-                    .any(|e| e.list == index && e.net.contains(&ip))
-            })
+            .filter(|s| !covered(s.peer.ip()))
             .map(|s| format!("{} -> port {}", s.peer.ip(), s.local.port()))
             .collect();
         let say = |items: &[String]| {

@@ -2,6 +2,7 @@
 //! located at the line it comes from.
 
 mod entry_tables;
+mod lists;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -30,6 +31,7 @@ const KEYS: &[&str] = &[
     "metrics_entry_series",
     "list_files",
     "entries",
+    "lists",
 ];
 const ENTRY_KEYS: &[&str] = &["cidr", "comment"];
 
@@ -40,8 +42,8 @@ pub struct Layout {
     lines: BTreeMap<String, Option<usize>>,
     /// Keys with a problem already reported, so that follow-on checks stay quiet.
     invalid: BTreeSet<String>,
-    /// For each of `Config::list_files`: the line listing it, and how to name it.
-    pub list_files: Vec<(Option<usize>, String)>,
+    /// For each of `Config::list_files`: the line listing it, how to name it, and its list.
+    pub list_files: Vec<(Option<usize>, String, u8)>,
     /// For each `[[entries]]` entry at the start of `Config::entries`: its 1-based number.
     pub inline: Vec<usize>,
 }
@@ -71,6 +73,7 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
         layout: Layout::default(),
     };
     let root = doc.as_table();
+    let mut named = Vec::new();
     for (key, item) in root.iter() {
         let key_line = reader.lines.line_of(root.key(key).and_then(|k| k.span()));
         if KEYS.contains(&key) {
@@ -88,7 +91,7 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
                     .map_or(config.metrics_entry_series, |n| n as usize);
             }
             "interfaces" => config.interfaces = reader.interfaces(item),
-            "protected_tcp_ports" => config.protected_tcp_ports = reader.ports(item),
+            "protected_tcp_ports" => config.protected_tcp_ports = reader.ports(key, item),
             "max_entries" => {
                 config.max_entries = reader.max_entries(item).unwrap_or(config.max_entries)
             }
@@ -110,14 +113,16 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
             "xdp_mode" => config.xdp_mode = reader.xdp_mode(item).unwrap_or(config.xdp_mode),
             "list_files" => {
                 let base = path.parent().unwrap_or(Path::new(""));
-                config.list_files = reader.list_files(item, base);
+                config.list_files = reader.list_files(key, item, base, 0);
             }
-            "entries" => reader.entries(item, &mut config.entries),
+            "entries" => reader.entries("entries", item, &mut config.entries),
+            "lists" => named = reader.lists(item, path.parent().unwrap_or(Path::new(""))),
             _ => reader
                 .report
                 .push(Problem::new(path, key_line, unknown_key(key, KEYS))),
         }
     }
+    reader.assemble_lists(config, named);
     reader.layout
 }
 
@@ -237,11 +242,12 @@ impl Reader<'_> {
         names
     }
 
-    fn ports(&mut self, item: &Item) -> BTreeSet<u16> {
-        const KEY: &str = "protected_tcp_ports";
-        let expected = "must be a list of port numbers, e.g. protected_tcp_ports = [22, 443]";
+    /// The ports at `key` (`protected_tcp_ports`, or a list's `tcp_ports` or `udp_ports`).
+    fn ports(&mut self, key: &str, item: &Item) -> BTreeSet<u16> {
+        let short = key.rsplit('.').next().unwrap_or(key);
+        let expected = format!("must be a list of port numbers, e.g. {short} = [22, 443]");
         let mut seen = BTreeMap::new();
-        for (number, value) in self.array(KEY, item, expected) {
+        for (number, value) in self.array(key, item, &expected) {
             let checked = match value.as_integer() {
                 None if value.is_str() => {
                     Err("must be a port number without quotes, e.g. 22".to_owned())
@@ -263,7 +269,7 @@ impl Reader<'_> {
                 }
                 Err(message) => {
                     let label = Some(self.label(number, value));
-                    self.fail(KEY, value.span(), label, message);
+                    self.fail(key, value.span(), label, message);
                 }
             }
         }
@@ -380,12 +386,12 @@ impl Reader<'_> {
         None
     }
 
-    fn list_files(&mut self, item: &Item, base: &Path) -> Vec<PathBuf> {
-        const KEY: &str = "list_files";
+    /// The files at `key` (`list_files`, or a list's), for list `list` (see `Layout`).
+    fn list_files(&mut self, key: &str, item: &Item, base: &Path, list: u8) -> Vec<PathBuf> {
         let expected = "must be a list of file paths, e.g. list_files = [\"partners.list\"]";
         let mut files: Vec<PathBuf> = Vec::new();
         let mut numbers = Vec::new();
-        for (number, value) in self.array(KEY, item, expected) {
+        for (number, value) in self.array(key, item, expected) {
             let label = self.label(number, value);
             let file = match value.as_str().map(str::trim) {
                 None => Err("must be a quoted file path, e.g. \"partners.list\"".to_owned()),
@@ -404,11 +410,11 @@ impl Reader<'_> {
             match file {
                 Ok(file) => {
                     let line = self.lines.line_of(value.span());
-                    self.layout.list_files.push((line, label));
+                    self.layout.list_files.push((line, label, list));
                     files.push(file);
                     numbers.push(number);
                 }
-                Err(message) => self.fail(KEY, value.span(), Some(label), message),
+                Err(message) => self.fail(key, value.span(), Some(label), message),
             }
         }
         files

@@ -79,6 +79,7 @@ mod tests {
                 comment: arcstr::literal!(""),
                 file: Arc::clone(&file),
                 line,
+                list: 0,
             })
             .collect();
         // A scrambled order, as file order against network order would be.

@@ -9,6 +9,11 @@
 //! [[entries]]
 //! cidr = "198.18.0.0/24"
 //! comment = "office"
+//!
+//! [lists.api]                      # a list of its own, beside the one above (`default`)
+//! mode = "monitor"
+//! tcp_ports = [8443]
+//! udp_ports = [443]
 //! ```
 //!
 //! Loading validates everything it can without touching the system and reports every problem
@@ -28,6 +33,8 @@ mod tests;
 #[cfg(test)]
 mod tests_entries;
 #[cfg(test)]
+mod tests_lists;
+#[cfg(test)]
 mod tests_values;
 pub mod trusted_file;
 pub mod words;
@@ -41,7 +48,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
 
-use crate::rules::Rules;
+use crate::rules::{ListRules, Mode, Rules};
 use document::Layout;
 pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
@@ -95,10 +102,17 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Entries with the most hits that get their own `allowlist_entry_hits_total` series.
     pub metrics_entry_series: usize,
-    /// Resolved against the config file's directory.
+    /// Every list file of every list, resolved against the config file's directory.
     pub list_files: Vec<PathBuf>,
-    /// `[[entries]]` first, then each list file's, in file order.
+    /// The lists: `default` first when the top-level keys write it, then each `[lists.NAME]`
+    /// in the file's order.
+    pub lists: Vec<ListConfig>,
+    /// Every list's `[[entries]]` first, then each list file's, in file order; list-file
+    /// lines that repeat an entry of their list or lie inside another are not here (see
+    /// `merged`).
     pub entries: Vec<Entry>,
+    /// The list files whose lines were merged into other entries, in `list_files` order.
+    pub merged: Vec<MergedLines>,
     /// Indices into `entries` in network order: comparing two configs is then one merge.
     pub(crate) by_net: Vec<u32>,
 }
@@ -115,6 +129,31 @@ pub struct Entry {
     pub file: Arc<PathBuf>,
     /// 1-based.
     pub line: u32,
+    /// Its list: an index into `Config::lists`.
+    pub list: u8,
+}
+
+/// One list: what it protects and how (its entries are those of `Config::entries` with its
+/// index).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListConfig {
+    pub name: String,
+    pub mode: Mode,
+    pub tcp_ports: BTreeSet<u16>,
+    pub udp_ports: BTreeSet<u16>,
+    /// Its own list files (also in `Config::list_files`).
+    pub list_files: Vec<PathBuf>,
+    /// The line of its `[lists.NAME]` header; for `default` written with the top-level
+    /// keys, none.
+    pub line: Option<usize>,
+}
+
+/// How many lines of a list file repeated an entry or lay inside another entry's network,
+/// and were merged into it (see [`Config::merged_summary`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedLines {
+    pub file: PathBuf,
+    pub lines: usize,
 }
 
 // Thin pointers, and the line beside them rather than in a struct of its own (which would
@@ -163,7 +202,9 @@ impl Config {
             metrics_listen: None,
             metrics_entry_series: 100,
             list_files: Vec::new(),
+            lists: Vec::new(),
             entries: Vec::new(),
+            merged: Vec::new(),
             by_net: Vec::new(),
         }
     }
@@ -238,7 +279,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut report = Report::with_cap(max_problems);
         let (config, layout) = Config::parse_into(path, text, &mut report)?;
-        for (file, (line, label)) in config.list_files.iter().zip(&layout.list_files) {
+        for (file, (line, label, _)) in config.list_files.iter().zip(&layout.list_files) {
             if let Err(untrusted) = trusted_file::check(file, "list file") {
                 let problem = Problem::new(path, *line, untrusted.to_string()).key("list_files");
                 report.push(problem.entry(label.clone()));
@@ -265,18 +306,37 @@ impl Config {
         };
         let default = !layout.is_set("max_entries");
         let mut capacity = list_file::Capacity::new(max, default, &config.entries);
-        for (file, (line, label)) in config.list_files.iter().zip(&layout.list_files) {
+        // Where each list file's entries start in `entries`.
+        let mut starts = Vec::with_capacity(config.list_files.len());
+        for (file, (line, label, list)) in config.list_files.iter().zip(&layout.list_files) {
             if capacity.exceeded {
                 break;
             }
+            let first = config.entries.len();
+            starts.push(first);
             let read = list_file::read(file, &mut capacity, &mut config.entries, report);
+            for entry in &mut config.entries[first..] {
+                entry.list = *list;
+            }
             if let Err(err) = read {
                 let message = format!("reading {}: {err}", file.display());
                 let problem = Problem::new(path, *line, message).key("list_files");
                 report.push(problem.entry(label.clone()));
             }
         }
-        config.by_net = overlaps::check_overlaps(&config.entries, &layout.inline, report);
+        let mut swept = overlaps::check_overlaps(&config.entries, &layout.inline, report);
+        if swept.merged.count() > 0 {
+            let ends = starts.iter().skip(1).copied().chain([config.entries.len()]);
+            for ((file, start), end) in config.list_files.iter().zip(&starts).zip(ends) {
+                let lines = swept.merged.rank(end) - swept.merged.rank(*start);
+                if lines > 0 {
+                    let file = file.clone();
+                    config.merged.push(MergedLines { file, lines });
+                }
+            }
+            swept.merged.remove(&mut config.entries, &mut swept.by_net);
+        }
+        config.by_net = swept.by_net;
         if !capacity.exceeded {
             config.check_capacity(&layout, report);
         }
@@ -306,9 +366,48 @@ impl Config {
 
     /// What the filter should enforce.
     pub fn rules(&self) -> Rules {
-        // In order already: the set is built without sorting.
-        let entries = self.entries_by_net().map(|e| e.net).collect();
-        Rules::single(self.active, self.protected_tcp_ports.clone(), entries)
+        let mut lists: Vec<ListRules> = self
+            .lists
+            .iter()
+            .map(|list| ListRules {
+                name: list.name.clone(),
+                mode: list.mode,
+                tcp_ports: list.tcp_ports.clone(),
+                udp_ports: list.udp_ports.clone(),
+                entries: BTreeSet::new(),
+            })
+            .collect();
+        // In order already: the sets are built without sorting.
+        for entry in self.entries_by_net() {
+            lists[usize::from(entry.list)].entries.insert(entry.net);
+        }
+        Rules { lists }
+    }
+
+    /// The list named `name`.
+    pub fn list(&self, name: &str) -> Option<(u8, &ListConfig)> {
+        self.lists
+            .iter()
+            .position(|l| l.name == name)
+            .map(|i| (i as u8, &self.lists[i]))
+    }
+
+    /// How many list-file lines were merged into other entries, in all.
+    pub fn merged_lines(&self) -> usize {
+        self.merged.iter().map(|m| m.lines).sum()
+    }
+
+    /// One line saying how many list-file lines were merged, and from which files, e.g.
+    /// `merged 1,234 duplicate or covered list-file lines (cloud.txt: 1,200; partners.txt: 34)`;
+    /// `None` if there were none.
+    pub fn merged_summary(&self) -> Option<String> {
+        (!self.merged.is_empty()).then(|| {
+            words::merged_lines(
+                self.merged
+                    .iter()
+                    .map(|m| (words::file_name(&m.file), m.lines)),
+            )
+        })
     }
 
     /// The entries in network order (IPv4 first).
@@ -359,11 +458,47 @@ impl Config {
         }
     }
 
-    /// An active filter with nothing to protect is almost certainly a mistake.
+    /// A list that is on with nothing to protect is almost certainly a mistake.
     fn check_protection(&self, layout: &Layout, report: &mut Report) {
-        if !self.active || !layout.is_valid("active") {
-            return;
+        // Said once, by `default` when it is on.
+        let mut interfaces_said = self
+            .lists
+            .iter()
+            .any(|l| l.line.is_none() && l.mode != Mode::Off);
+        for list in &self.lists {
+            let on = list.mode != Mode::Off;
+            let unprotected = list.tcp_ports.is_empty() && list.udp_ports.is_empty();
+            let Some(line) = list.line else {
+                // `default`, written with the top-level keys.
+                if on && layout.is_valid("active") {
+                    self.check_default(layout, report);
+                }
+                continue;
+            };
+            let key = format!("lists.{}", list.name);
+            if on && unprotected && layout.is_valid(&format!("{key}.tcp_ports")) {
+                let message = format!(
+                    "list `{}` is on (mode = \"{}\") but protects no port: add tcp_ports = \
+                     [...] or udp_ports = [...], or set mode = \"off\"",
+                    list.name,
+                    list.mode.name()
+                );
+                report.push(Problem::new(&self.path, Some(line), message).key(&key));
+            }
+            if on && !interfaces_said && self.interfaces.is_empty() && layout.is_valid("interfaces")
+            {
+                interfaces_said = true;
+                let message = format!(
+                    "no interfaces to protect: list them, e.g. interfaces = [\"eth0\"], or set \
+                     mode = \"off\" in [{key}]"
+                );
+                let line = layout.line("interfaces").or(Some(line));
+                report.push(Problem::new(&self.path, line, message).key("interfaces"));
+            }
         }
+    }
+
+    fn check_default(&self, layout: &Layout, report: &mut Report) {
         let checks = [
             (
                 "interfaces",

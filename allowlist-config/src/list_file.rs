@@ -142,8 +142,9 @@ fn over_capacity(entry: &Entry, family: &str, capacity: &Capacity) -> Problem {
         net.to_string()
     };
     let message = format!(
-        "more than max_entries = {}{} {family} entries; the rest of the file was not read. \
-         Raise max_entries (up to {}) or shorten the list",
+        "more than max_entries = {}{} {family} entries (lines count before duplicate and \
+         covered ones are merged); the rest of the file was not read. Raise max_entries (up to \
+         {}) or shorten the list",
         capacity.max,
         if capacity.default {
             " (the default)"
@@ -268,6 +269,7 @@ fn parse_line(bytes: &[u8], line: usize, names: &Names) -> Line {
         comment,
         file: Arc::clone(&names.file),
         line: u32::try_from(line).unwrap_or(u32::MAX),
+        list: 0,
     })
 }
 
@@ -480,7 +482,8 @@ mod tests {
         assert!(
             problems[0].starts_with(
                 "/etc/allowlist/partners.list:5: `198.18.0.3`: more than max_entries = 2 IPv4 \
-                 entries; the rest of the file was not read. Raise max_entries"
+                 entries (lines count before duplicate and covered ones are merged); the rest of \
+                 the file was not read. Raise max_entries"
             ),
             "{}",
             problems[0]

@@ -6,6 +6,17 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// How many lists a config may have (the kernel's list masks are 32 bits wide).
+pub const MAX_LISTS: usize = 32;
+
+/// Whether `name` may name a list: 1 to 32 of `a-z`, `0-9`, `_` and `-`.
+pub fn valid_list_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// The list the present single-list config (top-level `active`, `protected_tcp_ports`,
 /// `[[entries]]`) is.
 pub const DEFAULT_LIST: &str = "default";

@@ -50,7 +50,16 @@ fn defaults() -> Result<(), ConfigError> {
         metrics_listen: None,
         metrics_entry_series: 100,
         list_files: vec![],
+        lists: vec![ListConfig {
+            name: "default".to_owned(),
+            mode: Mode::Off,
+            tcp_ports: BTreeSet::new(),
+            udp_ports: BTreeSet::new(),
+            list_files: vec![],
+            line: None,
+        }],
         entries: vec![],
+        merged: vec![],
         by_net: vec![],
     };
     assert_eq!(config, expected);
@@ -98,6 +107,7 @@ cidr = "2001:db8::/32"
         comment: ArcStr::from(comment),
         file: Arc::new(file.to_path_buf()),
         line,
+        list: 0,
     };
     let list = dir.path().join("partners.list");
     let expected = Config {
@@ -118,11 +128,20 @@ cidr = "2001:db8::/32"
         metrics_listen: Some("127.0.0.1:9469".parse().unwrap()),
         metrics_entry_series: 100,
         list_files: vec![list.clone()],
+        lists: vec![ListConfig {
+            name: "default".to_owned(),
+            mode: Mode::Enforce,
+            tcp_ports: BTreeSet::from([22, 443, 8443]),
+            udp_ports: BTreeSet::new(),
+            list_files: vec![list.clone()],
+            line: None,
+        }],
         entries: vec![
             entry("198.18.0.0/24", "office", &path, 19),
             entry("2001:db8::/32", "", &path, 23),
             entry("198.19.0.0/16", "partner A", &list, 1),
         ],
+        merged: vec![],
         by_net: vec![0, 2, 1],
     };
     assert_eq!(config, expected);
@@ -163,7 +182,7 @@ fn unknown_keys_are_refused_with_a_suggestion() {
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
                  max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
-                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries)"
+                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists)"
             ),
         ]
     );

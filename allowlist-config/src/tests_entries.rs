@@ -313,13 +313,109 @@ fn missing_and_repeated_list_files_name_the_config_line() -> TestResult {
 }
 
 #[test]
-fn overlaps_across_config_and_list_files_name_both_origins() -> TestResult {
+fn list_lines_repeating_or_inside_inline_entries_merge_into_them() -> TestResult {
+    let text = format!(
+        "{PROTECT}list_files = [\"b.list\"]\n\
+         [[entries]]\ncidr = \"198.18.1.0/24\"\ncomment = \"office\"\n\
+         [[entries]]\ncidr = \"2001:db8:7::/48\"\n"
+    );
+    let list = "198.18.1.0/24 # again\n198.18.1.7\n2001:db8:7:1::/64\n198.18.2.0/24\n";
+    let (dir, path) = with_files(&text, &[("b.list", list)])?;
+    let config = Config::load(&path)?;
+    // The inline entries stay, comment and all; the list's own network is the only one added.
+    assert_eq!(
+        nets(&config),
+        ["198.18.1.0/24", "2001:db8:7::/48", "198.18.2.0/24"]
+    );
+    assert_eq!(&*config.entries[0].comment, "office");
+    assert_eq!(*config.entries[2].file, dir.path().join("b.list"));
+    assert_eq!(config.entries[2].line, 4);
+    let by_net: Vec<String> = config.entries_by_net().map(|e| e.net.to_string()).collect();
+    assert_eq!(
+        by_net,
+        ["198.18.1.0/24", "198.18.2.0/24", "2001:db8:7::/48"]
+    );
+    assert_eq!(config.rules().lists[0].entries.len(), 3);
+    assert_eq!(config.merged_lines(), 3);
+    assert_eq!(
+        config.merged_summary().as_deref(),
+        Some("merged 3 duplicate or covered list-file lines (b.list: 3)")
+    );
+    Ok(())
+}
+
+#[test]
+fn list_lines_merge_within_and_across_files_keeping_the_widest() -> TestResult {
+    let text = format!(
+        "{PROTECT}list_files = [\"cloud.txt\", \"partners.txt\"]\n\
+         [[entries]]\ncidr = \"198.18.100.1\"\ncomment = \"ops\"\n"
+    );
+    // The same prefix under several services, and ranges inside others, before and after.
+    let cloud = "198.18.8.0/24 # compute\n198.18.0.0/21 # ec2\n198.18.8.0/24 # s3\n\
+                 198.18.0.7 # route53\n2001:db8::/32 # ec2\n2001:db8:1::/48 # s3\n";
+    let partners = "198.18.8.9 # partner A\n198.18.0.0/21 # partner B\n198.18.9.0/24\n";
+    let (dir, path) = with_files(&text, &[("cloud.txt", cloud), ("partners.txt", partners)])?;
+    let config = Config::load(&path)?;
+    let kept: Vec<(String, &str, u32)> = config
+        .entries
+        .iter()
+        .map(|e| (e.net.to_string(), &*e.comment, e.line))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("198.18.100.1/32".to_owned(), "ops", 5),
+            ("198.18.8.0/24".to_owned(), "compute", 1),
+            ("198.18.0.0/21".to_owned(), "ec2", 2),
+            ("2001:db8::/32".to_owned(), "ec2", 5),
+            ("198.18.9.0/24".to_owned(), "partners.txt", 3),
+        ]
+    );
+    assert_eq!(
+        config.merged,
+        [
+            MergedLines {
+                file: dir.path().join("cloud.txt"),
+                lines: 3
+            },
+            MergedLines {
+                file: dir.path().join("partners.txt"),
+                lines: 2
+            },
+        ]
+    );
+    assert_eq!(
+        config.merged_summary().as_deref(),
+        Some("merged 5 duplicate or covered list-file lines (cloud.txt: 3; partners.txt: 2)")
+    );
+    let by_net: Vec<String> = config.entries_by_net().map(|e| e.net.to_string()).collect();
+    assert_eq!(
+        by_net,
+        [
+            "198.18.0.0/21",
+            "198.18.8.0/24",
+            "198.18.9.0/24",
+            "198.18.100.1/32",
+            "2001:db8::/32"
+        ]
+    );
+    // Nothing merged: no summary.
+    let (_dir, path) = with_files(&text, &[("cloud.txt", ""), ("partners.txt", "")])?;
+    let config = Config::load(&path)?;
+    assert_eq!((config.merged_lines(), config.merged_summary()), (0, None));
+    Ok(())
+}
+
+#[test]
+fn inline_entries_stay_strict_and_are_not_swallowed_by_list_lines() -> TestResult {
     let text = format!(
         "{PROTECT}list_files = [\"b.list\"]\n\
          [[entries]]\ncidr = \"198.18.1.0/24\"\n\
-         [[entries]]\ncidr = \"2001:db8:7::/48\"\n"
+         [[entries]]\ncidr = \"2001:db8:7::/48\"\n\
+         [[entries]]\ncidr = \"198.18.1.0/24\"\n\
+         [[entries]]\ncidr = \"198.18.1.9\"\n"
     );
-    let list = "2001:db8::/32\n198.18.1.0/24 # again\n198.18.1.7\n";
+    let list = "2001:db8::/32 # provider\n198.18.1.0/24\n198.18.1.7\n";
     let (dir, path) = with_files(&text, &[("b.list", list)])?;
     let (config, list) = (path.display(), dir.path().join("b.list"));
     assert_eq!(
@@ -327,17 +423,17 @@ fn overlaps_across_config_and_list_files_name_both_origins() -> TestResult {
         [
             format!(
                 "{config}:7: key `entries`: entry 2 `2001:db8:7::/48`: already covered by \
-                 `2001:db8::/32` ({}:1); remove one",
+                 `2001:db8::/32` of list file {}:1; remove this entry (the list file allows \
+                 it already) or that line",
                 list.display()
             ),
             format!(
-                "{0}:2: `198.18.1.0/24`: listed twice: {config}:5 and {0}:2; remove one",
-                list.display()
+                "{config}:9: key `entries`: entry 3 `198.18.1.0/24`: listed twice: {config}:5 \
+                 and {config}:9; remove one"
             ),
             format!(
-                "{0}:3: `198.18.1.7/32`: already covered by `198.18.1.0/24` ({config}:5); \
-                 remove one",
-                list.display()
+                "{config}:11: key `entries`: entry 4 `198.18.1.9/32`: already covered by \
+                 `198.18.1.0/24` ({config}:5); remove one"
             ),
         ]
     );

@@ -221,9 +221,9 @@ fn capacity_default_is_named() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:1025: `198.18.4.0`: more than max_entries = 1024 (the default) IPv4 entries; \
-             the rest of the file was not read. Raise max_entries (up to 16777216) or shorten \
-             the list",
+            "{}:1025: `198.18.4.0`: more than max_entries = 1024 (the default) IPv4 entries \
+             (lines count before duplicate and covered ones are merged); the rest of the file \
+             was not read. Raise max_entries (up to 16777216) or shorten the list",
             dir.path().join("many.list").display()
         )
     );

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 /// `one` for 1, `many` otherwise.
@@ -13,6 +14,44 @@ pub fn plural<'a>(count: usize, one: &'a str, many: &'a str) -> &'a str {
 /// `count` and the noun that goes with it: `1 entry`, `0 entries`.
 pub fn count(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", plural(count, one, many))
+}
+
+/// A number with its thousands set apart by commas: `1,234,567`.
+pub fn number(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// The last part of `path`, as a message names a list file among others (the whole path if
+/// it has none).
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
+/// The one line saying how many list-file lines were merged into other entries, per file:
+/// `merged 1,234 duplicate or covered list-file lines (cloud.txt: 1,200; partners.txt: 34)`.
+pub fn merged_lines<S: fmt::Display>(files: impl IntoIterator<Item = (S, usize)>) -> String {
+    let (mut total, mut each) = (0, Vec::new());
+    for (file, lines) in files {
+        total += lines;
+        each.push(format!("{file}: {}", number(lines)));
+    }
+    format!(
+        "merged {} duplicate or covered list-file {} ({})",
+        number(total),
+        plural(total, "line", "lines"),
+        each.join("; ")
+    )
 }
 
 /// Items separated by commas: `22, 443`, `eth0, eth1` (empty for none).
@@ -49,6 +88,38 @@ pub fn duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_group_thousands() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (1234567, "1,234,567"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(number(n), text);
+        }
+        assert_eq!(number(123456), "123,456");
+    }
+
+    #[test]
+    fn merged_lines_name_each_file() {
+        assert_eq!(
+            merged_lines([("cloud.txt", 1200), ("partners.txt", 34)]),
+            "merged 1,234 duplicate or covered list-file lines (cloud.txt: 1,200; \
+             partners.txt: 34)"
+        );
+        assert_eq!(
+            merged_lines([("a.list", 1)]),
+            "merged 1 duplicate or covered list-file line (a.list: 1)"
+        );
+        assert_eq!(
+            file_name(Path::new("/etc/allowlist/cloud.txt")),
+            "cloud.txt"
+        );
+        assert_eq!(file_name(Path::new("/")), "/");
+    }
 
     #[test]
     fn counts_take_the_right_noun() {

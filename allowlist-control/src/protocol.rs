@@ -78,6 +78,9 @@ pub enum Command {
     Test {
         ip: String,
         port: Option<u16>,
+        /// `port` is a UDP port; without `port`, only the UDP ports.
+        #[serde(default)]
+        udp: bool,
     },
     Reload {
         dry_run: bool,
@@ -265,6 +268,27 @@ pub struct Status {
     pub counters: BTreeMap<String, u64>,
     pub pending_confirmation: Option<Pending>,
     pub emergency: Option<EmergencyStatus>,
+    /// Every list (`default` for a config without `[lists.NAME]` tables).
+    #[serde(default)]
+    pub lists: Vec<ListStatus>,
+}
+
+/// One list as the kernel enforces it, and what it judged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ListStatus {
+    pub name: String,
+    /// "enforce", "monitor" or "off".
+    pub mode: String,
+    pub tcp_ports: Vec<u16>,
+    pub udp_ports: Vec<u16>,
+    pub entries: usize,
+    /// New connections (and UDP datagrams) from covered sources.
+    pub allowed: u64,
+    pub dropped: u64,
+    /// What monitor mode passed that enforcement would have dropped.
+    pub would_drop: u64,
+    /// Frames this list judged, by verdict reason.
+    pub by_reason: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -309,6 +333,9 @@ pub struct EntryInfo {
     /// RFC 3339 time of the latest, if any.
     #[serde(default)]
     pub last_hit: Option<String>,
+    /// The list it is in.
+    #[serde(default)]
+    pub list: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -328,6 +355,12 @@ pub struct TestReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PortVerdict {
     pub port: u16,
+    /// "tcp" or "udp".
+    #[serde(default)]
+    pub protocol: String,
+    /// The list protecting the port.
+    #[serde(default)]
+    pub list: Option<String>,
     pub protected: bool,
     pub allowed: bool,
     /// The entry whose network covers the address, as "CIDR" and its comment.
@@ -348,6 +381,19 @@ pub struct ReloadReport {
     pub more_added: u64,
     #[serde(default)]
     pub more_removed: u64,
+    /// List-file lines of the config read (or, after a reload, enforced) that repeated an
+    /// entry or lay inside another entry's network, merged into it: in all, and per file.
+    #[serde(default)]
+    pub merged_lines: u64,
+    #[serde(default)]
+    pub merged_files: Vec<MergedFile>,
+}
+
+/// How many lines of one list file were merged into other entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedFile {
+    pub file: String,
+    pub lines: u64,
 }
 
 impl Response {
@@ -517,6 +563,16 @@ pub struct BlockedSource {
     /// RFC 3339, UTC.
     pub first_seen: String,
     pub last_seen: String,
-    /// The reason of the latest drop (drop_syn_v4, drop_syn_v6, drop_fragment_evasion).
+    /// The reason of the latest drop (drop_syn_v4, drop_udp_v6, drop_fragment_evasion, ...;
+    /// would_drop_* when monitor mode only counted it).
     pub reason: String,
+    /// The list that dropped it (or, in monitor mode, would have).
+    #[serde(default)]
+    pub list: String,
+    /// Not dropped: the list is in monitor mode.
+    #[serde(default)]
+    pub would_be: bool,
+    /// The port is a UDP port.
+    #[serde(default)]
+    pub udp: bool,
 }

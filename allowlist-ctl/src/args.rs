@@ -34,6 +34,9 @@ pub struct Cli {
 pub(crate) enum Cmd {
     /// Active or not, entries and capacity, ports, interfaces, revision, counters, uptime.
     Status,
+    /// Each list with its mode, ports, entry count and what it allowed, dropped and (in
+    /// monitor mode) would have dropped.
+    Lists,
     /// Every entry with its comment, where it is written, and its hits.
     List {
         /// Only entries with no new connection for this long, e.g. 30d (never-hit ones too).
@@ -108,13 +111,17 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// The live verdict for a SYN from IP, read from the kernel's maps.
+    /// The live verdict for a SYN (or UDP datagram) from IP, read from the kernel's maps:
+    /// per port, the list protecting it and the entry deciding.
     Test {
         /// The source address to judge, e.g. 198.18.1.2.
         ip: String,
         /// Only this port (default: every protected port).
         #[arg(long)]
         port: Option<u16>,
+        /// UDP ports rather than TCP ones.
+        #[arg(long)]
+        udp: bool,
     },
     /// Re-read the config file.
     Reload {

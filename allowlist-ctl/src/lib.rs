@@ -120,6 +120,7 @@ pub fn main() -> ExitCode {
         return follow_blocked(&socket, top, json);
     }
     let count = matches!(cli.command, Cmd::List { count: true, .. });
+    let lists = matches!(cli.command, Cmd::Lists);
     let response = match request(cli.command).and_then(|r| exchange(&socket, &r)) {
         Ok(response) => response,
         Err(failure) => return failure.report(json),
@@ -129,6 +130,17 @@ pub fn main() -> ExitCode {
             reply: Reply::List(list),
         } if count && !json => {
             println!("{}", list.matched);
+            ExitCode::SUCCESS
+        }
+        Answer::Ok {
+            reply: Reply::Status(status),
+        } if lists => {
+            if json {
+                let lists = serde_json::to_string_pretty(&status.lists).expect("lists serialize");
+                println!("{lists}");
+            } else {
+                print!("{}", output::render_lists(&status.lists));
+            }
             ExitCode::SUCCESS
         }
         Answer::Ok { reply } => print_reply(&reply, json),

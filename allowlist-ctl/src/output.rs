@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use allowlist_config::words;
 use allowlist_control::audit::Outcome;
-use allowlist_control::protocol::{EntryInfo, Pending, Reply};
+use allowlist_control::protocol::{EntryInfo, ListStatus, Pending, Reply};
 
 pub fn render(reply: &Reply) -> String {
     let mut out = String::new();
@@ -21,12 +21,35 @@ pub fn render(reply: &Reply) -> String {
                     e.by
                 );
             }
-            let state = if s.active {
-                "ACTIVE: new connections to protected ports need a matching entry"
+            let only_default =
+                matches!(s.lists.as_slice(), [l] if l.name == "default") || s.lists.is_empty();
+            let state = if !only_default {
+                let count = |mode| s.lists.iter().filter(|l| l.mode == mode).count();
+                format!(
+                    "{} lists: {} enforcing, {} monitoring, {} off",
+                    s.lists.len(),
+                    count("enforce"),
+                    count("monitor"),
+                    count("off")
+                )
+            } else if s.active {
+                "ACTIVE: new connections to protected ports need a matching entry".to_owned()
             } else {
-                "INACTIVE: all traffic passes (entries are kept)"
+                "INACTIVE: all traffic passes (entries are kept)".to_owned()
             };
-            let ports: Vec<String> = s.protected_tcp_ports.iter().map(u16::to_string).collect();
+            let ports: Vec<String> = s
+                .lists
+                .iter()
+                .flat_map(|l| {
+                    let tcp = l.tcp_ports.iter().map(u16::to_string);
+                    tcp.chain(l.udp_ports.iter().map(|p| format!("{p}/udp")))
+                })
+                .collect();
+            let ports = if s.lists.is_empty() {
+                s.protected_tcp_ports.iter().map(u16::to_string).collect()
+            } else {
+                ports
+            };
             let _ = writeln!(out, "allowlist:  {state}");
             let _ = writeln!(
                 out,
@@ -42,6 +65,11 @@ pub fn render(reply: &Reply) -> String {
                     ports.join(", ")
                 }
             );
+            if !only_default {
+                for line in render_lists(&s.lists).lines().skip(1) {
+                    let _ = writeln!(out, "list:       {}", line.trim_end());
+                }
+            }
             for i in &s.interfaces {
                 let _ = writeln!(
                     out,
@@ -108,7 +136,8 @@ pub fn render(reply: &Reply) -> String {
                 let _ = writeln!(out, "{}: allowed: no port is protected", report.ip);
             }
             for v in &report.verdicts {
-                let _ = writeln!(out, "{} port {}: {}", report.ip, v.port, v.explanation);
+                let udp = if v.protocol == "udp" { "/udp" } else { "" };
+                let _ = writeln!(out, "{} port {}{udp}: {}", report.ip, v.port, v.explanation);
             }
         }
         Reply::Reload(report) => {
@@ -120,6 +149,13 @@ pub fn render(reply: &Reply) -> String {
                     "... and {} more added, {} more removed (--full lists every one)",
                     report.more_added, report.more_removed
                 );
+            }
+            if !report.merged_files.is_empty() {
+                let files = report.merged_files.iter().map(|m| {
+                    let name = words::file_name(std::path::Path::new(&m.file));
+                    (name, m.lines as usize)
+                });
+                let _ = writeln!(out, "{}", words::merged_lines(files));
             }
             let _ = writeln!(
                 out,
@@ -242,8 +278,19 @@ pub fn blocked_line(s: &allowlist_control::protocol::BlockedSource) -> String {
     } else {
         s.port.to_string()
     };
+    let udp = if s.udp { "/udp" } else { "" };
+    let blocked = if s.would_be {
+        "would be blocked (monitor mode)"
+    } else {
+        "blocked"
+    };
+    let list = if s.list.is_empty() || s.list == "default" {
+        String::new()
+    } else {
+        format!(" by list `{}`", s.list)
+    };
     format!(
-        "{} -> port {port}: {} blocked ({}), first {}, last {}",
+        "{} -> port {port}{udp}: {} {blocked}{list} ({}), first {}, last {}",
         s.source, s.count, s.reason, s.first_seen, s.last_seen
     )
 }
@@ -297,4 +344,64 @@ fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: b
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
+}
+
+/// The lists as a table: name, mode, ports, entries, and what each judged.
+pub fn render_lists(lists: &[ListStatus]) -> String {
+    let ports = |l: &ListStatus| {
+        let mut parts = Vec::new();
+        if !l.tcp_ports.is_empty() {
+            let tcp: Vec<String> = l.tcp_ports.iter().map(u16::to_string).collect();
+            parts.push(format!("tcp {}", tcp.join(",")));
+        }
+        if !l.udp_ports.is_empty() {
+            let udp: Vec<String> = l.udp_ports.iter().map(u16::to_string).collect();
+            parts.push(format!("udp {}", udp.join(",")));
+        }
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(" ")
+        }
+    };
+    let rows: Vec<[String; 5]> = lists
+        .iter()
+        .map(|l| {
+            let mut judged = format!("allowed {}, dropped {}", l.allowed, l.dropped);
+            if l.would_drop > 0 || l.mode == "monitor" {
+                let _ = write!(judged, ", would drop {}", l.would_drop);
+            }
+            [
+                l.name.clone(),
+                l.mode.clone(),
+                ports(l),
+                l.entries.to_string(),
+                judged,
+            ]
+        })
+        .collect();
+    let header = ["LIST", "MODE", "PORTS", "ENTRIES", "NEW CONNECTIONS"].map(str::to_owned);
+    let mut widths = [0; 4];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+    }
+    out
 }

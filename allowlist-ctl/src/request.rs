@@ -50,7 +50,7 @@ impl ChangeArgs {
 /// Turns the parsed command line into a request.
 pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
     let (command, options) = match command {
-        Cmd::Status => (Command::Status, ChangeOptions::default()),
+        Cmd::Status | Cmd::Lists => (Command::Status, ChangeOptions::default()),
         Cmd::List {
             unused,
             contains,
@@ -114,7 +114,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             change.options(),
         ),
         Cmd::Deactivate { change } => (Command::Deactivate, change.options()),
-        Cmd::Test { ip, port } => (Command::Test { ip, port }, ChangeOptions::default()),
+        Cmd::Test { ip, port, udp } => (Command::Test { ip, port, udp }, ChangeOptions::default()),
         Cmd::Reload { dry_run, full } => {
             (Command::Reload { dry_run, full }, ChangeOptions::default())
         }

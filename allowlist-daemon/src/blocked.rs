@@ -20,12 +20,20 @@ struct Tally {
     first_seen: jiff::Timestamp,
     last_seen: jiff::Timestamp,
     reason: u8,
+    list: String,
 }
+
+/// A source knocking on a port, over TCP or (`true`) UDP.
+type Key = (IpAddr, u16, bool);
 
 #[derive(Default)]
 pub struct Blocked {
-    sources: HashMap<(IpAddr, u16), Tally>,
+    sources: HashMap<Key, Tally>,
     events: u64,
+}
+
+fn reason_of(event: &BlockedEvent) -> Option<Reason> {
+    Reason::ALL.get(usize::from(event.reason)).copied()
 }
 
 fn source(event: &BlockedEvent) -> IpAddr {
@@ -42,13 +50,26 @@ fn source(event: &BlockedEvent) -> IpAddr {
 }
 
 impl Blocked {
-    pub fn record(&mut self, event: &BlockedEvent, now: jiff::Timestamp) {
+    /// Records a drop (or monitor mode's would-be drop) by list `list`.
+    pub fn record(&mut self, event: &BlockedEvent, list: &str, now: jiff::Timestamp) {
         self.events += 1;
-        let key = (source(event), event.port);
+        let udp = matches!(
+            reason_of(event),
+            Some(
+                Reason::DropUdpV4
+                    | Reason::DropUdpV6
+                    | Reason::WouldDropUdpV4
+                    | Reason::WouldDropUdpV6
+            )
+        );
+        let key = (source(event), event.port, udp);
         if let Some(tally) = self.sources.get_mut(&key) {
             tally.count += 1;
             tally.last_seen = now;
             tally.reason = event.reason;
+            if tally.list != list {
+                list.clone_into(&mut tally.list);
+            }
             return;
         }
         if self.sources.len() >= CAPACITY
@@ -67,6 +88,7 @@ impl Blocked {
                 first_seen: now,
                 last_seen: now,
                 reason: event.reason,
+                list: list.to_owned(),
             },
         );
     }
@@ -86,16 +108,19 @@ impl Blocked {
         });
         all.into_iter()
             .take(n)
-            .map(|((source, port), t)| BlockedSource {
-                source: *source,
-                port: *port,
-                count: t.count,
-                first_seen: allowlist_control::time::utc_millis(t.first_seen),
-                last_seen: allowlist_control::time::utc_millis(t.last_seen),
-                reason: Reason::ALL
-                    .get(usize::from(t.reason))
-                    .map_or("unknown", |r| r.name())
-                    .to_owned(),
+            .map(|((source, port, udp), t)| {
+                let reason = Reason::ALL.get(usize::from(t.reason));
+                BlockedSource {
+                    source: *source,
+                    port: *port,
+                    count: t.count,
+                    first_seen: allowlist_control::time::utc_millis(t.first_seen),
+                    last_seen: allowlist_control::time::utc_millis(t.last_seen),
+                    reason: reason.map_or("unknown", |r| r.name()).to_owned(),
+                    list: t.list.clone(),
+                    would_be: reason.is_some_and(|r| r.is_would_drop()),
+                    udp: *udp,
+                }
             })
             .collect()
     }
@@ -121,16 +146,16 @@ mod tests {
         let mut blocked = Blocked::default();
         let t = jiff::Timestamp::now();
         for _ in 0..50 {
-            blocked.record(&event(2, 22), t);
+            blocked.record(&event(2, 22), "default", t);
         }
         for _ in 0..10 {
-            blocked.record(&event(3, 2222), t);
+            blocked.record(&event(3, 2222), "default", t);
         }
         // Far more one-off sources than the table holds.
         for i in 0..(CAPACITY as u32 * 3) {
             let mut e = event(0, 23);
             e.addr[..4].copy_from_slice(&(0xc612_0000 | (i + 256)).to_be_bytes());
-            blocked.record(&e, t);
+            blocked.record(&e, "default", t);
         }
         assert_eq!(blocked.sources.len(), CAPACITY);
         let top = blocked.top(2);
@@ -143,6 +168,16 @@ mod tests {
             ("198.18.2.3".into(), 2222, 10)
         );
         assert_eq!(top[0].reason, "drop_syn_v4");
-        assert_eq!(blocked.events(), 60 + CAPACITY as u64 * 3);
+        assert!(!top[0].would_be && !top[0].udp);
+        // Monitor mode's would-be drops are marked, and UDP is its own port space.
+        let mut udp = event(2, 22);
+        udp.reason = Reason::WouldDropUdpV4 as u8;
+        for _ in 0..60 {
+            blocked.record(&udp, "dns", t);
+        }
+        let top = blocked.top(1);
+        assert!(top[0].would_be && top[0].udp, "{top:?}");
+        assert_eq!((top[0].count, top[0].list.as_str()), (60, "dns"));
+        assert_eq!(blocked.events(), 120 + CAPACITY as u64 * 3);
     }
 }

@@ -1,6 +1,6 @@
 //! Seeded, deterministic allowlists of realistic shape, spread over the whole address space,
-//! without overlaps (the config refuses an entry covered by another), and the files the daemon,
-//! `nft -f` and `ipset restore` read them from.
+//! without overlaps (a list-file line covered by another would be merged, changing the
+//! counts), and the files the daemon, `nft -f` and `ipset restore` read them from.
 //!
 //! IPv4: 80% /32, 15% /24, 5% /16–/23 (uniform length), bases uniform over 1.0.0.0–223.255.255.255.
 //! IPv6: 40% /128, 30% /64, 15% /56, 15% /48, uniform over 2000::/3.

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod tcp;
 pub mod test_run;
 pub mod tmpfs;
+pub mod udp;
 
 /// Privileged tests call this first. Outside CI a non-root run skips visibly; under CI=true a
 /// skip would hide a failure, so it panics instead.

@@ -282,6 +282,59 @@ fn ctl_large_reload_prints_a_summary_unless_full() {
     assert_eq!(fx.ctl(&["list", "--count"]).ok().stdout, "61\n");
 }
 
+/// A list file that overlaps (a repeat, a line inside an inline entry, one inside another
+/// line) is merged: `reload --dry-run` and the reload say how many lines on one line, and
+/// `--json` carries the number; the merged lines never become entries, and `add` may cover
+/// list-file lines as the file may.
+#[test]
+fn ctl_reload_counts_merged_list_file_lines() {
+    if !require_root("ctl_reload_counts_merged_list_file_lines") {
+        return;
+    }
+    let fx = Running::start(with_list_file);
+    let merged = "merged 3 duplicate or covered list-file lines (partners.list: 3)";
+    write_atomically(
+        &fx.dir.join("partners.list"),
+        "198.18.8.0/24  # Partner one\n198.18.9.0/24  # partner two\n198.18.10.7\n\
+         198.18.8.0/24  # Partner one, again\n198.18.1.9  # inside lab A\n198.18.9.128/25\n",
+    );
+    let dry = fx.ctl(&["reload", "--dry-run"]);
+    dry.ok()
+        .stdout_has(merged)
+        .stdout_has("would apply +0 -0 entries");
+    assert_eq!(
+        dry.stdout.lines().filter(|l| l.contains("merged")).count(),
+        1,
+        "{dry}"
+    );
+    let json = fx.ctl(&["--json", "reload", "--dry-run"]).ok().json();
+    assert_eq!(json["merged_lines"].as_u64(), Some(3), "{json}");
+    let file = json["merged_files"][0]["file"].as_str().unwrap_or_default();
+    assert!(file.ends_with("/partners.list"), "{json}");
+    assert_eq!(json["merged_files"][0]["lines"].as_u64(), Some(3), "{json}");
+
+    fx.ctl(&["reload"]).ok().stdout_has(merged);
+    assert_eq!(fx.ctl(&["list", "--count"]).ok().stdout, "6\n");
+    assert_eq!(
+        listed(&fx, &["--contains", "198.18.1.9"]),
+        ["198.18.1.0/24"],
+        "the inline entry covers the merged line"
+    );
+
+    // As in the file, a hand-written entry covering list-file lines merges them.
+    fx.ctl(&["add", "198.18.8.0/23", "--comment", "both partners"])
+        .ok()
+        .stdout_has("+1 -2 entries");
+    assert_eq!(fx.ctl(&["list", "--count"]).ok().stdout, "5\n");
+    assert_eq!(
+        listed(&fx, &["--contains", "198.18.9.5"]),
+        ["198.18.8.0/23"]
+    );
+    fx.ctl(&["reload", "--dry-run"])
+        .ok()
+        .stdout_has("merged 5 duplicate or covered list-file lines (partners.list: 5)");
+}
+
 // ---------------------------------------------------------------------------------------
 // A second emergency disable
 // ---------------------------------------------------------------------------------------

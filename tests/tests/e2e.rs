@@ -493,25 +493,51 @@ fn every_problem_is_reported_at_once() {
     names_both("the refused start", &daemon.log(), &problems);
 }
 
-/// A list file overlapping an inline entry is refused with the total and the way to see
-/// every problem; `--check --all-problems` shows each one, file and line.
+/// List-file lines repeating an entry or inside another are merged, and `--check` counts
+/// them at the end of its one line. Hand-written entries stay strict: inside a list-file line
+/// they are refused with the total and the way to see every problem; `--check
+/// --all-problems` shows each one, file and line.
 #[test]
-fn check_counts_overlaps_and_can_list_every_problem() {
-    if !require_root("check_counts_overlaps_and_can_list_every_problem") {
+fn check_counts_merged_lines_and_overlaps_and_can_list_every_problem() {
+    if !require_root("check_counts_merged_lines_and_overlaps_and_can_list_every_problem") {
         return;
     }
     let dir = TestDir::new();
-    let config = Config::new(&dir, "lo").entry("198.18.1.0/24", "lab");
-    let text = daemon::with_top_level(&config.render(), "list_files = [\"partners.list\"]\n");
     let path = dir.join("allowlist.toml");
-    daemon::write_atomically(&path, &text);
+    let list_path = dir.join("partners.list");
     let overlapping = 120;
-    let list: String = (1..=overlapping)
+    let with_list = |config: Config| {
+        let text = daemon::with_top_level(&config.render(), "list_files = [\"partners.list\"]\n");
+        daemon::write_atomically(&path, &text);
+    };
+
+    // The inline /24 covers 120 lines, and the list repeats its own /24: all merged.
+    with_list(Config::new(&dir, "lo").entry("198.18.1.0/24", "lab"));
+    let inside: String = (1..=overlapping)
         .map(|i| format!("198.18.1.{i}\n"))
         .collect();
-    let list_path = dir.join("partners.list");
-    daemon::write_atomically(&list_path, &format!("198.18.9.0/24\n{list}"));
+    daemon::write_atomically(
+        &list_path,
+        &format!("198.18.9.0/24\n{inside}198.18.9.0/24 # again\n"),
+    );
+    let out = daemon::check(&path);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{}: ok: 2 entries (2 IPv4, 0 IPv6); ports {PROTECTED}; interfaces lo; active; \
+             merged 121 duplicate or covered list-file lines (partners.list: 121)\n",
+            path.display()
+        )
+    );
 
+    // 120 hand-written addresses inside one list-file line.
+    let mut config = Config::new(&dir, "lo");
+    for i in 1..=overlapping {
+        config = config.entry(&format!("198.18.1.{i}"), "hand-written");
+    }
+    with_list(config);
+    daemon::write_atomically(&list_path, "198.18.1.0/24 # partner\n");
     let out = daemon::check(&path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -537,14 +563,14 @@ fn check_counts_overlaps_and_can_list_every_problem() {
     assert_eq!(lines.len(), overlapping, "{stderr}");
     for (i, line) in (1..).zip(&lines) {
         let expected = format!(
-            "{}:{}: `198.18.1.{i}/32`: already covered by `198.18.1.0/24` ({}:",
-            list_path.display(),
-            i + 1,
-            path.display()
+            ": key `entries`: entry {i} `198.18.1.{i}/32`: already covered by `198.18.1.0/24` \
+             of list file {}:1; remove this entry",
+            list_path.display()
         );
         assert!(
-            line.starts_with(&expected),
-            "{line}\nshould start {expected}"
+            line.starts_with(&format!("{}:", path.display())) && line.contains(&expected),
+            "{line}\nshould name {} and say {expected}",
+            path.display()
         );
     }
 }

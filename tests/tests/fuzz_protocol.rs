@@ -93,6 +93,7 @@ fn request(rng: &mut Rng) -> Request {
         },
         6 => Command::Deactivate,
         7 => Command::Test {
+            udp: rng.bool(),
             ip: text(rng),
             port: maybe(rng, |r| r.u16(..)),
         },

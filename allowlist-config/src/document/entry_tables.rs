@@ -12,8 +12,8 @@ use crate::entries::{check_comment, parse_net};
 use crate::error::quoted;
 
 impl Reader<'_> {
-    pub(super) fn entries(&mut self, item: &Item, out: &mut Vec<Entry>) {
-        const KEY: &str = "entries";
+    /// The entries at `key` (`entries`, or a list's `lists.NAME.entries`).
+    pub(super) fn entries(&mut self, key: &str, item: &Item, out: &mut Vec<Entry>) {
         let mut tables: Vec<(usize, &dyn TableLike, Option<Range<usize>>)> = Vec::new();
         match item {
             Item::ArrayOfTables(array) => {
@@ -26,7 +26,7 @@ impl Reader<'_> {
                     match value.as_inline_table() {
                         Some(table) => tables.push((number, table, table.span())),
                         None => self.fail(
-                            KEY,
+                            key,
                             value.span(),
                             Some(format!("entry {number}")),
                             "must be a table such as { cidr = \"198.18.0.0/24\", comment = \"office\" }"
@@ -41,11 +41,11 @@ impl Reader<'_> {
                      optionally `comment`, {}",
                     self.found(other)
                 );
-                self.fail(KEY, other.span(), None, message);
+                self.fail(key, other.span(), None, message);
             }
         }
         for (number, table, span) in tables {
-            if let Some(entry) = self.entry(number, table, span) {
+            if let Some(entry) = self.entry(key, number, table, span) {
                 out.push(entry);
                 self.layout.inline.push(number);
             }
@@ -55,11 +55,11 @@ impl Reader<'_> {
     /// One `[[entries]]` table, `number` counting from 1.
     fn entry(
         &mut self,
+        list_key: &str,
         number: usize,
         table: &dyn TableLike,
         span: Option<Range<usize>>,
     ) -> Option<Entry> {
-        const KEY: &str = "entries";
         let mut cidr = None;
         let mut comment = None;
         // Whether the table is free of problems; if not, a missing `cidr` goes unmentioned
@@ -80,7 +80,7 @@ impl Reader<'_> {
                     };
                     let message = format!("{message}, {}", self.found(item));
                     self.fail(
-                        KEY,
+                        list_key,
                         item.span().or(key_span),
                         Some(format!("entry {number}")),
                         message,
@@ -89,25 +89,25 @@ impl Reader<'_> {
                 _ => {
                     valid = false;
                     let message = unknown_key(key, ENTRY_KEYS);
-                    self.fail(KEY, key_span, Some(format!("entry {number}")), message);
+                    self.fail(list_key, key_span, Some(format!("entry {number}")), message);
                 }
             }
         }
         let Some((text, cidr_span)) = cidr else {
             if valid {
                 let message = "missing `cidr`, e.g. cidr = \"198.18.0.0/24\"".to_owned();
-                self.fail(KEY, span, Some(format!("entry {number}")), message);
+                self.fail(list_key, span, Some(format!("entry {number}")), message);
             }
             return None;
         };
         let label = Some(format!("entry {number} {}", quoted(text)));
         let net = parse_net(text)
-            .map_err(|message| self.fail(KEY, cidr_span.clone(), label.clone(), message));
+            .map_err(|message| self.fail(list_key, cidr_span.clone(), label.clone(), message));
         let comment = match comment {
             None => Ok(String::new()),
             Some((text, comment_span)) => check_comment(text)
                 .map(|()| text.to_owned())
-                .map_err(|message| self.fail(KEY, comment_span, label, message)),
+                .map_err(|message| self.fail(list_key, comment_span, label, message)),
         };
         let (Ok(net), Ok(comment)) = (net, comment) else {
             return None;
@@ -117,6 +117,7 @@ impl Reader<'_> {
             comment: ArcStr::from(comment),
             file: Arc::new(self.path.to_path_buf()),
             line: self.lines.line_of(cidr_span).unwrap_or_default() as u32,
+            list: 0,
         })
     }
 }

@@ -67,8 +67,12 @@ fn check(path: &std::path::Path, max_problems: usize) -> ExitCode {
             } else {
                 c.interfaces.join(", ")
             };
+            // Merged list-file lines close the same line: one line says it all.
+            let merged = c
+                .merged_summary()
+                .map_or_else(String::new, |m| format!("; {m}"));
             println!(
-                "{}: ok: {} ({v4} IPv4, {} IPv6); ports {}; interfaces {interfaces}; {}",
+                "{}: ok: {} ({v4} IPv4, {} IPv6); ports {}; interfaces {interfaces}; {}{merged}",
                 path.display(),
                 words::count(c.entries.len(), "entry", "entries"),
                 c.entries.len() - v4,

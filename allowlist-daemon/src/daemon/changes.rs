@@ -4,18 +4,40 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use allowlist_config::rules::DEFAULT_LIST;
 use allowlist_config::words;
 use allowlist_config::{Config, Entry};
-use allowlist_control::protocol::EntryInfo;
+use allowlist_control::protocol::{EntryInfo, MergedFile};
 
-pub fn entry_info(entry: &Entry) -> EntryInfo {
+pub fn entry_info(config: &Config, entry: &Entry) -> EntryInfo {
     EntryInfo {
         cidr: entry.net.to_string(),
         comment: entry.comment.to_string(),
         origin: entry.origin().to_string(),
         hits: 0,
         last_hit: None,
+        list: list_name(config, entry).to_owned(),
     }
+}
+
+/// The name of `entry`'s list.
+pub fn list_name<'a>(config: &'a Config, entry: &Entry) -> &'a str {
+    config
+        .lists
+        .get(usize::from(entry.list))
+        .map_or(DEFAULT_LIST, |l| l.name.as_str())
+}
+
+/// The list files of `config` whose lines were merged into other entries, and how many each.
+pub fn merged_files(config: &Config) -> Vec<MergedFile> {
+    config
+        .merged
+        .iter()
+        .map(|m| MergedFile {
+            file: m.file.display().to_string(),
+            lines: m.lines as u64,
+        })
+        .collect()
 }
 
 /// One network of either config, met in network order.
@@ -25,28 +47,56 @@ enum Side<'a> {
     Both(&'a Entry, &'a Entry),
 }
 
-/// Calls `each` for every network of `old` and `new`: one merge of the two in network order,
-/// so that comparing million-entry configs builds nothing.
+/// Calls `each` for every entry of `old` and `new` (an entry is a network in a list, lists
+/// matched by name), in network order and, within a network, in list-name order: one merge
+/// of the two, so that comparing million-entry configs builds nothing.
 fn walk<'a>(old: &'a Config, new: &'a Config, mut each: impl FnMut(Side<'a>)) {
-    let mut olds = old.entries_by_net().peekable();
-    for n in new.entries_by_net() {
-        while let Some(o) = olds.next_if(|o| o.net < n.net) {
-            each(Side::Old(o));
-        }
-        match olds.next_if(|o| o.net == n.net) {
-            Some(o) => each(Side::Both(o, n)),
-            None => each(Side::New(n)),
-        }
+    let mut olds = in_entry_order(old).peekable();
+    let mut news = in_entry_order(new).peekable();
+    let key = |config: &'a Config, e: &'a Entry| (e.net, list_name(config, e));
+    loop {
+        let side = match (olds.peek(), news.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Side::Old(olds.next().expect("peeked")),
+            (None, Some(_)) => Side::New(news.next().expect("peeked")),
+            (Some(o), Some(n)) => match key(old, o).cmp(&key(new, n)) {
+                std::cmp::Ordering::Less => Side::Old(olds.next().expect("peeked")),
+                std::cmp::Ordering::Greater => Side::New(news.next().expect("peeked")),
+                std::cmp::Ordering::Equal => {
+                    Side::Both(olds.next().expect("peeked"), news.next().expect("peeked"))
+                }
+            },
+        };
+        each(side);
     }
-    olds.for_each(|o| each(Side::Old(o)));
+}
+
+/// `config`'s entries in network order and, within a network, in list-name order.
+fn in_entry_order(config: &Config) -> impl Iterator<Item = &Entry> {
+    let mut by_net = config.entries_by_net().peekable();
+    // The entries of one network (one per list it is in), reused from network to network.
+    let mut run: Vec<&Entry> = Vec::new();
+    std::iter::from_fn(move || {
+        if run.is_empty() {
+            let first = by_net.next()?;
+            run.push(first);
+            run.extend(std::iter::from_fn(|| {
+                by_net.next_if(|e| e.net == first.net)
+            }));
+            if run.len() > 1 {
+                run.sort_by(|a, b| list_name(config, b).cmp(list_name(config, a)));
+            }
+        }
+        run.pop()
+    })
 }
 
 /// Entries only in `new`, and entries only in `old`.
 pub fn entries(old: &Config, new: &Config) -> (Vec<EntryInfo>, Vec<EntryInfo>) {
     let (mut added, mut removed) = (Vec::new(), Vec::new());
     walk(old, new, |side| match side {
-        Side::New(e) => added.push(entry_info(e)),
-        Side::Old(e) => removed.push(entry_info(e)),
+        Side::New(e) => added.push(entry_info(new, e)),
+        Side::Old(e) => removed.push(entry_info(old, e)),
         Side::Both(..) => {}
     });
     (added, removed)
@@ -100,6 +150,7 @@ fn summary_line(
             .to_owned(),
         );
     }
+    parts.extend(list_changes(old, new));
     let attach: Vec<&String> = new
         .interfaces
         .iter()
@@ -120,8 +171,76 @@ fn summary_line(
     parts.join(", ")
 }
 
-fn entry_value(entry: &Entry) -> Value {
-    json!({ "cidr": entry.net.to_string(), "comment": &*entry.comment })
+/// An entry as an audit record lists it; its list is named unless it is `default`.
+/// Whether `config` names lists of its own (`[lists.NAME]`), beyond the top-level `default`.
+fn has_named_lists(config: &Config) -> bool {
+    config.lists.iter().any(|l| l.line.is_some())
+}
+
+/// What changed about the lists themselves: added, removed, a new mode or new ports.
+fn list_changes(old: &Config, new: &Config) -> Vec<String> {
+    if !has_named_lists(old) && !has_named_lists(new) {
+        return Vec::new();
+    }
+    let mut parts = Vec::new();
+    for list in &new.lists {
+        let Some(was) = old.lists.iter().find(|l| l.name == list.name) else {
+            parts.push(format!("list `{}` added ({})", list.name, list.mode.name()));
+            continue;
+        };
+        if was.mode != list.mode {
+            parts.push(format!(
+                "list `{}` now {} (was {})",
+                list.name,
+                list.mode.name(),
+                was.mode.name()
+            ));
+        }
+        for (protocol, before, after) in [
+            ("tcp", &was.tcp_ports, &list.tcp_ports),
+            ("udp", &was.udp_ports, &list.udp_ports),
+        ] {
+            if before != after {
+                let added: Vec<u16> = after.difference(before).copied().collect();
+                let removed: Vec<u16> = before.difference(after).copied().collect();
+                parts.push(format!(
+                    "list `{}` {protocol} ports +[{}] -[{}]",
+                    list.name,
+                    words::list(&added),
+                    words::list(&removed)
+                ));
+            }
+        }
+    }
+    for list in old.lists.iter().filter(|l| new.list(&l.name).is_none()) {
+        parts.push(format!("list `{}` removed", list.name));
+    }
+    parts
+}
+
+/// Every list's mode and ports, as audit records show them.
+fn lists_value(config: &Config) -> Value {
+    config
+        .lists
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "mode": l.mode.name(),
+                "tcp_ports": l.tcp_ports,
+                "udp_ports": l.udp_ports,
+            })
+        })
+        .collect()
+}
+
+fn entry_value(config: &Config, entry: &Entry) -> Value {
+    let mut value = json!({ "cidr": entry.net.to_string(), "comment": &*entry.comment });
+    let list = list_name(config, entry);
+    if list != DEFAULT_LIST {
+        value["list"] = list.into();
+    }
+    value
 }
 
 /// Entries an audit record lists each way. A change with more lists only the first ones (in
@@ -138,18 +257,19 @@ struct Listed {
 }
 
 impl Listed {
-    fn push(&mut self, entry: &Entry) {
+    fn push(&mut self, config: &Config, entry: &Entry) {
         if self.first.len() < AUDIT_LISTED {
-            self.first.push(entry_value(entry));
+            self.first.push(entry_value(config, entry));
         }
         self.count += 1;
     }
 }
 
 /// SHA-256 of an entry set, fed in network order (IPv4 before IPv6, then by address, then
-/// by prefix length), each entry as: its family (one byte, 4 or 6), its network address (4
+/// by prefix length, then by list name), each entry as: its family (one byte, 4 or 6), its network address (4
 /// or 16 bytes), its prefix length (one byte), its comment (UTF-8) and a newline (comments
-/// hold no control characters). Bytes rather than text, so that hashing a million entries
+/// hold no control characters); an entry of a list other than `default` has a tab and its
+/// list's name before the newline. Bytes rather than text, so that hashing a million entries
 /// costs no formatting; the README shows how to recompute it.
 #[derive(Default)]
 struct SetDigest {
@@ -158,7 +278,7 @@ struct SetDigest {
 }
 
 impl SetDigest {
-    fn add(&mut self, entry: &Entry) {
+    fn add(&mut self, config: &Config, entry: &Entry) {
         let mut head = [0u8; 18];
         let len = match entry.net {
             ipnet::IpNet::V4(n) => {
@@ -176,6 +296,11 @@ impl SetDigest {
         };
         self.sha.update(&head[..len]);
         self.sha.update(entry.comment.as_bytes());
+        let list = list_name(config, entry);
+        if list != DEFAULT_LIST {
+            self.sha.update(b"\t");
+            self.sha.update(list.as_bytes());
+        }
         self.sha.update(b"\n");
         self.count += 1;
     }
@@ -188,7 +313,7 @@ impl SetDigest {
 /// The digest of `config`'s entries an audit record of a large change carries.
 pub fn set_sha256(config: &Config) -> String {
     let mut digest = SetDigest::default();
-    config.entries_by_net().for_each(|e| digest.add(e));
+    in_entry_order(config).for_each(|e| digest.add(config, e));
     digest.finish()
 }
 
@@ -213,20 +338,20 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
     let mut recommented = 0;
     walk(old, new, |side| match side {
         Side::Old(o) => {
-            old_set.add(o);
-            before_entries.push(o);
+            old_set.add(old, o);
+            before_entries.push(old, o);
         }
         Side::New(n) => {
-            new_set.add(n);
-            after_entries.push(n);
+            new_set.add(new, n);
+            after_entries.push(new, n);
         }
         Side::Both(o, n) => {
-            old_set.add(o);
-            new_set.add(n);
+            old_set.add(old, o);
+            new_set.add(new, n);
             if o.comment != n.comment {
                 recommented += 1;
-                before_entries.push(o);
-                after_entries.push(n);
+                before_entries.push(old, o);
+                after_entries.push(new, n);
             }
         }
     });
@@ -267,6 +392,9 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
         json!(new.protected_tcp_ports),
     );
     setting("interfaces", json!(old.interfaces), json!(new.interfaces));
+    if has_named_lists(old) || has_named_lists(new) {
+        setting("lists", lists_value(old), lists_value(new));
+    }
     Changes {
         before: Value::Object(before),
         after: Value::Object(after),
@@ -278,15 +406,19 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
 /// produced: the entries of `after` present with their comments, those only in `before`
 /// gone, and every changed setting at its new value.
 pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
-    let comments: std::collections::HashMap<String, &str> = config
+    let comments: std::collections::HashMap<(String, &str), &str> = config
         .entries
         .iter()
-        .map(|e| (e.net.to_string(), &*e.comment))
+        .map(|e| ((e.net.to_string(), list_name(config, e)), &*e.comment))
         .collect();
+    // An entry as the record names it: its network and list.
+    fn key(e: &Value) -> Option<(String, &str)> {
+        let list = e["list"].as_str().unwrap_or(DEFAULT_LIST);
+        Some((e["cidr"].as_str()?.to_owned(), list))
+    }
     let listed = |e: &Value| {
-        e["cidr"]
-            .as_str()
-            .and_then(|cidr| comments.get(cidr))
+        key(e)
+            .and_then(|k| comments.get(&k))
             .is_some_and(|comment| e["comment"].as_str() == Some(comment))
     };
     let added = after["entries"].as_array().map_or(&[][..], Vec::as_slice);
@@ -296,6 +428,7 @@ pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
             "active" => *value == json!(config.active),
             "protected_tcp_ports" => *value == json!(config.protected_tcp_ports),
             "interfaces" => *value == json!(config.interfaces),
+            "lists" => *value == lists_value(config),
             _ => true,
         })
     });
@@ -305,10 +438,9 @@ pub fn shows(config: &Config, before: &Value, after: &Value) -> bool {
     }
     settings_match
         && added.iter().all(listed)
-        && removed
-            .iter()
-            .filter_map(|e| e["cidr"].as_str())
-            .all(|cidr| !comments.contains_key(cidr) || added.iter().any(|a| a["cidr"] == cidr))
+        && removed.iter().filter_map(key).all(|k| {
+            !comments.contains_key(&k) || added.iter().any(|a| key(a).as_ref() == Some(&k))
+        })
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ impl Daemon {
                 unused_for_secs,
                 query,
             } => self.list(unused_for_secs, &query),
-            Command::Test { ip, port } => self.test(&ip, port),
+            Command::Test { ip, port, udp } => self.test(&ip, port, udp),
             Command::Reload { dry_run, full } => self.reload_request(dry_run, full, peer),
             Command::Confirm => self.confirm(peer),
             Command::EmergencyDisable {
@@ -120,11 +120,11 @@ impl Daemon {
     }
 
     fn reload_request(&mut self, dry_run: bool, full: bool, peer: &Peer) -> Result<Reply, Refusal> {
-        let (added, removed, summary) = if dry_run {
+        let (added, removed, summary, merged) = if dry_run {
             let (new, _) = read_config(&self.config.path).map_err(|e| invalid(format!("{e:#}")))?;
             let (added, removed) = changes::entries(&self.config, &new);
             let summary = format!("would apply {}", changes::summary(&self.config, &new));
-            (added, removed, summary)
+            (added, removed, summary, changes::merged_files(&new))
         } else {
             let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
             let (summary, old) = self.reload(actor).map_err(invalid)?;
@@ -132,7 +132,7 @@ impl Daemon {
             let (added, removed) = old
                 .map(|old| changes::entries(&old, &self.config))
                 .unwrap_or_default();
-            (added, removed, summary)
+            (added, removed, summary, changes::merged_files(&self.config))
         };
         let (added, removed, more_added, more_removed) = shown(added, removed, full);
         Ok(Reply::Reload(ReloadReport {
@@ -143,6 +143,8 @@ impl Daemon {
             summary,
             more_added,
             more_removed,
+            merged_lines: merged.iter().map(|m| m.lines).sum(),
+            merged_files: merged,
         }))
     }
 
@@ -430,7 +432,8 @@ impl Daemon {
     }
 
     /// Names the entry `net` duplicates or overlaps, in the admin's terms (the full config
-    /// check would refuse it too, but worded for a file).
+    /// check would refuse it too, but worded for a file). Covering list-file entries is
+    /// fine: as in the file, they are merged into the new entry.
     fn check_overlap(&self, net: IpNet, except: Option<IpNet>) -> Result<(), Refusal> {
         let describe = |e: &Entry| {
             if e.comment.is_empty() {
@@ -452,7 +455,7 @@ impl Daemon {
                     describe(e)
                 )));
             }
-            if net.contains(&e.net) {
+            if net.contains(&e.net) && *e.file == *self.config.path {
                 return Err(invalid(format!(
                     "`{net}` would cover the existing entry {}; remove or edit that entry first",
                     describe(e)

@@ -37,7 +37,6 @@ use crate::emergency::Emergency;
 use crate::metrics;
 use crate::notify;
 use crate::server;
-use allowlist_config::rules::{DEFAULT_LIST, Mode};
 use allowlist_config::{Config, MAX_PROBLEMS, edit::write_atomic};
 use allowlist_loader::bpffs::PinDir;
 use allowlist_loader::filter::{Filter, ListSpec};
@@ -240,7 +239,13 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
                         // SAFETY: the program writes whole BlockedEvents (plain integers);
                         // the ring buffer's records need not be aligned for it.
                         let event = unsafe { item.as_ptr().cast::<BlockedEvent>().read_unaligned() };
-                        daemon.blocked.record(&event, now);
+                        let list = daemon
+                            .filter
+                            .lists()
+                            .iter()
+                            .find(|l| u32::from(l.number) == u32::from(event.list))
+                            .map_or("", |l| l.name.as_str());
+                        daemon.blocked.record(&event, list, now);
                     }
                 }
                 ready.clear_ready();
@@ -284,20 +289,30 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Brings the maps to what `config` says, straight from its entries.
 fn apply(filter: &mut Filter, config: &Config) -> Result<()> {
-    // The single-list config is the list `default`, protecting TCP ports.
-    let udp_ports = std::collections::BTreeSet::new();
-    let default = ListSpec {
-        name: DEFAULT_LIST,
-        mode: if config.active {
-            Mode::Enforce
-        } else {
-            Mode::Off
-        },
-        tcp_ports: &config.protected_tcp_ports,
-        udp_ports: &udp_ports,
-    };
-    let entries = config.entries_by_net().map(|e| (e.net, 1));
-    let applied = filter.apply_parts(&[default], entries);
+    let lists: Vec<ListSpec> = config
+        .lists
+        .iter()
+        .map(|l| ListSpec {
+            name: &l.name,
+            mode: l.mode,
+            tcp_ports: &l.tcp_ports,
+            udp_ports: &l.udp_ports,
+        })
+        .collect();
+    // A network in several lists comes once, with all of them (its entries are next to
+    // each other in network order).
+    let mut entries = config
+        .entries_by_net()
+        .map(|e| (e.net, 1u32 << e.list))
+        .peekable();
+    let merged = std::iter::from_fn(move || {
+        let (net, mut lists) = entries.next()?;
+        while let Some((_, more)) = entries.next_if(|(next, _)| *next == net) {
+            lists |= more;
+        }
+        Some((net, lists))
+    });
+    let applied = filter.apply_parts(&lists, merged);
     // Loading and comparing a million entries leaves tens of MB of freed heap behind; give it
     // back rather than hold it until the next reload.
     give_back_free_heap();

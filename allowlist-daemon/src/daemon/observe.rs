@@ -15,6 +15,7 @@ impl Daemon {
         let counters = self.filter.counters().unwrap_or_default();
         let hits = self.filter.hits().unwrap_or_default();
         let budget = self.filter.event_budget().unwrap_or_default();
+        let list_counters = self.filter.list_counters().unwrap_or_default();
         let v4 = self
             .config
             .entries
@@ -30,6 +31,20 @@ impl Daemon {
                     name: name.to_owned(),
                     by_reason: counters
                         .get(&ifindex)
+                        .copied()
+                        .unwrap_or_default()
+                        .by_reason,
+                })
+                .collect(),
+            lists: self
+                .config
+                .lists
+                .iter()
+                .map(|l| metrics::ListCounters {
+                    name: l.name.clone(),
+                    mode: l.mode.name(),
+                    by_reason: list_counters
+                        .get(&l.name)
                         .copied()
                         .unwrap_or_default()
                         .by_reason,

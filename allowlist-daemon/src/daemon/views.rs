@@ -2,30 +2,67 @@
 //! sources, the audit log) and the sessions view with its one action, ending unlisted
 //! connections.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::changes::entry_info;
 use super::commands::{Refusal, invalid};
 use super::{Daemon, list_query, totals};
 use crate::server::Peer;
 use allowlist_config::rules::Protocol;
+use allowlist_config::{Entry, ListConfig};
 use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
 use allowlist_control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
-    InterfaceStatus, ListQuery, Pending, PortVerdict, Reply, SessionInfo, SessionsReport, Status,
-    TestReport,
+    InterfaceStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, SessionInfo,
+    SessionsReport, Status, TestReport,
 };
 
+/// IPv4-mapped IPv6 addresses are judged as IPv4, as the kernel does.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 impl Daemon {
+    /// The list protecting `port`, and its most specific entry covering `ip`: the one that
+    /// lets it in.
+    fn deciding(
+        &self,
+        ip: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> (Option<&ListConfig>, Option<&Entry>) {
+        let Some((number, list)) = self.config.lists.iter().enumerate().find(|(_, l)| {
+            match protocol {
+                Protocol::Tcp => &l.tcp_ports,
+                Protocol::Udp => &l.udp_ports,
+            }
+            .contains(&port)
+        }) else {
+            return (None, None);
+        };
+        let ip = unmapped(ip);
+        let entry = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| usize::from(e.list) == number && e.net.contains(&ip))
+            .max_by_key(|e| e.net.prefix_len());
+        (Some(list), entry)
+    }
+
     pub(super) fn status(&self) -> Status {
         let counters = self.filter.counters().unwrap_or_default();
         // Every reason is listed, zeros included, so scripts find each key from the start.
-        let named = |c: &Counters| -> std::collections::BTreeMap<String, u64> {
+        let named = |c: &Counters| -> BTreeMap<String, u64> {
             Reason::ALL
                 .iter()
                 .map(|r| (r.name().to_owned(), c.by_reason[*r as usize]))
@@ -61,7 +98,9 @@ impl Daemon {
             .iter()
             .filter(|e| e.net.addr().is_ipv4())
             .count();
+        let lists = self.list_status(&named);
         Status {
+            lists,
             active: self.config.active,
             entries: self.config.entries.len(),
             entries_v4: v4,
@@ -86,6 +125,44 @@ impl Daemon {
                 })
             }),
         }
+    }
+
+    /// Each list: its mode, ports, entries, and what the kernel counted for it.
+    fn list_status(&self, named: &dyn Fn(&Counters) -> BTreeMap<String, u64>) -> Vec<ListStatus> {
+        let counters = self.filter.list_counters().unwrap_or_else(|e| {
+            warn!("reading the list counters: {e:#}");
+            BTreeMap::new()
+        });
+        let mut entries = vec![0usize; self.config.lists.len()];
+        for entry in &self.config.entries {
+            entries[usize::from(entry.list)] += 1;
+        }
+        self.config
+            .lists
+            .iter()
+            .zip(entries)
+            .map(|(list, entries)| {
+                let counts = counters.get(&list.name).copied().unwrap_or_default();
+                let sum = |pick: fn(Reason) -> bool| -> u64 {
+                    Reason::ALL
+                        .iter()
+                        .filter(|r| pick(**r))
+                        .map(|r| counts.by_reason[*r as usize])
+                        .sum()
+                };
+                ListStatus {
+                    name: list.name.clone(),
+                    mode: list.mode.name().to_owned(),
+                    tcp_ports: list.tcp_ports.iter().copied().collect(),
+                    udp_ports: list.udp_ports.iter().copied().collect(),
+                    entries,
+                    allowed: sum(|r| matches!(r, Reason::PassAllowedV4 | Reason::PassAllowedV6)),
+                    dropped: sum(Reason::is_drop),
+                    would_drop: sum(Reason::is_would_drop),
+                    by_reason: named(&counts),
+                }
+            })
+            .collect()
     }
 
     /// Entries with their hit counts; with `unused_for_secs`, only those not hit for that
@@ -115,7 +192,7 @@ impl Daemon {
             if query.count || query.limit.is_some_and(|n| entries.len() as u64 >= n) {
                 continue;
             }
-            let mut info = entry_info(entry);
+            let mut info = entry_info(&self.config, entry);
             info.hits = saved.hits;
             info.last_hit = saved
                 .last
@@ -141,59 +218,100 @@ impl Daemon {
         })
     }
 
-    /// The live verdict from the kernel's maps for a SYN from `ip`, per port.
-    pub(super) fn test(&self, ip: &str, port: Option<u16>) -> Result<Reply, Refusal> {
+    /// The live verdict from the kernel's maps for a SYN (or with `udp` a datagram) from
+    /// `ip`, per port: `port`, or every protected port (of that protocol with `udp`).
+    pub(super) fn test(&self, ip: &str, port: Option<u16>, udp: bool) -> Result<Reply, Refusal> {
         let addr: IpAddr = ip
             .trim()
             .parse()
             .map_err(|_| invalid(format!("`{ip}` is not an IP address")))?;
-        let ports: Vec<u16> = match port {
-            Some(p) => vec![p],
-            None => self
-                .filter
-                .lists()
-                .iter()
-                .flat_map(|l| l.tcp_ports.iter().copied())
-                .collect(),
+        let ports: Vec<(Protocol, u16)> = match port {
+            Some(p) if udp => vec![(Protocol::Udp, p)],
+            Some(p) => vec![(Protocol::Tcp, p)],
+            None => {
+                let lists = self.filter.lists();
+                let tcp = lists
+                    .iter()
+                    .flat_map(|l| l.tcp_ports.iter().map(|&p| (Protocol::Tcp, p)));
+                let udp_ports = lists
+                    .iter()
+                    .flat_map(|l| l.udp_ports.iter().map(|&p| (Protocol::Udp, p)));
+                let mut all: Vec<_> = if udp {
+                    udp_ports.collect()
+                } else {
+                    tcp.chain(udp_ports).collect()
+                };
+                all.sort();
+                all
+            }
         };
+        let several = self.config.lists.len() > 1;
         let mut verdicts = Vec::new();
-        for port in ports {
-            let (reason, covering) = self
+        for (protocol, port) in ports {
+            let (reason, _) = self
                 .filter
-                .verdict(addr, Protocol::Tcp, port)
+                .verdict(addr, protocol, port)
                 .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-            let entry = covering.and_then(|net| self.config.entries.iter().find(|e| e.net == net));
+            let (list, entry) = self.deciding(addr, protocol, port);
+            let port_name = match protocol {
+                Protocol::Tcp => format!("port {port}"),
+                Protocol::Udp => format!("UDP port {port}"),
+            };
+            let of_list = match list {
+                Some(l) if several => format!(" of list `{}`", l.name),
+                _ => String::new(),
+            };
             let explanation = match (reason, entry) {
                 (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e))
                     if e.comment.is_empty() =>
                 {
-                    format!("allowed by {}", e.net)
+                    format!("allowed by {}{of_list}", e.net)
                 }
                 (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) => {
-                    format!("allowed by {} ({})", e.net, e.comment)
+                    format!("allowed by {} ({}){of_list}", e.net, e.comment)
                 }
+                (Reason::PassInactive, _) if several => format!(
+                    "allowed: list `{}` is off",
+                    list.map_or("?", |l| l.name.as_str())
+                ),
                 (Reason::PassInactive, _) => "allowed: the list is inactive".to_owned(),
                 (Reason::PassEmergency, _) => format!(
-                    "allowed by the emergency disable{} (no entry covers {addr}; port {port} is protected)",
+                    "allowed by the emergency disable{} (no entry{of_list} covers {addr}; {port_name} is protected)",
                     self.emergency
                         .as_ref()
                         .map_or(String::new(), |e| format!(" until {}", e.until_local()))
                 ),
                 (Reason::PassUnprotectedPort, _) => {
-                    format!("allowed: port {port} is not protected")
+                    format!("allowed: {port_name} is not protected")
+                }
+                (r, _) if r.is_would_drop() => format!(
+                    "allowed for now: list `{}` is in monitor mode; enforcing it would block {addr} \
+                     (no entry of it covers {addr})",
+                    list.map_or("?", |l| l.name.as_str())
+                ),
+                (r, _) if r.is_drop() && several => {
+                    format!(
+                        "blocked: no entry{of_list} covers {addr}; {port_name} is protected by it"
+                    )
                 }
                 (r, _) if r.is_drop() => {
                     format!(
-                        "blocked: no entry covers {addr}; port {port} is protected; list active"
+                        "blocked: no entry covers {addr}; {port_name} is protected; list active"
                     )
                 }
                 (r, _) => format!("allowed ({})", r.name()),
             };
             verdicts.push(PortVerdict {
                 port,
+                protocol: match protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                }
+                .to_owned(),
+                list: list.map(|l| l.name.clone()),
                 protected: reason != Reason::PassUnprotectedPort,
                 allowed: !reason.is_drop(),
-                entry: entry.map(entry_info),
+                entry: entry.map(|e| entry_info(&self.config, e)),
                 explanation,
             });
         }
@@ -282,20 +400,20 @@ impl Daemon {
     ) -> Result<Reply, Refusal> {
         let ports = match port {
             Some(p) => std::collections::BTreeSet::from([p]),
-            None => self.config.protected_tcp_ports.clone(),
+            None => self
+                .config
+                .lists
+                .iter()
+                .flat_map(|l| l.tcp_ports.iter().copied())
+                .collect(),
         };
         let found = crate::sessions::established(&ports)
             .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
         self.note_sessions(&found);
         let mut infos = Vec::new();
         for session in &found {
-            let (_, covering) = self
-                .filter
-                .verdict(session.peer.ip(), Protocol::Tcp, session.local.port())
-                .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
-            let covered_by = covering
-                .and_then(|net| self.config.entries.iter().find(|e| e.net == net))
-                .map(entry_info);
+            let (_, entry) = self.deciding(session.peer.ip(), Protocol::Tcp, session.local.port());
+            let covered_by = entry.map(|e| entry_info(&self.config, e));
             infos.push(SessionInfo {
                 local: session.local,
                 peer: session.peer,

@@ -5,6 +5,8 @@
 //! | metric | type | labels | meaning |
 //! | --- | --- | --- | --- |
 //! | `allowlist_packets_total` | counter | `interface`, `reason`, `verdict` (`pass` or `drop`) | packets the XDP program judged on the interface, by reason (the names `allowlistctl status` shows) |
+//! | `allowlist_list_packets_total` | counter | `list`, `reason`, `verdict` | what each list judged (new connections, UDP datagrams, hidden fragments), by reason: `pass_allowed_*`, `drop_*`, `would_drop_*` (monitor mode), `pass_inactive`, `pass_emergency` |
+//! | `allowlist_list_mode` | gauge | `list`, `mode` | 1 for each list's mode (`enforce`, `monitor` or `off`) |
 //! | `allowlist_entry_hits_total` | counter | `cidr`, `comment` | new connections an entry let in; see below |
 //! | `allowlist_entries` | gauge | `family` (`ipv4` or `ipv6`) | entries loaded |
 //! | `allowlist_capacity` | gauge | | capacity of each family's map (`max_entries`) |
@@ -47,6 +49,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub interfaces: Vec<InterfaceCounters>,
+    pub lists: Vec<ListCounters>,
     pub entries: Vec<EntryHits>,
     pub entries_v4: u64,
     pub entries_v6: u64,
@@ -73,6 +76,15 @@ pub struct InterfaceCounters {
     pub by_reason: [u64; REASON_COUNT],
 }
 
+/// One list's mode and packet counters, summed over CPUs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListCounters {
+    pub name: String,
+    pub mode: &'static str,
+    /// Indexed by [`Reason`] as `usize`.
+    pub by_reason: [u64; REASON_COUNT],
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntryHits {
     pub cidr: IpNet,
@@ -88,6 +100,7 @@ pub fn render(snapshot: &Snapshot, max_entry_series: usize) -> String {
         entry_series: entry_series(&snapshot.entries, max_entry_series),
         snapshot: Snapshot {
             interfaces: snapshot.interfaces.clone(),
+            lists: snapshot.lists.clone(),
             entries: Vec::new(),
             ..*snapshot
         },
@@ -153,6 +166,41 @@ impl Collector for Exposition {
                     ConstCounter::new(interface.by_reason[reason as usize])
                         .encode(packets.encode_family(&labels)?)?;
                 }
+            }
+        }
+
+        if !s.lists.is_empty() {
+            let mut packets = encoder.encode_descriptor(
+                "list_packets",
+                "What each list judged, by reason (would_drop_*: monitor mode).",
+                None,
+                MetricType::Counter,
+            )?;
+            // Only what a list decides: the reasons from pass_inactive on.
+            let judged = Reason::ALL
+                .into_iter()
+                .filter(|r| *r as u32 >= Reason::PassInactive as u32);
+            for list in &s.lists {
+                for reason in judged.clone() {
+                    let verdict = if reason.is_drop() { "drop" } else { "pass" };
+                    let labels = [
+                        ("list", list.name.as_str()),
+                        ("reason", reason.name()),
+                        ("verdict", verdict),
+                    ];
+                    ConstCounter::new(list.by_reason[reason as usize])
+                        .encode(packets.encode_family(&labels)?)?;
+                }
+            }
+            let mut modes = encoder.encode_descriptor(
+                "list_mode",
+                "1 for each list's mode: enforce, monitor or off.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for list in &s.lists {
+                let labels = [("list", list.name.as_str()), ("mode", list.mode)];
+                ConstGauge::new(1u64).encode(modes.encode_family(&labels)?)?;
             }
         }
 
@@ -291,7 +339,21 @@ mod tests {
         eth0[Reason::PassAllowedV4 as usize] = 7;
         let mut eth1 = [0; REASON_COUNT];
         eth1[Reason::DropFragmentEvasion as usize] = 3;
+        let mut api = [0; REASON_COUNT];
+        api[Reason::WouldDropUdpV4 as usize] = 11;
         Snapshot {
+            lists: vec![
+                ListCounters {
+                    name: "ssh".into(),
+                    mode: "enforce",
+                    by_reason: eth0,
+                },
+                ListCounters {
+                    name: "api".into(),
+                    mode: "monitor",
+                    by_reason: api,
+                },
+            ],
             interfaces: vec![
                 InterfaceCounters {
                     name: "eth0".into(),
@@ -388,6 +450,16 @@ mod tests {
             ("verdict", "pass"),
         ];
         assert_eq!(value(&parsed, "allowlist_packets", &emergency), 0.0);
+        let would = [
+            ("list", "api"),
+            ("reason", "would_drop_udp_v4"),
+            ("verdict", "pass"),
+        ];
+        assert_eq!(value(&parsed, "allowlist_list_packets", &would), 11.0);
+        let ssh_drops = [("list", "ssh"), ("reason", "drop_syn_v4")];
+        assert_eq!(value(&parsed, "allowlist_list_packets", &ssh_drops), 42.0);
+        let monitor = [("list", "api"), ("mode", "monitor")];
+        assert_eq!(value(&parsed, "allowlist_list_mode", &monitor), 1.0);
 
         let family = |f| [("family", f)];
         assert_eq!(value(&parsed, "allowlist_entries", &family("ipv4")), 1.0);

@@ -163,11 +163,17 @@ fn man_pages_and_completions_cover_every_command_option_and_config_key() {
         tmp.path(),
         "active = false\n[[entries]]\ncidr = \"198.18.0.0/24\"\nzzzzqqqq = 1\n",
     ));
+    keys.extend(known_keys(
+        tmp.path(),
+        "[lists.ssh]\nmode = \"off\"\nzzzzqqqq = 1\n",
+    ));
     assert!(keys.len() > 10, "{keys:?}");
+    assert!(keys.contains(&"udp_ports".to_owned()), "{keys:?}");
     for key in &keys {
         assert!(
             config_page.contains(&format!(".BR {key} "))
-                || config_page.contains(&format!("[[{key}]]")),
+                || config_page.contains(&format!("[[{key}]]"))
+                || config_page.contains(&format!("[{key}.NAME]")),
             "allowlist.toml(5) does not document `{key}`"
         );
     }

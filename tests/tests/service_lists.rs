@@ -1,0 +1,211 @@
+//! Service lists end to end: the real daemon with named lists in a network namespace, real
+//! TCP connects and real UDP datagrams from a client namespace. The office reaches SSH but
+//! not the API, a partner the API but not SSH, a UDP port answers only to its list, and a
+//! list in monitor mode passes what enforcing it drops.
+
+use std::net::{IpAddr, SocketAddr};
+
+use allowlist_tests::daemon::{Config, RELOAD_TIMEOUT, write_atomically};
+use allowlist_tests::fixture::Running;
+use allowlist_tests::netns::{A4, A6, B4, B6, PROTECTED, UNPROTECTED, to};
+use allowlist_tests::require_root;
+use allowlist_tests::tcp::{assert_connects, assert_times_out};
+use allowlist_tests::udp::{Echo, assert_dropped, assert_echoed};
+use nix::sys::signal::Signal;
+
+/// The API's UDP port, and the port of a list rolled out in monitor mode.
+const API_UDP: u16 = 5353;
+const WG_UDP: u16 = 51820;
+
+/// `ssh` (TCP 2222) lets in the office (the lab's "allowed" clients), `api` (TCP 8080, UDP
+/// 5353) the partner (the "blocked" ones), `wg` (UDP 51820) nobody yet, in `wg_mode`.
+fn config(config: &Config, wg_mode: &str) -> String {
+    let path = |p: &std::path::Path| format!("{:?}", p.to_string_lossy());
+    format!(
+        r#"interfaces = [{interface:?}]
+control_socket = {socket}
+state_dir = {state}
+audit_log = {audit}
+bpffs_dir = {bpffs}
+
+[lists.ssh]
+mode = "enforce"
+tcp_ports = [{PROTECTED}]
+[[lists.ssh.entries]]
+cidr = "198.18.1.0/24"
+comment = "office"
+[[lists.ssh.entries]]
+cidr = "2001:db8::a"
+comment = "office v6"
+
+[lists.api]
+tcp_ports = [{UNPROTECTED}]
+udp_ports = [{API_UDP}]
+[[lists.api.entries]]
+cidr = "198.18.2.2"
+comment = "partner"
+[[lists.api.entries]]
+cidr = "2001:db8::b"
+comment = "partner v6"
+
+[lists.wg]
+mode = "{wg_mode}"
+udp_ports = [{WG_UDP}]
+"#,
+        interface = config.interfaces[0],
+        socket = path(&config.control_socket),
+        state = path(&config.state_dir),
+        audit = path(&config.audit_log),
+        bpffs = path(&config.bpffs_dir),
+    )
+}
+
+struct Lists {
+    run: Running,
+    lab_config: Config,
+    _echoes: [Echo; 2],
+}
+
+impl Lists {
+    fn start(wg_mode: &str) -> Lists {
+        let mut lab_config = None;
+        let run = Running::start(|dir, iface| {
+            let c = Config::new(dir, iface);
+            let text = config(&c, wg_mode);
+            lab_config = Some(c);
+            text
+        });
+        let any = |port| SocketAddr::new("::".parse().unwrap(), port);
+        let echoes = [API_UDP, WG_UDP].map(|port| Echo::start(&run.lab.server, any(port)));
+        Lists {
+            run,
+            lab_config: lab_config.expect("written"),
+            _echoes: echoes,
+        }
+    }
+
+    fn reload(&self, wg_mode: &str) {
+        write_atomically(&self.run.path, &config(&self.lab_config, wg_mode));
+        self.run.daemon.signal(Signal::SIGHUP);
+        let (which, line) = self
+            .run
+            .daemon
+            .wait_for_any(&["reload applied", "reload failed"], RELOAD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(which, 0, "reload should apply, got: {line}");
+    }
+}
+
+#[test]
+fn each_service_answers_to_its_own_list() {
+    if !require_root("each_service_answers_to_its_own_list") {
+        return;
+    }
+    let lists = Lists::start("monitor");
+    let client = lists.run.client();
+    for (office, partner) in [(A4, B4), (A6, B6)] {
+        assert_connects(
+            client,
+            office,
+            to(office, PROTECTED),
+            "the office is in ssh",
+        );
+        assert_times_out(
+            client,
+            office,
+            to(office, UNPROTECTED),
+            "the office is not in api",
+        );
+        assert_connects(
+            client,
+            partner,
+            to(partner, UNPROTECTED),
+            "the partner is in api",
+        );
+        assert_times_out(
+            client,
+            partner,
+            to(partner, PROTECTED),
+            "the partner is not in ssh",
+        );
+        assert_echoed(
+            client,
+            partner,
+            to(partner, API_UDP),
+            "the partner is in api",
+        );
+        assert_dropped(
+            client,
+            office,
+            to(office, API_UDP),
+            "api protects its UDP port too",
+        );
+        // wg covers nobody, but monitor mode only counts.
+        assert_echoed(client, office, to(office, WG_UDP), "wg is in monitor mode");
+    }
+
+    let lists_out = lists.run.ctl(&["--json", "lists"]).ok().json();
+    let by_name = |name: &str| {
+        lists_out
+            .as_array()
+            .expect("an array of lists")
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {lists_out}"))
+            .clone()
+    };
+    assert_eq!(by_name("wg")["mode"], "monitor");
+    assert_eq!(by_name("wg")["would_drop"], 2, "{lists_out}");
+    assert_eq!(by_name("wg")["dropped"], 0, "{lists_out}");
+    assert_eq!(by_name("ssh")["allowed"], 2, "{lists_out}");
+    assert!(by_name("ssh")["dropped"].as_u64() >= Some(2), "{lists_out}");
+    assert_eq!(by_name("api")["udp_ports"], serde_json::json!([API_UDP]));
+    lists
+        .run
+        .ctl(&["lists"])
+        .ok()
+        .stdout_has("wg    monitor  udp 51820");
+    lists
+        .run
+        .ctl(&["blocked"])
+        .ok()
+        .stdout_has(&format!(
+            "port {WG_UDP}/udp: 1 would be blocked (monitor mode) by list `wg`"
+        ))
+        .stdout_has(&format!("-> port {API_UDP}/udp: 1 blocked by list `api`"));
+    lists
+        .run
+        .ctl(&[
+            "test",
+            "198.18.1.2",
+            "--port",
+            &API_UDP.to_string(),
+            "--udp",
+        ])
+        .code(1)
+        .stdout_has("blocked: no entry of list `api` covers 198.18.1.2");
+    lists
+        .run
+        .ctl(&["test", "198.18.2.2"])
+        .code(1)
+        .stdout_has(&format!(
+            "port {UNPROTECTED}: allowed by 198.18.2.2/32 (partner) of list `api`"
+        ))
+        .stdout_has(&format!(
+            "port {WG_UDP}/udp: allowed for now: list `wg` is in monitor mode"
+        ));
+
+    // Enforcing wg now drops what monitor mode counted.
+    lists.reload("enforce");
+    let client = lists.run.client();
+    assert_dropped(client, A4, to(A4, WG_UDP), "wg enforces and covers nobody");
+    assert_connects(client, A4, to(A4, PROTECTED), "ssh is unchanged");
+    let status = lists.run.ctl(&["--json", "status"]).ok().json();
+    let wg = status["lists"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == "wg"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(wg["mode"], "enforce");
+    assert_eq!(wg["dropped"], 1, "{status}");
+    let _: IpAddr = A4;
+}

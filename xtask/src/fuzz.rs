@@ -40,7 +40,7 @@ pub struct FuzzArgs {
     /// verdicts: one frame, in hex, to judge under --config (as a disagreement prints)
     #[arg(long, requires = "config")]
     replay: Option<String>,
-    /// verdicts: the setup line for --replay (`active=… emergency=… ports=… entries=…`)
+    /// verdicts: the setup line for --replay (`emergency=… list=MODE tcp=… udp=… entries=… …`)
     #[arg(long, requires = "replay")]
     config: Option<String>,
     /// config, protocol: how long to run

@@ -137,7 +137,7 @@ fn add_list(rng: &mut Rng, setup: &mut Setup) {
     let i = setup.lists.len() - 1;
     // Fewer entries a list when there are many lists, to stay within the test program's
     // capacity and keep applying a setup quick.
-    let most = if many { 4 } else { 12 };
+    let most = if many { 4 } else { 8 };
     for _ in 0..rng.usize(0..=2 * most) {
         add_entry(rng, setup, i);
     }
@@ -193,7 +193,10 @@ fn related(rng: &mut Rng, other: IpNet) -> IpNet {
         IpNet::V4(_) => (32u8, other.prefix_len()),
         IpNet::V6(_) => (128u8, other.prefix_len()),
     };
+    // An IPv4 entry wider than a /10 costs seconds to mark in a debug build: rarely again.
+    let wide = bits == 32 && len < 10;
     let new_len = match weighted(rng, &[30, 45, 25]) {
+        _ if wide && !percent(rng, 10) => rng.u8(16..=32),
         0 => len,
         1 if len < bits => {
             // Inside: a host, the next /8 boundary, or any longer prefix.
@@ -203,13 +206,14 @@ fn related(rng: &mut Rng, other: IpNet) -> IpNet {
                 _ => rng.u8(len + 1..=bits),
             }
         }
-        // Around, but not so wide that the prefilters take long to mark.
+        // Around, mostly at most 8 bits wider and rarely wider than a /16 (IPv4) or /20
+        // (IPv6): the daemon marks every /24 of an IPv4 entry in the prefilter, which a debug
+        // build takes a while to do for millions of them.
         _ if len > 1 => {
-            let floor = if bits == 32 { 10 } else { 20 };
-            match rng.u32(0..2) {
-                0 => len.saturating_sub(8).max(floor.min(len - 1)),
-                _ => rng.u8(floor.min(len - 1)..len),
-            }
+            let floor = if bits == 32 { 16 } else { 20 };
+            let floor = if percent(rng, 10) { floor - 6 } else { floor };
+            let lowest = len.saturating_sub(8).max(floor).min(len - 1);
+            rng.u8(lowest..len)
         }
         _ => len,
     };
@@ -244,13 +248,15 @@ fn mask128(len: u8) -> u128 {
 fn add_v4(rng: &mut Rng, entries: &mut Vec<IpNet>) {
     // Wide entries are rarer: the daemon marks every /24 they hold in the prefilter, which a
     // debug build takes a while to do for millions of them.
-    let len = match weighted(rng, &[25, 15, 25, 22, 10, 3]) {
+    let len = match weighted(rng, &[25, 15, 25, 22, 6, 2]) {
         0 => 32,
         1 => 24,
         2 => rng.u8(25..=31),
         3 => rng.u8(16..=23),
         4 => rng.u8(10..=15),
-        _ => rng.u8(2..=9),
+        // A /2 holds 4 million /24s: seconds to mark or unmark in a debug build.
+        _ if percent(rng, 10) => rng.u8(2..=5),
+        _ => rng.u8(6..=9),
     };
     let base = match neighbour(rng, entries, 32, |n| match n {
         IpNet::V4(n) => Some((u128::from(u32::from(n.network())), n.prefix_len())),

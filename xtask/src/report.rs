@@ -308,7 +308,13 @@ pub fn write(
         "\nWhat the random sources got from the random-source build (its own counters, all rounds):\n"
     );
     for r in arr(&testrun["random_reasons"]) {
-        let _ = writeln!(md, "- {} entries: `{}`", r["entries"], r["reasons"]);
+        let _ = writeln!(
+            md,
+            "- {} entries, {}: `{}`",
+            r["entries"],
+            s(&r["program"]),
+            r["reasons"]
+        );
     }
     let _ = writeln!(md, "\nFixed sources: `{}`.", testrun["warm_sources"]);
 
@@ -431,7 +437,15 @@ change is that the parsed source address is replaced by one drawn with `bpf_get_
 XDP_PASS program (the floor), `draw` draws the same way and passes (its cost over `empty` is subtracted), \
 `lpm` is a plain LPM trie with the same entries. Lists (seeded): IPv4 80% /32, 15% /24, 5% /16–/23, \
 uniform over 1.0.0.0–223.255.255.255; IPv6 40% /128, 30% /64, 15% /56, 15% /48 over 2000::/3; no overlaps; \
-the lab networks 198.18.1.0/24 and 2001:db8::a/128 added; `entries` is per address family.\n";
+the lab networks 198.18.1.0/24 and 2001:db8::a/128 added; `entries` is per address family. \
+The list protects TCP port 2222 and UDP port 51820: `udp_*` rows send 45-byte frames (3 bytes of payload) to 51820 \
+(`non_tcp_v4` one to 2222, unprotected for UDP). `syn_v4_32lists` runs a second random-source \
+program whose maps hold the same entries spread round robin over 32 enforcing lists, list j \
+protecting TCP port 2222 + j; each round sends it SYNs to the ports of the next 4 lists in turn \
+(32 / rounds, rounded up, so that the rounds reach every list), a full `repeat` each, and counts \
+their mean. Before any timing, every frame is run once and must get \
+the reason its row is about (each of the 32 lists judging one of its SYNs), so that no row \
+times another path.\n";
 
 const FLOOD_METHOD: &str = "Two network namespaces joined by veth (198.18.0.0/16 on-link; blackhole default \
 routes and permanent neighbour entries in both, so nothing addressed to a spoofed source leaves the lab). The \

@@ -238,7 +238,7 @@ pub fn write(
     );
     let _ = writeln!(
         md,
-        "## Headlines\n\n| headline | value | goal | met |\n|---|---|---|---|"
+        "## Headlines\n\n| headline | value | goal | met | measured as |\n|---|---|---|---|---|"
     );
     let mut lines = Vec::new();
     for h in arr(&results["headlines"]) {
@@ -246,7 +246,7 @@ pub fn write(
         let goal = f(&h["goal"]);
         let _ = writeln!(
             md,
-            "| {} | {} | <= {} | {} |",
+            "| {} | {} | <= {} | {} | {} |",
             s(&h["name"]),
             num(value),
             num(goal),
@@ -254,7 +254,8 @@ pub fn write(
                 Some(true) => "yes".to_owned(),
                 Some(false) => format!("**no** ({:.1}x the goal)", value / goal),
                 None => "-".into(),
-            }
+            },
+            headline_method(h["name"].as_str().unwrap_or(""))
         );
         lines.push(format!(
             "headline: {} = {} (goal <= {})",
@@ -425,6 +426,33 @@ pub fn write(
     let _ = &null;
     std::fs::write(md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(lines)
+}
+
+/// How each headline is measured, in one line (the sections below have the details).
+fn headline_method(name: &str) -> &'static str {
+    match name {
+        "non-syn-path" => "`established_v4` (fixed ACK) at 1000 entries, x empty",
+        "syn-flood-1k-v4" => "`syn_v4` (random sources) at 1000 entries, x empty",
+        "syn-flood-1m-v4" => "`syn_v4` (random sources) at 1048576 entries, x empty",
+        "syn-flood-1m-v6" => "`syn_v6` (random sources) at 1048576 entries, x empty",
+        "syn-flood-1m-v4-32lists" => {
+            "`syn_v4_32lists`: the same entries spread over 32 lists, SYNs to every list's \
+             port, 4 lists a round, random sources, at 1048576 entries, x empty"
+        }
+        "udp-flood-1m-v4" => {
+            "`udp_v4`: datagrams to the protected UDP port, random sources, at 1048576 \
+             entries, x empty"
+        }
+        "udp-allowed-path" => {
+            "`udp_allowed_v4`: datagrams to the protected UDP port from a covered source \
+             (fixed), at 1000 entries, x empty"
+        }
+        "apply-1m-seconds" => "allowlistd's start to READY=1 with 1048576 entries (median)",
+        "reload-1pct-1m-ms" => "SIGHUP to READY=1 after 1% of 1048576 entries changed (median)",
+        "peak-rss-1m-mb" => "allowlistd's VmHWM after the reloads at 1048576 entries",
+        "flood-cpu-vs-nftables" => "receiver CPU per dropped SYN, allowlist / the better nft",
+        _ => "-",
+    }
 }
 
 const DATA_PATH_METHOD: &str = "Every program is loaded in the same run and fed a 54-byte frame through \

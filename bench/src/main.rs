@@ -114,7 +114,7 @@ fn main() -> Result<()> {
             "testrun".into(),
             json!({
                 "rounds": settings.rounds, "repeat": settings.repeat, "rows": rows,
-                "random_reasons": out.random_reasons.iter().map(|(s, v)| json!({"entries": s, "reasons": v})).collect::<Vec<_>>(),
+                "random_reasons": out.random_reasons.iter().map(|(s, p, v)| json!({"entries": s, "program": p, "reasons": v})).collect::<Vec<_>>(),
                 "load_seconds": out.load_seconds,
                 "warm_sources": testrun::warm_sources(),
                 "seconds": t.elapsed().as_secs_f64(),
@@ -139,6 +139,21 @@ fn main() -> Result<()> {
             name: "syn-flood-1m-v6",
             value: out.ratio("allowlist", "syn_v6", 1 << 20),
             goal: 5.0,
+        });
+        headlines.push(Headline {
+            name: "syn-flood-1m-v4-32lists",
+            value: out.ratio("allowlist", "syn_v4_32lists", 1 << 20),
+            goal: 5.0,
+        });
+        headlines.push(Headline {
+            name: "udp-flood-1m-v4",
+            value: out.ratio("allowlist", "udp_v4", 1 << 20),
+            goal: 5.0,
+        });
+        headlines.push(Headline {
+            name: "udp-allowed-path",
+            value: out.ratio("allowlist", "udp_allowed_v4", 1000),
+            goal: 3.0,
         });
     }
 

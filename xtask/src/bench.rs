@@ -24,7 +24,7 @@ const PEER_PACKAGES: &[&str] = &[
     "time",
 ];
 
-pub fn bench(root: &Path, quick: bool) -> Result<()> {
+pub fn bench(root: &Path, quick: bool, parts: Option<&str>) -> Result<()> {
     let started = Instant::now();
     if !exec::is_root()? {
         anyhow::bail!("the bench needs root (BPF, XDP, network namespaces)");
@@ -44,10 +44,10 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
     if !Path::new("/sys/fs/bpf/").join(".").exists() || !is_bpffs("/sys/fs/bpf")? {
         run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))?;
     }
-    let out_dir = if quick {
-        root.join("target/bench/quick")
-    } else {
-        root.join("benchmarks")
+    let out_dir = match (quick, parts) {
+        (true, _) => root.join("target/bench/quick"),
+        (false, Some(_)) => root.join("target/bench/parts"),
+        (false, None) => root.join("benchmarks"),
     };
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut cmd = Command::new(built.bin_dir.join("allowlist-bench"));
@@ -61,10 +61,13 @@ pub fn bench(root: &Path, quick: bool) -> Result<()> {
     if quick {
         cmd.arg("--quick");
     }
+    if let Some(parts) = parts {
+        cmd.arg("--parts").arg(parts);
+    }
     let measured = Instant::now();
     run(&mut cmd)?;
     let measure_seconds = measured.elapsed().as_secs_f64();
-    let md = if quick {
+    let md = if quick || parts.is_some() {
         out_dir.join("BENCHMARKS.md")
     } else {
         root.join("BENCHMARKS.md")

@@ -50,6 +50,10 @@ enum Cmd {
         /// A smaller run (under 5 minutes) into target/bench/quick
         #[arg(long)]
         quick: bool,
+        /// Only these parts, comma-separated (testrun, control, flood). Their report goes to
+        /// target/bench/quick, or target/bench/parts: never over the whole run's BENCHMARKS.md
+        #[arg(long)]
+        parts: Option<String>,
     },
     /// Long fuzz runs in release mode (the XDP program against the reference model, the config
     /// parser, the control protocol), and replays of what they report
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
         Cmd::Build { release } => ("build", build::build(root, *release).map(drop)),
         Cmd::Test { cargo_test_args } => ("test", checks::test(root, cargo_test_args)),
         Cmd::Demo => ("demo", demo::demo(root)),
-        Cmd::Bench { quick } => ("bench", bench::bench(root, *quick)),
+        Cmd::Bench { quick, parts } => ("bench", bench::bench(root, *quick, parts.as_deref())),
         Cmd::Fuzz(args) => ("fuzz", fuzz::fuzz(root, args)),
         Cmd::Install {
             prefix,

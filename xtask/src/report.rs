@@ -238,7 +238,7 @@ pub fn write(
     );
     let _ = writeln!(
         md,
-        "## Headlines\n\n| headline | value | goal | met |\n|---|---|---|---|"
+        "## Headlines\n\n| headline | value | goal | met | measured as |\n|---|---|---|---|---|"
     );
     let mut lines = Vec::new();
     for h in arr(&results["headlines"]) {
@@ -246,7 +246,7 @@ pub fn write(
         let goal = f(&h["goal"]);
         let _ = writeln!(
             md,
-            "| {} | {} | <= {} | {} |",
+            "| {} | {} | <= {} | {} | {} |",
             s(&h["name"]),
             num(value),
             num(goal),
@@ -254,7 +254,8 @@ pub fn write(
                 Some(true) => "yes".to_owned(),
                 Some(false) => format!("**no** ({:.1}x the goal)", value / goal),
                 None => "-".into(),
-            }
+            },
+            headline_method(h["name"].as_str().unwrap_or(""))
         );
         lines.push(format!(
             "headline: {} = {} (goal <= {})",
@@ -308,7 +309,13 @@ pub fn write(
         "\nWhat the random sources got from the random-source build (its own counters, all rounds):\n"
     );
     for r in arr(&testrun["random_reasons"]) {
-        let _ = writeln!(md, "- {} entries: `{}`", r["entries"], r["reasons"]);
+        let _ = writeln!(
+            md,
+            "- {} entries, {}: `{}`",
+            r["entries"],
+            s(&r["program"]),
+            r["reasons"]
+        );
     }
     let _ = writeln!(md, "\nFixed sources: `{}`.", testrun["warm_sources"]);
 
@@ -421,6 +428,33 @@ pub fn write(
     Ok(lines)
 }
 
+/// How each headline is measured, in one line (the sections below have the details).
+fn headline_method(name: &str) -> &'static str {
+    match name {
+        "non-syn-path" => "`established_v4` (fixed ACK) at 1000 entries, x empty",
+        "syn-flood-1k-v4" => "`syn_v4` (random sources) at 1000 entries, x empty",
+        "syn-flood-1m-v4" => "`syn_v4` (random sources) at 1048576 entries, x empty",
+        "syn-flood-1m-v6" => "`syn_v6` (random sources) at 1048576 entries, x empty",
+        "syn-flood-1m-v4-32lists" => {
+            "`syn_v4_32lists`: the same entries spread over 32 lists, SYNs to every list's \
+             port, 4 lists a round, random sources, at 1048576 entries, x empty"
+        }
+        "udp-flood-1m-v4" => {
+            "`udp_v4`: datagrams to the protected UDP port, random sources, at 1048576 \
+             entries, x empty"
+        }
+        "udp-allowed-path" => {
+            "`udp_allowed_v4`: datagrams to the protected UDP port from a covered source \
+             (fixed), at 1000 entries, x empty"
+        }
+        "apply-1m-seconds" => "allowlistd's start to READY=1 with 1048576 entries (median)",
+        "reload-1pct-1m-ms" => "SIGHUP to READY=1 after 1% of 1048576 entries changed (median)",
+        "peak-rss-1m-mb" => "allowlistd's VmHWM after the reloads at 1048576 entries",
+        "flood-cpu-vs-nftables" => "receiver CPU per dropped SYN, allowlist / the better nft",
+        _ => "-",
+    }
+}
+
 const DATA_PATH_METHOD: &str = "Every program is loaded in the same run and fed a 54-byte frame through \
 BPF_PROG_TEST_RUN with `repeat` (the kernel reports the mean ns per run). `allowlist` is the real compiled \
 object, its maps filled by `Filter::apply` exactly as the daemon fills them; `fixed` rows repeat one frame \
@@ -431,7 +465,15 @@ change is that the parsed source address is replaced by one drawn with `bpf_get_
 XDP_PASS program (the floor), `draw` draws the same way and passes (its cost over `empty` is subtracted), \
 `lpm` is a plain LPM trie with the same entries. Lists (seeded): IPv4 80% /32, 15% /24, 5% /16–/23, \
 uniform over 1.0.0.0–223.255.255.255; IPv6 40% /128, 30% /64, 15% /56, 15% /48 over 2000::/3; no overlaps; \
-the lab networks 198.18.1.0/24 and 2001:db8::a/128 added; `entries` is per address family.\n";
+the lab networks 198.18.1.0/24 and 2001:db8::a/128 added; `entries` is per address family. \
+The list protects TCP port 2222 and UDP port 51820: `udp_*` rows send 45-byte frames (3 bytes of payload) to 51820 \
+(`non_tcp_v4` one to 2222, unprotected for UDP). `syn_v4_32lists` runs a second random-source \
+program whose maps hold the same entries spread round robin over 32 enforcing lists, list j \
+protecting TCP port 2222 + j; each round sends it SYNs to the ports of the next 4 lists in turn \
+(32 / rounds, rounded up, so that the rounds reach every list), a full `repeat` each, and counts \
+their mean. Before any timing, every frame is run once and must get \
+the reason its row is about (each of the 32 lists judging one of its SYNs), so that no row \
+times another path.\n";
 
 const FLOOD_METHOD: &str = "Two network namespaces joined by veth (198.18.0.0/16 on-link; blackhole default \
 routes and permanent neighbour entries in both, so nothing addressed to a spoofed source leaves the lab). The \

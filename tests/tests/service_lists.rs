@@ -252,7 +252,7 @@ fn allowlistctl_changes_lists_live() {
     assert_echoed(client, B4, to(B4, WG_UDP), "monitor mode");
     run.ctl(&["activate", "--list", "wg", "--current-ip", "198.18.1.2"])
         .ok()
-        .stdout_has("list `wg` was in monitor mode; it would have blocked recently: 198.18.2.2 (port 51820/udp, 1 times)")
+        .stdout_has("list `wg` was in monitor mode; it would have blocked recently: 198.18.2.2 (port 51820/udp, 1 time)")
         .stdout_has("activate list wg");
     probe_wg("the laptop is in wg");
     assert_dropped(client, B4, to(B4, WG_UDP), "wg enforces now");

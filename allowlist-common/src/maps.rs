@@ -30,10 +30,6 @@ pub const SETTINGS: &str = "SETTINGS";
 /// [`COUNTER_SLOTS`] or more. An array, not a hash map: every packet is counted, and an array
 /// lookup is a few instructions the verifier inlines.
 pub const COUNTERS: &str = "COUNTERS";
-/// Per-CPU [`Counters`] indexed by list number: the frames each list judged (from
-/// `pass_inactive` on), counted against the list that decided them
-/// ([`crate::verdict::deciding_list`]).
-pub const LIST_COUNTERS: &str = "LIST_COUNTERS";
 /// Interfaces beyond this ifindex share slot 0 (ifindexes count per network namespace, so
 /// only a host that has created thousands of interfaces gets there).
 pub const COUNTER_SLOTS: u32 = 4096;
@@ -46,8 +42,9 @@ pub const HITS: &str = "HITS";
 pub const HIT_SLOTS: &str = "HIT_SLOTS";
 /// Ring buffer of [`BlockedEvent`]s for the daemon's "blocked sources" view.
 pub const BLOCKED: &str = "BLOCKED";
-/// Per-CPU [`EventBudget`] (index 0): the token bucket that bounds BLOCKED's event rate.
-pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
+/// Per-CPU [`CpuState`] (index 0): what the program keeps per CPU besides the interface
+/// counters, in one value so that a drop or an allowed connection looks up one map.
+pub const CPU_STATE: &str = "CPU_STATE";
 
 /// Events each CPU may report per second (and its burst): enough to see who is knocking,
 /// bounded so that a flood cannot swamp the daemon.
@@ -311,8 +308,8 @@ impl Settings {
     }
 }
 
-/// Per-interface (in [`COUNTERS`]) or per-list (in [`LIST_COUNTERS`]), per-CPU packet counts
-/// by [`crate::verdict::Reason`].
+/// Per-interface (in [`COUNTERS`]) or per-list (in [`CpuState`]), per-CPU packet counts by
+/// [`crate::verdict::Reason`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
@@ -367,6 +364,31 @@ pub struct BlockedEvent {
     pub _padding: [u8; 3],
 }
 
+/// One CPU's state: the event budget, its last reading of the coarse clock, and what each
+/// list judged (from `pass_inactive` on), counted against the list that decided it
+/// ([`crate::verdict::deciding_list`]), by list number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuState {
+    pub budget: EventBudget,
+    /// `bpf_jiffies64()` when `clock_ns` was read.
+    pub clock_jiffies: u64,
+    /// `bpf_ktime_get_coarse_ns()`, read once per jiffy.
+    pub clock_ns: u64,
+    pub lists: [Counters; MAX_LISTS],
+}
+
+impl Default for CpuState {
+    fn default() -> Self {
+        CpuState {
+            budget: EventBudget::default(),
+            clock_jiffies: 0,
+            clock_ns: 0,
+            lists: [Counters::default(); MAX_LISTS],
+        }
+    }
+}
+
 /// A per-CPU token bucket, and what it let through and held back.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -385,6 +407,7 @@ mod pod {
     unsafe impl aya::Pod for super::HitStat {}
     unsafe impl aya::Pod for super::BlockedEvent {}
     unsafe impl aya::Pod for super::EventBudget {}
+    unsafe impl aya::Pod for super::CpuState {}
 }
 
 #[cfg(test)]

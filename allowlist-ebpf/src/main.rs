@@ -21,8 +21,8 @@ use core::{cell::Cell, mem::size_of};
 
 use allowlist_common::{
     maps::{
-        BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, EVENTS_PER_SEC_PER_CPU,
-        EventBudget, HOSTS_V4_WORDS, HitStat, MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
+        BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, CpuState, EVENTS_PER_SEC_PER_CPU,
+        HOSTS_V4_WORDS, HitStat, MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
         PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_LISTS_WORDS, PREFILTER_V6_WORDS, Settings,
         Slot24, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, host_v4_marks,
         port_list_mask, port_list_position, v6_marks, v6_prefixes,
@@ -77,15 +77,11 @@ static ENTRY_LISTS: Array<u32> = Array::with_max_entries(2049, 0);
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
-#[map]
-static LIST_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(MAX_LISTS as u32, 0);
+
 #[map]
 static BLOCKED: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 #[map]
-static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
-/// This CPU's last reading of the coarse clock (see `coarse_now`).
-#[map]
-static TICK_CLOCK: PerCpuArray<TickClock> = PerCpuArray::with_max_entries(1, 0);
+static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 /// Sized by the daemon: `HIT_SLOTS` per possible CPU.
 #[map]
 static HITS: Array<HitStat> = Array::with_max_entries(2049, 0);
@@ -129,6 +125,7 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
     };
     let rules = KernelMaps {
         ctx: &ctx,
+        settings: Cell::new(None),
         entry: Cell::new(0),
         needed: Cell::new(0),
         covering: Cell::new(0),
@@ -139,7 +136,12 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
     if (reason as u32) < Reason::PassInactive as u32 {
         return xdp_action::XDP_PASS;
     }
-    let settings = KernelMaps::settings();
+    let Some(state) = CPU_STATE.get_ptr_mut(0) else {
+        return action_of(reason);
+    };
+    // SAFETY: a per-CPU value: no other program instance writes it concurrently.
+    let state = unsafe { &mut *state };
+    let settings = rules.settings();
     let list = deciding_list(
         reason,
         rules.needed.get(),
@@ -148,13 +150,28 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
         rules.covering.get(),
     )
     .unwrap_or(0);
-    count_list(list, reason);
+    // Masked for the verifier, which cannot see that `deciding_list` (a table lookup of
+    // trailing_zeros) stays below 32; read volatile so that LLVM, which can, keeps the mask.
+    // SAFETY: reads a local.
+    let index = unsafe { core::ptr::read_volatile(&list) } as usize & (MAX_LISTS - 1);
+    if let Some(n) = state
+        .lists
+        .get_mut(index)
+        .and_then(|counters| counters.by_reason.get_mut(reason as usize))
+    {
+        *n += 1;
+    }
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
-        count_hit(rules.entry.get());
+        count_hit(rules.entry.get(), state);
     }
     if reason.is_drop() || reason.is_would_drop() {
-        report_blocked(&ctx, &found, reason, list);
+        report_blocked(&ctx, &found, reason, list, state);
     }
+    action_of(reason)
+}
+
+#[inline(always)]
+fn action_of(reason: Reason) -> u32 {
     if reason.is_drop() {
         xdp_action::XDP_DROP
     } else {
@@ -567,6 +584,8 @@ fn parse_udp(
 /// the lists covering its source, for the list the verdict is counted against.
 struct KernelMaps<'a> {
     ctx: &'a XdpContext,
+    /// SETTINGS, read once when first asked.
+    settings: Cell<Option<Settings>>,
     entry: Cell<u32>,
     needed: Cell<ListMask>,
     covering: Cell<ListMask>,
@@ -574,13 +593,18 @@ struct KernelMaps<'a> {
 
 impl KernelMaps<'_> {
     #[inline(always)]
-    fn settings() -> Settings {
-        SETTINGS.get(0).copied().unwrap_or_default()
+    fn settings(&self) -> Settings {
+        if let Some(settings) = self.settings.get() {
+            return settings;
+        }
+        let settings = SETTINGS.get(0).copied().unwrap_or_default();
+        self.settings.set(Some(settings));
+        settings
     }
 
     #[inline(always)]
-    fn emergency_in_force() -> bool {
-        let settings = Self::settings();
+    fn emergency_in_force(&self) -> bool {
+        let settings = self.settings();
         // The clock is read only while a deadline is set.
         // SAFETY: a helper without arguments, available to XDP programs.
         settings.emergency_until_ns != 0
@@ -599,7 +623,7 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
 
     #[inline(always)]
     fn lists_with_ports(&self, proto: Proto) -> ListMask {
-        let settings = Self::settings();
+        let settings = self.settings();
         let lists = match proto {
             Proto::Tcp => settings.tcp_lists,
             Proto::Udp => settings.udp_lists,
@@ -610,12 +634,12 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
 
     #[inline(always)]
     fn enforcing(&self) -> ListMask {
-        Self::settings().enforcing
+        self.settings().enforcing
     }
 
     #[inline(always)]
     fn monitoring(&self) -> ListMask {
-        Self::settings().monitoring
+        self.settings().monitoring
     }
 
     #[inline(always)]
@@ -624,7 +648,8 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
         let id = if src.v4 {
             source_v4(self.ctx, usize::from(src.offset)).and_then(covering_v4)
         } else {
-            source_v6(self.ctx, usize::from(src.offset)).and_then(covering_v6)
+            let settings = self.settings();
+            source_v6(self.ctx, usize::from(src.offset)).and_then(|a| covering_v6(a, &settings))
         };
         let Some(id) = id else {
             return 0;
@@ -637,7 +662,7 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
 
     #[inline(always)]
     fn emergency(&self) -> bool {
-        KernelMaps::emergency_in_force()
+        self.emergency_in_force()
     }
 }
 
@@ -683,8 +708,7 @@ fn covering_v4(addr: [u8; 4]) -> Option<u32> {
 }
 
 #[inline(always)]
-fn covering_v6(addr: [u8; 16]) -> Option<u32> {
-    let settings = KernelMaps::settings();
+fn covering_v6(addr: [u8; 16], settings: &Settings) -> Option<u32> {
     if settings.v6_wide_entries == 0 {
         let (first32, first48) = v6_prefixes(&addr);
         let fine =
@@ -724,14 +748,16 @@ fn v6_marked(marks: V6Marks) -> bool {
 /// Tells the daemon who was blocked, within this CPU's event budget; what exceeds it is only
 /// counted.
 #[inline(always)]
-fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason, list: u32) {
-    let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: a per-CPU value: no other program instance writes it concurrently.
-    let budget = unsafe { &mut *budget };
+fn report_blocked(
+    ctx: &XdpContext,
+    found: &Found,
+    reason: Reason,
+    list: u32,
+    state: &mut CpuState,
+) {
     // A tick's resolution is enough for a budget per second.
-    let now = coarse_now();
+    let now = coarse_now(state);
+    let budget = &mut state.budget;
     let interval = 1_000_000_000 / EVENTS_PER_SEC_PER_CPU;
     let earned = (now - budget.refilled_ns) / interval;
     if earned > 0 {
@@ -780,30 +806,18 @@ fn report_blocked(ctx: &XdpContext, found: &Found, reason: Reason, list: u32) {
 /// allowed SYN wants the time, that is one load (the verifier inlines bpf_jiffies64) instead
 /// of a helper call.
 #[inline(always)]
-fn coarse_now() -> u64 {
+fn coarse_now(state: &mut CpuState) -> u64 {
     // SAFETY (the helpers here): they take no arguments.
     let jiffies = unsafe { bpf_jiffies64() };
-    let Some(clock) = TICK_CLOCK.get_ptr_mut(0) else {
-        return unsafe { bpf_ktime_get_coarse_ns() };
-    };
-    // SAFETY: a per-CPU value: no other program instance writes it concurrently.
-    let clock = unsafe { &mut *clock };
-    if clock.jiffies != jiffies {
-        clock.jiffies = jiffies;
-        clock.ns = unsafe { bpf_ktime_get_coarse_ns() };
+    if state.clock_jiffies != jiffies {
+        state.clock_jiffies = jiffies;
+        state.clock_ns = unsafe { bpf_ktime_get_coarse_ns() };
     }
-    clock.ns
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TickClock {
-    jiffies: u64,
-    ns: u64,
+    state.clock_ns
 }
 
 #[inline(always)]
-fn count_hit(id: u32) {
+fn count_hit(id: u32, state: &mut CpuState) {
     // SAFETY: reads a global the loader wrote; helpers without arguments.
     let (slots, cpu) = unsafe {
         (
@@ -815,17 +829,7 @@ fn count_hit(id: u32) {
         // SAFETY: this CPU's block: no other program instance writes it concurrently.
         unsafe {
             (*stat).packets += 1;
-            (*stat).last_seen_ns = coarse_now();
-        }
-    }
-}
-
-#[inline(always)]
-fn count_list(list: u32, reason: Reason) {
-    if let Some(counters) = LIST_COUNTERS.get_ptr_mut(list) {
-        // SAFETY: a per-CPU value: no other program instance writes it concurrently.
-        if let Some(n) = unsafe { (*counters).by_reason.get_mut(reason as usize) } {
-            *n += 1;
+            (*stat).last_seen_ns = coarse_now(state);
         }
     }
 }

@@ -13,9 +13,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, CONFIRM_V6_WORDS, Counters, EventBudget, HOSTS_V4_WORDS, HitStat, MAX_LISTS,
-    PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS,
-    PREFILTER_V6_WORDS, Settings, port_list_mask, port_list_position,
+    self as names, CONFIRM_V6_WORDS, Counters, CpuState, EventBudget, HOSTS_V4_WORDS, HitStat,
+    MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS,
+    PER24_STATES_V4_WORDS, PREFILTER_V6_WORDS, Settings, port_list_mask, port_list_position,
 };
 use allowlist_common::verdict::{self, ListMask, Parsed, Proto, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -56,7 +56,7 @@ const PREVIOUS_PIN_NAMES: [&str; 5] = [
     "PORTS",
 ];
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 18] = [
+pub const MAP_NAMES: [&str; 17] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
@@ -73,7 +73,6 @@ pub const MAP_NAMES: [&str; 18] = [
     names::ENTRY_LISTS,
     names::SETTINGS,
     names::COUNTERS,
-    names::LIST_COUNTERS,
     names::HITS,
 ];
 
@@ -166,6 +165,9 @@ pub struct Filter {
     /// The lists as the maps have them, and their numbers.
     lists: Vec<AppliedList>,
     numbers: Numbers,
+    /// Each list number's counts when its list got it: CPU_STATE counts from the program's
+    /// start, and a number goes to a new list when an old one is gone.
+    list_baseline: [Counters; MAX_LISTS],
     ids: Ids,
     settings: Settings,
     capacity: u32,
@@ -285,6 +287,7 @@ impl Filter {
             v6: V6Prefilter::default(),
             lists: Vec::new(),
             numbers: Numbers::default(),
+            list_baseline: [Counters::default(); MAX_LISTS],
             ids: Ids::new(id_capacity, inherited),
             settings: Settings::default(),
             capacity: max_entries,
@@ -347,7 +350,12 @@ impl Filter {
             .numbers
             .assign(lists.iter().map(|l| l.name), &mut fresh)?;
         // A number a removed list had counts for starts from zero for its new list.
-        self.clear_list_counters(&fresh)?;
+        if !fresh.is_empty() {
+            let now = self.list_counts()?;
+            for n in fresh {
+                self.list_baseline[usize::from(n)] = now[usize::from(n)];
+            }
+        }
         let plan = self
             .plan(entries.map(|(net, positions)| (net, lists::to_numbers(positions, &numbers))));
         let applied: Vec<AppliedList> = lists
@@ -630,35 +638,42 @@ impl Filter {
             .context("writing the settings map")
     }
 
-    fn clear_list_counters(&mut self, numbers: &[u8]) -> Result<()> {
-        if numbers.is_empty() {
-            return Ok(());
-        }
-        let mut counters: PerCpuArray<_, Counters> =
-            PerCpuArray::try_from(map_mut(&mut self.ebpf, names::LIST_COUNTERS)?)?;
-        for &n in numbers {
-            let zeros =
-                aya::maps::PerCpuValues::try_from(vec![Counters::default(); self.cpus as usize])?;
-            counters
-                .set(u32::from(n), zeros, 0)
-                .context("clearing a list's counters")?;
-        }
-        Ok(())
+    /// Each CPU's state, as the program keeps it.
+    fn cpu_states(&self) -> Result<Vec<CpuState>> {
+        let states: PerCpuArray<_, CpuState> =
+            PerCpuArray::try_from(map(&self.ebpf, names::CPU_STATE)?)?;
+        let per_cpu = states.get(&0, 0).context("reading the per-CPU state")?;
+        Ok(per_cpu.iter().copied().collect())
+    }
+
+    /// Every list number's counts since the program started, summed over CPUs.
+    fn list_counts(&self) -> Result<[Counters; MAX_LISTS]> {
+        let states = self.cpu_states()?;
+        Ok(std::array::from_fn(|n| {
+            Counters::total(states.iter().map(|s| &s.lists[n]))
+        }))
     }
 
     /// Packet counts per list, summed over CPUs, by list name: what each list judged since it
     /// was created (or since the daemon started).
     pub fn list_counters(&self) -> Result<BTreeMap<String, Counters>> {
-        let counters: PerCpuArray<_, Counters> =
-            PerCpuArray::try_from(map(&self.ebpf, names::LIST_COUNTERS)?)?;
-        let mut out = BTreeMap::new();
-        for list in &self.lists {
-            let per_cpu = counters
-                .get(&u32::from(list.number), 0)
-                .context("reading the list counters")?;
-            out.insert(list.name.clone(), Counters::total(per_cpu.iter()));
-        }
-        Ok(out)
+        let counts = self.list_counts()?;
+        Ok(self
+            .lists
+            .iter()
+            .map(|list| {
+                let n = usize::from(list.number);
+                let mut since = counts[n];
+                for (count, base) in since
+                    .by_reason
+                    .iter_mut()
+                    .zip(self.list_baseline[n].by_reason)
+                {
+                    *count -= base;
+                }
+                (list.name.clone(), since)
+            })
+            .collect())
     }
 
     /// Packet counts per ingress ifindex (0: interfaces of ifindex `COUNTER_SLOTS` or
@@ -694,11 +709,10 @@ impl Filter {
     /// Blocked-connection events sent to the ring buffer and held back by the per-CPU
     /// budget, summed over CPUs.
     pub fn event_budget(&self) -> Result<EventBudget> {
-        let budget: PerCpuArray<_, EventBudget> =
-            PerCpuArray::try_from(map(&self.ebpf, names::EVENT_BUDGET)?)?;
-        let per_cpu = budget.get(&0, 0).context("reading the event budget")?;
-        Ok(per_cpu
+        Ok(self
+            .cpu_states()?
             .iter()
+            .map(|s| &s.budget)
             .fold(EventBudget::default(), |sum, cpu| EventBudget {
                 sent: sum.sent + cpu.sent,
                 suppressed: sum.suppressed + cpu.suppressed,

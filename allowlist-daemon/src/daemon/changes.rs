@@ -72,11 +72,15 @@ fn walk<'a>(old: &'a Config, new: &'a Config, mut each: impl FnMut(Side<'a>)) {
 }
 
 /// `config`'s entries in network order and, within a network, in list-name order.
-fn in_entry_order(config: &Config) -> impl Iterator<Item = &Entry> {
+fn in_entry_order(config: &Config) -> Box<dyn Iterator<Item = &Entry> + '_> {
+    // One list holds each network once: network order is the order.
+    if config.lists.len() <= 1 {
+        return Box::new(config.entries_by_net());
+    }
     let mut by_net = config.entries_by_net().peekable();
     // The entries of one network (one per list it is in), reused from network to network.
     let mut run: Vec<&Entry> = Vec::new();
-    std::iter::from_fn(move || {
+    Box::new(std::iter::from_fn(move || {
         if run.is_empty() {
             let first = by_net.next()?;
             run.push(first);
@@ -88,7 +92,7 @@ fn in_entry_order(config: &Config) -> impl Iterator<Item = &Entry> {
             }
         }
         run.pop()
-    })
+    }))
 }
 
 /// Entries only in `new`, and entries only in `old`.

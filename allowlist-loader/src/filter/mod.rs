@@ -356,8 +356,10 @@ impl Filter {
                 self.list_baseline[usize::from(n)] = now[usize::from(n)];
             }
         }
-        let plan = self
-            .plan(entries.map(|(net, positions)| (net, lists::to_numbers(positions, &numbers))));
+        let plan = self.plan(
+            entries.map(|(net, positions)| (net, lists::to_numbers(positions, &numbers))),
+            self.single_list(&numbers),
+        );
         let applied: Vec<AppliedList> = lists
             .iter()
             .zip(&numbers)
@@ -396,9 +398,28 @@ impl Filter {
         Ok(())
     }
 
+    /// The one list's bit when the maps hold at most one list and the change keeps just that
+    /// one (`numbers` are the new lists'): every network's mask is then that bit, and a change
+    /// of a million-entry single list need not walk the masks.
+    fn single_list(&self, numbers: &[u8]) -> Option<ListMask> {
+        let bit = match (self.lists.as_slice(), numbers) {
+            ([], [n]) => 1 << n,
+            ([held], [n]) if held.number == *n => 1 << n,
+            _ => return None,
+        };
+        // An apply that failed half-way may have left networks of other lists.
+        let held = self.ids.entries().iter().all(|&(_, _, own)| own == bit);
+        held.then_some(bit)
+    }
+
     /// What a change to `target` (networks in order, each with its lists) writes: a walk of
-    /// the held and the target networks together, in network order.
-    fn plan(&self, target: impl Iterator<Item = (IpNet, ListMask)>) -> Plan {
+    /// the held and the target networks together, in network order. With `single`, every
+    /// network's mask is that list's bit before, while and after.
+    fn plan(
+        &self,
+        target: impl Iterator<Item = (IpNet, ListMask)>,
+        single: Option<ListMask>,
+    ) -> Plan {
         let mut plan = Plan::default();
         // Masks as the maps have them, as they will be, and while the change is applied.
         let (mut old, mut new, mut between) =
@@ -426,9 +447,14 @@ impl Filter {
                     (t, None, Some(to))
                 }
             };
-            let mid = between.next(net, was.map_or(0, |(_, own)| own) | will.unwrap_or(0));
-            let now = was.map(|(_, own)| old.next(net, own));
-            let then = will.map(|own| new.next(net, own));
+            let (mid, now, then) = match single {
+                Some(bit) => (bit, was.map(|_| bit), will.map(|_| bit)),
+                None => (
+                    between.next(net, was.map_or(0, |(_, own)| own) | will.unwrap_or(0)),
+                    was.map(|(_, own)| old.next(net, own)),
+                    will.map(|own| new.next(net, own)),
+                ),
+            };
             match (was, now, will, then) {
                 (Some((id, own)), Some(now), Some(will), Some(then)) => {
                     if mid != now {

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
 
-use crate::rules::{ListRules, Mode, Rules};
+use crate::rules::{ListRules, Mode, Protocol, Rules};
 use document::Layout;
 pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
@@ -154,6 +154,15 @@ pub struct ListConfig {
 pub struct MergedLines {
     pub file: PathBuf,
     pub lines: usize,
+}
+
+impl ListConfig {
+    pub fn ports(&self, protocol: Protocol) -> &BTreeSet<u16> {
+        match protocol {
+            Protocol::Tcp => &self.tcp_ports,
+            Protocol::Udp => &self.udp_ports,
+        }
+    }
 }
 
 // Thin pointers, and the line beside them rather than in a struct of its own (which would

@@ -34,6 +34,13 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode named `name` as the config and allowlistctl write it.
+    pub fn parse(name: &str) -> Option<Mode> {
+        [Mode::Enforce, Mode::Monitor, Mode::Off]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -74,7 +81,7 @@ impl ListRules {
 
     /// Whether its entries cover `ip` (IPv4-mapped IPv6 addresses judged as IPv4).
     pub fn covers(&self, ip: IpAddr) -> bool {
-        let ip = unmapped(ip);
+        let ip = ip.to_canonical();
         self.entries.iter().any(|net| net.contains(&ip))
     }
 }
@@ -139,13 +146,6 @@ impl Rules {
         ports
             .into_iter()
             .find(|&(proto, p)| self.allows(ip, proto, p) && !new.allows(ip, proto, p))
-    }
-}
-
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

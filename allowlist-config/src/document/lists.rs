@@ -107,11 +107,9 @@ impl Reader<'_> {
     }
 
     fn mode(&mut self, key: &str, item: &Item) -> Option<Mode> {
-        match item.as_str() {
-            Some("enforce") => Some(Mode::Enforce),
-            Some("monitor") => Some(Mode::Monitor),
-            Some("off") => Some(Mode::Off),
-            _ => {
+        match item.as_str().and_then(Mode::parse) {
+            Some(mode) => Some(mode),
+            None => {
                 let message = format!(
                     "must be \"enforce\", \"monitor\" or \"off\", {}",
                     self.found(item)

@@ -532,16 +532,11 @@ impl Daemon {
                         "list `{list}` exists already; `allowlistctl set-ports {list}` changes its ports"
                     )));
                 }
-                let mode = match mode.as_str() {
-                    "enforce" => Mode::Enforce,
-                    "monitor" => Mode::Monitor,
-                    "off" => Mode::Off,
-                    other => {
-                        return Err(invalid(format!(
-                            "--mode `{other}`: a list's mode is enforce, monitor or off"
-                        )));
-                    }
-                };
+                let mode = Mode::parse(mode).ok_or_else(|| {
+                    invalid(format!(
+                        "--mode `{mode}`: a list's mode is enforce, monitor or off"
+                    ))
+                })?;
                 let (tcp, udp) = (
                     tcp_ports.iter().copied().collect(),
                     udp_ports.iter().copied().collect(),

@@ -23,14 +23,6 @@ use allowlist_control::protocol::{
     SessionsReport, Status, TestReport,
 };
 
-/// IPv4-mapped IPv6 addresses are judged as IPv4, as the kernel does.
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 impl Daemon {
     /// The list protecting `port`, and its most specific entry covering `ip`: the one that
     /// lets it in.
@@ -40,16 +32,13 @@ impl Daemon {
         protocol: Protocol,
         port: u16,
     ) -> (Option<&ListConfig>, Option<&Entry>) {
-        let Some((number, list)) = self.config.lists.iter().enumerate().find(|(_, l)| {
-            match protocol {
-                Protocol::Tcp => &l.tcp_ports,
-                Protocol::Udp => &l.udp_ports,
-            }
-            .contains(&port)
-        }) else {
+        let Some((number, list)) =
+            (self.config.lists.iter().enumerate()).find(|(_, l)| l.ports(protocol).contains(&port))
+        else {
             return (None, None);
         };
-        let ip = unmapped(ip);
+        // IPv4-mapped IPv6 addresses are judged as IPv4, as the kernel does.
+        let ip = ip.to_canonical();
         let entry = self
             .config
             .entries

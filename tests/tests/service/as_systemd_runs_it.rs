@@ -31,10 +31,14 @@ impl NotifySocket {
                 self.received.push(message.clone());
                 Some(message)
             }
+            // A signal to the test process (a child's SIGCHLD) interrupts the wait: callers
+            // ask again until their deadline, as after a timeout.
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 None

@@ -24,6 +24,18 @@ pub const PORT_LISTS: &str = "PORT_LISTS";
 pub const ENTRY_LISTS: &str = "ENTRY_LISTS";
 /// How many lists the kernel tells apart: the bits of a [`crate::verdict::ListMask`].
 pub const MAX_LISTS: usize = 32;
+/// The lists an entry id's network is in only until a deadline ([`TimedLists`]), for the ids
+/// of timed entries and of every network inside one: key u32 id. `ENTRY_LISTS` holds only
+/// the lists that last. A hash map without preallocation, read only while
+/// [`Settings::timed`] is set: a config without timed entries pays nothing for it.
+pub const ENTRY_TIMED: &str = "ENTRY_TIMED";
+/// How many ids may have [`TimedLists`] at once: timed entries and the entries inside them.
+pub const MAX_TIMED_IDS: u32 = 65536;
+/// How many different deadlines [`TimedLists`] holds: during a change, those of the old
+/// rules and the new together, so a network may lie in timed entries of at most half as
+/// many different ends ([`MAX_ENDS_PER_NETWORK`]).
+pub const TIMED_STEPS: usize = 8;
+pub const MAX_ENDS_PER_NETWORK: usize = TIMED_STEPS / 2;
 /// One [`Settings`] at index 0.
 pub const SETTINGS: &str = "SETTINGS";
 /// Per-CPU [`Counters`] indexed by ingress ifindex, or 0 for an ifindex of
@@ -296,6 +308,10 @@ pub struct Settings {
     /// Until when an emergency disable lifts enforcement: `bpf_ktime_get_boot_ns()` time;
     /// 0 = none.
     pub emergency_until_ns: u64,
+    /// Whether [`ENTRY_TIMED`] may hold anything (set before the first record is written,
+    /// cleared after the last is deleted).
+    pub timed: u32,
+    pub _padding: u32,
 }
 
 impl Settings {
@@ -305,6 +321,33 @@ impl Settings {
     #[inline(always)]
     pub const fn emergency_in_force(&self, now_ns: u64) -> bool {
         self.emergency_until_ns != 0 && now_ns < self.emergency_until_ns
+    }
+}
+
+/// The lists an entry id's network is in until a deadline (see [`ENTRY_TIMED`]): list mask
+/// `lists[i]` while boot time is before `until_ns[i]`. Unused steps are 0 and 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimedLists {
+    pub until_ns: [u64; TIMED_STEPS],
+    pub lists: [ListMask; TIMED_STEPS],
+}
+
+impl TimedLists {
+    /// The lists still in force at boot time `now_ns` (the clock of
+    /// `bpf_ktime_get_boot_ns()`, as the emergency deadline's): a deadline ends its lists
+    /// at that very nanosecond, dead daemon or not.
+    #[inline(always)]
+    pub fn lists_at(&self, now_ns: u64) -> ListMask {
+        let mut lists = 0;
+        let mut i = 0;
+        while i < TIMED_STEPS {
+            if now_ns < self.until_ns[i] {
+                lists |= self.lists[i];
+            }
+            i += 1;
+        }
+        lists
     }
 }
 
@@ -408,6 +451,7 @@ mod pod {
     unsafe impl aya::Pod for super::BlockedEvent {}
     unsafe impl aya::Pod for super::EventBudget {}
     unsafe impl aya::Pod for super::CpuState {}
+    unsafe impl aya::Pod for super::TimedLists {}
 }
 
 #[cfg(test)]
@@ -457,5 +501,22 @@ mod tests {
         assert!(!settings(0).emergency_in_force(5));
         assert!(settings(10).emergency_in_force(9));
         assert!(!settings(10).emergency_in_force(10));
+    }
+
+    #[test]
+    fn timed_lists_end_at_their_deadline() {
+        let mut timed = TimedLists::default();
+        timed.until_ns[0] = 100;
+        timed.lists[0] = 0b01;
+        timed.until_ns[1] = 200;
+        timed.lists[1] = 0b11;
+        assert_eq!(timed.lists_at(99), 0b11);
+        assert_eq!(timed.lists_at(100), 0b11, "list 1 lasts until 200");
+        assert_eq!(timed.lists_at(199), 0b11);
+        assert_eq!(timed.lists_at(200), 0);
+        timed.until_ns[1] = 150;
+        timed.lists[1] = 0b10;
+        assert_eq!(timed.lists_at(100), 0b10);
+        assert_eq!(timed.lists_at(150), 0);
     }
 }

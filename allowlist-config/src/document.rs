@@ -7,6 +7,7 @@ mod lists;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use toml_edit::{Document, Item, Value};
 
@@ -33,7 +34,7 @@ const KEYS: &[&str] = &[
     "entries",
     "lists",
 ];
-const ENTRY_KEYS: &[&str] = &["cidr", "comment"];
+const ENTRY_KEYS: &[&str] = &["cidr", "comment", "expires"];
 
 /// Where things are in the file, for the checks that combine several keys.
 #[derive(Debug, Default)]
@@ -46,6 +47,8 @@ pub struct Layout {
     pub list_files: Vec<(Option<usize>, String, u8)>,
     /// For each `[[entries]]` entry at the start of `Config::entries`: its 1-based number.
     pub inline: Vec<usize>,
+    /// The `expires` of timed `[[entries]]`, by the line of their `cidr`.
+    pub ends: BTreeMap<u32, SystemTime>,
 }
 
 impl Layout {
@@ -472,7 +475,7 @@ mod tests {
         );
         assert_eq!(
             unknown_key("network", ENTRY_KEYS),
-            "unknown key `network` (known keys: cidr, comment)"
+            "unknown key `network` (known keys: cidr, comment, expires)"
         );
         assert!(unknown_key("zzz", KEYS).contains("(known keys: active, interfaces, "));
     }

@@ -40,10 +40,11 @@ pub mod trusted_file;
 pub mod words;
 
 use arcstr::ArcStr;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
@@ -115,6 +116,8 @@ pub struct Config {
     pub merged: Vec<MergedLines>,
     /// Indices into `entries` in network order: comparing two configs is then one merge.
     pub(crate) by_net: Vec<u32>,
+    /// When each timed entry ends, by its line in the config file (list files have none).
+    pub ends: BTreeMap<u32, SystemTime>,
 }
 
 /// One allowlisted network.
@@ -215,6 +218,7 @@ impl Config {
             entries: Vec::new(),
             merged: Vec::new(),
             by_net: Vec::new(),
+            ends: BTreeMap::new(),
         }
     }
 
@@ -307,7 +311,8 @@ impl Config {
     ) -> Result<(Config, Layout), ConfigError> {
         let doc = Document::parse(text).map_err(|err| syntax_error(path, text, &err))?;
         let mut config = Config::defaults(path);
-        let layout = document::read(&doc, path, &mut config, report);
+        let mut layout = document::read(&doc, path, &mut config, report);
+        config.ends = std::mem::take(&mut layout.ends);
         let max = if layout.is_valid("max_entries") {
             config.max_entries
         } else {
@@ -384,13 +389,45 @@ impl Config {
                 tcp_ports: list.tcp_ports.clone(),
                 udp_ports: list.udp_ports.clone(),
                 entries: BTreeSet::new(),
+                ends: BTreeMap::new(),
             })
             .collect();
         // In order already: the sets are built without sorting.
         for entry in self.entries_by_net() {
             lists[usize::from(entry.list)].entries.insert(entry.net);
         }
+        for entry in self.timed_entries() {
+            let end = self.end_of(entry).expect("timed");
+            lists[usize::from(entry.list)].ends.insert(entry.net, end);
+        }
         Rules { lists }
+    }
+
+    /// When `entry` ends, if it is timed.
+    pub fn end_of(&self, entry: &Entry) -> Option<SystemTime> {
+        if self.ends.is_empty() || *entry.file != self.path {
+            return None;
+        }
+        self.ends.get(&entry.line).copied()
+    }
+
+    /// The timed entries, in file order.
+    pub fn timed_entries(&self) -> impl Iterator<Item = &Entry> {
+        // `[[entries]]` come first in `entries`, before any list file's.
+        let inline = if self.ends.is_empty() {
+            0
+        } else {
+            self.entries.len()
+        };
+        self.entries[..inline]
+            .iter()
+            .take_while(|e| *e.file == self.path)
+            .filter(|e| self.ends.contains_key(&e.line))
+    }
+
+    /// The earliest end of a timed entry.
+    pub fn next_end(&self) -> Option<SystemTime> {
+        self.ends.values().min().copied()
     }
 
     /// Whether the config names lists of its own (`[lists.NAME]`).

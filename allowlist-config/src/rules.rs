@@ -1,8 +1,9 @@
 //! What the filter should enforce, whatever the config said it with: the one input the
 //! loader synchronises the kernel maps to.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 
@@ -69,6 +70,8 @@ pub struct ListRules {
     /// IPv4-mapped IPv6 networks never appear here (the config refuses them). Comments stay
     /// with the config: the kernel does not need them.
     pub entries: BTreeSet<IpNet>,
+    /// The timed ones among `entries`, and when each ends.
+    pub ends: BTreeMap<IpNet, SystemTime>,
 }
 
 impl ListRules {
@@ -82,7 +85,10 @@ impl ListRules {
     /// Whether its entries cover `ip` (IPv4-mapped IPv6 addresses judged as IPv4).
     pub fn covers(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.entries.iter().any(|net| net.contains(&ip))
+        let now = SystemTime::now();
+        self.entries
+            .iter()
+            .any(|net| net.contains(&ip) && self.ends.get(net).is_none_or(|end| *end > now))
     }
 }
 
@@ -102,6 +108,7 @@ impl Rules {
                 tcp_ports,
                 udp_ports: BTreeSet::new(),
                 entries,
+                ends: BTreeMap::new(),
             }],
         }
     }

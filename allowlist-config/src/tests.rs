@@ -61,6 +61,7 @@ fn defaults() -> Result<(), ConfigError> {
         entries: vec![],
         merged: vec![],
         by_net: vec![],
+        ends: Default::default(),
     };
     assert_eq!(config, expected);
     // `active` defaults to true.
@@ -143,6 +144,7 @@ cidr = "2001:db8::/32"
         ],
         merged: vec![],
         by_net: vec![0, 2, 1],
+        ends: Default::default(),
     };
     assert_eq!(config, expected);
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Whole-file tests of `[[entries]]` and list files.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use super::tests::{PROTECT, at, parse, problems, problems_of};
 use super::*;
@@ -485,4 +486,51 @@ fn loads_a_200_000_line_list_file() -> TestResult {
     assert_eq!(&*config.entries[65_536].comment, "site 0");
     assert_eq!(config.rules().lists[0].entries.len(), 200_000);
     Ok(())
+}
+
+#[test]
+fn timed_entries_carry_their_end() -> TestResult {
+    let text = format!(
+        "{PROTECT}[[entries]]\ncidr = \"198.18.0.5\"\ncomment = \"contractor\"\n\
+         expires = 2026-12-24T18:00:00Z\n[[entries]]\ncidr = \"198.18.1.0/24\"\n\
+         [[entries]]\ncidr = \"2001:db8::1\"\nexpires = \"2026-12-24T19:00:00+01:00\"\n"
+    );
+    let config = parse(&text)?;
+    let end: jiff::Timestamp = "2026-12-24T18:00:00Z".parse()?;
+    let ends: Vec<Option<SystemTime>> = config.entries.iter().map(|e| config.end_of(e)).collect();
+    assert_eq!(ends, [Some(end.into()), None, Some(end.into())]);
+    assert_eq!(config.next_end(), Some(end.into()));
+    let rules = config.rules();
+    assert_eq!(rules.lists[0].ends.len(), 2);
+    assert_eq!(rules.lists[0].entries.len(), 3);
+    // An entry that has ended covers nothing.
+    let ended = parse(&format!(
+        "{PROTECT}active = true\n[[entries]]\ncidr = \"198.18.0.5\"\nexpires = 2020-01-01T00:00:00Z\n"
+    ))?;
+    let ip = "198.18.0.5".parse()?;
+    assert!(!ended.rules().allows(ip, rules::Protocol::Tcp, 22));
+    assert!(config.rules().lists[0].covers(ip));
+    Ok(())
+}
+
+#[test]
+fn bad_ends_are_refused_with_their_line() {
+    let entry = |expires: &str| {
+        format!("{PROTECT}[[entries]]\ncidr = \"198.18.0.5\"\nexpires = {expires}\n")
+    };
+    let refused = |expires: &str, rest: &str| {
+        let want = format!(
+            "key `entries`: entry 1: `expires` must be a date and time with its offset, e.g. \
+             expires = 2026-12-24T18:00:00Z{rest}"
+        );
+        assert_eq!(problems(&entry(expires)), [at(5, &want)]);
+    };
+    refused(
+        "2026-12-24T18:00:00",
+        " (a time without an offset is ambiguous: add Z for UTC, or +01:00), not \
+         `2026-12-24T18:00:00`",
+    );
+    refused("2026-12-24", ", not `2026-12-24`");
+    refused("\"tomorrow\"", ", not `\"tomorrow\"`");
+    refused("8", ", not `8`");
 }

@@ -22,10 +22,11 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, CpuState, EVENTS_PER_SEC_PER_CPU,
-        HOSTS_V4_WORDS, HitStat, MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS,
-        PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_LISTS_WORDS, PREFILTER_V6_WORDS, Settings,
-        Slot24, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, host_v4_marks,
-        port_list_mask, port_list_position, v6_marks, v6_prefixes,
+        HOSTS_V4_WORDS, HitStat, MAX_LISTS, MAX_TIMED_IDS, PER16_BITS_V4_WORDS,
+        PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_LISTS_WORDS,
+        PREFILTER_V6_WORDS, Settings, Slot24, TimedLists, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32,
+        V6_CLASS_48, V6Marks, host_v4_marks, port_list_mask, port_list_position, v6_marks,
+        v6_prefixes,
     },
     verdict::{Family, ListMask, Lookups, Parsed, Proto, Reach, Reason, decide, deciding_list},
 };
@@ -73,6 +74,10 @@ static PORT_LISTS: Array<u64> = Array::with_max_entries(PORT_LISTS_WORDS, 0);
 /// Sized by the daemon, like a CPU's block of HITS.
 #[map]
 static ENTRY_LISTS: Array<u32> = Array::with_max_entries(2049, 0);
+/// Replaced whole by the daemon (a hash map's update is atomic for readers, an array's is not).
+#[map]
+static ENTRY_TIMED: HashMap<u32, TimedLists> =
+    HashMap::with_max_entries(MAX_TIMED_IDS, BPF_F_NO_PREALLOC);
 #[map]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 #[map]
@@ -655,7 +660,14 @@ impl Lookups<SrcAt> for KernelMaps<'_> {
             return 0;
         };
         self.entry.set(id);
-        let lists = ENTRY_LISTS.get(id).copied().unwrap_or(0);
+        let mut lists = ENTRY_LISTS.get(id).copied().unwrap_or(0);
+        // The clock is read only for an id some timed entry reaches.
+        // SAFETY: the value is plain integers, copied out at once; the helper has no arguments.
+        if self.settings().timed != 0
+            && let Some(timed) = unsafe { ENTRY_TIMED.get(&id) }
+        {
+            lists |= timed.lists_at(unsafe { bpf_ktime_get_boot_ns() });
+        }
         self.covering.set(lists);
         lists
     }
@@ -889,4 +901,4 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
-const _: () = assert!(size_of::<Settings>() == 32);
+const _: () = assert!(size_of::<Settings>() == 40);

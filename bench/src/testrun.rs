@@ -297,6 +297,7 @@ fn spread(nets: &[IpNet]) -> Rules {
                 tcp_ports: BTreeSet::from([PROTECTED + j as u16]),
                 udp_ports: BTreeSet::new(),
                 entries: nets.iter().skip(j).step_by(LISTS).copied().collect(),
+                ..ListRules::default()
             })
             .collect(),
     }

@@ -1266,12 +1266,17 @@ impl verdict::Lookups for ReferenceRules<'_> {
         self.mask(|list| list.mode == Mode::Monitor)
     }
 
+    /// A timed entry covers until its end, judged now.
     fn covering(&self, src: &Source) -> ListMask {
+        let now = std::time::SystemTime::now();
         self.mask(|list| {
-            list.entries.iter().any(|net| match (net, src) {
-                (IpNet::V4(net), Source::V4(addr)) => net.contains(&Ipv4Addr::from(*addr)),
-                (IpNet::V6(net), Source::V6(addr)) => net.contains(&Ipv6Addr::from(*addr)),
-                _ => false,
+            list.entries.iter().any(|net| {
+                let contains = match (net, src) {
+                    (IpNet::V4(net), Source::V4(addr)) => net.contains(&Ipv4Addr::from(*addr)),
+                    (IpNet::V6(net), Source::V6(addr)) => net.contains(&Ipv6Addr::from(*addr)),
+                    _ => false,
+                };
+                contains && list.ends.get(net).is_none_or(|end| *end > now)
             })
         })
     }

@@ -105,6 +105,7 @@ fn rules(setup: &Setup) -> Rules {
                 tcp_ports: list.tcp_ports.clone(),
                 udp_ports: list.udp_ports.clone(),
                 entries: list.entries.iter().copied().collect(),
+                ..ListRules::default()
             })
             .collect(),
     }

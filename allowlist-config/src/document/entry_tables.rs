@@ -3,6 +3,7 @@
 use arcstr::ArcStr;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use toml_edit::{Item, TableLike, Value};
 
@@ -62,6 +63,7 @@ impl Reader<'_> {
     ) -> Option<Entry> {
         let mut cidr = None;
         let mut comment = None;
+        let mut expires = None;
         // Whether the table is free of problems; if not, a missing `cidr` goes unmentioned
         // (it is usually the misspelt key).
         let mut valid = true;
@@ -69,6 +71,19 @@ impl Reader<'_> {
             let key_span = table.key(key).and_then(|k| k.span());
             match (key, item.as_str()) {
                 ("cidr", Some(text)) => cidr = Some((text.trim(), item.span())),
+                ("expires", _) => match end_time(item) {
+                    Ok(end) => expires = Some(end),
+                    Err(message) => {
+                        valid = false;
+                        let message = format!("{message}, {}", self.found(item));
+                        self.fail(
+                            list_key,
+                            item.span(),
+                            Some(format!("entry {number}")),
+                            message,
+                        );
+                    }
+                },
                 ("comment", Some(text)) => comment = Some((text, item.span())),
                 ("cidr" | "comment", None) => {
                     valid = false;
@@ -112,12 +127,33 @@ impl Reader<'_> {
         let (Ok(net), Ok(comment)) = (net, comment) else {
             return None;
         };
+        let line = self.lines.line_of(cidr_span).unwrap_or_default() as u32;
+        if let (true, Some(end)) = (valid, expires) {
+            self.layout.ends.insert(line, end);
+        }
         valid.then(|| Entry {
             net,
             comment: ArcStr::from(comment),
             file: Arc::new(self.path.to_path_buf()),
-            line: self.lines.line_of(cidr_span).unwrap_or_default() as u32,
+            line,
             list: 0,
         })
     }
+}
+
+/// An entry's `expires`: a TOML date-time with its offset (`2026-12-24T18:00:00Z`), or the
+/// same quoted.
+fn end_time(item: &Item) -> Result<SystemTime, String> {
+    const FORM: &str = "`expires` must be a date and time with its offset, e.g. \
+                        expires = 2026-12-24T18:00:00Z";
+    let text = match item.as_value() {
+        Some(Value::Datetime(datetime)) => datetime.value().to_string(),
+        Some(Value::String(text)) => text.value().trim().to_owned(),
+        _ => return Err(FORM.to_owned()),
+    };
+    let timestamp: jiff::Timestamp = text.parse().map_err(|_| match text.contains('T') {
+        true => format!("{FORM} (a time without an offset is ambiguous: add Z for UTC, or +01:00)"),
+        false => FORM.to_owned(),
+    })?;
+    Ok(SystemTime::from(timestamp))
 }

@@ -319,7 +319,14 @@ fn apply(filter: &mut Filter, config: &Config) -> Result<()> {
         }
         Some((net, lists))
     });
-    let applied = filter.apply_parts(&lists, merged);
+    let mut ends = allowlist_loader::filter::Timed::new();
+    for entry in config.timed_entries() {
+        let end = config.end_of(entry).expect("a timed entry");
+        ends.entry(entry.net)
+            .or_default()
+            .push((1 << entry.list, end));
+    }
+    let applied = filter.apply_parts(&lists, merged, &ends);
     // Loading and comparing a million entries leaves tens of MB of freed heap behind; give it
     // back rather than hold it until the next reload.
     give_back_free_heap();

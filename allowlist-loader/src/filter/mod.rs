@@ -38,10 +38,12 @@ use allowlist_config::rules::{Mode, Protocol, Rules};
 mod batch;
 mod ids;
 pub mod lists;
+mod timed;
 
 use ids::{Held, Ids};
 pub use lists::{AppliedList, ListSpec};
 use lists::{Masks, Numbers};
+use timed::{Ends, EndsWalk};
 
 /// The compiled XDP object, built by `cargo xtask build` and embedded by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ALLOWLIST_EBPF_OBJECT"));
@@ -56,7 +58,7 @@ const PREVIOUS_PIN_NAMES: [&str; 5] = [
     "PORTS",
 ];
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 17] = [
+pub const MAP_NAMES: [&str; 18] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
@@ -71,6 +73,7 @@ pub const MAP_NAMES: [&str; 17] = [
     names::WHOLE_V4,
     names::PORT_LISTS,
     names::ENTRY_LISTS,
+    names::ENTRY_TIMED,
     names::SETTINGS,
     names::COUNTERS,
     names::HITS,
@@ -169,6 +172,11 @@ pub struct Filter {
     /// start, and a number goes to a new list when an old one is gone.
     list_baseline: [Counters; MAX_LISTS],
     ids: Ids,
+    /// What ENTRY_TIMED holds, and each held network's own deadlines.
+    timed: timed::Written,
+    ends_own: HashMap<IpNet, Ends>,
+    /// Boot time minus wall time, as deadlines were last converted (see `boot_deadline`).
+    boot_offset: Option<i128>,
     settings: Settings,
     capacity: u32,
     /// Entry ids + 1: the length of each CPU's block of HITS.
@@ -289,6 +297,9 @@ impl Filter {
             numbers: Numbers::default(),
             list_baseline: [Counters::default(); MAX_LISTS],
             ids: Ids::new(id_capacity, inherited),
+            timed: timed::Written::default(),
+            ends_own: HashMap::new(),
+            boot_offset: None,
             settings: Settings::default(),
             capacity: max_entries,
             hit_slots,
@@ -322,22 +333,29 @@ impl Filter {
     /// Brings the maps from what they hold to `rules`.
     pub fn apply(&mut self, rules: &Rules) -> Result<()> {
         let mut nets: BTreeMap<IpNet, u32> = BTreeMap::new();
+        let mut ends: Timed = BTreeMap::new();
         for (position, list) in rules.lists.iter().enumerate() {
             for net in &list.entries {
                 *nets.entry(*net).or_default() |= 1 << position;
             }
+            for (net, end) in &list.ends {
+                ends.entry(*net).or_default().push((1 << position, *end));
+            }
         }
         let lists: Vec<ListSpec> = rules.lists.iter().map(ListSpec::from).collect();
-        self.apply_parts(&lists, nets.into_iter())
+        self.apply_parts(&lists, nets.into_iter(), &ends)
     }
 
     /// `apply`, with each network once, in network order, with the positions in `lists` of
     /// the lists holding it as a mask (as a config's `entries_by_net` gives them): a
-    /// million-entry config need not be copied into a set first.
+    /// million-entry config need not be copied into a set first. `ends` holds the timed
+    /// networks: for each, the positions of the lists holding it only until a (wall-clock)
+    /// time.
     pub fn apply_parts(
         &mut self,
         lists: &[ListSpec],
         entries: impl Iterator<Item = (IpNet, u32)>,
+        ends: &Timed,
     ) -> Result<()> {
         if lists.len() > MAX_LISTS {
             bail!(
@@ -356,10 +374,16 @@ impl Filter {
                 self.list_baseline[usize::from(n)] = now[usize::from(n)];
             }
         }
+        let target_ends = self.target_ends(ends, &numbers);
+        let single = match target_ends.is_empty() && self.ends_own.is_empty() {
+            true => self.single_list(&numbers),
+            false => None,
+        };
         let plan = self.plan(
             entries.map(|(net, positions)| (net, lists::to_numbers(positions, &numbers))),
-            self.single_list(&numbers),
-        );
+            &target_ends,
+            single,
+        )?;
         let applied: Vec<AppliedList> = lists
             .iter()
             .zip(&numbers)
@@ -371,8 +395,24 @@ impl Filter {
                 udp_ports: l.udp_ports.clone(),
             })
             .collect();
+        if plan.timed.iter().any(|t| !t.mid.is_empty()) && self.settings.timed == 0 {
+            self.settings.timed = 1;
+            self.write_settings()?;
+        }
+        // Widening: lasting masks, then deadlines (see `timed`).
         self.write_entry_lists(&plan.before)?;
-        self.insert_entries(plan.added)?;
+        for t in &plan.timed {
+            if let Some(id) = t.id {
+                self.timed.set(&mut self.ebpf, id, t.net, &t.mid)?;
+            }
+        }
+        let added_mid: HashMap<IpNet, &Ends> = plan
+            .timed
+            .iter()
+            .filter(|t| t.id.is_none())
+            .map(|t| (t.net, &t.mid))
+            .collect();
+        self.insert_entries(plan.added, &added_mid)?;
         let settings = lists::settings(&applied, self.settings);
         if applied != self.lists {
             self.settings = lists::settings_between(&self.settings, &settings);
@@ -383,6 +423,17 @@ impl Filter {
         self.write_settings()?;
         self.lists = applied;
         self.remove_entries(&plan.removed)?;
+        // Narrowing: deadlines, then lasting masks.
+        for t in &plan.timed {
+            match self.ids.id(&t.net) {
+                Some(id) => self.timed.set(&mut self.ebpf, id, t.net, &t.then)?,
+                None => {
+                    if let Some(id) = t.id {
+                        self.timed.clear(&mut self.ebpf, id)?;
+                    }
+                }
+            }
+        }
         let mut after = plan.after;
         for (net, mask) in plan.added_after {
             if let Some(id) = self.ids.id(&net) {
@@ -393,9 +444,45 @@ impl Filter {
         for (net, own) in plan.own {
             self.ids.set_own(&net, own);
         }
+        self.ends_own = target_ends;
+        if self.timed.is_empty() && self.settings.timed != 0 {
+            self.settings.timed = 0;
+            self.write_settings()?;
+        }
         self.numbers.release(lists.iter().map(|l| l.name));
         self.ids.forget_inherited();
         Ok(())
+    }
+
+    /// Each timed network's own deadlines, in boot time and list numbers.
+    fn target_ends(&mut self, ends: &Timed, numbers: &[u8]) -> HashMap<IpNet, Ends> {
+        let mut target = HashMap::with_capacity(ends.len());
+        for (net, timed) in ends {
+            let mut own: Ends = Vec::new();
+            for &(positions, end) in timed {
+                let until = self.boot_deadline(end);
+                own = timed::union(&own, &[(until, lists::to_numbers(positions, numbers))]);
+            }
+            target.insert(*net, own);
+        }
+        target
+    }
+
+    /// Boot time (the program's clock) at wall-clock time `end`; 1 if it has passed. The
+    /// offset between the clocks is kept while it moves less than a second, so that the same
+    /// end gives the same deadline at every apply and a reload rewrites no deadline.
+    fn boot_deadline(&mut self, end: std::time::SystemTime) -> u64 {
+        let wall = |t: std::time::SystemTime| match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        };
+        let offset = i128::from(crate::clock::boot_ns()) - wall(std::time::SystemTime::now());
+        let offset = match self.boot_offset {
+            Some(kept) if (kept - offset).abs() < 1_000_000_000 => kept,
+            _ => offset,
+        };
+        self.boot_offset = Some(offset);
+        (wall(end) + offset).clamp(1, i128::from(u64::MAX)) as u64
     }
 
     /// The one list's bit when the maps hold at most one list and the change keeps just that
@@ -418,12 +505,20 @@ impl Filter {
     fn plan(
         &self,
         target: impl Iterator<Item = (IpNet, ListMask)>,
+        target_ends: &HashMap<IpNet, Ends>,
         single: Option<ListMask>,
-    ) -> Plan {
+    ) -> Result<Plan> {
         let mut plan = Plan::default();
         // Masks as the maps have them, as they will be, and while the change is applied.
         let (mut old, mut new, mut between) =
             (Masks::default(), Masks::default(), Masks::default());
+        // Deadlines likewise, walked only where any timed entry is or was.
+        let timed = !(target_ends.is_empty() && self.ends_own.is_empty() && self.timed.is_empty());
+        let (mut old_ends, mut new_ends, mut between_ends) = (
+            EndsWalk::default(),
+            EndsWalk::default(),
+            EndsWalk::default(),
+        );
         let mut held = self.ids.entries().iter().copied().peekable();
         let mut target = target.peekable();
         loop {
@@ -447,6 +542,12 @@ impl Filter {
                     (t, None, Some(to))
                 }
             };
+            // A timed network's own mask holds only its lasting lists.
+            let own_ends = timed
+                .then(|| target_ends.get(&net))
+                .flatten()
+                .filter(|_| will.is_some());
+            let will = will.map(|own| own & !own_ends.map_or(0, |e| lists_of(e)));
             let (mid, now, then) = match single {
                 Some(bit) => (bit, was.map(|_| bit), will.map(|_| bit)),
                 None => (
@@ -455,6 +556,27 @@ impl Filter {
                     will.map(|own| new.next(net, own)),
                 ),
             };
+            if timed {
+                let held_ends = was.and_then(|_| self.ends_own.get(&net));
+                let no: &[(u64, ListMask)] = &[];
+                let (held_ends, own_ends) = (
+                    held_ends.map_or(no, Vec::as_slice),
+                    own_ends.map_or(no, Vec::as_slice),
+                );
+                if was.is_some() {
+                    old_ends.next(net, held_ends);
+                }
+                let then = match will {
+                    Some(_) => new_ends.next(net, own_ends),
+                    None => Ends::new(),
+                };
+                timed::check_new(net, &then)?;
+                let mid = between_ends.next(net, &timed::union(held_ends, own_ends));
+                let id = was.map(|(id, _)| id);
+                if !mid.is_empty() || !then.is_empty() || id.is_some_and(|id| self.timed.has(id)) {
+                    plan.timed.push(TimedPlan { net, id, mid, then });
+                }
+            }
             match (was, now, will, then) {
                 (Some((id, own)), Some(now), Some(will), Some(then)) => {
                     if mid != now {
@@ -482,7 +604,7 @@ impl Filter {
                 _ => unreachable!("every network is held, wanted or both"),
             }
         }
-        plan
+        Ok(plan)
     }
 
     /// Writes entry ids' masks of lists (ENTRY_LISTS), in chunks.
@@ -495,8 +617,13 @@ impl Filter {
         Ok(())
     }
 
-    /// Inserts `added` (network, lists holding it, mask while the change is applied).
-    fn insert_entries(&mut self, added: Vec<(IpNet, ListMask, ListMask)>) -> Result<()> {
+    /// Inserts `added` (network, lists holding it, mask while the change is applied), with
+    /// the deadlines of those a timed entry reaches while the change is applied.
+    fn insert_entries(
+        &mut self,
+        added: Vec<(IpNet, ListMask, ListMask)>,
+        timed_mid: &HashMap<IpNet, &Ends>,
+    ) -> Result<()> {
         let (v4, v6) = split(added.iter().map(|(net, _, _)| *net));
         self.v4.before_insert(self.prefilter_v4.words(), &v4);
         self.v6.before_insert(self.prefilter_v6.words(), &v6);
@@ -525,10 +652,17 @@ impl Filter {
                 }
             }
         }
-        // A reused id must not inherit a removed entry's counts. The masks and the ids of
-        // whole /24s are written before the entries land and the /24s turn whole.
+        // A reused id must not inherit a removed entry's counts. The masks, deadlines and the
+        // ids of whole /24s are written before the entries land and the /24s turn whole.
         let written = result
             .and_then(|()| self.write_entry_lists(&masks))
+            .and_then(|()| {
+                for &(net, id, _) in &assigned {
+                    let ends = timed_mid.get(&net).map_or(&[][..], |e| e.as_slice());
+                    self.timed.set(&mut self.ebpf, id, net, ends)?;
+                }
+                Ok(())
+            })
             .and_then(|()| self.clear_hits(&fresh))
             .and_then(|()| writes.write(&self.ebpf))
             .and_then(|()| {
@@ -826,9 +960,16 @@ impl Filter {
         let (word_index, shift) = port_list_position(proto, port);
         let word = ports.get(&word_index, 0).context("reading the ports map")?;
         let covering = match id {
-            Some(id) => entry_lists
-                .get(&id, 0)
-                .context("reading the entries' lists")?,
+            Some(id) => {
+                let lasting = entry_lists
+                    .get(&id, 0)
+                    .context("reading the entries' lists")?;
+                let timed = match settings.timed {
+                    0 => None,
+                    _ => timed::live(&self.ebpf, id)?,
+                };
+                lasting | timed.map_or(0, |t| t.lists_at(crate::clock::boot_ns()))
+            }
             None => 0,
         };
         let view = MapView {
@@ -1000,6 +1141,26 @@ struct Plan {
     after: Vec<(u32, ListMask)>,
     /// Held networks now held by other lists.
     own: Vec<(IpNet, ListMask)>,
+    /// Networks a timed entry reaches (or reached).
+    timed: Vec<TimedPlan>,
+}
+
+/// The deadlines of a network a timed entry reaches before, while or after a change.
+struct TimedPlan {
+    net: IpNet,
+    /// Its id, if held before the change.
+    id: Option<u32>,
+    mid: Ends,
+    then: Ends,
+}
+
+/// The timed networks of a change: for each, the positions of lists holding it only until a
+/// wall-clock time (see [`Filter::apply_parts`]).
+pub type Timed = BTreeMap<IpNet, Vec<(u32, std::time::SystemTime)>>;
+
+/// Every list of `ends`.
+fn lists_of(ends: &[(u64, ListMask)]) -> ListMask {
+    ends.iter().fold(0, |mask, (_, lists)| mask | lists)
 }
 
 /// New entries sorted by the map they go to, written one batch per map.

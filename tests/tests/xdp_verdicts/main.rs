@@ -105,6 +105,7 @@ fn lists_rules() -> Rules {
             "2001:db8:1::/48",
             "2001:db8::a/128",
         ]),
+        ..ListRules::default()
     });
     rules.lists.push(ListRules {
         name: "web".into(),
@@ -112,6 +113,7 @@ fn lists_rules() -> Rules {
         tcp_ports: BTreeSet::from([443]),
         udp_ports: BTreeSet::from([443]),
         entries: nets(&["198.18.0.0/20", "2001:db8::/44"]),
+        ..ListRules::default()
     });
     rules
 }
@@ -197,5 +199,6 @@ mod random;
 mod scale;
 mod settings;
 mod syn;
+mod timed;
 
 use lab::Lab;

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value, value};
@@ -187,6 +188,44 @@ impl ConfigDoc {
         Ok(())
     }
 
+    /// Gives the entry for `net` in `list` an end (`expires`), or with `None` makes it
+    /// lasting.
+    pub fn set_end_in(
+        &mut self,
+        list: Option<&str>,
+        net: IpNet,
+        end: Option<SystemTime>,
+    ) -> Result<(), EditError> {
+        let table: &mut dyn TableLike = match self.list_table(list)?.get_mut("entries") {
+            Some(Item::ArrayOfTables(tables)) => tables
+                .iter_mut()
+                .find(|t| table_net(t.get("cidr").and_then(Item::as_value)) == Some(net))
+                .map(|t| t as &mut dyn TableLike),
+            Some(Item::Value(Value::Array(list))) => list
+                .iter_mut()
+                .filter_map(Value::as_inline_table_mut)
+                .find(|t| table_net(t.get("cidr")) == Some(net))
+                .map(|t| t as &mut dyn TableLike),
+            _ => None,
+        }
+        .ok_or(EditError::NotFound(net))?;
+        match end {
+            Some(end) => {
+                let new = Value::Datetime(toml_edit::Formatted::new(toml_datetime(end)));
+                match table.get_mut("expires").and_then(Item::as_value_mut) {
+                    Some(slot) => replace_keeping_decor(slot, new),
+                    None => {
+                        table.insert("expires", Item::Value(new));
+                    }
+                }
+            }
+            None => {
+                table.remove("expires");
+            }
+        }
+        Ok(())
+    }
+
     pub fn remove_entry(&mut self, net: IpNet) -> Result<(), EditError> {
         self.remove_entry_in(None, net)
     }
@@ -347,6 +386,18 @@ fn entry_table(net: IpNet, comment: &str) -> Table {
     table
 }
 
+/// `end` as a TOML date-time in UTC, to the second: `2026-12-24T18:00:00Z`.
+fn toml_datetime(end: SystemTime) -> toml_edit::Datetime {
+    let end = jiff::Timestamp::try_from(end)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::MAX);
+    end.strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+        .parse()
+        .expect("a UTC date-time is a TOML date-time")
+}
+
 fn table_net(cidr: Option<&Value>) -> Option<IpNet> {
     parse_net(cidr?.as_str()?).ok()
 }
@@ -444,6 +495,37 @@ cidr = "2001:db8::a"
             doc.to_text()
                 .ends_with("cidr = \"2001:db8::a\"\ncomment = \"jump host\"\n")
         );
+    }
+
+    #[test]
+    fn an_end_is_set_changed_and_taken_away() {
+        let end = |text: &str| SystemTime::from(text.parse::<jiff::Timestamp>().unwrap());
+        let mut doc = ConfigDoc::parse(FILE).unwrap();
+        doc.set_end_in(
+            None,
+            net("2001:db8::a/128"),
+            Some(end("2026-12-24T18:00:00.4Z")),
+        )
+        .unwrap();
+        assert!(
+            doc.to_text()
+                .ends_with("cidr = \"2001:db8::a\"\nexpires = 2026-12-24T18:00:00Z\n"),
+            "{}",
+            doc.to_text()
+        );
+        doc.set_end_in(
+            None,
+            net("2001:db8::a/128"),
+            Some(end("2026-12-25T08:00:00Z")),
+        )
+        .unwrap();
+        assert!(doc.to_text().ends_with("expires = 2026-12-25T08:00:00Z\n"));
+        doc.set_end_in(None, net("2001:db8::a/128"), None).unwrap();
+        assert_eq!(doc.to_text(), FILE);
+        assert!(matches!(
+            doc.set_end_in(None, net("198.18.99.0/24"), None),
+            Err(EditError::NotFound(_))
+        ));
     }
 
     #[test]

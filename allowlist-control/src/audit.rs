@@ -50,6 +50,8 @@ pub enum Action {
     AddList,
     RemoveList,
     SetPorts,
+    /// Timed entries that ended, taken out of the config.
+    Expire,
 }
 
 impl Action {
@@ -75,6 +77,7 @@ impl Action {
             Action::AddList => "add-list",
             Action::RemoveList => "remove-list",
             Action::SetPorts => "set-ports",
+            Action::Expire => "expire",
         }
     }
 

@@ -62,6 +62,9 @@ pub enum Command {
         /// The lists to add it to (one entry each); none: `default`.
         #[serde(default)]
         lists: Vec<String>,
+        /// A timed entry: when it ends (none: it lasts).
+        #[serde(default)]
+        ends: Option<End>,
     },
     Edit {
         cidr: String,
@@ -70,6 +73,9 @@ pub enum Command {
         /// The entry's list, when the network is in several.
         #[serde(default)]
         list: Option<String>,
+        /// A new end; [`End::Never`] makes a timed entry last.
+        #[serde(default)]
+        ends: Option<End>,
     },
     Remove {
         cidr: String,
@@ -178,6 +184,25 @@ pub struct ListQuery {
     /// Only the entries of this list.
     #[serde(default)]
     pub list: Option<String>,
+    /// Only timed entries.
+    #[serde(default)]
+    pub timed: bool,
+    /// Instead of the entries: the timed entries that ended within this many seconds, from
+    /// the audit log.
+    #[serde(default)]
+    pub expired_within_secs: Option<u64>,
+}
+
+/// When a timed entry ends, as `allowlistctl` says it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum End {
+    /// This many seconds after the daemon receives the request (`--for 8h`).
+    AfterSecs(u64),
+    /// At this RFC 3339 time (`--until 2026-12-24T18:00:00Z`).
+    At(String),
+    /// Never: the entry lasts (`--permanent`, on `edit`).
+    Never,
 }
 
 /// A reload changing more entries than this shows the first [`RELOAD_SHOWN_EACH_WAY`]
@@ -380,6 +405,9 @@ pub struct EntryInfo {
     /// The list it is in.
     #[serde(default)]
     pub list: String,
+    /// RFC 3339 time a timed entry ends (or ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -562,6 +590,7 @@ mod tests {
                 cidr: "198.18.1.0/24".into(),
                 comment: Some("lab".into()),
                 lists: vec!["api".into(), "ssh".into()],
+                ends: Some(End::AfterSecs(8 * 3600)),
             },
             options: ChangeOptions::default(),
         };

@@ -30,6 +30,20 @@ pub struct Cli {
     pub(crate) command: Cmd,
 }
 
+/// When a timed entry ends: the kernel stops admitting it then, even with the daemon down,
+/// and the daemon removes it from the config (audited as an expiry).
+#[derive(Args)]
+pub(crate) struct EndArgs {
+    /// A timed entry, ending after DURATION, e.g. 8h or 2d (at most 30d).
+    #[arg(long = "for", id = "for_", value_name = "DURATION", conflicts_with = "until",
+          value_parser = humantime::parse_duration)]
+    pub(crate) for_: Option<Duration>,
+    /// A timed entry, ending at TIME: RFC 3339, e.g. 2026-12-24T18:00:00Z (at most 30 days
+    /// ahead).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum Cmd {
     /// Active or not, entries and capacity, ports, interfaces, revision, counters, uptime.
@@ -60,6 +74,14 @@ pub(crate) enum Cmd {
         /// Only the entries of this list (default: every list).
         #[arg(long, value_name = "NAME")]
         list: Option<String>,
+        /// Only timed entries (added with --for or --until, or with `expires` in the file).
+        #[arg(long)]
+        timed: bool,
+        /// Instead: the timed entries that ended within DURATION (default 7d), from the
+        /// audit log.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "7d",
+              value_parser = humantime::parse_duration, conflicts_with_all = ["unused", "count", "timed"])]
+        expired: Option<Duration>,
     },
     /// Add a network or single address.
     Add {
@@ -75,6 +97,8 @@ pub(crate) enum Cmd {
         /// The list to add it to; repeat it to add the entry to several (default: `default`).
         #[arg(long = "list", value_name = "NAME")]
         lists: Vec<String>,
+        #[command(flatten)]
+        end: EndArgs,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -92,6 +116,11 @@ pub(crate) enum Cmd {
         /// The entry's list, when its network is in several.
         #[arg(long, value_name = "NAME")]
         list: Option<String>,
+        #[command(flatten)]
+        end: EndArgs,
+        /// Make a timed entry last (take its end away).
+        #[arg(long, conflicts_with_all = ["for_", "until"])]
+        permanent: bool,
         #[command(flatten)]
         change: ChangeArgs,
     },

@@ -313,7 +313,10 @@ fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: b
             e.comment.clone()
         }
     };
-    let origin = |e: &EntryInfo| format!("[{}]", e.origin);
+    let origin = |e: &EntryInfo| match e.origin.is_empty() {
+        true => String::new(),
+        false => format!("[{}]", e.origin),
+    };
     // Widths in characters, not bytes: comments may be any language.
     let width = |column: &dyn Fn(&EntryInfo) -> String| {
         entries
@@ -342,7 +345,8 @@ fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: b
             comment(e),
             origin(e)
         );
-        if hits {
+        // An entry `list --expired` shows is in no file, and counts no hits any more.
+        if hits && !e.origin.is_empty() {
             let pad = origin_width - origin(e).chars().count();
             let _ = write!(
                 line,
@@ -352,7 +356,29 @@ fn render_entries(out: &mut String, entries: &[EntryInfo], prefix: &str, hits: b
                 e.last_hit.as_deref().unwrap_or("never")
             );
         }
+        if let Some(end) = &e.expires {
+            let _ = write!(line, "  {}", end_words(end));
+        }
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// "expires in 7h 59m (2026-12-24T18:00:00Z)", or "ended 2026-12-24T18:00:00Z (3m ago)".
+fn end_words(end: &str) -> String {
+    let Ok(at) = end.parse::<jiff::Timestamp>() else {
+        return format!("expires {end}");
+    };
+    let now = jiff::Timestamp::now();
+    let span = |d: jiff::SignedDuration| {
+        let secs = d.as_secs().unsigned_abs().max(1);
+        // Minutes are enough once it is more than a few.
+        let secs = if secs > 600 { secs / 60 * 60 } else { secs };
+        humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+    };
+    if at > now {
+        format!("expires in {} ({end})", span(at.duration_since(now)))
+    } else {
+        format!("ended {end} ({} ago)", span(now.duration_since(at)))
     }
 }
 

@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 
 use allowlist_control::protocol::{
-    self, Caller, ChangeOptions, Command, InForce, ListQuery, Request,
+    self, Caller, ChangeOptions, Command, End, InForce, ListQuery, Request,
 };
 
-use crate::args::{AuditCmd, ChangeArgs, Cmd};
+use crate::args::{AuditCmd, ChangeArgs, Cmd, EndArgs};
 use crate::failure::Failure;
 
 /// The admin's own address and the local port of their session: from --current-ip, else
@@ -36,6 +36,16 @@ fn caller(current_ip: Option<IpAddr>) -> Option<Caller> {
     }
 }
 
+impl EndArgs {
+    fn end(&self) -> Option<End> {
+        match (&self.for_, &self.until) {
+            (Some(d), _) => Some(End::AfterSecs(d.as_secs())),
+            (None, Some(time)) => Some(End::At(time.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
 impl ChangeArgs {
     fn options(&self) -> ChangeOptions {
         ChangeOptions {
@@ -59,6 +69,8 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             limit,
             count,
             list,
+            timed,
+            expired,
         } => (
             Command::List {
                 unused_for_secs: unused.map(|d| d.as_secs()),
@@ -69,6 +81,8 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                     limit,
                     count,
                     list,
+                    timed,
+                    expired_within_secs: expired.map(|d| d.as_secs()),
                 },
             },
             ChangeOptions::default(),
@@ -78,6 +92,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             comment,
             current,
             lists,
+            end,
             change,
         } => {
             let options = change.options();
@@ -94,6 +109,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                     cidr,
                     comment,
                     lists,
+                    ends: end.end(),
                 },
                 options,
             )
@@ -103,6 +119,8 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             new_cidr,
             comment,
             list,
+            end,
+            permanent,
             change,
         } => (
             Command::Edit {
@@ -110,6 +128,11 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                 new_cidr,
                 comment,
                 list,
+                ends: if permanent {
+                    Some(End::Never)
+                } else {
+                    end.end()
+                },
             },
             change.options(),
         ),

@@ -68,6 +68,19 @@ fn list(rng: &mut Rng) -> String {
     }
 }
 
+/// A timed entry's end: any number of seconds, a time or any text, or none.
+fn end(rng: &mut Rng) -> protocol::End {
+    match rng.u32(0..4) {
+        0 => protocol::End::AfterSecs(rng.u64(..)),
+        1 => protocol::End::AfterSecs(rng.u64(0..100_000)),
+        2 => protocol::End::At(match rng.bool() {
+            true => "2026-12-24T18:00:00Z".into(),
+            false => text(rng),
+        }),
+        _ => protocol::End::Never,
+    }
+}
+
 fn ports(rng: &mut Rng) -> Vec<u16> {
     (0..rng.usize(0..4)).map(|_| rng.u16(..)).collect()
 }
@@ -89,18 +102,22 @@ fn request(rng: &mut Rng) -> Request {
                 limit: maybe(rng, |r| r.u64(..)),
                 count: rng.bool(),
                 list: maybe(rng, list),
+                timed: rng.bool(),
+                expired_within_secs: maybe(rng, |r| r.u64(..)),
             },
         },
         2 => Command::Add {
             cidr: text(rng),
             comment: maybe(rng, text),
             lists: (0..rng.usize(0..3)).map(|_| list(rng)).collect(),
+            ends: maybe(rng, end),
         },
         3 => Command::Edit {
             cidr: text(rng),
             new_cidr: maybe(rng, text),
             comment: maybe(rng, text),
             list: maybe(rng, list),
+            ends: maybe(rng, end),
         },
         4 => Command::Remove {
             cidr: text(rng),

@@ -17,6 +17,7 @@ pub fn entry_info(config: &Config, entry: &Entry) -> EntryInfo {
         hits: 0,
         last_hit: None,
         list: list_name(config, entry).to_owned(),
+        expires: config.end_of(entry).map(super::expiry::rfc3339),
     }
 }
 
@@ -118,7 +119,7 @@ fn summary_line(
     new: &Config,
     added: usize,
     removed: usize,
-    recommented: usize,
+    (recommented, retimed): (usize, usize),
 ) -> String {
     let mut parts = vec![format!("+{added} -{removed} entries")];
     if recommented > 0 {
@@ -126,6 +127,9 @@ fn summary_line(
             "{} changed",
             words::count(recommented, "comment", "comments")
         ));
+    }
+    if retimed > 0 {
+        parts.push(format!("{} changed", words::count(retimed, "end", "ends")));
     }
     let ports_added: Vec<u16> = new
         .protected_tcp_ports
@@ -239,6 +243,9 @@ fn entry_value(config: &Config, entry: &Entry) -> Value {
     if list != DEFAULT_LIST {
         value["list"] = list.into();
     }
+    if let Some(end) = config.end_of(entry) {
+        value["expires"] = super::expiry::rfc3339(end).into();
+    }
     value
 }
 
@@ -334,7 +341,7 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
     // Both sets are hashed in the same walk: a second walk over a million entries, only
     // once the change turns out large, would cost more than the hashing.
     let (mut old_set, mut new_set) = (SetDigest::default(), SetDigest::default());
-    let mut recommented = 0;
+    let (mut recommented, mut retimed, mut changed) = (0, 0, 0);
     walk(old, new, |side| match side {
         Side::Old(o) => {
             old_set.add(old, o);
@@ -347,8 +354,12 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
         Side::Both(o, n) => {
             old_set.add(old, o);
             new_set.add(new, n);
-            if o.comment != n.comment {
-                recommented += 1;
+            let recomment = o.comment != n.comment;
+            let retime = old.end_of(o) != new.end_of(n);
+            if recomment || retime {
+                recommented += usize::from(recomment);
+                retimed += usize::from(retime);
+                changed += 1;
                 before_entries.push(old, o);
                 after_entries.push(new, n);
             }
@@ -357,9 +368,9 @@ pub fn changes(old: &Config, new: &Config) -> Changes {
     let summary = summary_line(
         old,
         new,
-        after_entries.count - recommented,
-        before_entries.count - recommented,
-        recommented,
+        after_entries.count - changed,
+        before_entries.count - changed,
+        (recommented, retimed),
     );
     let mut before = Map::new();
     let mut after = Map::new();

@@ -10,7 +10,7 @@ use tracing::info;
 use serde_json::json;
 
 use super::{Daemon, PendingChange, read_config};
-use super::{changes, lockout};
+use super::{changes, expiry, lockout};
 use crate::server::Peer;
 use allowlist_config::edit::{ConfigDoc, write_atomic};
 use allowlist_config::rules::{DEFAULT_LIST, Mode, Protocol};
@@ -438,8 +438,10 @@ impl Daemon {
                 cidr,
                 comment,
                 lists,
+                ends,
             } => {
                 let net = parse_cidr(cidr)?;
+                let end = ends.as_ref().map(expiry::end_time).transpose()?.flatten();
                 if let Some(comment) = comment {
                     check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
                 }
@@ -457,33 +459,56 @@ impl Daemon {
                     self.check_overlap(net, None, target.index)?;
                     doc.add_entry_in(target.selector, net, comment.as_deref().unwrap_or_default())
                         .map_err(|e| invalid(e.to_string()))?;
+                    if end.is_some() {
+                        doc.set_end_in(target.selector, net, end)
+                            .map_err(|e| invalid(e.to_string()))?;
+                    }
                     targets.push(target);
                 }
-                format!("add {net}{}", of_lists(&targets))
+                format!(
+                    "add {net}{}{}",
+                    of_lists(&targets),
+                    expiry::until_words(end)
+                )
             }
             Command::Edit {
                 cidr,
                 new_cidr,
                 comment,
                 list,
+                ends,
             } => {
                 let (net, target) = self.own_entry(cidr, list.as_deref())?;
                 let new_net = new_cidr.as_deref().map(parse_cidr).transpose()?;
+                let end = ends.as_ref().map(expiry::end_time).transpose()?;
                 if let Some(comment) = comment {
                     check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
                 }
                 if let Some(new_net) = new_net {
                     self.check_overlap(new_net, Some(net), target.index)?;
                 }
-                if new_net.is_none() && comment.is_none() {
-                    return Err(invalid("nothing to change: give --cidr and/or --comment"));
+                if new_net.is_none() && comment.is_none() && end.is_none() {
+                    return Err(invalid(
+                        "nothing to change: give --cidr, --comment, --for, --until or --permanent",
+                    ));
                 }
-                doc.edit_entry_in(target.selector, net, new_net, comment.as_deref())
-                    .map_err(|e| invalid(e.to_string()))?;
+                if new_net.is_some() || comment.is_some() {
+                    doc.edit_entry_in(target.selector, net, new_net, comment.as_deref())
+                        .map_err(|e| invalid(e.to_string()))?;
+                }
+                if let Some(end) = end {
+                    doc.set_end_in(target.selector, new_net.unwrap_or(net), end)
+                        .map_err(|e| invalid(e.to_string()))?;
+                }
                 let of = of_lists(std::slice::from_ref(&target));
+                let until = match end {
+                    Some(None) => ", now lasting".to_owned(),
+                    Some(end) => expiry::until_words(end),
+                    None => String::new(),
+                };
                 match new_net {
-                    Some(new_net) => format!("edit {net} -> {new_net}{of}"),
-                    None => format!("edit {net}{of}"),
+                    Some(new_net) => format!("edit {net} -> {new_net}{of}{until}"),
+                    None => format!("edit {net}{of}{until}"),
                 }
             }
             Command::Remove { cidr, list } => {

@@ -13,8 +13,9 @@ pub(super) struct Filter {
     /// Lowercase.
     comment: Option<String>,
     file: Option<PathBuf>,
-    /// The index of the list in the config.
+    /// The index of the list in the config, and its name.
     list: Option<u8>,
+    list_name: Option<String>,
 }
 
 impl Filter {
@@ -49,6 +50,7 @@ impl Filter {
             comment: query.comment.as_deref().map(str::to_lowercase),
             file,
             list,
+            list_name: query.list.clone(),
         })
     }
 
@@ -60,6 +62,22 @@ impl Filter {
                 .comment
                 .as_deref()
                 .is_none_or(|c| entry.comment.to_lowercase().contains(c))
+    }
+}
+
+impl Filter {
+    /// `keeps` for an entry no longer in the config (`list --expired`): by list, address
+    /// and comment.
+    pub(super) fn keeps_info(&self, info: &allowlist_control::protocol::EntryInfo) -> bool {
+        let net = allowlist_config::parse_net(&info.cidr).ok();
+        self.list_name.as_deref().is_none_or(|l| info.list == l)
+            && self
+                .contains
+                .is_none_or(|ip| net.is_some_and(|n| n.contains(&ip)))
+            && self
+                .comment
+                .as_deref()
+                .is_none_or(|c| info.comment.to_lowercase().contains(c))
     }
 }
 

@@ -7,6 +7,7 @@ mod audit_trail;
 mod changes;
 mod commands;
 mod emergency;
+mod expiry;
 mod hits;
 mod list_query;
 mod lockout;
@@ -68,6 +69,8 @@ struct Daemon {
     /// Last-hit times saved by an earlier daemon (see `hits`).
     earlier_hits: HashMap<ipnet::IpNet, jiff::Timestamp>,
     hits_saved: Instant,
+    /// When to try again to take ended timed entries out, after a failure.
+    expiry_retry: Option<tokio::time::Instant>,
 }
 
 /// For /metrics.
@@ -122,6 +125,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
+    let started_at = std::time::SystemTime::now();
     let (config, config_text) = read_config(config_path)?;
     // Before anything is created: on a kernel too old for the program, one line saying so.
     allowlist_loader::kernel::require_features()?;
@@ -177,6 +181,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         },
         earlier_hits,
         hits_saved: Instant::now(),
+        expiry_retry: None,
     };
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer.
     let mut events = unsafe {
@@ -186,6 +191,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let link_events = LinkEvents::subscribe()?;
     daemon.save_revision();
     daemon.start_records(start)?;
+    // Timed entries that ended while no daemon ran (the kernel stopped admitting them then).
+    daemon.expire_ended(Some(started_at));
     let (snapshot_tx, mut snapshots) = mpsc::channel(8);
     if let Some(addr) = daemon.config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -227,6 +234,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     let stop = loop {
         let rollback_at = daemon.pending.as_ref().map(|p| p.deadline);
+        let expiry_at = daemon.next_expiry();
         let emergency_ends_at = daemon
             .emergency
             .as_ref()
@@ -269,6 +277,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
             }
             () = sleep_until(rollback_at) => daemon.roll_back(),
             () = sleep_until(emergency_ends_at) => daemon.emergency_expired(),
+            () = sleep_until(expiry_at) => daemon.expire_ended(None),
             _ = hup.recv() => daemon.reload_on_signal(),
             _ = usr1.recv() => daemon.log_counters(),
             _ = watch.tick() => daemon.watch(),

@@ -14,11 +14,11 @@ use super::changes::entry_info;
 use super::commands::{Refusal, invalid};
 use super::{Daemon, list_query, totals};
 use crate::server::Peer;
-use allowlist_config::rules::Protocol;
+use allowlist_config::rules::{DEFAULT_LIST, Protocol};
 use allowlist_config::{Entry, ListConfig};
 use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
 use allowlist_control::protocol::{
-    AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryList, ErrorKind,
+    AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryInfo, EntryList, ErrorKind,
     InterfaceStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, SessionInfo,
     SessionsReport, Status, TestReport,
 };
@@ -162,13 +162,21 @@ impl Daemon {
         query: &ListQuery,
     ) -> Result<Reply, Refusal> {
         let filter = list_query::Filter::new(query, &self.config)?;
+        if let Some(within) = query.expired_within_secs {
+            return self.expired(within, &filter);
+        }
         let hits = self
             .entry_hits()
             .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
         let mut matched = 0;
-        for entry in self.config.entries.iter().filter(|e| filter.keeps(e)) {
+        let entries_kept = self
+            .config
+            .entries
+            .iter()
+            .filter(|e| filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()));
+        for entry in entries_kept {
             let saved = hits.get(&entry.net).copied().unwrap_or_default();
             if let Some(limit) = unused_for_secs
                 && saved.last.is_some_and(|last| {
@@ -194,6 +202,49 @@ impl Daemon {
             entries,
             matched,
             total: self.config.entries.len() as u64,
+        }))
+    }
+
+    /// The timed entries that ended within the last `within_secs`, newest first, as the
+    /// audit log's `expire` records list them.
+    fn expired(&self, within_secs: u64, filter: &list_query::Filter) -> Result<Reply, Refusal> {
+        let since = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(within_secs as i64))
+            .unwrap_or(jiff::Timestamp::MIN);
+        let records =
+            audit::read(&self.audit.files()).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        let mut entries = Vec::new();
+        for record in records.iter().rev() {
+            if record.event.action != Action::Expire
+                || record
+                    .time
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| t < since)
+            {
+                continue;
+            }
+            let listed = record.event.before["entries"].as_array();
+            for value in listed.into_iter().flatten() {
+                let info = EntryInfo {
+                    cidr: value["cidr"].as_str().unwrap_or_default().to_owned(),
+                    comment: value["comment"].as_str().unwrap_or_default().to_owned(),
+                    origin: String::new(),
+                    hits: 0,
+                    last_hit: None,
+                    list: value["list"].as_str().unwrap_or(DEFAULT_LIST).to_owned(),
+                    expires: value["expires"].as_str().map(str::to_owned),
+                };
+                if filter.keeps_info(&info) {
+                    entries.push(info);
+                }
+            }
+        }
+        Ok(Reply::List(EntryList {
+            revision: self.revision,
+            active: self.config.active,
+            matched: entries.len() as u64,
+            total: entries.len() as u64,
+            entries,
         }))
     }
 

@@ -1,0 +1,186 @@
+//! Timed entries as the daemon runs them: how long one may be given, and taking it out once
+//! it has ended. The kernel stops admitting a timed entry at its end by itself (the loader's
+//! `filter::timed`); the daemon then removes it from the config file and the maps and audits
+//! that (`expire`, `via: expiry`): at once while it runs, else at its next start.
+
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+use super::Daemon;
+use super::changes;
+use super::commands::{Refusal, invalid};
+use allowlist_config::edit::{ConfigDoc, write_atomic};
+use allowlist_config::{Config, MAX_PROBLEMS, words};
+use allowlist_control::audit::{Action, Actor, Outcome, Via};
+use allowlist_control::protocol::End;
+
+/// The longest `--for` (and the furthest `--until`): temporary access is for hours or days;
+/// an entry meant to stay belongs in the file without an end.
+pub const MAX_TIMED: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// After a failed removal (the file edited by hand, a full disk), when to try again: the
+/// kernel has already stopped admitting the entries, so nothing waits on it.
+const RETRY: Duration = Duration::from_secs(10);
+
+/// When `end` says an entry ends: `None` for [`End::Never`].
+pub(super) fn end_time(end: &End) -> Result<Option<SystemTime>, Refusal> {
+    let now = SystemTime::now();
+    let limit = words::duration(MAX_TIMED);
+    let time = match end {
+        End::Never => return Ok(None),
+        End::AfterSecs(0) => return Err(invalid("--for must be longer than 0s")),
+        End::AfterSecs(secs) => {
+            let ahead = Duration::from_secs(*secs);
+            if ahead > MAX_TIMED {
+                return Err(invalid(format!(
+                    "--for {} is longer than {limit}, the longest a timed entry may last; for \
+                     access that stays, add the entry without --for",
+                    words::duration(ahead)
+                )));
+            }
+            now + ahead
+        }
+        End::At(text) => {
+            let at: jiff::Timestamp = text.trim().parse().map_err(|_| {
+                invalid(format!(
+                    "--until `{text}`: give a time with its offset, e.g. 2026-12-24T18:00:00Z"
+                ))
+            })?;
+            let at = SystemTime::from(at);
+            if at <= now {
+                return Err(invalid(format!("--until `{text}` has passed")));
+            }
+            if at.duration_since(now).unwrap_or_default() > MAX_TIMED {
+                return Err(invalid(format!(
+                    "--until `{text}` is more than {limit} ahead, the longest a timed entry \
+                     may last; for access that stays, add the entry without --until"
+                )));
+            }
+            at
+        }
+    };
+    Ok(Some(time))
+}
+
+/// " until 2026-12-24T18:00:00Z (in 8h)", or nothing for a lasting entry.
+pub(super) fn until_words(end: Option<SystemTime>) -> String {
+    let Some(end) = end else {
+        return String::new();
+    };
+    let left = end
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs();
+    format!(
+        " until {} (in {})",
+        rfc3339(end),
+        words::duration(Duration::from_secs(left.max(1)))
+    )
+}
+
+/// `time` as the config and the audit write it, to the second.
+pub(super) fn rfc3339(time: SystemTime) -> String {
+    jiff::Timestamp::try_from(time)
+        .ok()
+        .and_then(|t| t.round(jiff::Unit::Second).ok())
+        .map_or_else(|| "?".to_owned(), |t| t.to_string())
+}
+
+impl Daemon {
+    /// When the main loop next has timed entries to take out.
+    pub(super) fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        let end = self.config.next_end()?;
+        let wait = end.duration_since(SystemTime::now()).unwrap_or_default();
+        let at = tokio::time::Instant::now() + wait;
+        Some(match self.expiry_retry {
+            Some(retry) => at.max(retry),
+            None => at,
+        })
+    }
+
+    /// Takes every timed entry that has ended out of the config file and the maps, with one
+    /// audit record. `down_since`: the entries ended before this start, while the daemon was
+    /// not running.
+    pub(super) fn expire_ended(&mut self, down_since: Option<SystemTime>) {
+        let now = SystemTime::now();
+        let ended: Vec<(ipnet::IpNet, Option<String>, SystemTime)> = self
+            .config
+            .timed_entries()
+            .filter_map(|e| {
+                let end = self.config.end_of(e)?;
+                let list = &self.config.lists[usize::from(e.list)];
+                (end <= now).then(|| (e.net, list.line.map(|_| list.name.clone()), end))
+            })
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        match self.remove_ended(&ended, down_since) {
+            Ok(summary) => {
+                self.expiry_retry = None;
+                info!("{summary}");
+            }
+            Err(e) => {
+                self.expiry_retry = Some(tokio::time::Instant::now() + RETRY);
+                warn!(
+                    "{} ended but could not be taken out of the config: {e}; the kernel no \
+                     longer admits them; trying again in {}s",
+                    words::count(ended.len(), "timed entry", "timed entries"),
+                    RETRY.as_secs()
+                );
+            }
+        }
+    }
+
+    fn remove_ended(
+        &mut self,
+        ended: &[(ipnet::IpNet, Option<String>, SystemTime)],
+        down_since: Option<SystemTime>,
+    ) -> Result<String, String> {
+        let path = self.config.path.clone();
+        let on_disk = Config::read_text(&path).map_err(|e| e.to_string())?;
+        if on_disk != self.config_text {
+            return Err("the config file changed on disk: run `allowlistctl reload`".into());
+        }
+        let mut doc = ConfigDoc::parse(&self.config_text).map_err(|e| e.to_string())?;
+        for (net, list, _) in ended {
+            doc.remove_entry_in(list.as_deref(), *net)
+                .map_err(|e| e.to_string())?;
+        }
+        let text = doc.to_text();
+        let new = Config::parse_checked(&path, &text, MAX_PROBLEMS).map_err(|e| e.to_string())?;
+        let changes::Changes {
+            before,
+            mut after,
+            summary,
+        } = changes::changes(&self.config, &new);
+        if let Some(since) = down_since
+            && ended.iter().any(|(_, _, end)| *end < since)
+        {
+            after["while_down"] = true.into();
+        }
+        self.record(
+            Actor::daemon(Via::Expiry),
+            Action::Expire,
+            before,
+            after,
+            Outcome::Ok,
+            self.revision + 1,
+        )?;
+        write_atomic(&path, &text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let (summary, _) = self
+            .switch_to(new, text, summary)
+            .map_err(|e| format!("{e:#}"))?;
+        let nets: Vec<String> = ended.iter().map(|(net, _, _)| net.to_string()).collect();
+        Ok(format!(
+            "timed {} ended{}: {}; {summary}",
+            if ended.len() == 1 { "entry" } else { "entries" },
+            match down_since {
+                Some(_) => " (while allowlistd was not running)",
+                None => "",
+            },
+            nets.join(", ")
+        ))
+    }
+}

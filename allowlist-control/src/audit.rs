@@ -50,7 +50,8 @@ pub enum Action {
     AddList,
     RemoveList,
     SetPorts,
-    /// Timed entries that ended, taken out of the config.
+    // Timed entries that ended, taken out of the config. (A plain comment: a doc comment
+    // would become a help line of `audit --action`, which lists bare names.)
     Expire,
 }
 

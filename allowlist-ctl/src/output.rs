@@ -370,10 +370,14 @@ fn end_words(end: &str) -> String {
     };
     let now = jiff::Timestamp::now();
     let span = |d: jiff::SignedDuration| {
-        let secs = d.as_secs().unsigned_abs().max(1);
+        let secs = d.as_millis().unsigned_abs().div_ceil(1000).max(1) as u64;
         // Minutes are enough once it is more than a few.
-        let secs = if secs > 600 { secs / 60 * 60 } else { secs };
-        humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+        let secs = if secs > 600 {
+            secs.div_ceil(60) * 60
+        } else {
+            secs
+        };
+        words::duration(std::time::Duration::from_secs(secs))
     };
     if at > now {
         format!("expires in {} ({end})", span(at.duration_since(now)))

@@ -71,7 +71,8 @@ pub(super) fn until_words(end: Option<SystemTime>) -> String {
     let left = end
         .duration_since(SystemTime::now())
         .unwrap_or_default()
-        .as_secs();
+        .as_millis()
+        .div_ceil(1000) as u64;
     format!(
         " until {} (in {})",
         rfc3339(end),

@@ -320,10 +320,12 @@ impl Daemon {
                 (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e))
                     if e.comment.is_empty() =>
                 {
-                    format!("allowed by {}{of_list}", e.net)
+                    let until = super::expiry::until_words(self.config.end_of(e));
+                    format!("allowed by {}{of_list}{until}", e.net)
                 }
                 (Reason::PassAllowedV4 | Reason::PassAllowedV6, Some(e)) => {
-                    format!("allowed by {} ({}){of_list}", e.net, e.comment)
+                    let until = super::expiry::until_words(self.config.end_of(e));
+                    format!("allowed by {} ({}){of_list}{until}", e.net, e.comment)
                 }
                 (Reason::PassInactive, _) if several => format!(
                     "allowed: list `{}` is off",

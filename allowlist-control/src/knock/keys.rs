@@ -115,7 +115,7 @@ impl KeyLine {
         };
         Ok(Some(KeyLine {
             name: name.to_owned(),
-            lists: parse_lists(lists)?,
+            lists: Lists::parse(lists)?,
             max_for: parse_max_for(max_for)?,
             public: parse_public(public)?,
             any_ip,
@@ -123,19 +123,22 @@ impl KeyLine {
     }
 }
 
-fn parse_lists(text: &str) -> Result<Lists, KeyLineError> {
-    if text == "*" {
-        return Ok(Lists::Any);
-    }
-    let mut lists: Vec<String> = Vec::new();
-    for list in text.split(',') {
-        check_list_name(list).map_err(|e| KeyLineError::List(list.to_owned(), e))?;
-        if lists.iter().any(|l| l == list) {
-            return Err(KeyLineError::DuplicateList(list.to_owned()));
+impl Lists {
+    /// `default,ssh`, or `*` for every list.
+    pub fn parse(text: &str) -> Result<Lists, KeyLineError> {
+        if text == "*" {
+            return Ok(Lists::Any);
         }
-        lists.push(list.to_owned());
+        let mut lists: Vec<String> = Vec::new();
+        for list in text.split(',') {
+            check_list_name(list).map_err(|e| KeyLineError::List(list.to_owned(), e))?;
+            if lists.iter().any(|l| l == list) {
+                return Err(KeyLineError::DuplicateList(list.to_owned()));
+            }
+            lists.push(list.to_owned());
+        }
+        Ok(Lists::Only(lists))
     }
-    Ok(Lists::Only(lists))
 }
 
 /// A key's longest time, as `keygen --max-for` and the key line take it.

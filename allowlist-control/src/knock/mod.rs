@@ -9,6 +9,8 @@ pub mod keys;
 
 pub use datagram::{Ask, Knock, KnockError, MAX_DATAGRAM, MIN_DATAGRAM, NONCE_LEN};
 pub use keys::{KeyFile, KeyFileError, KeyLine, KeyLineError, Lists};
+// The key types, so that users of this module need not name the crate.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// The UDP port knocks go to unless `--port` or `knock_listen` say otherwise (fwknop's).
 pub const DEFAULT_PORT: u16 = 62201;

@@ -1,8 +1,10 @@
 //! What allowlistd and its clients agree on: the control socket's messages ([`protocol`]),
 //! the audit log's records and hash chain ([`audit`], written by the daemon, verified by
-//! `allowlistctl audit verify` without it), and how times are written ([`time`]).
+//! `allowlistctl audit verify` without it), how times are written ([`time`]), and the knock:
+//! the signed UDP datagram that opens an address, and its key files ([`knock`]).
 
 pub mod audit;
+pub mod knock;
 pub mod protocol;
 pub mod time;
 

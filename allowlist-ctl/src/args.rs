@@ -285,6 +285,11 @@ pub(crate) enum Cmd {
         #[arg(long, value_enum)]
         action: Option<allowlist_control::audit::Action>,
     },
+    /// Send one signed UDP datagram asking HOST's allowlistd to open your address on a list
+    /// for a while (single packet authorization); `knock keygen` makes the key. Nothing
+    /// answers: connect after it.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Knock(KnockArgs),
 }
 
 #[derive(Subcommand)]
@@ -293,6 +298,54 @@ pub(crate) enum AuditCmd {
     Verify {
         /// Files to check, oldest first (default: the daemon's own log files).
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct KnockArgs {
+    #[command(subcommand)]
+    pub(crate) keygen: Option<KnockCmd>,
+    /// The server: an IPv4 or IPv6 address or a host name.
+    #[arg(required = true)]
+    pub(crate) host: Option<String>,
+    /// The server's knock port (its knock_listen).
+    #[arg(long, default_value_t = allowlist_control::knock::DEFAULT_PORT)]
+    pub(crate) port: u16,
+    /// The private key file (from `knock keygen`).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub(crate) key: Option<PathBuf>,
+    /// The list to be let into.
+    #[arg(long, value_name = "NAME", default_value = allowlist_control::knock::DEFAULT_LIST)]
+    pub(crate) list: String,
+    /// How long, e.g. 30m, 8h (at most the key's limit).
+    #[arg(long = "for", value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// The address to open (default: the one the datagram arrives from; the key must allow
+    /// another one).
+    #[arg(long, value_name = "IP")]
+    pub(crate) ip: Option<IpAddr>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KnockCmd {
+    /// Write a new private key to FILE (never over an existing file) and print its line for
+    /// the server's knock_keys file.
+    Keygen {
+        /// Where the private key goes (created with mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The key's name on the server, e.g. alice@laptop (shown in the audit log).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The lists the key may open, comma-separated, or `*` for every list.
+        #[arg(long, value_name = "LISTS", default_value = allowlist_control::knock::DEFAULT_LIST)]
+        lists: String,
+        /// The longest --for the key may ask, e.g. 8h.
+        #[arg(long, value_name = "DURATION", default_value = "8h")]
+        max_for: String,
+        /// Let the key open another address than the knock's source (--ip).
+        #[arg(long)]
+        any_ip: bool,
     },
 }
 

@@ -21,6 +21,7 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 3;
 }
 
+#[derive(Debug)]
 pub struct Failure {
     kind: String,
     message: String,

@@ -6,6 +6,7 @@
 mod args;
 mod connection;
 mod failure;
+mod knock;
 mod output;
 mod request;
 mod socket;
@@ -112,6 +113,10 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    // A remote host, not the daemon's socket.
+    if let Cmd::Knock(args) = &cli.command {
+        return knock::run(args, json);
+    }
     if let Cmd::Audit {
         verify: Some(AuditCmd::Verify { files }),
         ..

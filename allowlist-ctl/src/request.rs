@@ -257,6 +257,11 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             let action = action.map(|a| a.name().to_owned());
             (Command::Audit { since, action }, ChangeOptions::default())
         }
+        Cmd::Knock(_) => {
+            return Err(Failure::invalid(
+                "`knock` sends a datagram to a host, not a request to the daemon",
+            ));
+        }
     };
     Ok(Request {
         version: protocol::VERSION,

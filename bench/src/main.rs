@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 mod control;
 mod flood;
 mod headline;
+mod knock;
 mod lists;
 mod stats;
 mod testrun;
@@ -35,6 +36,7 @@ fn args() -> Result<Args> {
         "testrun".to_owned(),
         "control".to_owned(),
         "flood".to_owned(),
+        "knock".to_owned(),
     ];
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -259,6 +261,30 @@ fn main() -> Result<()> {
             value: cpu("allowlist").zip(best_nft).map(|(a, n)| a / n),
             goal: 0.5,
         });
+    }
+
+    if args.parts.iter().any(|p| p == "knock") {
+        let settings = knock::Settings {
+            rounds: 9,
+            per_round: if args.quick { 500 } else { 2000 },
+            grants_per_round: if args.quick { 20 } else { 50 },
+        };
+        let t = Instant::now();
+        let rows = knock::run(&settings)?;
+        println!(
+            "\n== 5. knock: µs of one core per datagram (median of {} rounds)\n{}",
+            settings.rounds,
+            knock::table(&rows)
+        );
+        results.insert(
+            "knock".into(),
+            json!({
+                "rounds": settings.rounds, "per_round": settings.per_round,
+                "grants_per_round": settings.grants_per_round,
+                "rows": rows.iter().map(knock::Row::json).collect::<Vec<_>>(),
+                "seconds": t.elapsed().as_secs_f64(),
+            }),
+        );
     }
 
     results.insert(

@@ -1,7 +1,7 @@
 //! `cargo xtask fuzz`: long runs of the differential test (the XDP program against the
-//! reference model) and of the config and control protocol fuzz targets, in release mode, and
-//! replays of what they report. The tests read their parameters from ALLOWLIST_FUZZ_*
-//! variables (see tests/tests/differential.rs and tests/src/fuzz.rs).
+//! reference model) and of the config, control protocol and knock fuzz targets, in release
+//! mode, and replays of what they report. The tests read their parameters from
+//! ALLOWLIST_FUZZ_* variables (see tests/tests/differential.rs and tests/src/fuzz.rs).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,6 +20,8 @@ pub enum Target {
     Config,
     /// The control protocol's framing and request/response decoders
     Protocol,
+    /// The knock datagram's decoder and the daemon's guard (no grant for a changed knock)
+    Knock,
 }
 
 #[derive(Args)]
@@ -43,10 +45,10 @@ pub struct FuzzArgs {
     /// verdicts: the setup line for --replay (`emergency=… list=MODE tcp=… udp=… entries=… …`)
     #[arg(long, requires = "replay")]
     config: Option<String>,
-    /// config, protocol: how long to run
+    /// config, protocol, knock: how long to run
     #[arg(long)]
     seconds: Option<u64>,
-    /// config, protocol: one input to check, its parts in hex joined by `:` (as a failure
+    /// config, protocol, knock: one input to check, its parts in hex joined by `:` (as a failure
     /// prints)
     #[arg(long)]
     input: Option<String>,
@@ -76,6 +78,7 @@ pub fn fuzz(root: &Path, args: &FuzzArgs) -> Result<()> {
         Target::Verdicts => "differential",
         Target::Config => "fuzz_config",
         Target::Protocol => "fuzz_protocol",
+        Target::Knock => "fuzz_knock",
     };
     let mut cmd = Command::new("cargo");
     cmd.current_dir(root)

@@ -50,7 +50,7 @@ enum Cmd {
         /// A smaller run (under 5 minutes) into target/bench/quick
         #[arg(long)]
         quick: bool,
-        /// Only these parts, comma-separated (testrun, control, flood). Their report goes to
+        /// Only these parts, comma-separated (testrun, control, flood, knock). Their report goes to
         /// target/bench/quick, or target/bench/parts: never over the whole run's BENCHMARKS.md
         #[arg(long)]
         parts: Option<String>,

@@ -423,6 +423,36 @@ pub fn write(
             c["ms"]["n"]
         );
     }
+    let knock = &results["knock"];
+    if knock.is_object() {
+        let mut csv = String::from("case,datagram,median_us,min_us,max_us\n");
+        let _ = writeln!(
+            md,
+            "\n## 5. Knock (single packet authorization)\n\n{KNOCK_METHOD} Median of {} rounds \
+             ({} datagrams a round, {} grants).\n\n| case | datagram | µs per datagram | spread % |\n|---|---|---|---|",
+            knock["rounds"], knock["per_round"], knock["grants_per_round"]
+        );
+        for r in arr(&knock["rows"]) {
+            let _ = writeln!(
+                md,
+                "| knock-{} | {} | {} | {:.0} |",
+                s(&r["case"]),
+                s(&r["datagram"]),
+                num(f(&r["us"]["median"])),
+                f(&r["us"]["spread_pct"])
+            );
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{}",
+                s(&r["case"]),
+                s(&r["datagram"]),
+                r["us"]["median"],
+                r["us"]["min"],
+                r["us"]["max"]
+            );
+        }
+        std::fs::write(out_dir.join("knock.csv"), csv)?;
+    }
     let _ = &null;
     std::fs::write(md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(lines)
@@ -454,6 +484,13 @@ fn headline_method(name: &str) -> &'static str {
         _ => "-",
     }
 }
+
+const KNOCK_METHOD: &str = "One core of the bench machine, in the `allowlist-bench` process. \
+`knock-verify` decodes a datagram and checks its Ed25519 signature (valid, or with one bit of the signed bytes \
+changed, so the whole check runs and fails); `knock-guard` is all the daemon does with a datagram (decode, key, \
+rates, signature, time window, rights, nonce), rates unlimited so every forgery reaches the signature check; \
+a grant also rewrites and fsyncs the nonce file. The rates (`total`, 20 a second by default) bound how many \
+signature checks a flood can cause.";
 
 const DATA_PATH_METHOD: &str = "Every program is loaded in the same run and fed a 54-byte frame through \
 BPF_PROG_TEST_RUN with `repeat` (the kernel reports the mean ns per run). `allowlist` is the real compiled \

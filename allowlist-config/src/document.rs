@@ -2,6 +2,7 @@
 //! located at the line it comes from.
 
 mod entry_tables;
+mod knock;
 mod lists;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +34,9 @@ const KEYS: &[&str] = &[
     "list_files",
     "entries",
     "lists",
+    "knock_listen",
+    "knock_keys",
+    "knock_window",
 ];
 const ENTRY_KEYS: &[&str] = &["cidr", "comment", "expires"];
 
@@ -88,6 +92,11 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
                 config.detach_on_exit = reader.boolean(key, item).unwrap_or(config.detach_on_exit);
             }
             "metrics_listen" => config.metrics_listen = reader.socket_address(item),
+            "knock_listen" => config.knock_listen = reader.knock_listen(item),
+            "knock_keys" => reader.absolute_path(key, item, &mut config.knock_keys),
+            "knock_window" => {
+                config.knock_window = reader.knock_window(item).unwrap_or(config.knock_window);
+            }
             "metrics_entry_series" => {
                 config.metrics_entry_series = reader
                     .whole_number(key, item, 0..=100_000, "entries with their own hits series")

@@ -103,6 +103,12 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Entries with the most hits that get their own `allowlist_entry_hits_total` series.
     pub metrics_entry_series: usize,
+    /// Where to receive knocks (single packet authorization); empty: off.
+    pub knock_listen: Vec<std::net::SocketAddr>,
+    /// Who may knock: one key a line (see `allowlistctl knock keygen`).
+    pub knock_keys: PathBuf,
+    /// How far a knock's time may be from the daemon's clock, either way.
+    pub knock_window: std::time::Duration,
     /// Every list file of every list, resolved against the config file's directory.
     pub list_files: Vec<PathBuf>,
     /// The lists: `default` first when the top-level keys write it, then each `[lists.NAME]`
@@ -195,7 +201,8 @@ impl fmt::Display for Origin<'_> {
 }
 
 impl Config {
-    fn defaults(path: &Path) -> Config {
+    /// Every key at its default, for a file at `path`.
+    pub fn defaults(path: &Path) -> Config {
         Config {
             path: path.to_path_buf(),
             active: true,
@@ -213,6 +220,9 @@ impl Config {
             detach_on_exit: true,
             metrics_listen: None,
             metrics_entry_series: 100,
+            knock_listen: Vec::new(),
+            knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
+            knock_window: std::time::Duration::from_secs(30),
             list_files: Vec::new(),
             lists: Vec::new(),
             entries: Vec::new(),

@@ -49,6 +49,9 @@ fn defaults() -> Result<(), ConfigError> {
         detach_on_exit: true,
         metrics_listen: None,
         metrics_entry_series: 100,
+        knock_listen: vec![],
+        knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
+        knock_window: std::time::Duration::from_secs(30),
         list_files: vec![],
         lists: vec![ListConfig {
             name: "default".to_owned(),
@@ -128,6 +131,9 @@ cidr = "2001:db8::/32"
         detach_on_exit: false,
         metrics_listen: Some("127.0.0.1:9469".parse().unwrap()),
         metrics_entry_series: 100,
+        knock_listen: vec![],
+        knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
+        knock_window: std::time::Duration::from_secs(30),
         list_files: vec![list.clone()],
         lists: vec![ListConfig {
             name: "default".to_owned(),

@@ -24,6 +24,8 @@ pub enum Via {
     Signal,
     Startup,
     Expiry,
+    /// A signed knock (`user` is `knock:KEY`).
+    Knock,
 }
 
 /// What a record is about. Serialized in kebab-case (`emergency-start`), as records have
@@ -123,6 +125,15 @@ impl Actor {
             Some(std::process::id() as i32),
             via,
         )
+    }
+
+    /// The holder of knock key `key`, let in by the daemon.
+    pub fn knock(key: &str) -> Actor {
+        Actor {
+            user: format!("knock:{key}"),
+            pid: None,
+            ..Actor::daemon(Via::Knock)
+        }
     }
 
     pub fn new(uid: u32, pid: Option<i32>, via: Via) -> Actor {

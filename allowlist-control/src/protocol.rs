@@ -340,6 +340,18 @@ pub struct Status {
     /// Every list (`default` for a config without `[lists.NAME]` tables).
     #[serde(default)]
     pub lists: Vec<ListStatus>,
+    /// Knocks received, when `knock_listen` is set.
+    #[serde(default)]
+    pub knocks: Option<KnockStatus>,
+}
+
+/// What the knock listener did since the daemon started.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KnockStatus {
+    pub listen: Vec<String>,
+    pub granted: u64,
+    /// Refused knocks by kind (`bad_signature`, `replayed_nonce`, ...), every kind listed.
+    pub refused: BTreeMap<String, u64>,
 }
 
 /// One list as the kernel enforces it, and what it judged.

@@ -324,6 +324,9 @@ pub(crate) struct KnockArgs {
     /// another one).
     #[arg(long, value_name = "IP")]
     pub(crate) ip: Option<IpAddr>,
+    /// Send from this local address (on a host with several), e.g. the one to be let in.
+    #[arg(long, value_name = "IP")]
+    pub(crate) from: Option<IpAddr>,
 }
 
 #[derive(Subcommand)]

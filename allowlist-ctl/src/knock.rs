@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _, UdpSocket};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use allowlist_control::knock::{self, Ask, KeyFile, KeyLine, Lists};
 
@@ -127,9 +126,10 @@ fn send(args: &KnockArgs, json: bool) -> Result<(), Failure> {
         .sign(&key.key)
         .map_err(|e| Failure::invalid(e.to_string()))?;
     let to = resolve(host, args.port)?;
-    let local: SocketAddr = match to {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    let local: SocketAddr = match (to, args.from) {
+        (_, Some(from)) => (from, 0).into(),
+        (SocketAddr::V4(_), None) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        (SocketAddr::V6(_), None) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let sent = UdpSocket::bind(local)
         .and_then(|socket| socket.send_to(&datagram, to))
@@ -155,7 +155,7 @@ fn send(args: &KnockArgs, json: bool) -> Result<(), Failure> {
              Nothing answers; connect now.",
             key.name,
             args.list,
-            humantime::format_duration(Duration::from_secs(args.duration.as_secs()))
+            allowlist_config::words::duration(args.duration)
         );
     }
     Ok(())
@@ -164,6 +164,7 @@ fn send(args: &KnockArgs, json: bool) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Duration;
 
     use allowlist_control::knock::Knock;
 
@@ -178,6 +179,7 @@ mod tests {
             list: "ssh".into(),
             duration: Duration::from_secs(600),
             ip,
+            from: None,
         }
     }
 

@@ -92,6 +92,26 @@ pub fn render(reply: &Reply) -> String {
             if !nonzero.is_empty() {
                 let _ = writeln!(out, "by reason:  {}", nonzero.join(", "));
             }
+            if let Some(k) = &s.knocks {
+                let refused: Vec<String> = k
+                    .refused
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(kind, n)| format!("{kind} {n}"))
+                    .collect();
+                let total: u64 = k.refused.values().sum();
+                let _ = writeln!(
+                    out,
+                    "knocks:     on {}: granted {}, refused {total}{}",
+                    k.listen.join(", "),
+                    k.granted,
+                    if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", refused.join(", "))
+                    }
+                );
+            }
             let _ = writeln!(
                 out,
                 "uptime:     {}",

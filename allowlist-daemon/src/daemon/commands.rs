@@ -190,6 +190,16 @@ impl Daemon {
         peer: &Peer,
     ) -> Result<Changed, Refusal> {
         let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        self.change_as(command, options, actor)
+    }
+
+    /// A change made for `actor`: a client, or the daemon itself for a knock.
+    pub(super) fn change_as(
+        &mut self,
+        command: Command,
+        options: &ChangeOptions,
+        actor: Actor,
+    ) -> Result<Changed, Refusal> {
         let action = match &command {
             Command::Add { .. } => Action::Add,
             Command::Edit { .. } => Action::Edit,
@@ -281,7 +291,12 @@ impl Daemon {
                 return Err(failed(self, refusal));
             }
         };
-        info!(uid = peer.uid, pid = peer.pid, "{description}: {summary}");
+        info!(
+            uid = actor.uid,
+            pid = actor.pid,
+            user = actor.user,
+            "{description}: {summary}"
+        );
         if let Some(secs) = options.confirm_within_secs {
             let window = Duration::from_secs(secs);
             self.pending = Some(PendingChange {

@@ -9,6 +9,7 @@ mod commands;
 mod emergency;
 mod expiry;
 mod hits;
+mod knocked;
 mod list_query;
 mod lockout;
 mod observe;
@@ -35,6 +36,7 @@ use std::net::SocketAddr;
 
 use crate::blocked::Blocked;
 use crate::emergency::Emergency;
+use crate::knock::{Grant, Guard, KnockHandle, KnockKeys, KnockSettings, Listener};
 use crate::metrics;
 use crate::notify;
 use crate::server;
@@ -71,6 +73,8 @@ struct Daemon {
     hits_saved: Instant,
     /// When to try again to take ended timed entries out, after a failure.
     expiry_retry: Option<tokio::time::Instant>,
+    /// The knock listener's keys and counters, when `knock_listen` is set.
+    knocks: Option<KnockHandle>,
 }
 
 /// For /metrics.
@@ -182,6 +186,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         earlier_hits,
         hits_saved: Instant::now(),
         expiry_retry: None,
+        knocks: None,
     };
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer.
     let mut events = unsafe {
@@ -208,6 +213,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let (tx, mut requests) = mpsc::channel(64);
     let socket = daemon.config.control_socket.clone();
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
+    let (grant_tx, mut grants) = mpsc::channel(64);
+    daemon.knocks = start_knocks(&daemon.config, grant_tx)?;
     let protection = if daemon.config.has_named_lists() {
         format!("lists: {}", daemon.config.lists_summary())
     } else {
@@ -272,6 +279,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
                 }
                 ready.clear_ready();
             }
+            Some(grant) = grants.recv() => daemon.knock_granted(grant),
             Some(reply) = snapshots.recv() => {
                 let _ = reply.send(daemon.snapshot());
             }
@@ -294,6 +302,30 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let _ = std::fs::remove_file(&socket);
     daemon.stop(signal, exit)?;
     Ok(exit)
+}
+
+/// Listens for knocks where `knock_listen` says (none: off), sending grants to `grants`.
+fn start_knocks(config: &Config, grants: mpsc::Sender<Grant>) -> Result<Option<KnockHandle>> {
+    let settings = KnockSettings::of(config);
+    if settings.listen.is_empty() {
+        return Ok(None);
+    }
+    let keys = KnockKeys::load(&settings.keys_file)?;
+    let guard = Guard::new(keys, &settings, &config.state_dir)?;
+    let listener = Listener::bind(&settings.listen, guard).with_context(|| {
+        format!(
+            "binding knock_listen {}",
+            allowlist_config::words::list(&settings.listen)
+        )
+    })?;
+    let handle = listener.handle();
+    info!(
+        "receiving knocks on {} (keys: {})",
+        allowlist_config::words::list(&settings.listen),
+        settings.keys_file.display()
+    );
+    tokio::spawn(listener.run(grants));
+    Ok(Some(handle))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -455,6 +487,15 @@ fn needs_restart(old: &Config, new: &Config) -> Option<String> {
     }
     if old.control_socket != new.control_socket || old.control_group != new.control_group {
         return Some("control_socket or control_group changed: restart allowlistd".into());
+    }
+    if (&old.knock_listen, &old.knock_keys, old.knock_window)
+        != (&new.knock_listen, &new.knock_keys, new.knock_window)
+    {
+        return Some(
+            "knock_listen, knock_keys or knock_window changed: restart allowlistd (a reload \
+             re-reads the knock_keys file itself)"
+                .into(),
+        );
     }
     None
 }

@@ -48,13 +48,24 @@ impl Daemon {
                     None => Ok((new, text)),
                 }),
         };
-        let (new, text) = match prepared {
+        // The knock keys are re-read with the config, and refused with it.
+        let keys = match (&prepared, &self.knocks) {
+            (Ok(_), Some(_)) => KnockKeys::load(&self.config.knock_keys)
+                .map(Some)
+                .map_err(|e| format!("{e:#}")),
+            _ => Ok(None),
+        };
+        let prepared = prepared.and_then(|ok| keys.map(|keys| (ok, keys)));
+        let ((new, text), keys) = match prepared {
             Ok(ok) => ok,
             Err(why) => {
                 self.record_refusal(actor, Action::Reload, &why);
                 return Err(why);
             }
         };
+        if let (Some(keys), Some(knocks)) = (keys, &self.knocks) {
+            knocks.set_keys(keys);
+        }
         if new == self.config && text == self.config_text {
             self.record(
                 actor,

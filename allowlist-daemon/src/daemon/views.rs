@@ -19,7 +19,7 @@ use allowlist_config::{Entry, ListConfig};
 use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
 use allowlist_control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryInfo, EntryList, ErrorKind,
-    InterfaceStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, SessionInfo,
+    InterfaceStatus, KnockStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, SessionInfo,
     SessionsReport, Status, TestReport,
 };
 
@@ -112,6 +112,23 @@ impl Daemon {
                     reason: e.reason.clone(),
                     by: e.by.clone(),
                 })
+            }),
+            knocks: self.knocks.as_ref().map(|knocks| {
+                let counters = knocks.counters();
+                KnockStatus {
+                    listen: self
+                        .config
+                        .knock_listen
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                    granted: counters.granted(),
+                    refused: counters
+                        .refusals()
+                        .into_iter()
+                        .map(|(kind, n)| (kind.to_owned(), n))
+                        .collect(),
+                }
             }),
         }
     }

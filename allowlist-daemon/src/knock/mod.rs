@@ -38,15 +38,26 @@ pub struct KnockSettings {
     pub total: Rate,
 }
 
-pub const DEFAULT_KEYS_FILE: &str = "/etc/allowlist/knock_keys";
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
+impl KnockSettings {
+    /// What `config` says (its defaults included), with the default rates.
+    pub fn of(config: &allowlist_config::Config) -> KnockSettings {
+        KnockSettings {
+            listen: config.knock_listen.clone(),
+            keys_file: config.knock_keys.clone(),
+            window: config.knock_window,
+            ..KnockSettings::default()
+        }
+    }
+}
 
 impl Default for KnockSettings {
+    /// A config's defaults (knocks off, `/etc/allowlist/knock_keys`, a 30 s window).
     fn default() -> KnockSettings {
+        let defaults = allowlist_config::Config::defaults(std::path::Path::new(""));
         KnockSettings {
             listen: Vec::new(),
-            keys_file: PathBuf::from(DEFAULT_KEYS_FILE),
-            window: DEFAULT_WINDOW,
+            keys_file: defaults.knock_keys,
+            window: defaults.knock_window,
             // A person knocks once, maybe again after a typo; a script a few times.
             per_source: Rate {
                 per_second: 2,

@@ -26,8 +26,8 @@ pub fn render(reply: &Reply) -> String {
             let state = if !only_default {
                 let count = |mode| s.lists.iter().filter(|l| l.mode == mode).count();
                 format!(
-                    "{} lists: {} enforcing, {} monitoring, {} off",
-                    s.lists.len(),
+                    "{}: {} enforcing, {} monitoring, {} off",
+                    words::count(s.lists.len(), "list", "lists"),
                     count("enforce"),
                     count("monitor"),
                     count("off")

@@ -63,9 +63,17 @@ impl Daemon {
                 return Err(why);
             }
         };
-        if let (Some(keys), Some(knocks)) = (keys, &self.knocks) {
-            knocks.set_keys(keys);
-        }
+        let keys_said = match (keys, &self.knocks) {
+            (Some(keys), Some(knocks)) => {
+                let said = format!(
+                    "; knock_keys re-read: {}",
+                    allowlist_config::words::count(keys.len(), "key", "keys")
+                );
+                knocks.set_keys(keys);
+                said
+            }
+            _ => String::new(),
+        };
         if new == self.config && text == self.config_text {
             self.record(
                 actor,
@@ -75,7 +83,7 @@ impl Daemon {
                 Outcome::Ok,
                 self.revision,
             )?;
-            let summary = format!("no change, revision {}", self.revision);
+            let summary = format!("no change, revision {}{keys_said}", self.revision);
             return Ok((summary, None));
         }
         let changes::Changes {
@@ -92,7 +100,7 @@ impl Daemon {
             self.revision + 1,
         )?;
         match self.switch_to(new, text, summary) {
-            Ok((summary, old)) => Ok((summary, Some(old))),
+            Ok((summary, old)) => Ok((format!("{summary}{keys_said}"), Some(old))),
             Err(e) => {
                 // Maps and links keep whatever state they reached: every step of apply keeps
                 // allowed sources allowed, and the next reload converges from there.

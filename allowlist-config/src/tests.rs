@@ -190,7 +190,8 @@ fn unknown_keys_are_refused_with_a_suggestion() {
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
                  max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
-                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists)"
+                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists, knock_listen, \
+                 knock_keys, knock_window)"
             ),
         ]
     );

@@ -584,6 +584,25 @@ impl Config {
                 report.push(Problem::new(&self.path, line, message).key("interfaces"));
             }
         }
+        self.check_knock_port(layout, report);
+    }
+
+    /// A knock must reach the daemon from addresses no list covers: its port is refused as a
+    /// protected UDP port.
+    fn check_knock_port(&self, layout: &Layout, report: &mut Report) {
+        let ports: BTreeSet<u16> = self.knock_listen.iter().map(|a| a.port()).collect();
+        for port in ports {
+            if let Some(list) = self.lists.iter().find(|l| l.udp_ports.contains(&port)) {
+                let message = format!(
+                    "port {port} receives knocks but list `{}` protects UDP port {port}: knocks \
+                     from addresses it does not cover would be dropped before allowlistd sees \
+                     them; take {port} out of its udp_ports or knock on another port",
+                    list.name
+                );
+                let problem = Problem::new(&self.path, layout.line("knock_listen"), message);
+                report.push(problem.key("knock_listen"));
+            }
+        }
     }
 
     fn check_default(&self, layout: &Layout, report: &mut Report) {

@@ -512,7 +512,13 @@ mod tests {
         let forged = [("result", "bad_signature")];
         assert_eq!(value(&parsed, "allowlist_knocks", &forged), 1.0);
         // Knocks off: no family at all.
-        let off = render(&Snapshot { knocks: Vec::new(), ..sample() }, 10);
+        let off = render(
+            &Snapshot {
+                knocks: Vec::new(),
+                ..sample()
+            },
+            10,
+        );
         assert!(!off.contains("allowlist_knocks"), "{off}");
         // The names scrapers see, counters with their suffix.
         for line in [

@@ -76,6 +76,16 @@ pub enum XdpModeSetting {
     Generic,
 }
 
+/// How allowlistd writes its log (stderr, for the journal or a log shipper).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text an event.
+    #[default]
+    Text,
+    /// One JSON object a line (tracing's JSON layer); audit records with their fields.
+    Json,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file this was read from.
@@ -109,6 +119,7 @@ pub struct Config {
     pub knock_keys: PathBuf,
     /// How far a knock's time may be from the daemon's clock, either way.
     pub knock_window: std::time::Duration,
+    pub log_format: LogFormat,
     /// Every list file of every list, resolved against the config file's directory.
     pub list_files: Vec<PathBuf>,
     /// The lists: `default` first when the top-level keys write it, then each `[lists.NAME]`
@@ -223,6 +234,7 @@ impl Config {
             knock_listen: Vec::new(),
             knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
             knock_window: std::time::Duration::from_secs(30),
+            log_format: LogFormat::Text,
             list_files: Vec::new(),
             lists: Vec::new(),
             entries: Vec::new(),
@@ -386,6 +398,22 @@ impl Config {
                 .for_each(|p| socket_problems.push(p.clone()));
         }
         socket_problems.finish(config.control_socket)
+    }
+
+    /// Only the `log_format` of the file at `path`, for allowlistd to set its log up before
+    /// anything is logged: text when the file cannot be read or the key is wrong (reading
+    /// the whole file then reports it).
+    pub fn read_log_format(path: &Path) -> LogFormat {
+        let Ok(text) = Config::read_text(path) else {
+            return LogFormat::Text;
+        };
+        let Ok(doc) = Document::parse(text.as_str()) else {
+            return LogFormat::Text;
+        };
+        match doc.get("log_format").and_then(|item| item.as_str()) {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
     }
 
     /// What the filter should enforce.

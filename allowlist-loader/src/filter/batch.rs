@@ -1,8 +1,8 @@
 //! BPF_MAP_UPDATE_BATCH and BPF_MAP_LOOKUP_BATCH, which aya does not wrap: one syscall per
 //! chunk of elements instead of one per element. Loading a million entries one syscall at a
-//! time spends more time entering the kernel than inserting. Kernels before 5.13 have no batch
-//! updates for LPM tries (Debian 11's 5.10): there `update` falls back to one syscall an
-//! element.
+//! time spends more time entering the kernel than inserting. Where a kernel has no batch
+//! operation for a map type (Debian 11's 5.10: none for LPM tries, nor lookups in per-CPU
+//! arrays), both fall back to one syscall an element.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 const CHUNK: usize = 16_384;
 
 // From enum bpf_cmd in linux/bpf.h.
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_MAP_LOOKUP_BATCH: libc::c_int = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_int = 26;
@@ -138,13 +139,16 @@ pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
             map_fd: map.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        first = false;
         // ENOENT: the last chunk (possibly empty) has been read.
         let done = match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
             Ok(()) => false,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) if first && matches!(e.raw_os_error(), Some(ENOTSUPP | libc::EOPNOTSUPP)) => {
+                return for_each_element(map, cpus, last, each);
+            }
             Err(e) => return Err(e),
         };
+        first = false;
         let count = attr.count as usize;
         for (key, values) in keys.iter().zip(values.chunks(cpus)).take(count) {
             each(*key, values);
@@ -154,4 +158,29 @@ pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
             return Ok(());
         }
     }
+}
+
+/// `for_each_array_per_cpu` one element a syscall, up to `last` or the array's end.
+fn for_each_element<V: aya::Pod + Default>(
+    map: BorrowedFd<'_>,
+    cpus: usize,
+    last: u32,
+    mut each: impl FnMut(u32, &[V]),
+) -> io::Result<()> {
+    let mut values = vec![V::default(); cpus];
+    for key in 0..=last {
+        let mut attr = ElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            key: &raw const key as u64,
+            value: values.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+            Ok(()) => each(key, &values),
+            // Past the array's end.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

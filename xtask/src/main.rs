@@ -8,6 +8,7 @@ mod checks;
 mod demo;
 mod exec;
 mod fuzz;
+mod image;
 mod install;
 mod package;
 mod report;
@@ -87,6 +88,17 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Build release binaries, then an OCI image with podman (FROM scratch: the two binaries
+    /// and the shared libraries they need); installs podman and runc when missing. Needs root.
+    Image {
+        /// Put the binaries already built in DIR (e.g. target/debug) in the image instead of
+        /// building release ones
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// The image's name and tag
+        #[arg(long, default_value = image::DEFAULT_TAG)]
+        tag: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +135,7 @@ fn main() -> ExitCode {
             "package",
             package::package(root, bin_dir.as_deref(), out_dir.as_deref()).map(drop),
         ),
+        Cmd::Image { bin_dir, tag } => ("image", image::image(root, bin_dir.as_deref(), tag)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ mod exec;
 mod fuzz;
 mod image;
 mod install;
+mod kubernetes;
 mod package;
 mod report;
 mod toolchain;
@@ -98,6 +99,10 @@ enum Cmd {
         /// The image's name and tag
         #[arg(long, default_value = image::DEFAULT_TAG)]
         tag: String,
+        /// Where the build context and the seccomp profile (seccomp.json) go (default
+        /// target/image)
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -135,7 +140,14 @@ fn main() -> ExitCode {
             "package",
             package::package(root, bin_dir.as_deref(), out_dir.as_deref()).map(drop),
         ),
-        Cmd::Image { bin_dir, tag } => ("image", image::image(root, bin_dir.as_deref(), tag)),
+        Cmd::Image {
+            bin_dir,
+            tag,
+            out_dir,
+        } => (
+            "image",
+            image::image(root, bin_dir.as_deref(), out_dir.as_deref(), tag),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,14 +39,15 @@ ENTRYPOINT ["/usr/sbin/allowlistd"]
 CMD ["--config", "/etc/allowlist/allowlist.toml"]
 "#;
 
-/// Builds the image `tag` from release binaries (or those in `bin_dir`).
-pub fn image(root: &Path, bin_dir: Option<&Path>, tag: &str) -> Result<()> {
+/// Builds the image `tag` from release binaries (or those in `bin_dir`), its build context and
+/// seccomp profile in `out_dir` (default target/image).
+pub fn image(root: &Path, bin_dir: Option<&Path>, out_dir: Option<&Path>, tag: &str) -> Result<()> {
     toolchain::install_packages(PACKAGES)?;
     let bin_dir = match bin_dir {
         Some(dir) => dir.to_path_buf(),
         None => build::build(root, true)?.bin_dir,
     };
-    let context = root.join("target/image");
+    let context = out_dir.map_or_else(|| root.join("target/image"), Path::to_path_buf);
     if context.exists() {
         fs::remove_dir_all(&context).with_context(|| format!("removing {}", context.display()))?;
     }

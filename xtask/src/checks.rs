@@ -9,11 +9,13 @@ use anyhow::{Result, bail};
 
 use crate::build::{self, userspace_cargo};
 use crate::exec::run;
-use crate::vm;
+use crate::{kubernetes, vm};
 
 /// Builds, then runs every check even after one fails, so one run reports all of them.
 pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     let built = build::build(root, false)?;
+    // The manifests' test validates deploy/kubernetes/ with it.
+    let kubernetes_validate = kubernetes::validator(root)?;
 
     let mut clippy = userspace_cargo(root, "clippy", &built.ebpf_object);
     clippy.args(["--all-targets", "--", "-D", "warnings"]);
@@ -24,6 +26,7 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     // The end-to-end tests start the allowlistd found here.
     tests
         .env("ALLOWLIST_BIN_DIR", &built.bin_dir)
+        .env("ALLOWLIST_KUBERNETES_VALIDATE", &kubernetes_validate)
         .env("RUST_BACKTRACE", "1")
         .args(test_args);
 

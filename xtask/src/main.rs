@@ -8,7 +8,9 @@ mod checks;
 mod demo;
 mod exec;
 mod fuzz;
+mod image;
 mod install;
+mod kubernetes;
 mod package;
 mod report;
 mod toolchain;
@@ -87,6 +89,21 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Build release binaries, then an OCI image with podman (FROM scratch: the two binaries
+    /// and the shared libraries they need); installs podman and runc when missing. Needs root.
+    Image {
+        /// Put the binaries already built in DIR (e.g. target/debug) in the image instead of
+        /// building release ones
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// The image's name and tag
+        #[arg(long, default_value = image::DEFAULT_TAG)]
+        tag: String,
+        /// Where the build context and the seccomp profile (seccomp.json) go (default
+        /// target/image)
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -122,6 +139,14 @@ fn main() -> ExitCode {
         Cmd::Package { bin_dir, out_dir } => (
             "package",
             package::package(root, bin_dir.as_deref(), out_dir.as_deref()).map(drop),
+        ),
+        Cmd::Image {
+            bin_dir,
+            tag,
+            out_dir,
+        } => (
+            "image",
+            image::image(root, bin_dir.as_deref(), out_dir.as_deref(), tag),
         ),
     };
     match result {

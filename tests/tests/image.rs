@@ -1,0 +1,481 @@
+//! The OCI image (`cargo xtask image`) run for real with podman: the container filters the
+//! veth of a test namespace (`--network ns:...`) with the test's bpffs mounted, under the
+//! least capabilities, a rolling update (the old container stopped, the new one started)
+//! leaves no moment without enforcement, and removing it for good (`detach_on_exit = true`
+//! first) detaches.
+//!
+//! The image is built from the binaries the suite already built (`--bin-dir`, stripped), so
+//! it costs a podman build of a few seconds, not a release build.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use allowlist_tests::bpffs::TestDir;
+use allowlist_tests::daemon::{Config, READY_TIMEOUT, RELOAD_TIMEOUT, bin_dir};
+use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, next_id, to};
+use allowlist_tests::require_root;
+use allowlist_tests::tcp::{self, Listener, Outcome, assert_connects, assert_times_out};
+
+/// The tag the tests build, apart from the one `cargo xtask image` makes by default.
+const TAG: &str = "localhost/allowlist-test:latest";
+/// The capabilities the container gets, all others dropped: the least that work (BPF for
+/// bpf(), NET_ADMIN for the XDP attach, PERFMON for the verifier; without any one of them
+/// the daemon fails to start, as `least_capabilities` shows). Kept equal to xtask's.
+const CAPABILITIES: &str = "BPF,NET_ADMIN,PERFMON";
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running podman {args:?}: {e} (`cargo xtask image` installs it)")
+        })
+}
+
+fn podman_ok(args: &[&str]) -> String {
+    let out = podman(args);
+    assert!(
+        out.status.success(),
+        "podman {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The profile `cargo xtask image` writes beside the image: podman's default with `bpf`
+/// allowed under CAP_BPF (podman's own allows it only with CAP_SYS_ADMIN).
+fn seccomp_profile() -> PathBuf {
+    image_dir().join("seccomp.json")
+}
+
+/// The image's build context and seccomp profile: apart from `cargo xtask image`'s.
+fn image_dir() -> PathBuf {
+    workspace().join("target/image-test")
+}
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+}
+
+/// The test image, built once per run of this file (its tests share it).
+fn image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let took = build_image();
+        let size = podman_ok(&["image", "inspect", "--format", "{{.Size}}", TAG]);
+        eprintln!("image {TAG} built in {took:?}: {} bytes", size.trim());
+    });
+}
+
+/// Builds the test image with `cargo xtask image --bin-dir` from the binaries under test.
+fn build_image() -> Duration {
+    let started = Instant::now();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "image",
+            "--bin-dir",
+        ])
+        .arg(bin_dir())
+        .args(["--tag", TAG, "--out-dir"])
+        .arg(image_dir())
+        .status()
+        .expect("running cargo xtask image");
+    assert!(status.success(), "cargo xtask image failed: {status}");
+    started.elapsed()
+}
+
+/// podman's default rlimits are above this machine's hard limits, which a process without
+/// CAP_SYS_RESOURCE cannot raise: ask for the hard limit itself, at most `cap`.
+fn ulimit(name: &str, resource: libc::__rlimit_resource_t, cap: u64) -> String {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes only into `limit`.
+    let rc = unsafe { libc::getrlimit(resource, &mut limit) };
+    assert_eq!(
+        rc,
+        0,
+        "getrlimit({name}): {}",
+        std::io::Error::last_os_error()
+    );
+    let n = limit.rlim_max.min(cap);
+    format!("{name}={n}:{n}")
+}
+
+/// A container, removed (killed if need be) on drop, even when the test fails.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    /// Creates (without starting) a container of the test image in `lab`'s server namespace,
+    /// seeing `dir` (config, state, audit log, control socket, bpffs) at the same path.
+    fn create(lab: &Lab, dir: &TestDir, config: &Path) -> Container {
+        Container::create_with(lab, dir, config, CAPABILITIES)
+    }
+
+    /// [`Container::create`] with only `capabilities` (comma-separated).
+    fn create_with(lab: &Lab, dir: &TestDir, config: &Path, capabilities: &str) -> Container {
+        let name = format!("allowlist-test-{}-{}", std::process::id(), next_id());
+        let network = format!("ns:{}", lab.server.path().display());
+        let volume = format!("{0}:{0}", dir.path().display());
+        let bpffs = format!("{0}:{0}", dir.bpffs().display());
+        let nofile = ulimit("nofile", libc::RLIMIT_NOFILE, 16384);
+        let nproc = ulimit("nproc", libc::RLIMIT_NPROC, 4096);
+        podman_ok(&[
+            "create",
+            "--name",
+            &name,
+            "--runtime",
+            "runc",
+            "--ulimit",
+            &nofile,
+            "--ulimit",
+            &nproc,
+            "--network",
+            &network,
+            "--cap-drop",
+            "all",
+            "--cap-add",
+            capabilities,
+            "--security-opt",
+            &format!("seccomp={}", seccomp_profile().display()),
+            "--read-only",
+            "--volume",
+            &volume,
+            "--volume",
+            &bpffs,
+            TAG,
+            "--config",
+            &config.to_string_lossy(),
+        ]);
+        Container { name }
+    }
+
+    fn start(&self) {
+        podman_ok(&["start", &self.name]);
+    }
+
+    fn logs(&self) -> String {
+        let out = podman(&["logs", &self.name]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn running(&self) -> bool {
+        podman_ok(&["inspect", "--format", "{{.State.Running}}", &self.name]).trim() == "true"
+    }
+
+    /// Waits until the log holds `needle`; panics with the log if the container stops or
+    /// `timeout` passes first.
+    fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return;
+            }
+            assert!(
+                self.running() && Instant::now() < deadline,
+                "container {} never logged {needle:?} (running: {}); log:\n{logs}",
+                self.name,
+                self.running()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `podman stop`: SIGTERM, as a pod's termination sends, and its exit code.
+    fn stop(&self) -> i32 {
+        podman_ok(&["stop", "--time", "10", &self.name]);
+        podman_ok(&["inspect", "--format", "{{.State.ExitCode}}", &self.name])
+            .trim()
+            .parse()
+            .expect("an exit code")
+    }
+
+    fn signal(&self, signal: &str) {
+        podman_ok(&["kill", "--signal", signal, &self.name]);
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let out = podman(&["rm", "--force", "--time", "0", &self.name]);
+        if !out.status.success() {
+            eprintln!(
+                "warning: removing container {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// What a probe from `src` saw, and when.
+struct Probe {
+    /// When it ended, from the start of the update.
+    at: Duration,
+    took: Duration,
+    src: IpAddr,
+    outcome: Outcome,
+}
+
+/// Connects from `sources` in turn until `stop` (at most 5,000 probes): a blocked probe waits
+/// 100 ms for an answer that must not come, an allowed one must connect.
+fn probe_until(lab: &Lab, sources: [IpAddr; 2], stop: &AtomicBool, started: Instant) -> Vec<Probe> {
+    let mut probes = Vec::new();
+    while !stop.load(Ordering::Relaxed) && probes.len() < 5000 {
+        let src = sources[probes.len() % sources.len()];
+        // As long as the other tests give an allowed connect: the slow ones (a SYN sent
+        // again after a second) are reported with their times.
+        let timeout = if is_blocked(src) {
+            Duration::from_millis(100)
+        } else {
+            tcp::ALLOWED_PROBE
+        };
+        let begun = Instant::now();
+        let outcome = tcp::connect(&lab.client, src, to(src, PROTECTED), timeout);
+        probes.push(Probe {
+            at: started.elapsed(),
+            took: begun.elapsed(),
+            src,
+            outcome,
+        });
+    }
+    probes
+}
+
+fn is_blocked(src: IpAddr) -> bool {
+    src == B4 || src == B6
+}
+
+fn wrong(probes: &[Probe]) -> Vec<String> {
+    probes
+        .iter()
+        .filter(|p| {
+            if is_blocked(p.src) {
+                !p.outcome.is_timed_out()
+            } else {
+                !p.outcome.is_connected()
+            }
+        })
+        .map(|p| format!("{:?} {}: {}", p.at, p.src, p.outcome))
+        .collect()
+}
+
+#[test]
+fn container_enforces_and_a_rolling_update_leaves_no_gap() {
+    if !require_root("container_enforces_and_a_rolling_update_leaves_no_gap") {
+        return;
+    }
+    image();
+
+    let lab = Lab::new();
+    let dir = TestDir::new();
+    let _listener = Listener::start(
+        &lab.server,
+        SocketAddr::new("::".parse().unwrap(), PROTECTED),
+    );
+    let config_path: PathBuf = dir.join("allowlist.toml");
+    let mut config = Config::new(&dir, lab.server_if())
+        .entry("198.18.1.0/24", "allowed client, IPv4")
+        .entry("2001:db8::a/128", "allowed client, IPv6");
+    // What a fleet runs with: a stopped container leaves the filter for the next to adopt.
+    config.detach_on_exit = Some(false);
+    config.write(&config_path);
+
+    // Before any container: nothing filters.
+    assert_connects(&lab.client, B4, to(B4, PROTECTED), "before the container");
+
+    let first = Container::create(&lab, &dir, &config_path);
+    first.start();
+    first.wait_for_log("allowlistd ready", READY_TIMEOUT);
+    for src in [B4, B6] {
+        assert_times_out(
+            &lab.client,
+            src,
+            to(src, PROTECTED),
+            "the container enforces",
+        );
+    }
+    for src in [A4, A6] {
+        assert_connects(
+            &lab.client,
+            src,
+            to(src, PROTECTED),
+            "the container enforces",
+        );
+    }
+
+    // The rolling update: the new container is created while the old one runs, then the old
+    // one is stopped (SIGTERM, as Kubernetes stops a pod) and the new one started; it adopts
+    // the pins. Probes from both clients run from before the stop until after the new one is
+    // ready.
+    let second = Container::create(&lab, &dir, &config_path);
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (probes, old_exit, stopped_at, ready_at) = std::thread::scope(|s| {
+        let blocked = s.spawn(|| probe_until(&lab, [B4, B6], &stop, started));
+        let allowed = s.spawn(|| probe_until(&lab, [A4, A6], &stop, started));
+        std::thread::sleep(Duration::from_millis(300));
+        let old_exit = first.stop();
+        let stopped_at = started.elapsed();
+        second.start();
+        second.wait_for_log("allowlistd ready", READY_TIMEOUT);
+        let ready_at = started.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let mut probes = blocked.join().expect("the blocked clients' prober");
+        probes.extend(allowed.join().expect("the allowed clients' prober"));
+        (probes, old_exit, stopped_at, ready_at)
+    });
+    let wrong = wrong(&probes);
+    let between = |p: &&Probe| p.at >= stopped_at && p.at <= ready_at;
+    let daemonless = probes.iter().filter(between).count();
+    let daemonless_blocked = probes
+        .iter()
+        .filter(between)
+        .filter(|p| is_blocked(p.src))
+        .count();
+    assert!(
+        wrong.is_empty() && daemonless_blocked > 0,
+        "{} probes during the rolling update ({daemonless} with no daemon running, from \
+         {stopped_at:?} to {ready_at:?}), {} wrong: {wrong:?}\nold container's log:\n{}\nnew container's log:\n{}",
+        probes.len(),
+        wrong.len(),
+        first.logs(),
+        second.logs()
+    );
+    let slowest = probes
+        .iter()
+        .filter(|p| !is_blocked(p.src))
+        .map(|p| p.took)
+        .max()
+        .unwrap_or_default();
+    let slow: Vec<String> = probes
+        .iter()
+        .filter(|p| !is_blocked(p.src) && p.took >= Duration::from_millis(900))
+        .map(|p| format!("{} ended at {:?} after {:?}", p.src, p.at, p.took))
+        .collect();
+    let count = |blocked: bool| {
+        probes
+            .iter()
+            .filter(|p| is_blocked(p.src) == blocked)
+            .count()
+    };
+    eprintln!(
+        "rolling update: {} probes from the blocked clients (all dropped) and {} from the \
+         allowed ones (all connected); old stopped at {stopped_at:?} (exit {old_exit}), new \
+         ready at {ready_at:?}: {:?} without a daemon, {daemonless} probes then \
+         ({daemonless_blocked} blocked), the pinned filter enforcing; slowest allowed \
+         connect {slowest:?}; allowed connects that needed a second SYN: {slow:?}",
+        count(true),
+        count(false),
+        ready_at.saturating_sub(stopped_at)
+    );
+    assert_eq!(old_exit, 0, "the old container's log:\n{}", first.logs());
+    assert!(
+        first.logs().contains("leaving the filter enforcing"),
+        "the old container should have left the filter enforcing; log:\n{}",
+        first.logs()
+    );
+
+    // Removing it for good: detach_on_exit = true first (a reload takes it), then the stop
+    // detaches and removes the pins.
+    config.detach_on_exit = Some(true);
+    config.write(&config_path);
+    second.signal("HUP");
+    second.wait_for_log("reload applied", RELOAD_TIMEOUT);
+    assert_eq!(
+        second.stop(),
+        0,
+        "the new container's log:\n{}",
+        second.logs()
+    );
+    assert!(
+        second.logs().contains("detached from every interface"),
+        "log:\n{}",
+        second.logs()
+    );
+    assert_eq!(
+        dir.bpffs_entries(),
+        Vec::<PathBuf>::new(),
+        "pins left after the removal"
+    );
+    assert_connects(
+        &lab.client,
+        B4,
+        to(B4, PROTECTED),
+        "removed for good: nothing filters",
+    );
+}
+
+/// BPF, NET_ADMIN and PERFMON are each needed: without any one of them the container does not
+/// start enforcing (and with all three it does, as the test above shows).
+#[test]
+fn least_capabilities_are_bpf_net_admin_and_perfmon() {
+    if !require_root("least_capabilities_are_bpf_net_admin_and_perfmon") {
+        return;
+    }
+    image();
+    let lab = Lab::new();
+    let dir = TestDir::new();
+    let _listener = Listener::start(
+        &lab.server,
+        SocketAddr::new("::".parse().unwrap(), PROTECTED),
+    );
+    let config_path = dir.join("allowlist.toml");
+    Config::new(&dir, lab.server_if()).write(&config_path);
+    for (missing, rest, error) in [
+        ("BPF", "NET_ADMIN,PERFMON", "failed to create map"),
+        ("NET_ADMIN", "BPF,PERFMON", "refused the XDP program"),
+        ("PERFMON", "BPF,NET_ADMIN", "refused the XDP program"),
+    ] {
+        let container = Container::create_with(&lab, &dir, &config_path, rest);
+        container.start();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while container.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let logs = container.logs();
+        assert!(
+            !container.running() && logs.contains(error) && !logs.contains("allowlistd ready"),
+            "without {missing} the daemon should fail with {error:?}; log:\n{logs}"
+        );
+        eprintln!(
+            "without {missing}: {}",
+            logs.lines()
+                .find(|l| l.contains("ERROR"))
+                .unwrap_or_default()
+        );
+    }
+    // A failed start leaves the pin directory with the counters (COUNTERS, HITS), which the
+    // next daemon reuses, but never a program or a link: nothing was attached.
+    let left = dir.bpffs_entries();
+    assert!(
+        !left
+            .iter()
+            .any(|p| p.starts_with("allowlist/links") || p.ends_with("prog")),
+        "a failed start left a program or link pinned: {left:?}"
+    );
+    assert_connects(&lab.client, B4, to(B4, PROTECTED), "nothing attached");
+}

@@ -32,9 +32,7 @@ use allowlist_common::{
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
-    helpers::{
-        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_ns,
-    },
+    helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_ns},
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,

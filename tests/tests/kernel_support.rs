@@ -63,8 +63,7 @@ fn refuses_a_kernel_too_old_in_one_line_or_starts() {
         let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "one line, not a verifier dump:\n{log}");
         assert!(
-            lines[0].contains(refusal)
-                && lines[0].contains("(Debian 11's kernel 5.10 has it)"),
+            lines[0].contains(refusal) && lines[0].contains("(Debian 11's kernel 5.10 has it)"),
             "the line names what is missing and where it is: {}",
             lines[0]
         );

@@ -5,6 +5,8 @@ mod entry_tables;
 mod knock;
 mod lists;
 
+use lists::Named;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use std::time::SystemTime;
 use toml_edit::{Document, Item, Value};
 
 use super::error::{LineIndex, Problem, Report, quoted};
-use super::{Config, MAX_ENTRIES_LIMIT, XdpModeSetting};
+use super::{Config, ConfigError, DropIn, MAX_ENTRIES_LIMIT, XdpModeSetting};
 
 const KEYS: &[&str] = &[
     "active",
@@ -37,7 +39,11 @@ const KEYS: &[&str] = &[
     "knock_listen",
     "knock_keys",
     "knock_window",
+    "include",
+    "watch",
 ];
+/// What a drop-in may hold: entries and lists, never the keys that set up the daemon.
+pub const DROP_IN_KEYS: &[&str] = &["entries", "list_files", "lists"];
 const ENTRY_KEYS: &[&str] = &["cidr", "comment", "expires"];
 
 /// Where things are in the file, for the checks that combine several keys.
@@ -47,12 +53,27 @@ pub struct Layout {
     lines: BTreeMap<String, Option<usize>>,
     /// Keys with a problem already reported, so that follow-on checks stay quiet.
     invalid: BTreeSet<String>,
-    /// For each of `Config::list_files`: the line listing it, how to name it, and its list.
-    pub list_files: Vec<(Option<usize>, String, u8)>,
+    /// For each of `Config::list_files`: where it is listed, how to name it, and its list.
+    pub list_files: Vec<ListFileAt>,
     /// For each `[[entries]]` entry at the start of `Config::entries`: its 1-based number.
     pub inline: Vec<usize>,
-    /// The `expires` of timed `[[entries]]`, by the line of their `cidr`.
-    pub ends: BTreeMap<u32, SystemTime>,
+    /// The `expires` of timed `[[entries]]`, by their file's number (see
+    /// `Config::file_number`) and the line of their `cidr`.
+    pub ends: BTreeMap<(u32, u32), SystemTime>,
+    /// For each of `Config::drop_ins`: the line of the `include` pattern that matched it.
+    pub drop_in_lines: Vec<Option<usize>>,
+}
+
+/// Where a list file is named.
+#[derive(Debug)]
+pub struct ListFileAt {
+    /// The config file or drop-in naming it.
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// How problems name it, e.g. ``entry 2 `cloud.list` ``.
+    pub label: String,
+    /// Its list.
+    pub list: u8,
 }
 
 impl Layout {
@@ -78,9 +99,11 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
         lines: LineIndex::new(doc.raw()),
         report,
         layout: Layout::default(),
+        file_number: 0,
     };
     let root = doc.as_table();
     let mut named = Vec::new();
+    let mut include = Vec::new();
     for (key, item) in root.iter() {
         let key_line = reader.lines.line_of(root.key(key).and_then(|k| k.span()));
         if KEYS.contains(&key) {
@@ -129,13 +152,180 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
             }
             "entries" => reader.entries("entries", item, &mut config.entries),
             "lists" => named = reader.lists(item, path.parent().unwrap_or(Path::new(""))),
+            "include" => include = reader.include(item, path.parent().unwrap_or(Path::new(""))),
+            "watch" => config.watch = reader.boolean(key, item).unwrap_or(config.watch),
             _ => reader
                 .report
                 .push(Problem::new(path, key_line, unknown_key(key, KEYS))),
         }
     }
+    config.include = include.iter().map(|(pattern, _)| pattern.clone()).collect();
+    reader.read_drop_ins(&include, config, &mut named);
     reader.assemble_lists(config, named);
+    reader.check_list_files_once(config);
     reader.layout
+}
+
+/// How `include` patterns match: sorted, and never hidden files (an editor's temporary
+/// files, a ConfigMap volume's `..data`).
+const GLOB: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
+impl Reader<'_> {
+    /// The `include` patterns, resolved against `base`, with their lines.
+    fn include(&mut self, item: &Item, base: &Path) -> Vec<(PathBuf, Option<usize>)> {
+        let expected = "must be a list of file patterns, e.g. include = [\"conf.d/*.toml\"]";
+        let mut patterns = Vec::new();
+        for (number, value) in self.array("include", item, expected) {
+            let label = Some(self.label(number, value));
+            let pattern = match value.as_str().map(str::trim) {
+                None | Some("") => Err("must be a quoted file pattern, e.g. \"conf.d/*.toml\""),
+                Some(text) => Ok(base.join(text)),
+            };
+            let checked = pattern.map_err(str::to_owned).and_then(|pattern| {
+                let text = pattern.to_str().ok_or("not UTF-8")?;
+                glob::Pattern::new(text).map_err(|e| format!("not a valid pattern: {e}"))?;
+                Ok(pattern)
+            });
+            match checked {
+                Ok(pattern) => patterns.push((pattern, self.lines.line_of(value.span()))),
+                Err(message) => self.fail("include", value.span(), label, message),
+            }
+        }
+        patterns
+    }
+
+    /// Reads every drop-in the `include` patterns match, in sorted order pattern by pattern,
+    /// each file once: its entries join `config`, its lists `named`.
+    fn read_drop_ins(
+        &mut self,
+        include: &[(PathBuf, Option<usize>)],
+        config: &mut Config,
+        named: &mut Vec<Named>,
+    ) {
+        let mut seen = BTreeSet::from([self.path.to_path_buf()]);
+        for (pattern, line) in include {
+            let text = pattern.to_str().unwrap_or_default();
+            let Ok(found) = glob::glob_with(text, GLOB) else {
+                continue; // reported by `include`
+            };
+            for file in found {
+                let file = match file {
+                    Ok(file) => file,
+                    Err(e) => {
+                        let message = format!("reading {}: {}", e.path().display(), e.error());
+                        self.report
+                            .push(Problem::new(self.path, *line, message).key("include"));
+                        continue;
+                    }
+                };
+                if file.is_dir() || !seen.insert(file.clone()) {
+                    continue;
+                }
+                let text = match Config::read_text(&file) {
+                    Ok(text) => text,
+                    Err(ConfigError::Io { path, error }) => {
+                        let message = format!("reading {}: {error}", path.display());
+                        self.report
+                            .push(Problem::new(self.path, *line, message).key("include"));
+                        continue;
+                    }
+                    Err(other) => {
+                        other
+                            .problems()
+                            .iter()
+                            .for_each(|p| self.report.push(p.clone()));
+                        continue;
+                    }
+                };
+                self.drop_in(&file, &text, config, named);
+                self.layout.drop_in_lines.push(*line);
+                config.drop_ins.push(DropIn { path: file, text });
+            }
+        }
+    }
+
+    /// One drop-in, `file`, whose text is `text`.
+    fn drop_in(&mut self, file: &Path, text: &str, config: &mut Config, named: &mut Vec<Named>) {
+        let doc = match Document::parse(text) {
+            Ok(doc) => doc,
+            Err(err) => {
+                let err = super::syntax_error(file, text, &err);
+                err.problems()
+                    .iter()
+                    .for_each(|p| self.report.push(p.clone()));
+                return;
+            }
+        };
+        let main = self.path;
+        let base = file.parent().unwrap_or(Path::new(""));
+        let mut reader = Reader {
+            path: file,
+            text: doc.raw(),
+            lines: LineIndex::new(doc.raw()),
+            report: &mut *self.report,
+            layout: std::mem::take(&mut self.layout),
+            file_number: config.drop_ins.len() as u32 + 1,
+        };
+        let root = doc.as_table();
+        for (key, item) in root.iter() {
+            let key_line = reader.lines.line_of(root.key(key).and_then(|k| k.span()));
+            match key {
+                "entries" => {
+                    reader.layout.lines.entry(key.to_owned()).or_insert(None);
+                    reader.entries("entries", item, &mut config.entries);
+                }
+                "list_files" => {
+                    reader.layout.lines.entry(key.to_owned()).or_insert(None);
+                    let files = reader.list_files(key, item, base, 0);
+                    config.list_files.extend(files);
+                }
+                "lists" => named.extend(reader.lists(item, base)),
+                _ if KEYS.contains(&key) => {
+                    let message = format!(
+                        "`{key}` belongs in the main config file {}: a drop-in may only add \
+                         [[entries]], list_files and [lists.NAME]",
+                        main.display()
+                    );
+                    reader
+                        .report
+                        .push(Problem::new(file, key_line, message).key(key));
+                }
+                _ => {
+                    let message = format!("{} in a drop-in", unknown_key(key, DROP_IN_KEYS));
+                    reader.report.push(Problem::new(file, key_line, message));
+                }
+            }
+        }
+        let Reader { layout, .. } = reader;
+        self.layout = layout;
+    }
+
+    /// A list file named twice, in two files of the set or for two lists, would be read
+    /// twice: refused, naming both places.
+    fn check_list_files_once(&mut self, config: &Config) {
+        let mut first: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        for (i, file) in config.list_files.iter().enumerate() {
+            // `conf.d/../cloud.list` is `cloud.list`.
+            let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+            let Some(&j) = first.get(&real) else {
+                first.insert(real, i);
+                continue;
+            };
+            let (this, other) = (&self.layout.list_files[i], &self.layout.list_files[j]);
+            let at = other.line.map_or(String::new(), |line| format!(":{line}"));
+            let message = format!(
+                "list file {} is already listed at {}{at}; list it once",
+                file.display(),
+                other.file.display()
+            );
+            let problem = Problem::new(&this.file, this.line, message).key("list_files");
+            self.report.push(problem.entry(this.label.clone()));
+        }
+    }
 }
 
 /// "unknown key `activ`; did you mean `active`?", or the known keys if none is close.
@@ -166,6 +356,8 @@ struct Reader<'a> {
     lines: LineIndex<'a>,
     report: &'a mut Report,
     layout: Layout,
+    /// This file's number in the set (see `Config::file_number`).
+    file_number: u32,
 }
 
 impl Reader<'_> {
@@ -422,7 +614,12 @@ impl Reader<'_> {
             match file {
                 Ok(file) => {
                     let line = self.lines.line_of(value.span());
-                    self.layout.list_files.push((line, label, list));
+                    self.layout.list_files.push(ListFileAt {
+                        file: self.path.to_path_buf(),
+                        line,
+                        label,
+                        list,
+                    });
                     files.push(file);
                     numbers.push(number);
                 }

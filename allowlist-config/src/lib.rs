@@ -31,6 +31,8 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_drop_ins;
+#[cfg(test)]
 mod tests_entries;
 #[cfg(test)]
 mod tests_lists;
@@ -50,6 +52,7 @@ use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
 
 use crate::rules::{ListRules, Mode, Protocol, Rules};
+pub use document::DROP_IN_KEYS;
 use document::Layout;
 pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
@@ -109,7 +112,14 @@ pub struct Config {
     pub knock_keys: PathBuf,
     /// How far a knock's time may be from the daemon's clock, either way.
     pub knock_window: std::time::Duration,
-    /// Every list file of every list, resolved against the config file's directory.
+    /// The `include` patterns, resolved against the config file's directory.
+    pub include: Vec<PathBuf>,
+    /// Whether the daemon reloads by itself when a file of the set changes.
+    pub watch: bool,
+    /// The drop-ins `include` matched, in the order they were read (sorted, pattern by
+    /// pattern), with their text: the daemon compares it to notice edits behind its back.
+    pub drop_ins: Vec<DropIn>,
+    /// Every list file of every list, resolved against the directory of the file naming it.
     pub list_files: Vec<PathBuf>,
     /// The lists: `default` first when the top-level keys write it, then each `[lists.NAME]`
     /// in the file's order.
@@ -122,8 +132,16 @@ pub struct Config {
     pub merged: Vec<MergedLines>,
     /// Indices into `entries` in network order: comparing two configs is then one merge.
     pub(crate) by_net: Vec<u32>,
-    /// When each timed entry ends, by its line in the config file (list files have none).
-    pub ends: BTreeMap<u32, SystemTime>,
+    /// When each timed entry ends, by its file (0: the config file, `k`: `drop_ins[k - 1]`)
+    /// and its line there (list files have none).
+    pub ends: BTreeMap<(u32, u32), SystemTime>,
+}
+
+/// A drop-in file of the set (see `include`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropIn {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// One allowlisted network.
@@ -155,6 +173,9 @@ pub struct ListConfig {
     /// The line of its `[lists.NAME]` header; for `default` written with the top-level
     /// keys, none.
     pub line: Option<usize>,
+    /// The drop-in whose `[lists.NAME]` defines it (its mode or ports); `None`: the config
+    /// file.
+    pub file: Option<PathBuf>,
 }
 
 /// How many lines of a list file repeated an entry or lay inside another entry's network,
@@ -223,6 +244,9 @@ impl Config {
             knock_listen: Vec::new(),
             knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
             knock_window: std::time::Duration::from_secs(30),
+            include: Vec::new(),
+            watch: false,
+            drop_ins: Vec::new(),
             list_files: Vec::new(),
             lists: Vec::new(),
             entries: Vec::new(),
@@ -302,10 +326,16 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut report = Report::with_cap(max_problems);
         let (config, layout) = Config::parse_into(path, text, &mut report)?;
-        for (file, (line, label, _)) in config.list_files.iter().zip(&layout.list_files) {
+        for (file, at) in config.list_files.iter().zip(&layout.list_files) {
             if let Err(untrusted) = trusted_file::check(file, "list file") {
-                let problem = Problem::new(path, *line, untrusted.to_string()).key("list_files");
-                report.push(problem.entry(label.clone()));
+                let problem = Problem::new(&at.file, at.line, untrusted.to_string());
+                report.push(problem.key("list_files").entry(at.label.clone()));
+            }
+        }
+        for (drop_in, line) in config.drop_ins.iter().zip(&layout.drop_in_lines) {
+            if let Err(untrusted) = trusted_file::check(&drop_in.path, "drop-in") {
+                let problem = Problem::new(path, *line, untrusted.to_string()).key("include");
+                report.push(problem);
             }
         }
         config.check_interfaces(text, &mut report);
@@ -332,7 +362,7 @@ impl Config {
         let mut capacity = list_file::Capacity::new(max, default, &config.entries);
         // Where each list file's entries start in `entries`.
         let mut starts = Vec::with_capacity(config.list_files.len());
-        for (file, (line, label, list)) in config.list_files.iter().zip(&layout.list_files) {
+        for (file, at) in config.list_files.iter().zip(&layout.list_files) {
             if capacity.exceeded {
                 break;
             }
@@ -340,12 +370,12 @@ impl Config {
             starts.push(first);
             let read = list_file::read(file, &mut capacity, &mut config.entries, report);
             for entry in &mut config.entries[first..] {
-                entry.list = *list;
+                entry.list = at.list;
             }
             if let Err(err) = read {
                 let message = format!("reading {}: {err}", file.display());
-                let problem = Problem::new(path, *line, message).key("list_files");
-                report.push(problem.entry(label.clone()));
+                let problem = Problem::new(&at.file, at.line, message).key("list_files");
+                report.push(problem.entry(at.label.clone()));
             }
         }
         let mut swept = overlaps::check_overlaps(&config.entries, &layout.inline, report);
@@ -415,15 +445,39 @@ impl Config {
 
     /// When `entry` ends, if it is timed.
     pub fn end_of(&self, entry: &Entry) -> Option<SystemTime> {
-        if self.ends.is_empty() || *entry.file != self.path {
+        if self.ends.is_empty() {
             return None;
         }
-        self.ends.get(&entry.line).copied()
+        let file = self.file_number(&entry.file)?;
+        self.ends.get(&(file, entry.line)).copied()
+    }
+
+    /// Which file of the set `file` is: 0 for the config file, `k` for `drop_ins[k - 1]`.
+    pub fn file_number(&self, file: &Path) -> Option<u32> {
+        if file == self.path {
+            return Some(0);
+        }
+        let k = self.drop_ins.iter().position(|d| d.path == file)?;
+        Some(k as u32 + 1)
+    }
+
+    /// The file of the set numbered `number` (see [`Config::file_number`]).
+    pub fn file_of_number(&self, number: u32) -> Option<&Path> {
+        match number {
+            0 => Some(&self.path),
+            k => self.drop_ins.get(k as usize - 1).map(|d| d.path.as_path()),
+        }
+    }
+
+    /// The text of the file `file` of the set, as it was read, if it is a drop-in.
+    pub fn drop_in(&self, file: &Path) -> Option<&DropIn> {
+        self.drop_ins.iter().find(|d| d.path == file)
     }
 
     /// The timed entries, in file order.
     pub fn timed_entries(&self) -> impl Iterator<Item = &Entry> {
-        // `[[entries]]` come first in `entries`, before any list file's.
+        // `[[entries]]` of every file of the set come first in `entries`, before any list
+        // file's.
         let inline = if self.ends.is_empty() {
             0
         } else {
@@ -431,8 +485,10 @@ impl Config {
         };
         self.entries[..inline]
             .iter()
-            .take_while(|e| *e.file == self.path)
-            .filter(|e| self.ends.contains_key(&e.line))
+            .map(|e| (self.file_number(&e.file), e))
+            .take_while(|(file, _)| file.is_some())
+            .filter(|(file, e)| self.ends.contains_key(&(file.unwrap_or(0), e.line)))
+            .map(|(_, e)| e)
     }
 
     /// The earliest end of a timed entry.
@@ -571,7 +627,8 @@ impl Config {
                     list.name,
                     list.mode.name()
                 );
-                report.push(Problem::new(&self.path, Some(line), message).key(&key));
+                let file = list.file.as_deref().unwrap_or(&self.path);
+                report.push(Problem::new(file, Some(line), message).key(&key));
             }
             if on && !interfaces_said && self.interfaces.is_empty() && layout.is_valid("interfaces")
             {
@@ -580,8 +637,11 @@ impl Config {
                     "no interfaces to protect: list them, e.g. interfaces = [\"eth0\"], or set \
                      mode = \"off\" in [{key}]"
                 );
-                let line = layout.line("interfaces").or(Some(line));
-                report.push(Problem::new(&self.path, line, message).key("interfaces"));
+                let (file, line) = match layout.line("interfaces") {
+                    Some(line) => (&self.path, Some(line)),
+                    None => (list.file.as_ref().unwrap_or(&self.path), Some(line)),
+                };
+                report.push(Problem::new(file, line, message).key("interfaces"));
             }
         }
     }
@@ -610,7 +670,7 @@ impl Config {
     }
 }
 
-fn syntax_error(path: &Path, text: &str, err: &toml_edit::TomlError) -> ConfigError {
+pub(crate) fn syntax_error(path: &Path, text: &str, err: &toml_edit::TomlError) -> ConfigError {
     let lines = LineIndex::new(text);
     let offset = err.span().map(|span| span.start);
     let problem = Problem {

@@ -52,6 +52,9 @@ fn defaults() -> Result<(), ConfigError> {
         knock_listen: vec![],
         knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
         knock_window: std::time::Duration::from_secs(30),
+        include: vec![],
+        watch: false,
+        drop_ins: vec![],
         list_files: vec![],
         lists: vec![ListConfig {
             name: "default".to_owned(),
@@ -60,6 +63,7 @@ fn defaults() -> Result<(), ConfigError> {
             udp_ports: BTreeSet::new(),
             list_files: vec![],
             line: None,
+            file: None,
         }],
         entries: vec![],
         merged: vec![],
@@ -134,6 +138,9 @@ cidr = "2001:db8::/32"
         knock_listen: vec![],
         knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
         knock_window: std::time::Duration::from_secs(30),
+        include: vec![],
+        watch: false,
+        drop_ins: vec![],
         list_files: vec![list.clone()],
         lists: vec![ListConfig {
             name: "default".to_owned(),
@@ -142,6 +149,7 @@ cidr = "2001:db8::/32"
             udp_ports: BTreeSet::new(),
             list_files: vec![list.clone()],
             line: None,
+            file: None,
         }],
         entries: vec![
             entry("198.18.0.0/24", "office", &path, 19),
@@ -190,7 +198,8 @@ fn unknown_keys_are_refused_with_a_suggestion() {
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
                  max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
-                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists)"
+                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists, \
+                 knock_listen, knock_keys, knock_window, include, watch)"
             ),
         ]
     );

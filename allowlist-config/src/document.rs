@@ -92,7 +92,14 @@ impl Layout {
 
 /// Fills `config` (already holding the defaults) from `doc`, the parsed text of `path`.
 /// List files are only listed here, not read.
-pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut Report) -> Layout {
+/// `drop_ins`: drop-ins whose text is given rather than read from disk.
+pub fn read(
+    doc: &Document<&str>,
+    path: &Path,
+    drop_ins: &[(&Path, &str)],
+    config: &mut Config,
+    report: &mut Report,
+) -> Layout {
     let mut reader = Reader {
         path,
         text: doc.raw(),
@@ -160,7 +167,7 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
         }
     }
     config.include = include.iter().map(|(pattern, _)| pattern.clone()).collect();
-    reader.read_drop_ins(&include, config, &mut named);
+    reader.read_drop_ins(&include, drop_ins, config, &mut named);
     reader.assemble_lists(config, named);
     reader.check_list_files_once(config);
     reader.layout
@@ -168,7 +175,7 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
 
 /// How `include` patterns match: sorted, and never hidden files (an editor's temporary
 /// files, a ConfigMap volume's `..data`).
-const GLOB: glob::MatchOptions = glob::MatchOptions {
+pub(crate) const GLOB: glob::MatchOptions = glob::MatchOptions {
     case_sensitive: true,
     require_literal_separator: true,
     require_literal_leading_dot: true,
@@ -203,6 +210,7 @@ impl Reader<'_> {
     fn read_drop_ins(
         &mut self,
         include: &[(PathBuf, Option<usize>)],
+        given: &[(&Path, &str)],
         config: &mut Config,
         named: &mut Vec<Named>,
     ) {
@@ -225,7 +233,11 @@ impl Reader<'_> {
                 if file.is_dir() || !seen.insert(file.clone()) {
                     continue;
                 }
-                let text = match Config::read_text(&file) {
+                let text = match given.iter().find(|(path, _)| *path == file) {
+                    Some((_, text)) => Ok(text.to_string()),
+                    None => Config::read_text(&file),
+                };
+                let text = match text {
                     Ok(text) => text,
                     Err(ConfigError::Io { path, error }) => {
                         let message = format!("reading {}: {error}", path.display());

@@ -302,7 +302,7 @@ impl Config {
     /// read from disk, relative to `path`'s directory.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut report = Report::default();
-        let (config, _) = Config::parse_into(path, text, &mut report)?;
+        let (config, _) = Config::parse_into(path, text, &[], &mut report)?;
         report.finish(config)
     }
 
@@ -324,8 +324,19 @@ impl Config {
         text: &str,
         max_problems: usize,
     ) -> Result<Config, ConfigError> {
+        Config::parse_checked_with(path, text, &[], max_problems)
+    }
+
+    /// [`Config::parse_checked`] with some drop-ins taken from `drop_ins` (path, text)
+    /// rather than from disk: a change to a drop-in, checked before it is written.
+    pub fn parse_checked_with(
+        path: &Path,
+        text: &str,
+        drop_ins: &[(&Path, &str)],
+        max_problems: usize,
+    ) -> Result<Config, ConfigError> {
         let mut report = Report::with_cap(max_problems);
-        let (config, layout) = Config::parse_into(path, text, &mut report)?;
+        let (config, layout) = Config::parse_into(path, text, drop_ins, &mut report)?;
         for (file, at) in config.list_files.iter().zip(&layout.list_files) {
             if let Err(untrusted) = trusted_file::check(file, "list file") {
                 let problem = Problem::new(&at.file, at.line, untrusted.to_string());
@@ -347,11 +358,12 @@ impl Config {
     fn parse_into(
         path: &Path,
         text: &str,
+        drop_ins: &[(&Path, &str)],
         report: &mut Report,
     ) -> Result<(Config, Layout), ConfigError> {
         let doc = Document::parse(text).map_err(|err| syntax_error(path, text, &err))?;
         let mut config = Config::defaults(path);
-        let mut layout = document::read(&doc, path, &mut config, report);
+        let mut layout = document::read(&doc, path, drop_ins, &mut config, report);
         config.ends = std::mem::take(&mut layout.ends);
         let max = if layout.is_valid("max_entries") {
             config.max_entries
@@ -407,7 +419,7 @@ impl Config {
         let doc = Document::parse(text.as_str()).map_err(|err| syntax_error(path, &text, &err))?;
         let mut report = Report::default();
         let mut config = Config::defaults(path);
-        document::read(&doc, path, &mut config, &mut report);
+        document::read(&doc, path, &[], &mut config, &mut report);
         let mut socket_problems = Report::default();
         if let Err(e) = report.finish(()) {
             e.problems()
@@ -467,6 +479,23 @@ impl Config {
             0 => Some(&self.path),
             k => self.drop_ins.get(k as usize - 1).map(|d| d.path.as_path()),
         }
+    }
+
+    /// The drop-ins `include` matches on disk now, in the order they would be read.
+    pub fn drop_ins_on_disk(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = Vec::new();
+        for pattern in &self.include {
+            let Some(Ok(paths)) = pattern.to_str().map(|p| glob::glob_with(p, document::GLOB))
+            else {
+                continue;
+            };
+            for file in paths.flatten() {
+                if !file.is_dir() && file != self.path && !found.contains(&file) {
+                    found.push(file);
+                }
+            }
+        }
+        found
     }
 
     /// The text of the file `file` of the set, as it was read, if it is a drop-in.

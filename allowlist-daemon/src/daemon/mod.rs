@@ -14,6 +14,7 @@ mod list_query;
 mod lockout;
 mod observe;
 mod reload;
+mod set_files;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -94,7 +95,8 @@ pub struct StartOptions {
 struct PendingChange {
     deadline: tokio::time::Instant,
     description: String,
-    restore_text: String,
+    /// The texts of the files the change wrote, as they were before it.
+    restore_texts: set_files::Edits,
     restore_config: Config,
 }
 

@@ -26,6 +26,8 @@ pub enum Via {
     Expiry,
     /// A signed knock (`user` is `knock:KEY`).
     Knock,
+    /// The daemon noticed the config's files change on disk (`watch = true`).
+    Watch,
 }
 
 /// What a record is about. Serialized in kebab-case (`emergency-start`), as records have

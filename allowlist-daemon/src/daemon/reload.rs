@@ -22,6 +22,8 @@ impl Daemon {
         self.config_text = text;
         self.revision += 1;
         self.save_revision();
+        // What is on disk now is applied: the watch follows the new set.
+        self.follow_files();
         Ok((format!("{summary}, revision {}", self.revision), old))
     }
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use allowlist_tests::daemon::{Config, with_top_level, write_atomically};
+use allowlist_tests::daemon::{Config, allowlistd, with_top_level, write_atomically};
 use allowlist_tests::fixture::Running;
 use allowlist_tests::netns::{A4, B4, B6, Netns, PROTECTED, to};
 use allowlist_tests::require_root;
@@ -18,16 +18,22 @@ use serde_json::Value;
 const IN_FORCE_WITHIN: Duration = Duration::from_secs(2);
 
 fn start() -> Running {
-    let run = Running::start(|dir, iface| {
+    let run = start_with("watch = true\n");
+    let log = run.daemon.log();
+    assert!(log.contains("watching the config's files"), "{log}");
+    run
+}
+
+/// A daemon on a config with `include = ["conf.d/*.toml"]` (an empty `conf.d`), the office
+/// listed, and `extra` top-level lines.
+fn start_with(extra: &str) -> Running {
+    Running::start(|dir, iface| {
         std::fs::create_dir(dir.join("conf.d")).expect("conf.d");
         let text = Config::new(dir, iface)
             .entry("198.18.1.0/24", "office")
             .render();
-        with_top_level(&text, "include = [\"conf.d/*.toml\"]\nwatch = true\n")
-    });
-    let log = run.daemon.log();
-    assert!(log.contains("watching the config's files"), "{log}");
-    run
+        with_top_level(&text, &format!("include = [\"conf.d/*.toml\"]\n{extra}"))
+    })
 }
 
 /// The `reload` records made by the watch.
@@ -258,4 +264,83 @@ fn a_burst_of_writes_makes_one_reload_and_own_writes_none() {
         run.path.display().to_string(),
     );
     assert_eq!(files, [&drop_in, &main, &drop_in], "{changes:#?}");
+}
+
+#[test]
+fn check_dry_run_and_timed_entries_cover_the_drop_ins() {
+    if !require_root("check_dry_run_and_timed_entries_cover_the_drop_ins") {
+        return;
+    }
+    let run = start_with("");
+    let client = run.client();
+    let vendor = run.dir.join("conf.d/vendor.toml");
+    let ends = Instant::now() + Duration::from_secs(5);
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5);
+    write_atomically(
+        &vendor,
+        &format!(
+            "[[entries]]\ncidr = \"198.18.9.0/24\"\ncomment = \"vendor office\"\n\n\
+             [[entries]]\ncidr = \"198.18.2.2\"\ncomment = \"vendor's engineer\"\n\
+             expires = {end}\n"
+        ),
+    );
+    // `--check` and `reload --dry-run` read the whole set.
+    let bad = run.dir.join("conf.d/bad.toml");
+    write_atomically(&bad, "\nmax_entries = 10\n");
+    // In the server's namespace, where its interface is.
+    let check = || {
+        let (bin, config) = (allowlistd(), run.path.display().to_string());
+        let args = ["--check", "--config", config.as_str()];
+        run.lab
+            .server
+            .exec(&bin.display().to_string(), &args)
+            .expect("allowlistd --check")
+    };
+    let checked = check();
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("{}:2: key `max_entries`", bad.display())),
+        "{said}"
+    );
+    run.ctl(&["reload", "--dry-run"])
+        .refused(&format!("{}:2: key `max_entries`", bad.display()));
+    std::fs::remove_file(&bad).unwrap();
+    let checked = check();
+    assert!(checked.status.success(), "{checked:?}");
+    run.ctl(&["reload", "--dry-run"])
+        .ok()
+        .stdout_has(&format!(
+            "+ 198.18.2.2/32  vendor's engineer  [{}:6]",
+            vendor.display()
+        ))
+        .stdout_has("would apply +2 -0 entries");
+    assert_times_out(client, B4, to(B4, PROTECTED), "a dry run changes nothing");
+    run.ctl(&["reload"]).ok();
+    assert_connects(client, B4, to(B4, PROTECTED), "within its time");
+    run.ctl(&["list", "--timed"])
+        .ok()
+        .stdout_has("198.18.2.2/32")
+        .stdout_has("expires in ");
+
+    // At its end the kernel stops admitting it, and the daemon takes it out of the drop-in.
+    std::thread::sleep(ends.saturating_duration_since(Instant::now()) + Duration::from_millis(500));
+    assert_times_out(client, B4, to(B4, PROTECTED), "ended");
+    let text = std::fs::read_to_string(&vendor).unwrap();
+    assert!(
+        !text.contains("198.18.2.2") && text.contains("198.18.9.0/24"),
+        "the ended entry left the drop-in, the rest stayed:\n{text}"
+    );
+    let expired: Vec<Value> = run
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == "expire")
+        .collect();
+    assert_eq!(expired.len(), 1, "{expired:#?}");
+    assert_eq!(expired[0]["before"]["entries"][0]["cidr"], "198.18.2.2/32");
+    assert_eq!(
+        expired[0]["after"]["files"][0],
+        vendor.display().to_string()
+    );
+    assert_connects(client, A4, to(A4, PROTECTED), "the office stays");
 }

@@ -343,4 +343,21 @@ fn check_dry_run_and_timed_entries_cover_the_drop_ins() {
         vendor.display().to_string()
     );
     assert_connects(client, A4, to(A4, PROTECTED), "the office stays");
+
+    // A list defined in a drop-in: allowlistctl changes its mode there.
+    let api = run.dir.join("conf.d/api.toml");
+    write_atomically(
+        &api,
+        "[lists.api]\ntcp_ports = [8080]\n\n[[lists.api.entries]]\ncidr = \"198.18.1.0/24\"\n",
+    );
+    run.ctl(&["reload"]).ok();
+    assert_connects(client, A4, to(A4, 8080), "listed in api");
+    assert_times_out(client, B4, to(B4, 8080), "api protects 8080");
+    run.ctl(&["deactivate", "--list", "api"]).ok();
+    let text = std::fs::read_to_string(&api).unwrap();
+    assert!(
+        text.contains("mode = \"off\""),
+        "in the drop-in defining it:\n{text}"
+    );
+    assert_connects(client, B4, to(B4, 8080), "api is off");
 }

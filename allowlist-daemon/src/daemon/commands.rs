@@ -572,6 +572,7 @@ impl Daemon {
                 add_current, list, ..
             } => {
                 let target = self.target(list.as_deref())?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 if *add_current {
                     let caller = options.caller.ok_or_else(|| {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
@@ -593,6 +594,7 @@ impl Daemon {
             }
             Command::Deactivate { list } => {
                 let target = self.target(list.as_deref())?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 doc.set_mode(target.selector, Mode::Off)
                     .map_err(|e| invalid(e.to_string()))?;
                 format!("deactivate{}", list_word(&target))
@@ -623,6 +625,7 @@ impl Daemon {
             }
             Command::RemoveList { list } => {
                 let target = self.target(Some(list))?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 let Some(name) = target.selector else {
                     return Err(invalid(
                         "the list `default` is written with the config file's top-level keys \
@@ -653,6 +656,7 @@ impl Daemon {
                 udp_ports,
             } => {
                 let target = self.target(Some(list))?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 let mut said = Vec::new();
                 for (udp, ports) in [(false, tcp_ports), (true, udp_ports)] {
                     let Some(ports) = ports else { continue };
@@ -761,6 +765,24 @@ impl Daemon {
             None => self.target(Some(changes::list_name(&self.config, entry)))?,
         };
         Ok((net, target, entry.file.to_path_buf()))
+    }
+
+    /// Switches `doc` and `file` to the drop-in defining `target` (its mode and ports), if a
+    /// drop-in does.
+    fn defining_file(
+        &self,
+        target: &Target,
+        doc: &mut ConfigDoc,
+        file: &mut std::path::PathBuf,
+    ) -> Result<(), Refusal> {
+        let list = &self.config.lists[usize::from(target.index)];
+        if let Some(defined_in) = &list.file
+            && defined_in != file
+        {
+            *doc = self.doc_of(defined_in, &Edits::new()).map_err(invalid)?;
+            file.clone_from(defined_in);
+        }
+        Ok(())
     }
 
     /// The list a change names (`None`: `default`), and where the config file writes it.

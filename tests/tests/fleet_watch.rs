@@ -18,17 +18,19 @@ use serde_json::Value;
 const IN_FORCE_WITHIN: Duration = Duration::from_secs(2);
 
 fn start() -> Running {
-    let run = start_with("watch = true\n");
+    let run = start_with("watch = true\n", true);
     let log = run.daemon.log();
     assert!(log.contains("watching the config's files"), "{log}");
     run
 }
 
-/// A daemon on a config with `include = ["conf.d/*.toml"]` (an empty `conf.d`), the office
-/// listed, and `extra` top-level lines.
-fn start_with(extra: &str) -> Running {
+/// A daemon on a config with `include = ["conf.d/*.toml"]` (an empty `conf.d` if `conf_d`),
+/// the office listed, and `extra` top-level lines.
+fn start_with(extra: &str, conf_d: bool) -> Running {
     Running::start(|dir, iface| {
-        std::fs::create_dir(dir.join("conf.d")).expect("conf.d");
+        if conf_d {
+            std::fs::create_dir(dir.join("conf.d")).expect("conf.d");
+        }
         let text = Config::new(dir, iface)
             .entry("198.18.1.0/24", "office")
             .render();
@@ -271,7 +273,7 @@ fn check_dry_run_and_timed_entries_cover_the_drop_ins() {
     if !require_root("check_dry_run_and_timed_entries_cover_the_drop_ins") {
         return;
     }
-    let run = start_with("");
+    let run = start_with("", true);
     let client = run.client();
     let vendor = run.dir.join("conf.d/vendor.toml");
     let ends = Instant::now() + Duration::from_secs(5);
@@ -360,4 +362,34 @@ fn check_dry_run_and_timed_entries_cover_the_drop_ins() {
         "in the drop-in defining it:\n{text}"
     );
     assert_connects(client, B4, to(B4, 8080), "api is off");
+}
+
+#[test]
+fn a_drop_in_directory_made_later_is_watched_too() {
+    if !require_root("a_drop_in_directory_made_later_is_watched_too") {
+        return;
+    }
+    let run = start_with("watch = true\n", false);
+    let client = run.client();
+    // Made empty first (nothing to reload), then filled.
+    std::fs::create_dir(run.dir.join("conf.d")).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        watch_reloads(&run).len(),
+        0,
+        "an empty directory changes nothing"
+    );
+    let since = Instant::now();
+    write_atomically(
+        &run.dir.join("conf.d/late.toml"),
+        "[[entries]]\ncidr = \"198.18.2.2\"\n",
+    );
+    in_force(
+        client,
+        B4,
+        true,
+        since,
+        "a drop-in in a directory made after the start",
+    );
+    assert_eq!(watch_reloads(&run).len(), 1);
 }

@@ -194,6 +194,8 @@ impl Daemon {
             return;
         };
         watch.due = None;
+        // A directory `include` looks in may have appeared (conf.d made, then filled).
+        watch.watch_dirs(&self.config);
         let now = fingerprint(&self.config);
         if now == watch.seen {
             return;

@@ -256,3 +256,49 @@ fn drop_ins_pass_the_trust_checks() -> TestResult {
     assert!(found.contains("writable by others (mode 666)"), "{found}");
     Ok(())
 }
+
+#[test]
+fn a_list_defined_in_a_later_drop_in_takes_earlier_additions() -> TestResult {
+    // `10-` adds to `db` before `20-` defines it: the order of the files does not matter.
+    let (dir, path) = set(
+        MAIN,
+        &[
+            (
+                "10-more.toml",
+                "[[lists.db.entries]]\ncidr = \"10.2.0.0/16\"\n",
+            ),
+            (
+                "20-db.toml",
+                "[lists.db]\nmode = \"monitor\"\ntcp_ports = [5432]\n",
+            ),
+        ],
+    )?;
+    let config = load(&path)?;
+    let (index, db) = config.list("db").expect("db");
+    assert_eq!((db.mode, db.line), (Mode::Monitor, Some(1)));
+    assert_eq!(
+        db.file.as_deref(),
+        Some(dir.path().join("conf.d/20-db.toml").as_path())
+    );
+    let nets: Vec<String> = config
+        .entries
+        .iter()
+        .filter(|e| e.list == index)
+        .map(|e| e.net.to_string())
+        .collect();
+    assert_eq!(nets, ["10.2.0.0/16"]);
+
+    // Added to but never defined: refused where it is written.
+    std::fs::remove_file(dir.path().join("conf.d/20-db.toml"))?;
+    let found = problems(&path);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let more = dir.path().join("conf.d/10-more.toml");
+    assert!(
+        found[0].starts_with(&format!(
+            "{}:1: key `lists.db`: list `db` is on",
+            more.display()
+        )),
+        "{found:?}"
+    );
+    Ok(())
+}

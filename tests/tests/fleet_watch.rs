@@ -310,6 +310,11 @@ fn check_dry_run_and_timed_entries_cover_the_drop_ins() {
     std::fs::remove_file(&bad).unwrap();
     let checked = check();
     assert!(checked.status.success(), "{checked:?}");
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        said.contains("ok: 3 entries") && said.contains("; 1 drop-in (vendor.toml)"),
+        "{said}"
+    );
     run.ctl(&["reload", "--dry-run"])
         .ok()
         .stdout_has(&format!(

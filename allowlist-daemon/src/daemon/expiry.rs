@@ -159,6 +159,8 @@ impl Daemon {
                 .map_err(|err| format!("{}: {err}", e.file.display()))?;
             edits.insert(e.file.clone(), doc.to_text());
         }
+        // Before anything is recorded: a ConfigMap's file cannot be written here.
+        set_files::refuse_symlinked(&edits)?;
         let (new, text) = self.parse_edited(&edits).map_err(|e| e.to_string())?;
         let changes::Changes {
             before,

@@ -398,3 +398,43 @@ fn a_drop_in_directory_made_later_is_watched_too() {
     );
     assert_eq!(watch_reloads(&run).len(), 1);
 }
+
+#[test]
+fn a_timed_entry_of_a_config_map_ends_in_the_kernel_and_stays_in_its_file() {
+    if !require_root("a_timed_entry_of_a_config_map_ends_in_the_kernel_and_stays_in_its_file") {
+        return;
+    }
+    let run = start();
+    let client = run.client();
+    let mut volume = ConfigMap::new(&run.dir.join("conf.d"));
+    let ends = Instant::now() + Duration::from_secs(4);
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    let since = Instant::now();
+    volume.publish(&[(
+        "vendor.toml",
+        &format!("[[entries]]\ncidr = \"198.18.2.2\"\nexpires = {end}\n"),
+    )]);
+    in_force(client, B4, true, since, "the timed entry");
+    std::thread::sleep(ends.saturating_duration_since(Instant::now()) + Duration::from_millis(500));
+    assert_times_out(client, B4, to(B4, PROTECTED), "ended, in the kernel");
+    run.daemon
+        .wait_for_log("is a symlink (a ConfigMap volume?)", Duration::from_secs(5))
+        .expect("the daemon says why the entry stays in the file");
+    let expired = run
+        .audit()
+        .into_iter()
+        .filter(|r| r["action"] == "expire")
+        .count();
+    assert_eq!(expired, 0, "nothing was taken out, so nothing is recorded");
+    // Taken out at the source: the next version no longer has it.
+    let since = Instant::now();
+    volume.publish(&[("vendor.toml", "")]);
+    while watch_reloads(&run).len() < 2 {
+        assert!(
+            since.elapsed() <= IN_FORCE_WITHIN,
+            "the new version reloaded within 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_times_out(client, B4, to(B4, PROTECTED), "still out");
+}

@@ -385,7 +385,7 @@ impl Default for Counters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HitStat {
     pub packets: u64,
-    /// CLOCK_MONOTONIC_COARSE ns (bpf_ktime_get_coarse_ns(), a tick's resolution) of the
+    /// CLOCK_MONOTONIC ns (bpf_ktime_get_ns(), read once a tick, so to a tick) of the
     /// latest one; 0 if none.
     pub last_seen_ns: u64,
 }
@@ -407,7 +407,7 @@ pub struct BlockedEvent {
     pub _padding: [u8; 3],
 }
 
-/// One CPU's state: the event budget, its last reading of the coarse clock, and what each
+/// One CPU's state: the event budget, its last reading of the clock, and what each
 /// list judged (from `pass_inactive` on), counted against the list that decided it
 /// ([`crate::verdict::deciding_list`]), by list number.
 #[repr(C)]
@@ -416,7 +416,7 @@ pub struct CpuState {
     pub budget: EventBudget,
     /// `bpf_jiffies64()` when `clock_ns` was read.
     pub clock_jiffies: u64,
-    /// `bpf_ktime_get_coarse_ns()`, read once per jiffy.
+    /// `bpf_ktime_get_ns()`, read once per jiffy.
     pub clock_ns: u64,
     pub lists: [Counters; MAX_LISTS],
 }

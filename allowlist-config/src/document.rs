@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use toml_edit::{Document, Item, Value};
 
 use super::error::{LineIndex, Problem, Report, quoted};
-use super::{Config, MAX_ENTRIES_LIMIT, XdpModeSetting};
+use super::{Config, LogFormat, MAX_ENTRIES_LIMIT, XdpModeSetting};
 
 const KEYS: &[&str] = &[
     "active",
@@ -41,6 +41,7 @@ const KEYS: &[&str] = &[
     "knock_listen",
     "knock_keys",
     "knock_window",
+    "log_format",
     "include",
     "watch",
 ];
@@ -123,6 +124,7 @@ pub fn read(
             }
             "metrics_listen" => config.metrics_listen = reader.socket_address(item),
             "knock_listen" => config.knock_listen = reader.knock_listen(item),
+            "log_format" => config.log_format = reader.log_format(item).unwrap_or_default(),
             "knock_keys" => reader.absolute_path(key, item, &mut config.knock_keys),
             "knock_window" => {
                 config.knock_window = reader.knock_window(item).unwrap_or(config.knock_window);
@@ -433,6 +435,18 @@ impl Reader<'_> {
         );
         self.fail("xdp_mode", item.span(), None, message);
         None
+    }
+
+    fn log_format(&mut self, item: &Item) -> Option<LogFormat> {
+        match item.as_str() {
+            Some("text") => Some(LogFormat::Text),
+            Some("json") => Some(LogFormat::Json),
+            _ => {
+                let message = format!("must be \"text\" or \"json\", {}", self.found(item));
+                self.fail("log_format", item.span(), None, message);
+                None
+            }
+        }
     }
 
     /// The files at `key` (`list_files`, or a list's), for list `list` (see `Layout`).

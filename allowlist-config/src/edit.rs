@@ -406,11 +406,16 @@ fn entry_table(net: IpNet, comment: &str) -> Table {
     table
 }
 
-/// `end` as a TOML date-time in UTC, to the second: `2026-12-24T18:00:00Z`.
+/// `end` as a TOML date-time in UTC, to the second: `2026-12-24T18:00:00Z`. Cut down, not
+/// rounded: an entry never lasts longer than it was given.
 fn toml_datetime(end: SystemTime) -> toml_edit::Datetime {
     let end = jiff::Timestamp::try_from(end)
         .unwrap_or(jiff::Timestamp::MAX)
-        .round(jiff::Unit::Second)
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
         .unwrap_or(jiff::Timestamp::MAX);
     end.strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()

@@ -79,6 +79,16 @@ pub enum XdpModeSetting {
     Generic,
 }
 
+/// How allowlistd writes its log (stderr, for the journal or a log shipper).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text an event.
+    #[default]
+    Text,
+    /// One JSON object a line (tracing's JSON layer); audit records with their fields.
+    Json,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file this was read from.
@@ -112,6 +122,7 @@ pub struct Config {
     pub knock_keys: PathBuf,
     /// How far a knock's time may be from the daemon's clock, either way.
     pub knock_window: std::time::Duration,
+    pub log_format: LogFormat,
     /// The `include` patterns, resolved against the config file's directory.
     pub include: Vec<PathBuf>,
     /// Whether the daemon reloads by itself when a file of the set changes.
@@ -244,6 +255,7 @@ impl Config {
             knock_listen: Vec::new(),
             knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
             knock_window: std::time::Duration::from_secs(30),
+            log_format: LogFormat::Text,
             include: Vec::new(),
             watch: false,
             drop_ins: Vec::new(),
@@ -428,6 +440,22 @@ impl Config {
                 .for_each(|p| socket_problems.push(p.clone()));
         }
         socket_problems.finish(config.control_socket)
+    }
+
+    /// Only the `log_format` of the file at `path`, for allowlistd to set its log up before
+    /// anything is logged: text when the file cannot be read or the key is wrong (reading
+    /// the whole file then reports it).
+    pub fn read_log_format(path: &Path) -> LogFormat {
+        let Ok(text) = Config::read_text(path) else {
+            return LogFormat::Text;
+        };
+        let Ok(doc) = Document::parse(text.as_str()) else {
+            return LogFormat::Text;
+        };
+        match doc.get("log_format").and_then(|item| item.as_str()) {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
     }
 
     /// What the filter should enforce.
@@ -674,6 +702,25 @@ impl Config {
                     None => (list.file.as_ref().unwrap_or(&self.path), Some(line)),
                 };
                 report.push(Problem::new(file, line, message).key("interfaces"));
+            }
+        }
+        self.check_knock_port(layout, report);
+    }
+
+    /// A knock must reach the daemon from addresses no list covers: its port is refused as a
+    /// protected UDP port.
+    fn check_knock_port(&self, layout: &Layout, report: &mut Report) {
+        let ports: BTreeSet<u16> = self.knock_listen.iter().map(|a| a.port()).collect();
+        for port in ports {
+            if let Some(list) = self.lists.iter().find(|l| l.udp_ports.contains(&port)) {
+                let message = format!(
+                    "port {port} receives knocks but list `{}` protects UDP port {port}: knocks \
+                     from addresses it does not cover would be dropped before allowlistd sees \
+                     them; take {port} out of its udp_ports or knock on another port",
+                    list.name
+                );
+                let problem = Problem::new(&self.path, layout.line("knock_listen"), message);
+                report.push(problem.key("knock_listen"));
             }
         }
     }

@@ -52,6 +52,7 @@ fn defaults() -> Result<(), ConfigError> {
         knock_listen: vec![],
         knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
         knock_window: std::time::Duration::from_secs(30),
+        log_format: LogFormat::Text,
         include: vec![],
         watch: false,
         drop_ins: vec![],
@@ -138,6 +139,7 @@ cidr = "2001:db8::/32"
         knock_listen: vec![],
         knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
         knock_window: std::time::Duration::from_secs(30),
+        log_format: LogFormat::Text,
         include: vec![],
         watch: false,
         drop_ins: vec![],
@@ -198,8 +200,8 @@ fn unknown_keys_are_refused_with_a_suggestion() {
                 7,
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
                  max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
-                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists, \
-                 knock_listen, knock_keys, knock_window, include, watch)"
+                 detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists, knock_listen, \
+                 knock_keys, knock_window, log_format, include, watch)"
             ),
         ]
     );

@@ -174,3 +174,42 @@ fn list_files_belong_to_their_list() -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
+
+#[test]
+fn the_knock_port_is_never_protected() {
+    let text = "interfaces = [\"eth0\"]\nknock_listen = [\"0.0.0.0:62201\", \"[::]:62201\"]\n\
+                [lists.wg]\nmode = \"enforce\"\nudp_ports = [51820, 62201]\n";
+    assert_eq!(
+        problems(text),
+        [format!(
+            "{PATH}:2: key `knock_listen`: port 62201 receives knocks but list `wg` protects \
+             UDP port 62201: knocks from addresses it does not cover would be dropped before \
+             allowlistd sees them; take 62201 out of its udp_ports or knock on another port"
+        )]
+    );
+    let fine = text.replace(", 62201]", "]");
+    let config = parse(&fine).unwrap();
+    assert_eq!(config.knock_listen.len(), 2);
+    assert_eq!(config.knock_window, std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn bad_knock_keys_are_refused_with_their_line() {
+    let bad = "active = false\nknock_listen = [\"0.0.0.0:62201\", \"nowhere\", \"[::]:0\"]\n\
+               knock_window = \"2h\"\n";
+    let problems = problems(bad);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].contains(":2: key `knock_listen`"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0].contains("entry 2 is `nowhere`"),
+        "{problems:#?}"
+    );
+    assert!(problems[1].contains("entry 3 is `[::]:0`"), "{problems:#?}");
+    assert!(
+        problems[2].contains(":3: key `knock_window`: must be a quoted duration from 1s to 600s"),
+        "{problems:#?}"
+    );
+}

@@ -30,6 +30,20 @@ pub enum Via {
     Watch,
 }
 
+impl Via {
+    /// The name records use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Cli => "cli",
+            Via::Signal => "signal",
+            Via::Startup => "startup",
+            Via::Expiry => "expiry",
+            Via::Knock => "knock",
+            Via::Watch => "watch",
+        }
+    }
+}
+
 /// What a record is about. Serialized in kebab-case (`emergency-start`), as records have
 /// always carried it, so the hashes of older records still verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

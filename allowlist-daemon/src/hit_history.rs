@@ -2,7 +2,7 @@
 //! (`CIDR HITS LAST`, the last hit in RFC 3339 UTC or `-`), written on every stop and every
 //! [`SAVE_INTERVAL`], read at start.
 //!
-//! The kernel stamps hits with CLOCK_MONOTONIC_COARSE, which restarts at zero with each boot,
+//! The kernel stamps hits with CLOCK_MONOTONIC, which restarts at zero with each boot,
 //! so the file holds wall-clock times: they survive a reboot, and a hit from before this boot
 //! (which no monotonic stamp can express) stays a wall-clock time in the daemon.
 
@@ -29,7 +29,7 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("hits")
 }
 
-/// The wall-clock time of a kernel hit stamp (CLOCK_MONOTONIC_COARSE ns, 0 for none), from
+/// The wall-clock time of a kernel hit stamp (CLOCK_MONOTONIC ns, 0 for none), from
 /// its age now.
 pub fn wall_time(last_seen_ns: u64) -> Option<jiff::Timestamp> {
     if last_seen_ns == 0 {

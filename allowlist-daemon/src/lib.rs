@@ -11,6 +11,7 @@ pub mod docs;
 pub mod emergency;
 pub mod hit_history;
 pub mod knock;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod server;

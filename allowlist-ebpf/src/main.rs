@@ -32,9 +32,7 @@ use allowlist_common::{
 };
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
-    helpers::{
-        bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_coarse_ns,
-    },
+    helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_ns},
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
@@ -813,17 +811,18 @@ fn report_blocked(
     }
 }
 
-/// The coarse clock (CLOCK_MONOTONIC_COARSE). It moves only when jiffies do, so each CPU keeps
-/// its last reading with the jiffies it was taken at: under a flood, where every drop and every
-/// allowed SYN wants the time, that is one load (the verifier inlines bpf_jiffies64) instead
-/// of a helper call.
+/// CLOCK_MONOTONIC to a tick: each CPU reads it once a jiffy and keeps the reading with the
+/// jiffies it was taken at, so under a flood, where every drop and every allowed SYN wants the
+/// time, it costs one load (the verifier inlines bpf_jiffies64) instead of a helper call. (Not
+/// bpf_ktime_get_coarse_ns, which would do as well but arrived only in Linux 5.11, after
+/// Debian 11's kernel.)
 #[inline(always)]
 fn coarse_now(state: &mut CpuState) -> u64 {
     // SAFETY (the helpers here): they take no arguments.
     let jiffies = unsafe { bpf_jiffies64() };
     if state.clock_jiffies != jiffies {
         state.clock_jiffies = jiffies;
-        state.clock_ns = unsafe { bpf_ktime_get_coarse_ns() };
+        state.clock_ns = unsafe { bpf_ktime_get_ns() };
     }
     state.clock_ns
 }

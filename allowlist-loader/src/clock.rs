@@ -8,9 +8,9 @@ pub fn boot_ns() -> u64 {
     now_ns(ClockId::CLOCK_BOOTTIME)
 }
 
-/// Now on the clock of `HitStat::last_seen_ns` (CLOCK_MONOTONIC_COARSE).
+/// Now on the clock of `HitStat::last_seen_ns` (CLOCK_MONOTONIC).
 pub fn hit_clock_ns() -> u64 {
-    now_ns(ClockId::CLOCK_MONOTONIC_COARSE)
+    now_ns(ClockId::CLOCK_MONOTONIC)
 }
 
 fn now_ns(clock: ClockId) -> u64 {

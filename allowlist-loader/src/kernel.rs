@@ -1,7 +1,7 @@
 //! What the XDP program needs of the running kernel, probed before loading it, so that an old
 //! kernel is refused with one line naming what it lacks and which kernel has it, instead of the
-//! verifier's dump (Debian 11's 5.10 refuses the program with 60 lines that never say why: it
-//! has no `bpf_ktime_get_coarse_ns`).
+//! verifier's dump (a kernel without a helper the program calls refuses it with dozens of lines
+//! that never say why).
 
 use std::sync::OnceLock;
 
@@ -39,11 +39,6 @@ const NEEDS: &[Need] = &[
         since: "5.8",
         probe: Probe::Helper(BpfHelper::BPF_FUNC_ktime_get_boot_ns),
     },
-    Need {
-        what: "the BPF helper bpf_ktime_get_coarse_ns (hit times and the event budget)",
-        since: "5.11",
-        probe: Probe::Helper(BpfHelper::BPF_FUNC_ktime_get_coarse_ns),
-    },
 ];
 
 /// Fails, in one line, when the running kernel lacks something the program needs. A probe that
@@ -60,15 +55,19 @@ pub fn require_features() -> Result<()> {
 
 /// The line naming the first feature the kernel lacks, if any.
 fn missing() -> Option<String> {
+    first_missing(|probe| match *probe {
+        Probe::Helper(helper) => is_helper_supported(ProgramType::Xdp, helper).ok(),
+        Probe::Map(map) => is_map_supported(map).ok(),
+    })
+}
+
+/// `missing`, with `present` answering each probe (`None`: cannot tell).
+fn first_missing(present: impl Fn(&Probe) -> Option<bool>) -> Option<String> {
     for need in NEEDS {
-        let present = match need.probe {
-            Probe::Helper(helper) => is_helper_supported(ProgramType::Xdp, helper).ok(),
-            Probe::Map(map) => is_map_supported(map).ok(),
-        };
-        if present == Some(false) {
+        if present(&need.probe) == Some(false) {
             return Some(format!(
                 "this kernel ({}) lacks {}, which the filter needs: it arrived in Linux {} \
-                 (Debian 12's kernel 6.1 has it)",
+                 (Debian 11's kernel 5.10 has it)",
                 release(),
                 need.what,
                 need.since
@@ -82,4 +81,29 @@ fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|release| release.trim().to_owned())
         .unwrap_or_else(|_| "unknown release".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_missing_feature_is_named_in_one_line() {
+        let lacking_ring_buffers = |probe: &Probe| match probe {
+            Probe::Map(MapType::RingBuf) => Some(false),
+            Probe::Helper(BpfHelper::BPF_FUNC_ktime_get_boot_ns) => Some(false),
+            _ => Some(true),
+        };
+        let line = first_missing(lacking_ring_buffers).expect("refused");
+        assert!(
+            line.ends_with(
+                "lacks BPF ring buffer maps (blocked-source events), which the filter needs: it \
+                 arrived in Linux 5.8 (Debian 11's kernel 5.10 has it)"
+            ),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+        assert_eq!(first_missing(|_| Some(true)), None);
+        assert_eq!(first_missing(|_| None), None, "unknown is no refusal");
+    }
 }

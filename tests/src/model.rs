@@ -38,11 +38,19 @@
 //! - Reasons, when several rows apply: what the frame is (not IP, malformed, other protocol,
 //!   not a SYN, a non-first fragment, an unprotected port) comes first, then the lists being
 //!   off, then a covered source, then monitor mode, then an emergency disable.
+//! - Time: an entry may have an end (a timed entry). It covers a source only before its end:
+//!   at its end, to the nanosecond, and after it, it no longer does. A timed entry's network
+//!   covers what it contains, like any entry, for its own list only: a list covers a source at
+//!   instant `now` if any of its entries that has not ended contains it, whatever other lists
+//!   hold around or inside that entry. Only the covering changes with time: what a frame is,
+//!   which lists it reaches and their modes do not.
 //! - Hits: a frame passed as allowed counts a hit for the most specific network, among the
 //!   entries of every list (whichever lists the port belongs to, and whatever their mode), that
-//!   contains its source; lists holding the same network share its count.
+//!   contains its source; lists holding the same network share its count. An entry that has
+//!   ended is still written in its list until the daemon takes it out (which the model never
+//!   does), so it still takes the hits of frames another list lets in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -70,12 +78,44 @@ pub struct ModelList {
     /// No entry of a list covers another of the same list (the config refuses or merges
     /// those); entries of different lists may be equal or nest.
     pub entries: Vec<IpNet>,
+    /// The timed ones among `entries`, each with its end: nanoseconds on the clock [`expected`]
+    /// is given its `now` on (the differential test's is the boot clock; a replay line's ends
+    /// count from the frame's instant).
+    pub ends: BTreeMap<IpNet, i64>,
+}
+
+impl ModelList {
+    /// Whether an entry of the list that has not ended at `now` contains `src`.
+    fn covers_at(&self, src: IpAddr, now: i64) -> bool {
+        self.entries
+            .iter()
+            .any(|net| covers(net, src) && self.ends.get(net).is_none_or(|end| now < *end))
+    }
 }
 
 impl Setup {
     /// Every list's entries, in list order.
     pub fn entries(&self) -> impl Iterator<Item = &IpNet> {
         self.lists.iter().flat_map(|list| &list.entries)
+    }
+
+    /// Every end of a timed entry, each once, in order.
+    pub fn ends(&self) -> BTreeSet<i64> {
+        self.lists
+            .iter()
+            .flat_map(|list| list.ends.values().copied())
+            .collect()
+    }
+
+    /// The setup with every end moved by `by` ns (to count them from another instant).
+    pub fn shifted(&self, by: i64) -> Setup {
+        let mut setup = self.clone();
+        for list in &mut setup.lists {
+            for end in list.ends.values_mut() {
+                *end = end.saturating_add(by);
+            }
+        }
+        setup
     }
 }
 
@@ -120,9 +160,9 @@ enum Kind {
     },
 }
 
-/// The expected verdict, or `None` for a frame shorter than an Ethernet header (the kernel
-/// refuses to run a program on it).
-pub fn expected(frame: &[u8], setup: &Setup) -> Option<Expected> {
+/// The expected verdict at instant `now` (on the clock of the setup's ends), or `None` for a
+/// frame shorter than an Ethernet header (the kernel refuses to run a program on it).
+pub fn expected(frame: &[u8], setup: &Setup, now: i64) -> Option<Expected> {
     if frame.len() < 14 {
         return None;
     }
@@ -151,10 +191,7 @@ pub fn expected(frame: &[u8], setup: &Setup) -> Option<Expected> {
     if on.is_empty() {
         return Some(pass(Reason::PassInactive));
     }
-    let missing: Vec<&ModelList> = on
-        .into_iter()
-        .filter(|l| !l.entries.iter().any(|net| covers(net, src)))
-        .collect();
+    let missing: Vec<&ModelList> = on.into_iter().filter(|l| !l.covers_at(src, now)).collect();
     let v4 = src.is_ipv4();
     if missing.is_empty() {
         return Some(Expected {
@@ -211,7 +248,7 @@ fn reaches(list: &ModelList, kind: Kind) -> bool {
     }
 }
 
-/// The longest entry of any list containing `src`.
+/// The longest entry of any list containing `src`, ended or not.
 fn most_specific(setup: &Setup, src: IpAddr) -> Option<IpNet> {
     setup
         .entries()
@@ -421,18 +458,22 @@ fn joined<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
 
 /// One line, `emergency=… list=MODE tcp=… udp=… entries=… list=…`, that [`Setup::from_str`]
 /// reads back: what a replay command carries. `tcp`, `udp` and `entries` belong to the `list`
-/// before them.
+/// before them; a timed entry is written `NETWORK@END` (its end in ns).
 impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "emergency={}", self.emergency)?;
         for list in &self.lists {
+            let entries = list.entries.iter().map(|net| match list.ends.get(net) {
+                Some(end) => format!("{net}@{end}"),
+                None => net.to_string(),
+            });
             write!(
                 f,
                 " list={} tcp={} udp={} entries={}",
                 list.mode.name(),
                 joined(&list.tcp_ports),
                 joined(&list.udp_ports),
-                joined(&list.entries)
+                joined(entries)
             )?;
         }
         Ok(())
@@ -480,9 +521,20 @@ impl std::str::FromStr for Setup {
                 "tcp" | "ports" => list.tcp_ports = ports("TCP")?,
                 "udp" => list.udp_ports = ports("UDP")?,
                 "entries" => {
-                    list.entries = items
-                        .map(|e| e.parse().with_context(|| format!("entry `{e}`")))
-                        .collect::<Result<_>>()?;
+                    list.entries.clear();
+                    list.ends.clear();
+                    for item in items {
+                        let (net, end) = match item.split_once('@') {
+                            Some((net, end)) => (net, Some(end)),
+                            None => (item, None),
+                        };
+                        let net: IpNet = net.parse().with_context(|| format!("entry `{item}`"))?;
+                        if let Some(end) = end {
+                            let end = end.parse().with_context(|| format!("end of `{item}`"))?;
+                            list.ends.insert(net, end);
+                        }
+                        list.entries.push(net);
+                    }
                 }
                 _ => bail!("unknown key `{key}` (emergency, list, tcp, udp, entries)"),
             }
@@ -535,7 +587,7 @@ mod tests {
     }
 
     fn reason(frame: &[u8], setup: &Setup) -> Reason {
-        expected(frame, setup).unwrap().reason
+        expected(frame, setup, 0).unwrap().reason
     }
 
     #[test]
@@ -572,7 +624,7 @@ mod tests {
             reason(&ipv4([198, 18, 2, 9], 1, 0, &[8, 0, 0, 0]), &s),
             Reason::PassOtherProtocol
         );
-        assert_eq!(expected(&[0; 13], &s), None);
+        assert_eq!(expected(&[0; 13], &s, 0), None);
     }
 
     #[test]
@@ -593,7 +645,7 @@ mod tests {
             "monitor mode comes before the emergency"
         );
         // Covered by the monitor list's /16, not by the enforcing list's /24.
-        let e = expected(&tcp4([198, 18, 9, 9], 443, 0x02), &s).unwrap();
+        let e = expected(&tcp4([198, 18, 9, 9], 443, 0x02), &s, 0).unwrap();
         assert_eq!(
             (e.reason, e.entry),
             (Reason::PassAllowedV4, "198.18.0.0/16".parse().ok())
@@ -614,15 +666,15 @@ mod tests {
     fn hits_go_to_the_most_specific_network_of_any_list() {
         let s = setup();
         // 198.18.1.7 is in the enforcing list's /24, the monitor list's /16 and its /32.
-        let e = expected(&tcp4([198, 18, 1, 7], 22, 0x02), &s).unwrap();
+        let e = expected(&tcp4([198, 18, 1, 7], 22, 0x02), &s, 0).unwrap();
         assert_eq!(
             (e.reason, e.entry),
             (Reason::PassAllowedV4, "198.18.1.7/32".parse().ok())
         );
-        let e = expected(&tcp4([198, 18, 1, 8], 22, 0x02), &s).unwrap();
+        let e = expected(&tcp4([198, 18, 1, 8], 22, 0x02), &s, 0).unwrap();
         assert_eq!(e.entry, "198.18.1.0/24".parse().ok());
         assert_eq!(
-            expected(&tcp4([198, 18, 2, 8], 22, 0x02), &s)
+            expected(&tcp4([198, 18, 2, 8], 22, 0x02), &s, 0)
                 .unwrap()
                 .entry,
             None
@@ -637,7 +689,7 @@ mod tests {
         let datagram = ipv4([10, 0, 0, 1], 17, 0, &udp_segment(53));
         assert_eq!(reason(&datagram, &s), Reason::WouldDropUdpV4);
         assert_eq!(reason(&datagram, &enforced), Reason::DropUdpV4);
-        assert!(expected(&datagram, &enforced).unwrap().drop);
+        assert!(expected(&datagram, &enforced, 0).unwrap().drop);
         let covered = ipv4([198, 18, 5, 5], 17, 0, &udp_segment(53));
         assert_eq!(reason(&covered, &enforced), Reason::PassAllowedV4);
         // UDP 22 is not protected: only TCP 22 is.
@@ -678,6 +730,73 @@ mod tests {
         // ends before its length.
         frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 17]);
         assert_eq!(reason(&frame, &s), Reason::DropFragmentEvasion);
+    }
+
+    #[test]
+    fn a_timed_entry_covers_only_before_its_end() {
+        // The enforcing list (TCP 22) holds 198.18.1.0/24 until 1000, 198.18.3.3/32 until
+        // 2000 (inside the monitor list's lasting /16) and 198.19.0.0/16, which ended before
+        // 0; the monitor list (TCP 443) holds 198.19.4.0/24 until 500, inside that /16.
+        let s: Setup = "emergency=false list=enforce tcp=22 udp= \
+                        entries=198.18.1.0/24@1000,198.18.3.3/32@2000,198.19.0.0/16@-5 \
+                        list=monitor tcp=443 udp= entries=198.18.0.0/16,198.19.4.0/24@500"
+            .parse()
+            .unwrap();
+        let syn = |addr: [u8; 4], port| tcp4(addr, port, 0x02);
+        let at = |frame: &[u8], now| expected(frame, &s, now).unwrap();
+        assert_eq!(
+            at(&syn([198, 18, 1, 9], 22), 999).reason,
+            Reason::PassAllowedV4
+        );
+        assert_eq!(
+            at(&syn([198, 18, 1, 9], 22), 1000).reason,
+            Reason::DropSynV4
+        );
+        assert_eq!(
+            at(&syn([198, 18, 1, 9], 22), 1001).reason,
+            Reason::DropSynV4
+        );
+        assert_eq!(
+            at(&syn([198, 18, 3, 3], 22), 1999).reason,
+            Reason::PassAllowedV4
+        );
+        assert_eq!(
+            at(&syn([198, 18, 3, 3], 22), 2000).reason,
+            Reason::DropSynV4
+        );
+        // The monitor list's lasting /16 is not ended by the timed /32 inside it, and the
+        // ended /32 still takes the hit of a frame the /16 lets in.
+        let e = at(&syn([198, 18, 3, 3], 443), 5000);
+        assert_eq!(
+            (e.reason, e.entry),
+            (Reason::PassAllowedV4, "198.18.3.3/32".parse().ok())
+        );
+        // An entry that ended before the clock's zero never covers; a timed entry inside
+        // another list's timed one ends at its own end only.
+        assert_eq!(at(&syn([198, 19, 4, 1], 22), 0).reason, Reason::DropSynV4);
+        assert_eq!(
+            at(&syn([198, 19, 4, 1], 443), 499).reason,
+            Reason::PassAllowedV4
+        );
+        assert_eq!(
+            at(&syn([198, 19, 4, 1], 443), 500).reason,
+            Reason::WouldDropSynV4
+        );
+        assert_eq!(s.ends(), BTreeSet::from([-5, 500, 1000, 2000]));
+        let shifted = s.shifted(-1000);
+        assert_eq!(
+            expected(&syn([198, 18, 1, 9], 22), &shifted, -1)
+                .unwrap()
+                .reason,
+            Reason::PassAllowedV4
+        );
+        assert_eq!(
+            expected(&syn([198, 18, 1, 9], 22), &shifted, 0)
+                .unwrap()
+                .reason,
+            Reason::DropSynV4
+        );
+        assert_eq!(s.to_string().parse::<Setup>().unwrap(), s);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::{REASON_COUNT, Reason};
 use allowlist_config::rules::Rules;
+use allowlist_loader::clock::boot_ns;
 use allowlist_loader::filter::Filter;
 use aya::{TestRun, TestRunOptions, programs::ProgramError};
 use ipnet::IpNet;
@@ -70,7 +71,20 @@ impl TestProgram {
 
     /// Runs one frame; the kernel's refusal to run it is the error.
     pub fn run(&mut self, frame: &[u8]) -> Result<Ran, ProgramError> {
-        let action = self.action(frame)?;
+        self.run_timed(frame).0
+    }
+
+    /// Runs one frame, with the boot clock (the program's, `bpf_ktime_get_boot_ns()`) read
+    /// right before and right after `BPF_PROG_TEST_RUN`: the program read it in between.
+    pub fn run_timed(&mut self, frame: &[u8]) -> (Result<Ran, ProgramError>, u64, u64) {
+        let before = boot_ns();
+        let action = self.action(frame);
+        let after = boot_ns();
+        (action.map(|action| self.moved(action)), before, after)
+    }
+
+    /// What the last frame did: its action, and the counters it moved since the one before.
+    fn moved(&mut self, action: u32) -> Ran {
         let now = self.totals();
         let moved = Reason::ALL
             .into_iter()
@@ -78,7 +92,7 @@ impl TestProgram {
             .map(|r| (r, now[r as usize].wrapping_sub(self.seen[r as usize])))
             .collect();
         self.seen = now;
-        Ok((action, moved))
+        (action, moved)
     }
 
     /// Runs one frame and returns only its action (the counters it moved are not taken as

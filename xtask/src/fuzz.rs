@@ -42,7 +42,8 @@ pub struct FuzzArgs {
     /// verdicts: one frame, in hex, to judge under --config (as a disagreement prints)
     #[arg(long, requires = "config")]
     replay: Option<String>,
-    /// verdicts: the setup line for --replay (`emergency=… list=MODE tcp=… udp=… entries=… …`)
+    /// verdicts: the setup line for --replay (`emergency=… list=MODE tcp=… udp=… entries=… …`,
+    /// a timed entry as NET@END with its end in ns from the frame's instant)
     #[arg(long, requires = "replay")]
     config: Option<String>,
     /// config, protocol, knock: how long to run

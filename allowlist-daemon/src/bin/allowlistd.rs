@@ -1,6 +1,5 @@
 //! allowlistd: keeps the XDP allowlist filter attached and its maps in step with the config.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use allowlist_config::{self as config, words};
@@ -11,14 +10,7 @@ use tracing::error;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    allowlist_daemon::logging::init(config::Config::read_log_format(&args.config));
     if args.check {
         let max_problems = if args.all_problems {
             usize::MAX

@@ -31,7 +31,7 @@ impl Daemon {
         };
         match self.audit.append(event) {
             Ok(record) => {
-                info!(target: "audit", "{}", serde_json::to_string(&record).unwrap_or_default());
+                crate::logging::audit(&record);
                 Ok(())
             }
             Err(e) => {

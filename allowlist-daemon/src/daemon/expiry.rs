@@ -80,11 +80,15 @@ pub(super) fn until_words(end: Option<SystemTime>) -> String {
     )
 }
 
-/// `time` as the config and the audit write it, to the second.
+/// `time` as the config and the audit write it: to the second, cut down (see
+/// `allowlist_config::edit`).
 pub(super) fn rfc3339(time: SystemTime) -> String {
+    let second = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Trunc);
     jiff::Timestamp::try_from(time)
         .ok()
-        .and_then(|t| t.round(jiff::Unit::Second).ok())
+        .and_then(|t| t.round(second).ok())
         .map_or_else(|| "?".to_owned(), |t| t.to_string())
 }
 

@@ -76,6 +76,13 @@ impl Daemon {
             revision: self.revision,
             blocked_events_total: self.blocked.events(),
             blocked_events_suppressed_total: budget.suppressed,
+            timed_entries: self.config.ends.len() as u64,
+            knocks: self.knocks.as_ref().map_or_else(Vec::new, |knocks| {
+                let counters = knocks.counters();
+                let mut results = vec![("granted", counters.granted())];
+                results.extend(counters.refusals());
+                results
+            }),
         }
     }
 

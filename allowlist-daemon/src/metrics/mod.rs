@@ -19,6 +19,8 @@
 //! | `allowlist_revision` | gauge | | revision of the running list |
 //! | `allowlist_blocked_events_total` | counter | | drop events the XDP program sent to the daemon (`allowlistctl blocked`) |
 //! | `allowlist_blocked_events_suppressed_total` | counter | | drop events it held back to stay within its per-CPU event budget |
+//! | `allowlist_timed_entries` | gauge | | entries with an end (`expires`), knocks' included |
+//! | `allowlist_knocks_total` | counter | `result` (`granted`, or why not: `bad_signature`, `replayed_nonce`, ...) | knocks received, when `knock_listen` is set |
 //!
 //! `allowlist_entry_hits_total` is bounded so that a list of many thousands of entries does
 //! not become as many series: only the `max_entry_series` entries with the most hits get a
@@ -66,6 +68,9 @@ pub struct Snapshot {
     pub revision: u64,
     pub blocked_events_total: u64,
     pub blocked_events_suppressed_total: u64,
+    pub timed_entries: u64,
+    /// Knocks by result (`granted` or a refusal's kind); empty when knocks are off.
+    pub knocks: Vec<(&'static str, u64)>,
 }
 
 /// One interface's packet counters, summed over CPUs.
@@ -102,6 +107,7 @@ pub fn render(snapshot: &Snapshot, max_entry_series: usize) -> String {
             interfaces: snapshot.interfaces.clone(),
             lists: snapshot.lists.clone(),
             entries: Vec::new(),
+            knocks: snapshot.knocks.clone(),
             ..*snapshot
         },
     };
@@ -293,7 +299,26 @@ impl Collector for Exposition {
             "blocked_events_suppressed",
             "Drop events the XDP program held back to stay within its event budget.",
             s.blocked_events_suppressed_total,
-        )
+        )?;
+        gauge(
+            &mut encoder,
+            "timed_entries",
+            "Entries with an end (expires), knocks' included.",
+            None,
+            s.timed_entries,
+        )?;
+        if !s.knocks.is_empty() {
+            let mut knocks = encoder.encode_descriptor(
+                "knocks",
+                "Knocks received: granted, or the reason they were refused.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, count) in &s.knocks {
+                ConstCounter::new(*count).encode(knocks.encode_family(&[("result", *result)])?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -380,6 +405,8 @@ mod tests {
             revision: 9,
             blocked_events_total: 30,
             blocked_events_suppressed_total: 6,
+            timed_entries: 2,
+            knocks: vec![("granted", 3), ("bad_signature", 1)],
         }
     }
 
@@ -475,10 +502,24 @@ mod tests {
             ("allowlist_revision", 9.0),
             ("allowlist_blocked_events", 30.0),
             ("allowlist_blocked_events_suppressed", 6.0),
+            ("allowlist_timed_entries", 2.0),
         ];
         for (name, expected) in scalars {
             assert_eq!(value(&parsed, name, &[]), expected, "{name}");
         }
+        let granted = [("result", "granted")];
+        assert_eq!(value(&parsed, "allowlist_knocks", &granted), 3.0);
+        let forged = [("result", "bad_signature")];
+        assert_eq!(value(&parsed, "allowlist_knocks", &forged), 1.0);
+        // Knocks off: no family at all.
+        let off = render(
+            &Snapshot {
+                knocks: Vec::new(),
+                ..sample()
+            },
+            10,
+        );
+        assert!(!off.contains("allowlist_knocks"), "{off}");
         // The names scrapers see, counters with their suffix.
         for line in [
             "allowlist_reloads_total 4",

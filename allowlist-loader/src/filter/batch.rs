@@ -1,6 +1,8 @@
 //! BPF_MAP_UPDATE_BATCH and BPF_MAP_LOOKUP_BATCH, which aya does not wrap: one syscall per
 //! chunk of elements instead of one per element. Loading a million entries one syscall at a
-//! time spends more time entering the kernel than inserting.
+//! time spends more time entering the kernel than inserting. Where a kernel has no batch
+//! operation for a map type (Debian 11's 5.10: none for LPM tries, nor lookups in per-CPU
+//! arrays), both fall back to one syscall an element.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -10,8 +12,12 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 const CHUNK: usize = 16_384;
 
 // From enum bpf_cmd in linux/bpf.h.
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_MAP_LOOKUP_BATCH: libc::c_int = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_int = 26;
+/// The kernel's ENOTSUPP (not in libc): what a map type without batch operations answers.
+const ENOTSUPP: i32 = 524;
 
 /// The `batch` member of `union bpf_attr`.
 #[repr(C)]
@@ -27,15 +33,26 @@ struct BatchAttr {
     flags: u64,
 }
 
-fn bpf(cmd: libc::c_int, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; the pointers in it point
-    // at buffers the caller keeps alive, sized for `count` elements.
+/// The `elem` member of `union bpf_attr` (BPF_MAP_UPDATE_ELEM).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn bpf<A>(cmd: libc::c_int, attr: &mut A) -> io::Result<()> {
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed (BatchAttr or ElemAttr);
+    // the pointers in it point at buffers the caller keeps alive, sized for what it says.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            attr as *mut BatchAttr,
-            size_of::<BatchAttr>() as libc::c_uint,
+            attr as *mut A,
+            size_of::<A>() as libc::c_uint,
         )
     };
     if rc < 0 {
@@ -60,7 +77,31 @@ pub fn update<K: aya::Pod, V: aya::Pod>(
             map_fd: map.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        bpf(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+        match bpf(BPF_MAP_UPDATE_BATCH, &mut attr) {
+            // Refused before any element was written: the map type has no batch update.
+            Err(e) if matches!(e.raw_os_error(), Some(ENOTSUPP | libc::EOPNOTSUPP)) => {
+                update_each(map, keys, values)?
+            }
+            result => result?,
+        }
+    }
+    Ok(())
+}
+
+/// `update` one element at a time.
+fn update_each<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
+    for (key, value) in keys.iter().zip(values) {
+        let mut attr = ElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            key: key as *const K as u64,
+            value: value as *const V as u64,
+            ..ElemAttr::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr)?;
     }
     Ok(())
 }
@@ -98,13 +139,16 @@ pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
             map_fd: map.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        first = false;
         // ENOENT: the last chunk (possibly empty) has been read.
         let done = match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
             Ok(()) => false,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) if first && matches!(e.raw_os_error(), Some(ENOTSUPP | libc::EOPNOTSUPP)) => {
+                return for_each_element(map, cpus, last, each);
+            }
             Err(e) => return Err(e),
         };
+        first = false;
         let count = attr.count as usize;
         for (key, values) in keys.iter().zip(values.chunks(cpus)).take(count) {
             each(*key, values);
@@ -114,4 +158,29 @@ pub fn for_each_array_per_cpu<V: aya::Pod + Default>(
             return Ok(());
         }
     }
+}
+
+/// `for_each_array_per_cpu` one element a syscall, up to `last` or the array's end.
+fn for_each_element<V: aya::Pod + Default>(
+    map: BorrowedFd<'_>,
+    cpus: usize,
+    last: u32,
+    mut each: impl FnMut(u32, &[V]),
+) -> io::Result<()> {
+    let mut values = vec![V::default(); cpus];
+    for key in 0..=last {
+        let mut attr = ElemAttr {
+            map_fd: map.as_raw_fd() as u32,
+            key: &raw const key as u64,
+            value: values.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+            Ok(()) => each(key, &values),
+            // Past the array's end.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

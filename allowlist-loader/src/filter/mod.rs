@@ -468,6 +468,14 @@ impl Filter {
         target
     }
 
+    /// Boot time minus wall-clock time (ns) with which `apply` converts each `expires` end
+    /// into the program's deadline (the end's ns since the epoch plus this, see
+    /// `boot_deadline`), once it has converted one: the differential test places ends at
+    /// exact boot instants with it.
+    pub fn boot_offset(&self) -> Option<i128> {
+        self.boot_offset
+    }
+
     /// Boot time (the program's clock) at wall-clock time `end`; 1 if it has passed. The
     /// offset between the clocks is kept while it moves less than a second, so that the same
     /// end gives the same deadline at every apply and a reload rewrites no deadline.

@@ -7,7 +7,7 @@
 //! trailers, padding, cuts at header boundaries and flipped bytes. Nothing here knows the
 //! expected verdict: the model reads the bytes.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::{Rng, addresses, bytes, percent, pick, weighted};
 use crate::model::Setup;
@@ -83,6 +83,39 @@ pub fn frame(rng: &mut Rng, setup: &Setup) -> Generated {
         bytes: b.out,
         traits: b.traits,
     }
+}
+
+/// A plain, well-formed SYN (or, with `udp`, a UDP datagram) from `src` to `port`, untagged:
+/// what the differential test sends at the instants around an end.
+pub fn probe(src: IpAddr, port: u16, udp: bool) -> Vec<u8> {
+    let mut seg = vec![0x9c, 0x40];
+    seg.extend_from_slice(&port.to_be_bytes());
+    if udp {
+        seg.extend_from_slice(&[0, 12, 0, 0, 1, 2, 3, 4]);
+    } else {
+        // Sequence and acknowledgement numbers, data offset 5, SYN, window, checksum, urgent.
+        seg.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    }
+    let protocol = if udp { 17 } else { 6 };
+    let mut out = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    match src {
+        IpAddr::V4(src) => {
+            out.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            out.extend_from_slice(&(20 + seg.len() as u16).to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 64, protocol, 0, 0]);
+            out.extend_from_slice(&src.octets());
+            out.extend_from_slice(&[198, 18, 0, 1]);
+        }
+        IpAddr::V6(src) => {
+            out.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            out.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+            out.extend_from_slice(&[protocol, 64]);
+            out.extend_from_slice(&src.octets());
+            out.extend_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+        }
+    }
+    out.extend(seg);
+    out
 }
 
 /// Trailers, padding, cuts and flipped bytes.

@@ -6,7 +6,18 @@
 //! or /16, a wider network around another list's entry (IPv6 alike). Entries also look like
 //! they overlap within a list: siblings and neighbours of other entries, halves of a /24, wide
 //! IPv6 entries that turn the IPv6 prefilter off, single hosts.
+//!
+//! About a third of the entries are timed, with ends long past (some before boot), a little
+//! before the setup is applied, among the instants its frames are judged at, a little after
+//! those and far ahead; a fifth of the ends are another entry's (equal ends). As entries of
+//! different lists nest, timed entries nest in and contain lasting and timed entries of other
+//! lists; now and then a chain of four nested timed entries of four lists puts a network at
+//! the kernel's bound of ends. A change keeps an entry's end, or gives a lasting entry one,
+//! moves it or takes it away. No network lies in timed entries of more than
+//! [`MAX_ENDS_PER_NETWORK`] different ends, except in [`over_limit`], which the filter must
+//! refuse.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -17,8 +28,28 @@ use crate::model::{Mode, ModelList, Setup};
 /// The kernel's bound on lists.
 pub const MAX_LISTS: usize = 32;
 
+/// The kernel's bound on the different ends of the timed entries a network lies in (its own
+/// and those containing it, in any list).
+pub const MAX_ENDS_PER_NETWORK: usize = 4;
+
+const MICROSECOND: i64 = 1_000;
+const MILLISECOND: i64 = 1_000_000;
+const SECOND: i64 = 1_000_000_000;
+const DAY: i64 = 86_400 * SECOND;
+
+/// When a setup is made, for the ends of its timed entries (ns on the clock of the model's
+/// ends: the differential test's boot clock).
+#[derive(Clone, Copy, Debug)]
+pub struct Time {
+    /// About when the setup is applied.
+    pub now: i64,
+    /// About how long applying it and judging its frames take: ends "among its frames" fall
+    /// in `now..now + window`.
+    pub window: i64,
+}
+
 /// A fresh setup.
-pub fn fresh(rng: &mut Rng) -> Setup {
+pub fn fresh(rng: &mut Rng, time: Time) -> Setup {
     let count = if percent(rng, 6) {
         rng.usize(5..=MAX_LISTS)
     } else {
@@ -29,23 +60,27 @@ pub fn fresh(rng: &mut Rng) -> Setup {
         emergency: percent(rng, 15),
     };
     for _ in 0..count {
-        add_list(rng, &mut setup);
+        add_list(rng, &mut setup, time);
     }
+    if percent(rng, 10) {
+        chain(rng, &mut setup, time, MAX_ENDS_PER_NETWORK);
+    }
+    fit_ends(&mut setup);
     setup
 }
 
 /// The next setup of a run: mostly a small change of `previous` (as reloads and `allowlistctl`
 /// make, which `Filter::apply` turns into map updates), sometimes a fresh one.
-pub fn next(rng: &mut Rng, previous: &Setup) -> Setup {
+pub fn next(rng: &mut Rng, previous: &Setup, time: Time) -> Setup {
     if percent(rng, 30) {
-        return fresh(rng);
+        return fresh(rng, time);
     }
     let mut setup = previous.clone();
     if percent(rng, 15) {
         setup.emergency = !setup.emergency;
     }
     if percent(rng, 8) && setup.lists.len() < MAX_LISTS {
-        add_list(rng, &mut setup);
+        add_list(rng, &mut setup, time);
     }
     if percent(rng, 8) && setup.lists.len() > 1 {
         setup.lists.remove(rng.usize(..setup.lists.len()));
@@ -79,14 +114,204 @@ pub fn next(rng: &mut Rng, previous: &Setup) -> Setup {
     for _ in 0..rng.usize(0..=3) {
         let list = &mut setup.lists[rng.usize(..lists)];
         if !list.entries.is_empty() {
-            list.entries.remove(rng.usize(..list.entries.len()));
+            let net = list.entries.remove(rng.usize(..list.entries.len()));
+            list.ends.remove(&net);
         }
     }
     for _ in 0..rng.usize(0..=3) {
         let i = rng.usize(..lists);
-        add_entry(rng, &mut setup, i);
+        add_entry(rng, &mut setup, i, time);
     }
+    // Ends given, moved and taken away.
+    if percent(rng, 60) {
+        for _ in 0..rng.usize(1..=4) {
+            let i = rng.usize(..lists);
+            if setup.lists[i].entries.is_empty() {
+                continue;
+            }
+            let net = setup.lists[i].entries[rng.usize(..setup.lists[i].entries.len())];
+            if percent(rng, 30) {
+                setup.lists[i].ends.remove(&net);
+            } else {
+                let end = end(rng, &setup, time);
+                setup.lists[i].ends.insert(net, end);
+            }
+        }
+    }
+    if percent(rng, 5) {
+        chain(rng, &mut setup, time, MAX_ENDS_PER_NETWORK);
+    }
+    fit_ends(&mut setup);
     setup
+}
+
+/// `setup` with a chain of nested timed entries of five different ends, one more than a
+/// network may lie in. The filter must refuse it before writing anything. `None` if no free
+/// range for the chain turned up.
+pub fn over_limit(rng: &mut Rng, setup: &Setup, time: Time) -> Option<Setup> {
+    let mut setup = setup.clone();
+    (0..20)
+        .any(|_| chain(rng, &mut setup, time, MAX_ENDS_PER_NETWORK + 1))
+        .then_some(setup)
+}
+
+/// Adds `depth` nested timed entries, each of another list (lists with a TCP port each are
+/// added until there are enough) and each with an end of its own (far ahead, so that the
+/// kernel's deadlines differ too), in a range no list has entries in yet; whether such a
+/// range turned up.
+fn chain(rng: &mut Rng, setup: &mut Setup, time: Time, depth: usize) -> bool {
+    while setup.lists.len() < depth {
+        let port = free_port(rng, setup, false);
+        setup.lists.push(ModelList {
+            mode: mode(rng),
+            tcp_ports: BTreeSet::from([port]),
+            ..ModelList::default()
+        });
+    }
+    let lists = setup.lists.len();
+    // A /20 nested down to a /28 and beyond, or an IPv6 /48 down to a /80 and beyond, mostly
+    // in the test ranges.
+    let v4 = percent(rng, 60);
+    let anywhere = percent(rng, 30);
+    let (outer, step): (IpNet, u8) = if v4 {
+        let base = match anywhere {
+            true => rng.u32(..),
+            false => u32::from(Ipv4Addr::new(198, 18, 0, 0)) | rng.u32(..1 << 17),
+        };
+        let net = Ipv4Net::new(Ipv4Addr::from(base), 20)
+            .expect("valid")
+            .trunc();
+        (IpNet::V4(net), 2)
+    } else {
+        let base = match anywhere {
+            true => rng.u128(..),
+            false => {
+                u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0)) | rng.u128(..1 << 96)
+            }
+        };
+        let net = Ipv6Net::new(Ipv6Addr::from(base), 48)
+            .expect("valid")
+            .trunc();
+        (IpNet::V6(net), 8)
+    };
+    let taken = setup
+        .entries()
+        .any(|e| e.contains(&outer) || outer.contains(e));
+    if taken {
+        return false;
+    }
+    let first = rng.usize(..lists);
+    let start = time.now + rng.i64(SECOND..=DAY);
+    let mut net = outer;
+    for level in 0..depth {
+        let list = &mut setup.lists[(first + level) % lists];
+        list.entries.push(net);
+        list.ends.insert(net, start + level as i64 * SECOND);
+        let inner = net.prefix_len() + step;
+        net = match net {
+            IpNet::V4(n) => IpNet::V4(Ipv4Net::new(n.network(), inner).expect("at most /30")),
+            IpNet::V6(n) => IpNet::V6(Ipv6Net::new(n.network(), inner).expect("at most /88")),
+        };
+    }
+    true
+}
+
+/// An end for a timed entry: another entry's, or one long past, a little before `time.now`,
+/// among the frames, a little after them, or far ahead.
+fn end(rng: &mut Rng, setup: &Setup, time: Time) -> i64 {
+    let ends = setup.ends();
+    if !ends.is_empty() && percent(rng, 20) {
+        return *ends.iter().nth(rng.usize(..ends.len())).expect("below len");
+    }
+    // Drawn without a range that depends on the window, so that the draws (and with them the
+    // frames of a seed) do not depend on timing.
+    let fraction =
+        |rng: &mut Rng, of: i64| ((i128::from(rng.u32(..)) * i128::from(of)) >> 32) as i64;
+    match weighted(rng, &[5, 10, 10, 45, 12, 18]) {
+        // Before boot: the filter writes the smallest deadline there is.
+        0 => -rng.i64(SECOND..=10 * 365 * DAY),
+        1 => time.now - rng.i64(SECOND..=30 * DAY),
+        2 => time.now - rng.i64(MICROSECOND..=10 * MILLISECOND),
+        3 => time.now + fraction(rng, time.window),
+        4 => time.now + time.window + rng.i64(MICROSECOND..=50 * MILLISECOND),
+        _ => time.now + rng.i64(SECOND..=30 * DAY),
+    }
+}
+
+/// The most different ends of the timed entries any one network lies in (its own and those
+/// containing it, in any list).
+pub fn most_ends(setup: &Setup) -> usize {
+    setup
+        .entries()
+        .map(|net| {
+            let ends: BTreeSet<i64> = setup
+                .lists
+                .iter()
+                .flat_map(|list| list.ends.iter())
+                .filter(|(timed, _)| timed.contains(net))
+                .map(|(_, end)| *end)
+                .collect();
+            ends.len()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Brings every network within [`MAX_ENDS_PER_NETWORK`] different ends of the timed entries
+/// it lies in, taking ends one at a time from the entries around a network that is over: the
+/// innermost entry whose end none of the others has takes the end of one around it (or stops
+/// being timed, if none is); if every end is shared, the innermost end's entries stop being
+/// timed. Either takes an end from the network and gives no network one it lacked (what is
+/// around a network is nested), so it ends.
+fn fit_ends(setup: &mut Setup) {
+    loop {
+        let timed: Vec<(usize, IpNet, i64)> = setup
+            .lists
+            .iter()
+            .enumerate()
+            .flat_map(|(i, list)| list.ends.iter().map(move |(net, end)| (i, *net, *end)))
+            .collect();
+        let over = setup.entries().find_map(|net| {
+            let mut around: Vec<(usize, IpNet, i64)> = timed
+                .iter()
+                .filter(|(_, t, _)| t.contains(net))
+                .copied()
+                .collect();
+            let ends: BTreeSet<i64> = around.iter().map(|(_, _, end)| *end).collect();
+            if ends.len() <= MAX_ENDS_PER_NETWORK {
+                return None;
+            }
+            // Innermost first.
+            around.sort_by_key(|(_, net, _)| std::cmp::Reverse(net.prefix_len()));
+            let alone = |end: i64| around.iter().filter(|(_, _, e)| *e == end).count() == 1;
+            let changes: Vec<(usize, IpNet, Option<i64>)> =
+                match around.iter().position(|(_, _, end)| alone(*end)) {
+                    Some(at) => {
+                        let (i, inner, _) = around[at];
+                        let outer = around[at + 1..].first().map(|(_, _, end)| *end);
+                        vec![(i, inner, outer)]
+                    }
+                    None => {
+                        let own = around[0].2;
+                        around
+                            .iter()
+                            .filter(|(_, _, end)| *end == own)
+                            .map(|(i, net, _)| (*i, *net, None))
+                            .collect()
+                    }
+                };
+            Some(changes)
+        });
+        let Some(changes) = over else {
+            return;
+        };
+        for (i, net, end) in changes {
+            match end {
+                Some(end) => setup.lists[i].ends.insert(net, end),
+                None => setup.lists[i].ends.remove(&net),
+            };
+        }
+    }
 }
 
 fn mode(rng: &mut Rng) -> Mode {
@@ -98,7 +323,7 @@ fn mode(rng: &mut Rng) -> Mode {
 }
 
 /// Appends a list with ports no other list has and entries that often overlap theirs.
-fn add_list(rng: &mut Rng, setup: &mut Setup) {
+fn add_list(rng: &mut Rng, setup: &mut Setup, time: Time) {
     let many = setup.lists.len() >= 4;
     setup.lists.push(ModelList {
         mode: mode(rng),
@@ -139,7 +364,7 @@ fn add_list(rng: &mut Rng, setup: &mut Setup) {
     // capacity and keep applying a setup quick.
     let most = if many { 4 } else { 8 };
     for _ in 0..rng.usize(0..=2 * most) {
-        add_entry(rng, setup, i);
+        add_entry(rng, setup, i, time);
     }
 }
 
@@ -165,8 +390,8 @@ fn free_port(rng: &mut Rng, setup: &Setup, udp: bool) -> u16 {
 }
 
 /// Adds an entry to list `i`: often one derived from another list's entry (equal, inside it,
-/// around it), otherwise a fresh one, IPv4 or IPv6 alike.
-fn add_entry(rng: &mut Rng, setup: &mut Setup, i: usize) {
+/// around it), otherwise a fresh one, IPv4 or IPv6 alike; timed a third of the time.
+fn add_entry(rng: &mut Rng, setup: &mut Setup, i: usize, time: Time) {
     let others: Vec<IpNet> = setup
         .lists
         .iter()
@@ -175,6 +400,7 @@ fn add_entry(rng: &mut Rng, setup: &mut Setup, i: usize) {
         .flat_map(|(_, list)| list.entries.iter().copied())
         .collect();
     let entries = &mut setup.lists[i].entries;
+    let before = entries.len();
     if !others.is_empty() && percent(rng, 40) {
         let other = others[rng.usize(..others.len())];
         let net = related(rng, other);
@@ -183,6 +409,11 @@ fn add_entry(rng: &mut Rng, setup: &mut Setup, i: usize) {
         add_v4(rng, entries);
     } else {
         add_v6(rng, entries);
+    }
+    if percent(rng, 35) && setup.lists[i].entries.len() > before {
+        let net = *setup.lists[i].entries.last().expect("just added");
+        let end = end(rng, setup, time);
+        setup.lists[i].ends.insert(net, end);
     }
 }
 

@@ -1,9 +1,13 @@
 //! Reading the TOML document into a [`Config`]: every key type-checked, and every problem
 //! located at the line it comes from.
 
+mod drop_ins;
 mod entry_tables;
 mod knock;
 mod lists;
+
+pub use drop_ins::DROP_IN_KEYS;
+pub(crate) use drop_ins::GLOB;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -38,6 +42,8 @@ const KEYS: &[&str] = &[
     "knock_keys",
     "knock_window",
     "log_format",
+    "include",
+    "watch",
 ];
 const ENTRY_KEYS: &[&str] = &["cidr", "comment", "expires"];
 
@@ -48,12 +54,27 @@ pub struct Layout {
     lines: BTreeMap<String, Option<usize>>,
     /// Keys with a problem already reported, so that follow-on checks stay quiet.
     invalid: BTreeSet<String>,
-    /// For each of `Config::list_files`: the line listing it, how to name it, and its list.
-    pub list_files: Vec<(Option<usize>, String, u8)>,
+    /// For each of `Config::list_files`: where it is listed, how to name it, and its list.
+    pub list_files: Vec<ListFileAt>,
     /// For each `[[entries]]` entry at the start of `Config::entries`: its 1-based number.
     pub inline: Vec<usize>,
-    /// The `expires` of timed `[[entries]]`, by the line of their `cidr`.
-    pub ends: BTreeMap<u32, SystemTime>,
+    /// The `expires` of timed `[[entries]]`, by their file's number (see
+    /// `Config::file_number`) and the line of their `cidr`.
+    pub ends: BTreeMap<(u32, u32), SystemTime>,
+    /// For each of `Config::drop_ins`: the line of the `include` pattern that matched it.
+    pub drop_in_lines: Vec<Option<usize>>,
+}
+
+/// Where a list file is named.
+#[derive(Debug)]
+pub struct ListFileAt {
+    /// The config file or drop-in naming it.
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// How problems name it, e.g. ``entry 2 `cloud.list` ``.
+    pub label: String,
+    /// Its list.
+    pub list: u8,
 }
 
 impl Layout {
@@ -72,16 +93,25 @@ impl Layout {
 
 /// Fills `config` (already holding the defaults) from `doc`, the parsed text of `path`.
 /// List files are only listed here, not read.
-pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut Report) -> Layout {
+/// `drop_ins`: drop-ins whose text is given rather than read from disk.
+pub fn read(
+    doc: &Document<&str>,
+    path: &Path,
+    drop_ins: &[(&Path, &str)],
+    config: &mut Config,
+    report: &mut Report,
+) -> Layout {
     let mut reader = Reader {
         path,
         text: doc.raw(),
         lines: LineIndex::new(doc.raw()),
         report,
         layout: Layout::default(),
+        file_number: 0,
     };
     let root = doc.as_table();
     let mut named = Vec::new();
+    let mut include = Vec::new();
     for (key, item) in root.iter() {
         let key_line = reader.lines.line_of(root.key(key).and_then(|k| k.span()));
         if KEYS.contains(&key) {
@@ -131,12 +161,17 @@ pub fn read(doc: &Document<&str>, path: &Path, config: &mut Config, report: &mut
             }
             "entries" => reader.entries("entries", item, &mut config.entries),
             "lists" => named = reader.lists(item, path.parent().unwrap_or(Path::new(""))),
+            "include" => include = reader.include(item, path.parent().unwrap_or(Path::new(""))),
+            "watch" => config.watch = reader.boolean(key, item).unwrap_or(config.watch),
             _ => reader
                 .report
                 .push(Problem::new(path, key_line, unknown_key(key, KEYS))),
         }
     }
+    config.include = include.iter().map(|(pattern, _)| pattern.clone()).collect();
+    reader.read_drop_ins(&include, drop_ins, config, &mut named);
     reader.assemble_lists(config, named);
+    reader.check_list_files_once(config);
     reader.layout
 }
 
@@ -168,6 +203,8 @@ struct Reader<'a> {
     lines: LineIndex<'a>,
     report: &'a mut Report,
     layout: Layout,
+    /// This file's number in the set (see `Config::file_number`).
+    file_number: u32,
 }
 
 impl Reader<'_> {
@@ -436,7 +473,12 @@ impl Reader<'_> {
             match file {
                 Ok(file) => {
                     let line = self.lines.line_of(value.span());
-                    self.layout.list_files.push((line, label, list));
+                    self.layout.list_files.push(ListFileAt {
+                        file: self.path.to_path_buf(),
+                        line,
+                        label,
+                        list,
+                    });
                     files.push(file);
                     numbers.push(number);
                 }

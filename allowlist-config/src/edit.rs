@@ -71,6 +71,26 @@ impl ConfigDoc {
         Ok((table, inline))
     }
 
+    /// Makes room in a drop-in for entries of the list `name`, defined in another file of the
+    /// set: an implicit `[lists.NAME]`, so that only `[[lists.NAME.entries]]` is written.
+    pub fn make_list_room(&mut self, name: &str) -> Result<(), EditError> {
+        let implicit = || {
+            let mut table = Table::new();
+            table.set_implicit(true);
+            Item::Table(table)
+        };
+        let lists = self
+            .doc
+            .as_table_mut()
+            .entry("lists")
+            .or_insert_with(implicit);
+        let lists = lists.as_table_like_mut().ok_or(EditError::Shape)?;
+        if lists.get(name).is_none() {
+            lists.insert(name, implicit());
+        }
+        Ok(())
+    }
+
     pub fn add_entry(&mut self, net: IpNet, comment: &str) -> Result<(), EditError> {
         self.add_entry_in(None, net, comment)
     }

@@ -31,6 +31,8 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_drop_ins;
+#[cfg(test)]
 mod tests_entries;
 #[cfg(test)]
 mod tests_lists;
@@ -50,6 +52,7 @@ use ipnet::IpNet;
 use toml_edit::{Document, Item, Value};
 
 use crate::rules::{ListRules, Mode, Protocol, Rules};
+pub use document::DROP_IN_KEYS;
 use document::Layout;
 pub use entries::{check_comment, parse_net};
 pub use error::{ConfigError, MAX_PROBLEMS, Problem};
@@ -120,7 +123,14 @@ pub struct Config {
     /// How far a knock's time may be from the daemon's clock, either way.
     pub knock_window: std::time::Duration,
     pub log_format: LogFormat,
-    /// Every list file of every list, resolved against the config file's directory.
+    /// The `include` patterns, resolved against the config file's directory.
+    pub include: Vec<PathBuf>,
+    /// Whether the daemon reloads by itself when a file of the set changes.
+    pub watch: bool,
+    /// The drop-ins `include` matched, in the order they were read (sorted, pattern by
+    /// pattern), with their text: the daemon compares it to notice edits behind its back.
+    pub drop_ins: Vec<DropIn>,
+    /// Every list file of every list, resolved against the directory of the file naming it.
     pub list_files: Vec<PathBuf>,
     /// The lists: `default` first when the top-level keys write it, then each `[lists.NAME]`
     /// in the file's order.
@@ -133,8 +143,16 @@ pub struct Config {
     pub merged: Vec<MergedLines>,
     /// Indices into `entries` in network order: comparing two configs is then one merge.
     pub(crate) by_net: Vec<u32>,
-    /// When each timed entry ends, by its line in the config file (list files have none).
-    pub ends: BTreeMap<u32, SystemTime>,
+    /// When each timed entry ends, by its file (0: the config file, `k`: `drop_ins[k - 1]`)
+    /// and its line there (list files have none).
+    pub ends: BTreeMap<(u32, u32), SystemTime>,
+}
+
+/// A drop-in file of the set (see `include`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropIn {
+    pub path: PathBuf,
+    pub text: String,
 }
 
 /// One allowlisted network.
@@ -166,6 +184,9 @@ pub struct ListConfig {
     /// The line of its `[lists.NAME]` header; for `default` written with the top-level
     /// keys, none.
     pub line: Option<usize>,
+    /// The drop-in whose `[lists.NAME]` defines it (its mode or ports); `None`: the config
+    /// file.
+    pub file: Option<PathBuf>,
 }
 
 /// How many lines of a list file repeated an entry or lay inside another entry's network,
@@ -235,6 +256,9 @@ impl Config {
             knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
             knock_window: std::time::Duration::from_secs(30),
             log_format: LogFormat::Text,
+            include: Vec::new(),
+            watch: false,
+            drop_ins: Vec::new(),
             list_files: Vec::new(),
             lists: Vec::new(),
             entries: Vec::new(),
@@ -290,7 +314,7 @@ impl Config {
     /// read from disk, relative to `path`'s directory.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut report = Report::default();
-        let (config, _) = Config::parse_into(path, text, &mut report)?;
+        let (config, _) = Config::parse_into(path, text, &[], &mut report)?;
         report.finish(config)
     }
 
@@ -312,12 +336,29 @@ impl Config {
         text: &str,
         max_problems: usize,
     ) -> Result<Config, ConfigError> {
+        Config::parse_checked_with(path, text, &[], max_problems)
+    }
+
+    /// [`Config::parse_checked`] with some drop-ins taken from `drop_ins` (path, text)
+    /// rather than from disk: a change to a drop-in, checked before it is written.
+    pub fn parse_checked_with(
+        path: &Path,
+        text: &str,
+        drop_ins: &[(&Path, &str)],
+        max_problems: usize,
+    ) -> Result<Config, ConfigError> {
         let mut report = Report::with_cap(max_problems);
-        let (config, layout) = Config::parse_into(path, text, &mut report)?;
-        for (file, (line, label, _)) in config.list_files.iter().zip(&layout.list_files) {
+        let (config, layout) = Config::parse_into(path, text, drop_ins, &mut report)?;
+        for (file, at) in config.list_files.iter().zip(&layout.list_files) {
             if let Err(untrusted) = trusted_file::check(file, "list file") {
-                let problem = Problem::new(path, *line, untrusted.to_string()).key("list_files");
-                report.push(problem.entry(label.clone()));
+                let problem = Problem::new(&at.file, at.line, untrusted.to_string());
+                report.push(problem.key("list_files").entry(at.label.clone()));
+            }
+        }
+        for (drop_in, line) in config.drop_ins.iter().zip(&layout.drop_in_lines) {
+            if let Err(untrusted) = trusted_file::check(&drop_in.path, "drop-in") {
+                let problem = Problem::new(path, *line, untrusted.to_string()).key("include");
+                report.push(problem);
             }
         }
         config.check_interfaces(text, &mut report);
@@ -329,11 +370,12 @@ impl Config {
     fn parse_into(
         path: &Path,
         text: &str,
+        drop_ins: &[(&Path, &str)],
         report: &mut Report,
     ) -> Result<(Config, Layout), ConfigError> {
         let doc = Document::parse(text).map_err(|err| syntax_error(path, text, &err))?;
         let mut config = Config::defaults(path);
-        let mut layout = document::read(&doc, path, &mut config, report);
+        let mut layout = document::read(&doc, path, drop_ins, &mut config, report);
         config.ends = std::mem::take(&mut layout.ends);
         let max = if layout.is_valid("max_entries") {
             config.max_entries
@@ -344,7 +386,7 @@ impl Config {
         let mut capacity = list_file::Capacity::new(max, default, &config.entries);
         // Where each list file's entries start in `entries`.
         let mut starts = Vec::with_capacity(config.list_files.len());
-        for (file, (line, label, list)) in config.list_files.iter().zip(&layout.list_files) {
+        for (file, at) in config.list_files.iter().zip(&layout.list_files) {
             if capacity.exceeded {
                 break;
             }
@@ -352,12 +394,12 @@ impl Config {
             starts.push(first);
             let read = list_file::read(file, &mut capacity, &mut config.entries, report);
             for entry in &mut config.entries[first..] {
-                entry.list = *list;
+                entry.list = at.list;
             }
             if let Err(err) = read {
                 let message = format!("reading {}: {err}", file.display());
-                let problem = Problem::new(path, *line, message).key("list_files");
-                report.push(problem.entry(label.clone()));
+                let problem = Problem::new(&at.file, at.line, message).key("list_files");
+                report.push(problem.entry(at.label.clone()));
             }
         }
         let mut swept = overlaps::check_overlaps(&config.entries, &layout.inline, report);
@@ -389,7 +431,7 @@ impl Config {
         let doc = Document::parse(text.as_str()).map_err(|err| syntax_error(path, &text, &err))?;
         let mut report = Report::default();
         let mut config = Config::defaults(path);
-        document::read(&doc, path, &mut config, &mut report);
+        document::read(&doc, path, &[], &mut config, &mut report);
         let mut socket_problems = Report::default();
         if let Err(e) = report.finish(()) {
             e.problems()
@@ -443,15 +485,59 @@ impl Config {
 
     /// When `entry` ends, if it is timed.
     pub fn end_of(&self, entry: &Entry) -> Option<SystemTime> {
-        if self.ends.is_empty() || *entry.file != self.path {
+        if self.ends.is_empty() {
             return None;
         }
-        self.ends.get(&entry.line).copied()
+        let file = self.file_number(&entry.file)?;
+        self.ends.get(&(file, entry.line)).copied()
+    }
+
+    /// Which file of the set `file` is: 0 for the config file, `k` for `drop_ins[k - 1]`.
+    pub fn file_number(&self, file: &Path) -> Option<u32> {
+        // Compared as bytes (entries record the paths the set was read by): this runs for
+        // each of a million entries when some are timed.
+        let same = |a: &Path, b: &Path| a.as_os_str() == b.as_os_str();
+        if same(file, &self.path) {
+            return Some(0);
+        }
+        let k = self.drop_ins.iter().position(|d| same(&d.path, file))?;
+        Some(k as u32 + 1)
+    }
+
+    /// The file of the set numbered `number` (see [`Config::file_number`]).
+    pub fn file_of_number(&self, number: u32) -> Option<&Path> {
+        match number {
+            0 => Some(&self.path),
+            k => self.drop_ins.get(k as usize - 1).map(|d| d.path.as_path()),
+        }
+    }
+
+    /// The drop-ins `include` matches on disk now, in the order they would be read.
+    pub fn drop_ins_on_disk(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = Vec::new();
+        for pattern in &self.include {
+            let Some(Ok(paths)) = pattern.to_str().map(|p| glob::glob_with(p, document::GLOB))
+            else {
+                continue;
+            };
+            for file in paths.flatten() {
+                if !file.is_dir() && file != self.path && !found.contains(&file) {
+                    found.push(file);
+                }
+            }
+        }
+        found
+    }
+
+    /// The text of the file `file` of the set, as it was read, if it is a drop-in.
+    pub fn drop_in(&self, file: &Path) -> Option<&DropIn> {
+        self.drop_ins.iter().find(|d| d.path == file)
     }
 
     /// The timed entries, in file order.
     pub fn timed_entries(&self) -> impl Iterator<Item = &Entry> {
-        // `[[entries]]` come first in `entries`, before any list file's.
+        // `[[entries]]` of every file of the set come first in `entries`, before any list
+        // file's.
         let inline = if self.ends.is_empty() {
             0
         } else {
@@ -459,8 +545,10 @@ impl Config {
         };
         self.entries[..inline]
             .iter()
-            .take_while(|e| *e.file == self.path)
-            .filter(|e| self.ends.contains_key(&e.line))
+            .map(|e| (self.file_number(&e.file), e))
+            .take_while(|(file, _)| file.is_some())
+            .filter(|(file, e)| self.ends.contains_key(&(file.unwrap_or(0), e.line)))
+            .map(|(_, e)| e)
     }
 
     /// The earliest end of a timed entry.
@@ -599,7 +687,8 @@ impl Config {
                     list.name,
                     list.mode.name()
                 );
-                report.push(Problem::new(&self.path, Some(line), message).key(&key));
+                let file = list.file.as_deref().unwrap_or(&self.path);
+                report.push(Problem::new(file, Some(line), message).key(&key));
             }
             if on && !interfaces_said && self.interfaces.is_empty() && layout.is_valid("interfaces")
             {
@@ -608,8 +697,11 @@ impl Config {
                     "no interfaces to protect: list them, e.g. interfaces = [\"eth0\"], or set \
                      mode = \"off\" in [{key}]"
                 );
-                let line = layout.line("interfaces").or(Some(line));
-                report.push(Problem::new(&self.path, line, message).key("interfaces"));
+                let (file, line) = match layout.line("interfaces") {
+                    Some(line) => (&self.path, Some(line)),
+                    None => (list.file.as_ref().unwrap_or(&self.path), Some(line)),
+                };
+                report.push(Problem::new(file, line, message).key("interfaces"));
             }
         }
         self.check_knock_port(layout, report);
@@ -657,7 +749,7 @@ impl Config {
     }
 }
 
-fn syntax_error(path: &Path, text: &str, err: &toml_edit::TomlError) -> ConfigError {
+pub(crate) fn syntax_error(path: &Path, text: &str, err: &toml_edit::TomlError) -> ConfigError {
     let lines = LineIndex::new(text);
     let offset = err.span().map(|span| span.start);
     let problem = Problem {

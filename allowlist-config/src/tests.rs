@@ -53,6 +53,9 @@ fn defaults() -> Result<(), ConfigError> {
         knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
         knock_window: std::time::Duration::from_secs(30),
         log_format: LogFormat::Text,
+        include: vec![],
+        watch: false,
+        drop_ins: vec![],
         list_files: vec![],
         lists: vec![ListConfig {
             name: "default".to_owned(),
@@ -61,6 +64,7 @@ fn defaults() -> Result<(), ConfigError> {
             udp_ports: BTreeSet::new(),
             list_files: vec![],
             line: None,
+            file: None,
         }],
         entries: vec![],
         merged: vec![],
@@ -136,6 +140,9 @@ cidr = "2001:db8::/32"
         knock_keys: PathBuf::from("/etc/allowlist/knock_keys"),
         knock_window: std::time::Duration::from_secs(30),
         log_format: LogFormat::Text,
+        include: vec![],
+        watch: false,
+        drop_ins: vec![],
         list_files: vec![list.clone()],
         lists: vec![ListConfig {
             name: "default".to_owned(),
@@ -144,6 +151,7 @@ cidr = "2001:db8::/32"
             udp_ports: BTreeSet::new(),
             list_files: vec![list.clone()],
             line: None,
+            file: None,
         }],
         entries: vec![
             entry("198.18.0.0/24", "office", &path, 19),
@@ -193,7 +201,7 @@ fn unknown_keys_are_refused_with_a_suggestion() {
                 "unknown key `logging` (known keys: active, interfaces, protected_tcp_ports, \
                  max_entries, control_socket, control_group, state_dir, audit_log, audit_max_bytes, audit_keep_files, bpffs_dir, xdp_mode, \
                  detach_on_exit, metrics_listen, metrics_entry_series, list_files, entries, lists, knock_listen, \
-                 knock_keys, knock_window, log_format)"
+                 knock_keys, knock_window, log_format, include, watch)"
             ),
         ]
     );

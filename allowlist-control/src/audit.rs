@@ -26,6 +26,8 @@ pub enum Via {
     Expiry,
     /// A signed knock (`user` is `knock:KEY`).
     Knock,
+    /// The daemon noticed the config's files change on disk (`watch = true`).
+    Watch,
 }
 
 impl Via {
@@ -37,6 +39,7 @@ impl Via {
             Via::Startup => "startup",
             Via::Expiry => "expiry",
             Via::Knock => "knock",
+            Via::Watch => "watch",
         }
     }
 }

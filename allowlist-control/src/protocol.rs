@@ -65,6 +65,9 @@ pub enum Command {
         /// A timed entry: when it ends (none: it lasts).
         #[serde(default)]
         ends: Option<End>,
+        /// The file of the config set to write it in: a drop-in (none: the config file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
     },
     Edit {
         cidr: String,
@@ -603,6 +606,7 @@ mod tests {
                 comment: Some("lab".into()),
                 lists: vec!["api".into(), "ssh".into()],
                 ends: Some(End::AfterSecs(8 * 3600)),
+                file: Some("/etc/allowlist/conf.d/team.toml".into()),
             },
             options: ChangeOptions::default(),
         };

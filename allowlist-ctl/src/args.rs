@@ -97,13 +97,16 @@ pub(crate) enum Cmd {
         /// The list to add it to; repeat it to add the entry to several (default: `default`).
         #[arg(long = "list", value_name = "NAME")]
         lists: Vec<String>,
+        /// Write it in FILE, a drop-in of the config (`include`), rather than the config file.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         end: EndArgs,
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// Change an entry's network and/or comment in place (entries of the config file; an
-    /// entry from a list file is edited in that file, then `reload`).
+    /// Change an entry's network and/or comment in place, in the file holding it (the config
+    /// file or a drop-in; an entry from a list file is edited in that file, then `reload`).
     Edit {
         /// The entry to change, as `list` shows it.
         cidr: String,
@@ -124,8 +127,8 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// Remove an entry (of the config file; an entry from a list file is removed from that
-    /// file, then `reload`).
+    /// Remove an entry from the file holding it (the config file or a drop-in; an entry from a
+    /// list file is removed from that file, then `reload`).
     Remove {
         /// The entry to remove, as `list` shows it.
         cidr: String,

@@ -92,6 +92,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             comment,
             current,
             lists,
+            file,
             end,
             change,
         } => {
@@ -110,6 +111,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                     comment,
                     lists,
                     ends: end.end(),
+                    file: file.map(|f| list_file_arg(&f)),
                 },
                 options,
             )

@@ -111,6 +111,7 @@ fn request(rng: &mut Rng) -> Request {
             comment: maybe(rng, text),
             lists: (0..rng.usize(0..3)).map(|_| list(rng)).collect(),
             ends: maybe(rng, end),
+            file: maybe(rng, text),
         },
         3 => Command::Edit {
             cidr: text(rng),

@@ -310,9 +310,14 @@ fn hostile_config_that_is_a_symlink_or_writable_by_others_is_refused() {
     let real = fx.dir.join("real.toml");
     std::fs::rename(&fx.path, &real).unwrap();
     std::os::unix::fs::symlink(&real, &fx.path).unwrap();
+    // A symlink is followed only through root's files writable by root alone (a ConfigMap
+    // volume); a target its group may write is refused.
+    chmod(&real, 0o664);
     let line = fx.reload_fails();
     assert!(
-        line.contains("is a symlink; point at the file itself"),
+        line.contains("is a symlink and ")
+            && line.contains("writable by group or others (mode 664)")
+            && line.contains("point at the file itself"),
         "{line}"
     );
     assert_eq!(fx.list(), before, "the refused reloads changed nothing");

@@ -129,7 +129,7 @@ impl Reader<'_> {
         };
         let line = self.lines.line_of(cidr_span).unwrap_or_default() as u32;
         if let (true, Some(end)) = (valid, expires) {
-            self.layout.ends.insert(line, end);
+            self.layout.ends.insert((self.file_number, line), end);
         }
         valid.then(|| Entry {
             net,

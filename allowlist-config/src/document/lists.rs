@@ -3,11 +3,11 @@
 //! `list_files` write.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use toml_edit::Item;
 
-use super::{Reader, unknown_key};
+use super::{ListFileAt, Reader, unknown_key};
 use crate::error::{Problem, quoted};
 use crate::rules::{DEFAULT_LIST, MAX_LISTS, Mode, valid_list_name};
 use crate::{Config, Entry, ListConfig};
@@ -21,10 +21,18 @@ pub(super) struct Named {
     list: ListConfig,
     entries: Vec<Entry>,
     inline: Vec<usize>,
-    files: Vec<(Option<usize>, String, u8)>,
+    files: Vec<ListFileAt>,
     /// Lines of its `tcp_ports` and `udp_ports`.
     port_lines: [Option<usize>; 2],
+    /// The file of the set it is written in.
+    file: PathBuf,
+    /// Whether it says what the list is (`mode`, `tcp_ports` or `udp_ports`), rather than
+    /// only adding entries or list files to a list defined in another file of the set.
+    defines: bool,
 }
+
+/// The keys that define a list: only one file of the set may write them for a list.
+const DEFINING_KEYS: [&str; 3] = ["mode", "tcp_ports", "udp_ports"];
 
 impl Reader<'_> {
     /// Every `[lists.NAME]` table of `item` (the `lists` table).
@@ -64,7 +72,11 @@ impl Reader<'_> {
                 udp_ports: Default::default(),
                 list_files: Vec::new(),
                 line: self.lines.line_of(header),
+                file: (self.file_number != 0).then(|| self.path.to_path_buf()),
             };
+            let defines = fields
+                .iter()
+                .any(|(field, _)| DEFINING_KEYS.contains(&field));
             let (mut entries, mut port_lines) = (Vec::new(), [None, None]);
             let (inline_from, files_from) =
                 (self.layout.inline.len(), self.layout.list_files.len());
@@ -101,6 +113,8 @@ impl Reader<'_> {
                 inline: self.layout.inline.split_off(inline_from),
                 files: self.layout.list_files.split_off(files_from),
                 port_lines,
+                file: self.path.to_path_buf(),
+                defines,
             });
         }
         named
@@ -132,7 +146,7 @@ impl Reader<'_> {
                                `protected_tcp_ports`, [[entries]] or `list_files` both write \
                                the list `default`: move those keys into [lists.default]"
                     .to_owned();
-                let problem = Problem::new(self.path, clash.list.line, message);
+                let problem = Problem::new(&clash.file, clash.list.line, message);
                 self.report.push(problem.key("lists.default"));
             }
             config.lists.push(ListConfig {
@@ -146,26 +160,54 @@ impl Reader<'_> {
                 udp_ports: Default::default(),
                 list_files: config.list_files.clone(),
                 line: None,
+                file: None,
             });
             port_lines.push([self.layout.line("protected_tcp_ports"), None]);
         }
+        // Whether each list's definition was read yet (`default` is the top-level keys').
+        let mut defined = vec![true; config.lists.len()];
         for n in named {
-            if config.lists.iter().any(|l| l.name == n.list.name) {
-                continue;
+            let held = config.lists.iter().position(|l| l.name == n.list.name);
+            if held.is_some_and(|i| config.lists[i].line.is_none()) {
+                continue; // `default`, refused above
             }
-            let index = config.lists.len() as u8;
-            config
-                .entries
-                .extend(n.entries.into_iter().map(|e| Entry { list: index, ..e }));
+            let index = held.unwrap_or(config.lists.len());
+            if let Some(i) = held {
+                if n.defines && defined[i] {
+                    self.defined_twice(&config.lists[i], &n);
+                } else if n.defines {
+                    let list = &mut config.lists[i];
+                    (list.mode, list.tcp_ports, list.udp_ports) = (
+                        n.list.mode,
+                        n.list.tcp_ports.clone(),
+                        n.list.udp_ports.clone(),
+                    );
+                    (list.line, list.file) = (n.list.line, n.list.file.clone());
+                    port_lines[i] = n.port_lines;
+                    defined[i] = true;
+                }
+                config.lists[i]
+                    .list_files
+                    .extend(n.list.list_files.iter().cloned());
+            }
+            let index_u8 = index as u8;
+            config.entries.extend(n.entries.into_iter().map(|e| Entry {
+                list: index_u8,
+                ..e
+            }));
             self.layout.inline.extend(n.inline);
             config.list_files.extend(n.list.list_files.iter().cloned());
-            self.layout.list_files.extend(
-                n.files
-                    .into_iter()
-                    .map(|(line, label, _)| (line, label, index)),
-            );
-            port_lines.push(n.port_lines);
-            config.lists.push(n.list);
+            self.layout
+                .list_files
+                .extend(n.files.into_iter().map(|at| ListFileAt {
+                    list: index_u8,
+                    ..at
+                }));
+            if held.is_none() {
+                port_lines.push(n.port_lines);
+                defined.push(n.defines);
+                config.lists.push(n.list);
+            }
         }
         if config.lists.len() > MAX_LISTS {
             let extra = &config.lists[MAX_LISTS];
@@ -173,11 +215,28 @@ impl Reader<'_> {
                 "{} lists, more than the {MAX_LISTS} the filter tells apart; merge some",
                 config.lists.len()
             );
-            let problem = Problem::new(self.path, extra.line, message);
+            let file = extra.file.as_deref().unwrap_or(self.path);
+            let problem = Problem::new(file, extra.line, message);
             self.report
                 .push(problem.key(&format!("lists.{}", extra.name)));
         }
         self.check_ports_in_one_list(config, &port_lines);
+    }
+
+    /// `n` defines `list`, which another file of the set (or the same) defines already.
+    fn defined_twice(&mut self, list: &ListConfig, n: &Named) {
+        let first = list.file.as_deref().unwrap_or(self.path);
+        let at = list.line.map_or(String::new(), |line| format!(":{line}"));
+        let message = format!(
+            "list `{}` is already defined at {}{at}; define a list (its mode and ports) in one \
+             file and add to it from the others with only [[lists.{}.entries]] or list_files",
+            list.name,
+            first.display(),
+            list.name
+        );
+        let problem = Problem::new(&n.file, n.list.line, message);
+        self.report
+            .push(problem.key(&format!("lists.{}", list.name)));
     }
 
     /// A port belongs to one list: the second list naming it is refused, naming the first.
@@ -186,15 +245,23 @@ impl Reader<'_> {
         for (index, list) in config.lists.iter().enumerate() {
             for (proto, ports) in [&list.tcp_ports, &list.udp_ports].into_iter().enumerate() {
                 for &port in ports {
-                    let Some(&other) = first.get(&(proto, port)) else {
+                    let Some(&other_index) = first.get(&(proto, port)) else {
                         first.insert((proto, port), index);
                         continue;
                     };
                     let (protocol, key) = [("TCP", "tcp_ports"), ("UDP", "udp_ports")][proto];
-                    let other = &config.lists[other];
-                    let at = other
-                        .line
-                        .map_or(String::new(), |line| format!(", line {line}"));
+                    let other = &config.lists[other_index];
+                    let other_file = other.file.as_deref().unwrap_or(self.path);
+                    let at = if list.file.as_deref().unwrap_or(self.path) == other_file {
+                        other
+                            .line
+                            .map_or(String::new(), |line| format!(", line {line}"))
+                    } else {
+                        // In another file of the set: which, and where it lists the port.
+                        let line = lines[other_index][proto].or(other.line);
+                        let line = line.map_or(String::new(), |line| format!(":{line}"));
+                        format!(" ({}{line})", other_file.display())
+                    };
                     let message = format!(
                         "{protocol} port {port} is already protected by list `{}`{at}; a port \
                          belongs to one list: remove it from one of them",
@@ -206,8 +273,9 @@ impl Reader<'_> {
                         format!("lists.{}.{key}", list.name)
                     };
                     let line = lines[index][proto].or(list.line);
+                    let file = list.file.as_deref().unwrap_or(self.path);
                     self.report
-                        .push(Problem::new(self.path, line, message).key(&key));
+                        .push(Problem::new(file, line, message).key(&key));
                 }
             }
         }

@@ -72,8 +72,19 @@ fn check(path: &std::path::Path, max_problems: usize) -> ExitCode {
                     if c.active { "active" } else { "inactive" }
                 )
             };
+            // The drop-ins read with it, when `include` matched some.
+            let drop_ins = if c.drop_ins.is_empty() {
+                String::new()
+            } else {
+                let names = c.drop_ins.iter().map(|d| words::file_name(&d.path));
+                format!(
+                    "; {} ({})",
+                    words::count(c.drop_ins.len(), "drop-in", "drop-ins"),
+                    words::list(names)
+                )
+            };
             println!(
-                "{}: ok: {} ({v4} IPv4, {} IPv6); {protection}{merged}",
+                "{}: ok: {} ({v4} IPv4, {} IPv6); {protection}{drop_ins}{merged}",
                 path.display(),
                 words::count(c.entries.len(), "entry", "entries"),
                 c.entries.len() - v4,

@@ -9,13 +9,14 @@ use tracing::info;
 
 use serde_json::json;
 
+use super::set_files::{self, Edits};
 use super::{Daemon, PendingChange, read_config};
 use super::{changes, expiry, lockout};
 use crate::server::Peer;
-use allowlist_config::edit::{ConfigDoc, write_atomic};
+use allowlist_config::edit::ConfigDoc;
 use allowlist_config::rules::{DEFAULT_LIST, Mode, Protocol};
 use allowlist_config::words;
-use allowlist_config::{Config, Entry, MAX_PROBLEMS, check_comment, parse_net};
+use allowlist_config::{Config, Entry, check_comment, parse_net};
 use allowlist_control::audit::{Action, Actor, Outcome, Via};
 use allowlist_control::protocol::{
     ChangeOptions, Changed, Command, EntryInfo, ErrorKind, RELOAD_SHOWN_EACH_WAY,
@@ -215,14 +216,14 @@ impl Daemon {
             Command::Activate { list, .. } => self.monitor_report(list.as_deref()),
             _ => None,
         };
-        let (new, new_text, description) = match self.prepare_change(&command, options) {
+        let (new, edits, description) = match self.prepare_change(&command, options) {
             Ok(prepared) => prepared,
             Err(refusal) => {
                 self.record_refusal(actor, action, &refusal.1);
                 return Err(refusal);
             }
         };
-        if new_text == self.config_text {
+        if self.edits_change_nothing(&edits) {
             return Ok(Changed {
                 revision: self.revision,
                 summary: format!(
@@ -234,9 +235,17 @@ impl Daemon {
         }
         let changes::Changes {
             before,
-            after,
+            mut after,
             summary,
         } = changes::changes(&self.config, &new);
+        let new_text = edits
+            .get(&self.config.path)
+            .cloned()
+            .unwrap_or_else(|| self.config_text.clone());
+        if !new.drop_ins.is_empty() || !self.config.drop_ins.is_empty() {
+            // Which file of the set the change went to.
+            after["files"] = edits.keys().map(|f| f.display().to_string()).collect();
+        }
         self.record(
             actor.clone(),
             action,
@@ -261,21 +270,19 @@ impl Daemon {
             );
             refusal
         };
-        let path = self.config.path.clone();
-        if let Err(e) = write_atomic(&path, &new_text) {
-            let refusal = (
-                ErrorKind::Internal,
-                format!("writing {}: {e}; nothing changed", path.display()),
-            );
-            return Err(failed(self, refusal));
-        }
+        let old_texts = match self.write_edits(&edits) {
+            Ok(old) => old,
+            Err(e) => {
+                let refusal = (ErrorKind::Internal, format!("{e}; nothing changed"));
+                return Err(failed(self, refusal));
+            }
+        };
         let old_config = self.config.clone();
-        let old_text = self.config_text.clone();
         let summary = match self.switch_to(new, new_text, summary) {
             Ok((summary, _)) => summary,
             Err(e) => {
-                // Put the file back so that it keeps describing what the kernel enforces.
-                let restored = write_atomic(&path, &old_text);
+                // Put the files back so that they keep describing what the kernel enforces.
+                let restored = set_files::restore(&old_texts);
                 let reapplied = self.filter.apply(&old_config.rules());
                 let refusal = (
                     ErrorKind::Internal,
@@ -302,7 +309,7 @@ impl Daemon {
             self.pending = Some(PendingChange {
                 deadline: tokio::time::Instant::now() + window,
                 description: description.clone(),
-                restore_text: old_text,
+                restore_texts: old_texts,
                 restore_config: old_config,
             });
             info!(
@@ -373,7 +380,7 @@ impl Daemon {
         &self,
         command: &Command,
         options: &ChangeOptions,
-    ) -> Result<(Config, String, String), Refusal> {
+    ) -> Result<(Config, Edits, String), Refusal> {
         if let Some(pending) = &self.pending {
             return Err((
                 ErrorKind::Pending,
@@ -402,16 +409,12 @@ impl Daemon {
                 ),
             ));
         }
-        let path = self.config.path.clone();
-        let on_disk = Config::read_text(&path).map_err(|e| (ErrorKind::Internal, e.to_string()))?;
-        if on_disk != self.config_text {
-            return Err((
-                ErrorKind::Conflict,
-                "config changed on disk; run `allowlistctl reload` first (or `reload --dry-run` to see how)".into(),
-            ));
-        }
-        let (new_text, description) = self.edited_text(command, options)?;
-        let new = Config::parse_checked(&path, &new_text, MAX_PROBLEMS)
+        self.refuse_if_changed_on_disk()
+            .map_err(|why| (ErrorKind::Conflict, why))?;
+        let (edits, description) = self.edited_text(command, options)?;
+        set_files::refuse_symlinked(&edits).map_err(invalid)?;
+        let (new, _) = self
+            .parse_edited(&edits)
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(caller) = options.caller
             && !options.force
@@ -438,24 +441,42 @@ impl Daemon {
                 ),
             ));
         }
-        Ok((new, new_text, description))
+        Ok((new, edits, description))
     }
 
-    /// The config text after `command`, and a one-line description of the change.
+    /// The texts of the files `command` edits (the config file, or the drop-in holding the
+    /// entry it edits), and a one-line description of the change.
     fn edited_text(
         &self,
         command: &Command,
         options: &ChangeOptions,
-    ) -> Result<(String, String), Refusal> {
+    ) -> Result<(Edits, String), Refusal> {
         let mut doc = ConfigDoc::parse(&self.config_text).map_err(|e| invalid(e.to_string()))?;
+        let mut file = self.config.path.clone();
         let description = match command {
             Command::Add {
                 cidr,
                 comment,
                 lists,
                 ends,
+                file: named,
             } => {
                 let net = parse_cidr(cidr)?;
+                if let Some(named) = named {
+                    let drop_in = super::list_query::file_named(named, &self.config)?;
+                    if self.config.drop_in(&drop_in).is_none() && drop_in != file {
+                        return Err(invalid(format!(
+                            "--file {}: new entries go to the config file or one of its drop-ins \
+                             (`include`); {} is a list file: edit it and run `allowlistctl reload`",
+                            drop_in.display(),
+                            drop_in.display()
+                        )));
+                    }
+                    if drop_in != file {
+                        doc = self.doc_of(&drop_in, &Edits::new()).map_err(invalid)?;
+                        file = drop_in;
+                    }
+                }
                 let end = ends.as_ref().map(expiry::end_time).transpose()?.flatten();
                 if let Some(comment) = comment {
                     check_comment(comment).map_err(|e| invalid(format!("--comment: {e}")))?;
@@ -472,6 +493,13 @@ impl Daemon {
                         continue;
                     }
                     self.check_overlap(net, None, target.index)?;
+                    if let Some(name) = target.selector
+                        && file != self.config.path
+                    {
+                        // A list defined in another file of the set.
+                        doc.make_list_room(name)
+                            .map_err(|e| invalid(e.to_string()))?;
+                    }
                     doc.add_entry_in(target.selector, net, comment.as_deref().unwrap_or_default())
                         .map_err(|e| invalid(e.to_string()))?;
                     if end.is_some() {
@@ -493,7 +521,11 @@ impl Daemon {
                 list,
                 ends,
             } => {
-                let (net, target) = self.own_entry(cidr, list.as_deref())?;
+                let (net, target, held_in) = self.own_entry(cidr, list.as_deref())?;
+                if held_in != file {
+                    doc = self.doc_of(&held_in, &Edits::new()).map_err(invalid)?;
+                    file = held_in;
+                }
                 let new_net = new_cidr.as_deref().map(parse_cidr).transpose()?;
                 let end = ends.as_ref().map(expiry::end_time).transpose()?;
                 if let Some(comment) = comment {
@@ -527,7 +559,11 @@ impl Daemon {
                 }
             }
             Command::Remove { cidr, list } => {
-                let (net, target) = self.own_entry(cidr, list.as_deref())?;
+                let (net, target, held_in) = self.own_entry(cidr, list.as_deref())?;
+                if held_in != file {
+                    doc = self.doc_of(&held_in, &Edits::new()).map_err(invalid)?;
+                    file = held_in;
+                }
                 doc.remove_entry_in(target.selector, net)
                     .map_err(|e| invalid(e.to_string()))?;
                 format!("remove {net}{}", of_lists(std::slice::from_ref(&target)))
@@ -536,6 +572,7 @@ impl Daemon {
                 add_current, list, ..
             } => {
                 let target = self.target(list.as_deref())?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 if *add_current {
                     let caller = options.caller.ok_or_else(|| {
                         invalid("--add-current needs your address: run it from your SSH session or pass --current-ip")
@@ -557,6 +594,7 @@ impl Daemon {
             }
             Command::Deactivate { list } => {
                 let target = self.target(list.as_deref())?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 doc.set_mode(target.selector, Mode::Off)
                     .map_err(|e| invalid(e.to_string()))?;
                 format!("deactivate{}", list_word(&target))
@@ -587,6 +625,7 @@ impl Daemon {
             }
             Command::RemoveList { list } => {
                 let target = self.target(Some(list))?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 let Some(name) = target.selector else {
                     return Err(invalid(
                         "the list `default` is written with the config file's top-level keys \
@@ -617,6 +656,7 @@ impl Daemon {
                 udp_ports,
             } => {
                 let target = self.target(Some(list))?;
+                self.defining_file(&target, &mut doc, &mut file)?;
                 let mut said = Vec::new();
                 for (udp, ports) in [(false, tcp_ports), (true, udp_ports)] {
                     let Some(ports) = ports else { continue };
@@ -643,7 +683,7 @@ impl Daemon {
             | Command::Blocked { .. }
             | Command::Sessions { .. } => unreachable!("handle() routes these elsewhere"),
         };
-        Ok((doc.to_text(), description))
+        Ok((Edits::from([(file, doc.to_text())]), description))
     }
 
     /// Names the entry `net` duplicates or overlaps, in the admin's terms (the full config
@@ -675,7 +715,7 @@ impl Daemon {
                     describe(e)
                 )));
             }
-            if net.contains(&e.net) && *e.file == *self.config.path {
+            if net.contains(&e.net) && self.config.file_number(&e.file).is_some() {
                 return Err(invalid(format!(
                     "`{net}` would cover the existing entry {}; remove or edit that entry first",
                     describe(e)
@@ -685,9 +725,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// The network of an entry written in the main config file (list files are the admin's
-    /// own files, edited by hand), and its list: `list`, or the one list holding it.
-    fn own_entry(&self, cidr: &str, list: Option<&str>) -> Result<(IpNet, Target<'_>), Refusal> {
+    /// The network of an entry written in the config file or a drop-in (list files are the
+    /// admin's own files, edited by hand), its list (`list`, or the one list holding it) and
+    /// the file holding it.
+    fn own_entry(
+        &self,
+        cidr: &str,
+        list: Option<&str>,
+    ) -> Result<(IpNet, Target<'_>, std::path::PathBuf), Refusal> {
         let net = parse_cidr(cidr)?;
         let wanted = list.map(|name| self.target(Some(name))).transpose()?;
         let mut found = self
@@ -709,7 +754,7 @@ impl Daemon {
                 name(other)
             )));
         }
-        if *entry.file != *self.config.path {
+        if self.config.file_number(&entry.file).is_none() {
             return Err(invalid(format!(
                 "`{net}` comes from the list file {}; edit that file and run `allowlistctl reload`",
                 entry.origin()
@@ -719,7 +764,25 @@ impl Daemon {
             Some(target) => target,
             None => self.target(Some(changes::list_name(&self.config, entry)))?,
         };
-        Ok((net, target))
+        Ok((net, target, entry.file.to_path_buf()))
+    }
+
+    /// Switches `doc` and `file` to the drop-in defining `target` (its mode and ports), if a
+    /// drop-in does.
+    fn defining_file(
+        &self,
+        target: &Target,
+        doc: &mut ConfigDoc,
+        file: &mut std::path::PathBuf,
+    ) -> Result<(), Refusal> {
+        let list = &self.config.lists[usize::from(target.index)];
+        if let Some(defined_in) = &list.file
+            && defined_in != file
+        {
+            *doc = self.doc_of(defined_in, &Edits::new()).map_err(invalid)?;
+            file.clone_from(defined_in);
+        }
+        Ok(())
     }
 
     /// The list a change names (`None`: `default`), and where the config file writes it.

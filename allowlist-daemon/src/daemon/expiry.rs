@@ -1,6 +1,6 @@
 //! Timed entries as the daemon runs them: how long one may be given, and taking it out once
 //! it has ended. The kernel stops admitting a timed entry at its end by itself (the loader's
-//! `filter::timed`); the daemon then removes it from the config file and the maps and audits
+//! `filter::timed`); the daemon then removes it from the file of the set holding it (the config file or a drop-in) and the maps and audits
 //! that (`expire`, `via: expiry`): at once while it runs, else at its next start.
 
 use std::time::{Duration, SystemTime};
@@ -10,8 +10,8 @@ use tracing::{info, warn};
 use super::Daemon;
 use super::changes;
 use super::commands::{Refusal, invalid};
-use allowlist_config::edit::{ConfigDoc, write_atomic};
-use allowlist_config::{Config, MAX_PROBLEMS, words};
+use super::set_files::{self, Edits};
+use allowlist_config::words;
 use allowlist_control::audit::{Action, Actor, Outcome, Via};
 use allowlist_control::protocol::End;
 
@@ -109,13 +109,18 @@ impl Daemon {
     /// not running.
     pub(super) fn expire_ended(&mut self, down_since: Option<SystemTime>) {
         let now = SystemTime::now();
-        let ended: Vec<(ipnet::IpNet, Option<String>, SystemTime)> = self
+        let ended: Vec<Ended> = self
             .config
             .timed_entries()
             .filter_map(|e| {
                 let end = self.config.end_of(e)?;
                 let list = &self.config.lists[usize::from(e.list)];
-                (end <= now).then(|| (e.net, list.line.map(|_| list.name.clone()), end))
+                (end <= now).then(|| Ended {
+                    net: e.net,
+                    list: list.line.map(|_| list.name.clone()),
+                    end,
+                    file: e.file.to_path_buf(),
+                })
             })
             .collect();
         if ended.is_empty() {
@@ -140,30 +145,39 @@ impl Daemon {
 
     fn remove_ended(
         &mut self,
-        ended: &[(ipnet::IpNet, Option<String>, SystemTime)],
+        ended: &[Ended],
         down_since: Option<SystemTime>,
     ) -> Result<String, String> {
-        let path = self.config.path.clone();
-        let on_disk = Config::read_text(&path).map_err(|e| e.to_string())?;
-        if on_disk != self.config_text {
-            return Err("the config file changed on disk: run `allowlistctl reload`".into());
+        let changed = self.changed_on_disk();
+        if !changed.is_empty() {
+            return Err(format!(
+                "the config changed on disk ({}): run `allowlistctl reload`",
+                set_files::names(&changed)
+            ));
         }
-        let mut doc = ConfigDoc::parse(&self.config_text).map_err(|e| e.to_string())?;
-        for (net, list, _) in ended {
-            doc.remove_entry_in(list.as_deref(), *net)
-                .map_err(|e| e.to_string())?;
+        // Each ended entry is taken out of the file of the set that holds it.
+        let mut edits = Edits::new();
+        for e in ended {
+            let mut doc = self.doc_of(&e.file, &edits)?;
+            doc.remove_entry_in(e.list.as_deref(), e.net)
+                .map_err(|err| format!("{}: {err}", e.file.display()))?;
+            edits.insert(e.file.clone(), doc.to_text());
         }
-        let text = doc.to_text();
-        let new = Config::parse_checked(&path, &text, MAX_PROBLEMS).map_err(|e| e.to_string())?;
+        // Before anything is recorded: a ConfigMap's file cannot be written here.
+        set_files::refuse_symlinked(&edits)?;
+        let (new, text) = self.parse_edited(&edits).map_err(|e| e.to_string())?;
         let changes::Changes {
             before,
             mut after,
             summary,
         } = changes::changes(&self.config, &new);
         if let Some(since) = down_since
-            && ended.iter().any(|(_, _, end)| *end < since)
+            && ended.iter().any(|e| e.end < since)
         {
             after["while_down"] = true.into();
+        }
+        if !self.config.drop_ins.is_empty() {
+            after["files"] = edits.keys().map(|f| f.display().to_string()).collect();
         }
         self.record(
             Actor::daemon(Via::Expiry),
@@ -173,11 +187,11 @@ impl Daemon {
             Outcome::Ok,
             self.revision + 1,
         )?;
-        write_atomic(&path, &text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        self.write_edits(&edits)?;
         let (summary, _) = self
             .switch_to(new, text, summary)
             .map_err(|e| format!("{e:#}"))?;
-        let nets: Vec<String> = ended.iter().map(|(net, _, _)| net.to_string()).collect();
+        let nets: Vec<String> = ended.iter().map(|e| e.net.to_string()).collect();
         Ok(format!(
             "timed {} ended{}: {}; {summary}",
             if ended.len() == 1 { "entry" } else { "entries" },
@@ -188,4 +202,14 @@ impl Daemon {
             nets.join(", ")
         ))
     }
+}
+
+/// A timed entry that ended, and where it is written.
+struct Ended {
+    net: ipnet::IpNet,
+    /// Its list, when not `default`.
+    list: Option<String>,
+    end: SystemTime,
+    /// The file of the set holding it.
+    file: std::path::PathBuf,
 }

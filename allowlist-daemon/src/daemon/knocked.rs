@@ -77,6 +77,7 @@ impl Daemon {
             comment: Some(format!("knock: {} from {}", grant.key, grant.source.ip())),
             lists: vec![grant.list.clone()],
             ends: Some(End::AfterSecs(secs)),
+            file: None,
         }))
     }
 }

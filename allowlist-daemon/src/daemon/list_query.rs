@@ -81,14 +81,17 @@ impl Filter {
     }
 }
 
-/// The config file or the list file `text` names: as the CLI resolved it, as `list_files`
-/// writes it (relative to the config's directory), or the same file by another path.
-fn file_named(text: &str, config: &Config) -> Result<PathBuf, Refusal> {
+/// The config file, a drop-in or a list file `text` names: as the CLI resolved it, as
+/// `list_files` writes it (relative to the config's directory), or the same file by another
+/// path.
+pub(super) fn file_named(text: &str, config: &Config) -> Result<PathBuf, Refusal> {
     let given = Path::new(text);
     let base = config.path.parent().unwrap_or(Path::new(""));
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     let given_canonical = canonical(given).or_else(|| canonical(&base.join(given)));
-    let files = std::iter::once(&config.path).chain(&config.list_files);
+    let files = std::iter::once(&config.path)
+        .chain(config.drop_ins.iter().map(|d| &d.path))
+        .chain(&config.list_files);
     for file in files.clone() {
         if file == given
             || *file == base.join(given)
@@ -99,7 +102,7 @@ fn file_named(text: &str, config: &Config) -> Result<PathBuf, Refusal> {
     }
     let known: Vec<String> = files.map(|f| f.display().to_string()).collect();
     Err(invalid(format!(
-        "--file `{text}` is neither the config file nor one of its list files; give one of: {}",
+        "--file `{text}` is neither the config file nor one of its list files or drop-ins; give one of: {}",
         known.join(", ")
     )))
 }

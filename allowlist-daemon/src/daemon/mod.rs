@@ -8,12 +8,14 @@ mod changes;
 mod commands;
 mod emergency;
 mod expiry;
+mod file_watch;
 mod hits;
 mod knocked;
 mod list_query;
 mod lockout;
 mod observe;
 mod reload;
+mod set_files;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -75,6 +77,10 @@ struct Daemon {
     expiry_retry: Option<tokio::time::Instant>,
     /// The knock listener's keys and counters, when `knock_listen` is set.
     knocks: Option<KnockHandle>,
+    /// The config's files watched for changes, when `watch = true`.
+    file_watch: Option<file_watch::FileWatch>,
+    /// Where the watch sends its events (the main loop receives them).
+    watch_events: mpsc::Sender<()>,
 }
 
 /// For /metrics.
@@ -94,7 +100,8 @@ pub struct StartOptions {
 struct PendingChange {
     deadline: tokio::time::Instant,
     description: String,
-    restore_text: String,
+    /// The texts of the files the change wrote, as they were before it.
+    restore_texts: set_files::Edits,
     restore_config: Config,
 }
 
@@ -165,6 +172,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     )?;
     filter.pin(pins.path())?;
     let revision = read_revision(&config.state_dir) + 1;
+    // One slot: an event waiting already says "look at the files".
+    let (watch_events, mut file_events) = mpsc::channel(1);
     let mut daemon = Daemon {
         config,
         config_text,
@@ -187,6 +196,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
         hits_saved: Instant::now(),
         expiry_retry: None,
         knocks: None,
+        file_watch: None,
+        watch_events,
     };
     // SAFETY: the ring buffer owns its map fd for as long as the AsyncFd owns the ring buffer.
     let mut events = unsafe {
@@ -215,6 +226,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     tokio::spawn(server::serve(listener, gid, socket.clone(), tx));
     let (grant_tx, mut grants) = mpsc::channel(64);
     daemon.knocks = start_knocks(&daemon.config, grant_tx)?;
+    daemon.follow_files();
     let protection = if daemon.config.has_named_lists() {
         format!("lists: {}", daemon.config.lists_summary())
     } else {
@@ -242,6 +254,7 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
     let stop = loop {
         let rollback_at = daemon.pending.as_ref().map(|p| p.deadline);
         let expiry_at = daemon.next_expiry();
+        let watch_due = daemon.watch_due();
         let emergency_ends_at = daemon
             .emergency
             .as_ref()
@@ -287,6 +300,8 @@ pub async fn run(config_path: &Path, start: StartOptions) -> Result<Exit> {
             () = sleep_until(emergency_ends_at) => daemon.emergency_expired(),
             () = sleep_until(expiry_at) => daemon.expire_ended(None),
             _ = hup.recv() => daemon.reload_on_signal(),
+            Some(()) = file_events.recv() => daemon.files_touched(),
+            () = sleep_until(watch_due) => daemon.reload_on_watch(),
             _ = usr1.recv() => daemon.log_counters(),
             _ = watch.tick() => daemon.watch(),
             () = watchdog.tick() => notify::watchdog(),

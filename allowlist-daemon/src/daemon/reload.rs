@@ -22,6 +22,8 @@ impl Daemon {
         self.config_text = text;
         self.revision += 1;
         self.save_revision();
+        // What is on disk now is applied: the watch follows the new set.
+        self.follow_files();
         Ok((format!("{summary}, revision {}", self.revision), old))
     }
 
@@ -88,9 +90,14 @@ impl Daemon {
         }
         let changes::Changes {
             before,
-            after,
+            mut after,
             summary,
         } = changes::changes(&self.config, &new);
+        if !new.drop_ins.is_empty() || !self.config.drop_ins.is_empty() {
+            // Which files of the set changed (list files are not named).
+            after["files"] =
+                set_files::changed_files(&self.config, &self.config_text, &new, &text).into();
+        }
         self.record(
             actor.clone(),
             Action::Reload,
@@ -162,16 +169,20 @@ impl Daemon {
         // stays, and CLI changes are refused until `reload` (the file differs from what the
         // daemon knows).
         let path = pending.restore_config.path.clone();
-        let hand_edited = Config::read_text(&path).ok().as_ref() != Some(&self.config_text);
-        let text = if hand_edited {
-            self.config_text.clone()
-        } else {
-            pending.restore_text.clone()
+        let hand_edited = pending
+            .restore_texts
+            .keys()
+            .any(|file| Config::read_text(file).ok().as_deref() != self.known_text(file));
+        let text = match pending.restore_texts.get(&path) {
+            Some(text) if !hand_edited => text.clone(),
+            _ => self.config_text.clone(),
         };
         let restored = if hand_edited {
             Ok(())
         } else {
-            write_atomic(&path, &text).context("restoring the config file")
+            set_files::restore(&pending.restore_texts)
+                .map_err(anyhow::Error::msg)
+                .context("restoring the config files")
         };
         let switched =
             restored.and_then(|()| self.switch_to(pending.restore_config, text, summary));

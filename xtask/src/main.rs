@@ -80,7 +80,7 @@ enum Cmd {
     /// Run the kernel-facing test suites inside QEMU on Debian's own kernels (fetched from
     /// Debian's archive into target/vm/), printing per kernel which suites passed. Needs root.
     VmTest(vm::VmTestArgs),
-    /// Build release binaries, then a .deb with dpkg-deb under target/debian/
+    /// Build release binaries, then a .deb with debhelper (dh) under target/debian/
     Package {
         /// Package the binaries already built in DIR (e.g. target/debug) instead of building
         #[arg(long, value_name = "DIR")]

@@ -1,9 +1,12 @@
-//! `cargo xtask package`: a .deb built with dpkg-deb (no cargo-deb) under target/debian/.
+//! `cargo xtask package`: a .deb built with debhelper (`dh`, `dh_installsystemd`) under
+//! target/debian/.
 //!
-//! The tree is what `cargo xtask install --prefix /usr --destdir STAGE` lays out (binaries
-//! stripped, man pages gzipped), plus packaging/debian/: control, conffiles (the config, so
-//! dpkg never overwrites an admin's edits) and maintainer scripts that never enable or start
-//! the service on install and stop it (detaching the filter) on removal.
+//! The payload is what `cargo xtask install --prefix /usr --destdir STAGE` lays out (binaries
+//! stripped, man pages gzipped), staged into `root/` of a binary-only source tree whose
+//! `debian/` is packaging/debian/: control, changelog, copyright, rules, lintian overrides and
+//! maintainer scripts that never enable or start the service on install, never stop it on
+//! upgrade (postinst hands over with SIGUSR2) and stop it (detaching the filter) on removal.
+//! The config in /etc is a conffile (dh_installdeb), so dpkg never overwrites an admin's edits.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,13 +18,24 @@ use anyhow::{Context, Result, bail};
 use crate::build;
 use crate::exec::{self, query};
 use crate::install::{self, Layout, Options};
+use crate::toolchain;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const SCRIPTS: [&str; 3] = ["postinst", "prerm", "postrm"];
+/// dh and its helpers; lintian to check the result (the package test runs it).
+const PACKAGES: &[&str] = &["debhelper", "lintian"];
 
 /// Builds the .deb and returns its path. Release binaries are built unless `bin_dir` names
 /// binaries already built (the tests package debug ones that way, to stay fast).
 pub fn package(root: &Path, bin_dir: Option<&Path>, out_dir: Option<&Path>) -> Result<PathBuf> {
+    toolchain::install_packages(PACKAGES)?;
+    let source = root.join("packaging/debian");
+    let changelog_version = changelog_version(&read(&source.join("changelog"))?)?;
+    if changelog_version != VERSION {
+        bail!(
+            "packaging/debian/changelog's newest entry is {changelog_version}, the workspace is \
+             {VERSION}: add an entry for {VERSION} (dch -v {VERSION}, or by hand)"
+        );
+    }
     let bin_dir = match bin_dir {
         Some(dir) => dir.to_path_buf(),
         None => build::build(root, true)?.bin_dir,
@@ -29,76 +43,82 @@ pub fn package(root: &Path, bin_dir: Option<&Path>, out_dir: Option<&Path>) -> R
     let out_dir = out_dir.map_or_else(|| root.join("target/debian"), Path::to_path_buf);
     let arch = architecture()?;
     let name = format!("allowlist_{VERSION}_{arch}");
-    let stage = out_dir.join(&name);
-    if stage.exists() {
-        fs::remove_dir_all(&stage).with_context(|| format!("removing {}", stage.display()))?;
+    // dh builds in `tree` and writes the .deb to its parent, `out_dir`.
+    let tree = out_dir.join(&name);
+    if tree.exists() {
+        fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
     }
     let layout = Layout {
         prefix: PathBuf::from("/usr"),
         sysconfdir: PathBuf::from("/etc"),
-        destdir: Some(stage.clone()),
+        destdir: Some(tree.join("root")),
     };
     let options = Options {
         strip: true,
         gzip_man: true,
     };
     install::stage(root, &bin_dir, &layout, &options)?;
-    control_files(root, &stage, &arch)?;
+    copy_debian_dir(&source, &tree.join("debian"))?;
 
     let deb = out_dir.join(format!("{name}.deb"));
+    if deb.exists() {
+        fs::remove_file(&deb).with_context(|| format!("removing {}", deb.display()))?;
+    }
     exec::run(
-        Command::new("dpkg-deb")
-            .arg("--root-owner-group")
-            .arg("--build")
-            .arg(&stage)
-            .arg(&deb),
+        Command::new("debian/rules")
+            .arg("binary")
+            .current_dir(&tree)
+            // As control says (Rules-Requires-Root: no): files root-owned in the .deb without
+            // fakeroot or root (dpkg-buildpackage sets this; debian/rules is run directly).
+            .env("DEB_RULES_REQUIRES_ROOT", "no"),
     )?;
+    if !deb.is_file() {
+        bail!("dh did not write {}", deb.display());
+    }
     eprintln!("xtask: package written: {}", deb.display());
     Ok(deb)
 }
 
-/// DEBIAN/: control (version, architecture, size filled in), conffiles and the scripts.
-fn control_files(root: &Path, stage: &Path, arch: &str) -> Result<()> {
-    let source = root.join("packaging/debian");
-    let debian = stage.join("DEBIAN");
-    fs::create_dir_all(&debian).with_context(|| format!("creating {}", debian.display()))?;
-    // Counted before DEBIAN/ has content: dpkg's Installed-Size is the payload, in KiB.
-    let installed_kib = tree_size(stage)?.div_ceil(1024);
-    let control = read(&source.join("control"))?
-        .replace("@VERSION@", VERSION)
-        .replace("@ARCH@", arch)
-        .replace("@INSTALLED_SIZE@", &installed_kib.to_string());
-    fs::write(debian.join("control"), control).context("writing DEBIAN/control")?;
-    fs::copy(source.join("conffiles"), debian.join("conffiles"))
-        .context("copying DEBIAN/conffiles")?;
-    for script in SCRIPTS {
-        let to = debian.join(script);
-        fs::copy(source.join(script), &to).with_context(|| format!("copying {script}"))?;
-        fs::set_permissions(&to, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("chmod 0755 {}", to.display()))?;
+/// packaging/debian/ as the tree's debian/, debian/rules executable.
+fn copy_debian_dir(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("listing {}", from.display()))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        fs::copy(entry.path(), &target)
+            .with_context(|| format!("copying {}", entry.path().display()))?;
+        let mode = if entry.file_name() == "rules" || is_script(&entry.file_name()) {
+            0o755
+        } else {
+            0o644
+        };
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {mode:o} {}", target.display()))?;
     }
-    // dpkg-deb refuses a control directory that others may write to (umask 002 machines).
-    fs::set_permissions(&debian, fs::Permissions::from_mode(0o755)).context("chmod 0755 DEBIAN")?;
     Ok(())
+}
+
+fn is_script(name: &std::ffi::OsStr) -> bool {
+    ["preinst", "postinst", "prerm", "postrm"]
+        .iter()
+        .any(|script| name == *script)
+}
+
+/// The version of the newest entry: `allowlist (VERSION) DIST; urgency=...`.
+fn changelog_version(changelog: &str) -> Result<String> {
+    let first = changelog.lines().next().unwrap_or_default();
+    first
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(version, _)| version.to_owned())
+        .with_context(|| format!("packaging/debian/changelog starts with `{first}`"))
 }
 
 fn read(path: &Path) -> Result<String> {
     fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// Bytes in the regular files under `dir`.
-fn tree_size(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            total += tree_size(&entry.path())?;
-        } else if kind.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
 }
 
 /// Debian's name for this machine's architecture.

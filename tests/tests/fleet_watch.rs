@@ -4,18 +4,15 @@
 //! drop-in is refused and the old rules stay; a burst of 50 writes makes one reload, and the
 //! daemon's own writes (a change through allowlistctl) none.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use allowlist_tests::config_map::{ConfigMap, IN_FORCE_WITHIN, in_force};
 use allowlist_tests::daemon::{Config, allowlistd, with_top_level, write_atomically};
 use allowlist_tests::fixture::Running;
-use allowlist_tests::netns::{A4, B4, B6, Netns, PROTECTED, to};
+use allowlist_tests::netns::{A4, B4, B6, PROTECTED, to};
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{assert_connects, assert_times_out, connect};
+use allowlist_tests::tcp::{assert_connects, assert_times_out};
 use serde_json::Value;
-
-/// How soon a change on disk must be enforced.
-const IN_FORCE_WITHIN: Duration = Duration::from_secs(2);
 
 fn start() -> Running {
     let run = start_with("watch = true\n", true);
@@ -44,66 +41,6 @@ fn watch_reloads(run: &Running) -> Vec<Value> {
         .into_iter()
         .filter(|r| r["action"] == "reload" && r["actor"]["via"] == "watch")
         .collect()
-}
-
-/// Waits until connecting from `src` succeeds (`allowed`) or times out (not), trying every
-/// quarter second; returns how long it took from `since`, panicking past [`IN_FORCE_WITHIN`].
-#[track_caller]
-fn in_force(client: &Netns, src: std::net::IpAddr, allowed: bool, since: Instant, why: &str) {
-    let probe = Duration::from_millis(250);
-    loop {
-        let outcome = connect(client, src, to(src, PROTECTED), probe);
-        if outcome.is_connected() == allowed && (allowed || outcome.is_timed_out()) {
-            let took = since.elapsed();
-            assert!(took <= IN_FORCE_WITHIN, "{why}: in force after {took:?}");
-            eprintln!("{why}: in force after {took:?}");
-            return;
-        }
-        assert!(
-            since.elapsed() <= IN_FORCE_WITHIN,
-            "{why}: not in force within {IN_FORCE_WITHIN:?} ({src}: {outcome})"
-        );
-        if outcome.is_connected() {
-            std::thread::sleep(probe);
-        }
-    }
-}
-
-/// A ConfigMap volume at `dir`, as the kubelet writes one: each version in a directory of
-/// its own, `..data` pointing at the current one (replaced by a rename), and each key a
-/// symlink through `..data`.
-struct ConfigMap {
-    dir: PathBuf,
-    versions: u32,
-}
-
-impl ConfigMap {
-    fn new(dir: &Path) -> ConfigMap {
-        ConfigMap {
-            dir: dir.to_path_buf(),
-            versions: 0,
-        }
-    }
-
-    /// Publishes `files` (name, text) as the new version, in one atomic swap.
-    fn publish(&mut self, files: &[(&str, &str)]) {
-        self.versions += 1;
-        let version = format!("..2026_12_06_10_00_00.{}", self.versions);
-        let version_dir = self.dir.join(&version);
-        std::fs::create_dir(&version_dir).unwrap();
-        for (name, text) in files {
-            std::fs::write(version_dir.join(name), text).unwrap();
-        }
-        let tmp = self.dir.join("..data_tmp");
-        std::os::unix::fs::symlink(&version, &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
-        for (name, _) in files {
-            let link = self.dir.join(name);
-            if std::fs::symlink_metadata(&link).is_err() {
-                std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
-            }
-        }
-    }
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The OCI image (`cargo xtask image`) run for real with podman: the container filters the
 //! veth of a test namespace (`--network ns:...`) with the test's bpffs mounted, under the
 //! least capabilities, a rolling update (the old container stopped, the new one started)
-//! leaves no moment without enforcement, and removing it for good (`detach_on_exit = true`
-//! first) detaches.
+//! leaves no moment without enforcement, removing it for good (`detach_on_exit = true`
+//! first) detaches, and a ConfigMap-style swap in the mounted config directory is in force
+//! within 2 s (`watch = true`).
 //!
 //! The image is built from the binaries the suite already built (`--bin-dir`, stripped), so
 //! it costs a podman build of a few seconds, not a release build.
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allowlist_tests::bpffs::TestDir;
+use allowlist_tests::config_map::{ConfigMap, in_force};
 use allowlist_tests::daemon::{Config, READY_TIMEOUT, RELOAD_TIMEOUT, bin_dir};
 use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, next_id, to};
 use allowlist_tests::require_root;
@@ -478,4 +480,50 @@ fn least_capabilities_are_bpf_net_admin_and_perfmon() {
         "a failed start left a program or link pinned: {left:?}"
     );
     assert_connects(&lab.client, B4, to(B4, PROTECTED), "nothing attached");
+}
+
+/// A Kubernetes-style config: the container's config is a ConfigMap volume (`..data` swapped
+/// by a rename) with `watch = true`; a new version published in the mounted directory is in
+/// force within 2 s, with no signal sent into the container.
+#[test]
+fn a_config_map_swap_in_the_mounted_directory_is_in_force_within_2s() {
+    if !require_root("a_config_map_swap_in_the_mounted_directory_is_in_force_within_2s") {
+        return;
+    }
+    image();
+    let lab = Lab::new();
+    let dir = TestDir::new();
+    let _listener = Listener::start(
+        &lab.server,
+        SocketAddr::new("::".parse().unwrap(), PROTECTED),
+    );
+    let volume = dir.join("config-map");
+    std::fs::create_dir(&volume).expect("the ConfigMap's directory");
+    let mut config_map = ConfigMap::new(&volume);
+    let version = |config: Config| format!("watch = true\n{}", config.render());
+    let office = Config::new(&dir, lab.server_if()).entry("198.18.1.0/24", "office");
+    config_map.publish(&[("allowlist.toml", &version(office.clone()))]);
+    let container = Container::create(&lab, &dir, &volume.join("allowlist.toml"));
+    container.start();
+    container.wait_for_log("allowlistd ready", READY_TIMEOUT);
+    assert_times_out(
+        &lab.client,
+        B4,
+        to(B4, PROTECTED),
+        "not in the first version",
+    );
+    assert_connects(&lab.client, A4, to(A4, PROTECTED), "the office");
+
+    let partner = office.entry("198.18.2.0/24", "partner");
+    let swapped = Instant::now();
+    config_map.publish(&[("allowlist.toml", &version(partner))]);
+    in_force(
+        &lab.client,
+        B4,
+        true,
+        swapped,
+        "the partner, after the swap",
+    );
+    container.wait_for_log("reload applied", RELOAD_TIMEOUT);
+    assert_connects(&lab.client, A4, to(A4, PROTECTED), "the office, still");
 }

@@ -238,3 +238,38 @@ fn cargo_home() -> Result<PathBuf> {
     let home = env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cargo"))
 }
+
+/// The `bin` of a pinned PyPI `requirement` (`name==version`), installed into the venv `venv`
+/// (under target/, so the system's Python is left alone) when missing or of another version.
+pub fn pypi_tool(venv: &Path, requirement: &str, bin: &str) -> Result<PathBuf> {
+    install_packages(&["python3-venv"])?;
+    let version = requirement
+        .split_once("==")
+        .map_or(requirement, |(_, version)| version);
+    let path = venv.join("bin").join(bin);
+    if path.is_file() {
+        let output = query(Command::new(&path).arg("--version"))?;
+        if output.status.success() && String::from_utf8_lossy(&output.stdout).contains(version) {
+            eprintln!("xtask: {requirement} present: {}", path.display());
+            return Ok(path);
+        }
+    }
+    eprintln!(
+        "xtask: installing {requirement} from PyPI into {}",
+        venv.display()
+    );
+    // Debian's python3, not whatever a shell's PATH prefers: python3-venv above is for it.
+    run(Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        requirement,
+    ]))?;
+    if !path.is_file() {
+        bail!("pip installed {requirement} but left no {}", path.display());
+    }
+    Ok(path)
+}

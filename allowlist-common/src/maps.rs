@@ -48,8 +48,23 @@ pub const COUNTER_SLOTS: u32 = 4096;
 /// [`HitStat`]s indexed by `cpu * hit_slots + entry id` (the id the tries and hash maps
 /// return), a block per CPU so that CPUs never write the same cache line. Pinned, so that
 /// hit counts outlive the daemon. A plain array rather than a per-CPU one: the kernel
-/// allocates a per-CPU array element by element, seconds for millions of entries.
+/// allocates a per-CPU array element by element, seconds for millions of entries. A slot
+/// counts the hits of one list, the first that let a connection in through the id's
+/// network ([`HitStat::list`]); hits of any other list go to [`LIST_HITS`].
 pub const HITS: &str = "HITS";
+/// Per-CPU hash of the hits of an entry id's network for a list other than the one its
+/// [`HITS`] slot counts ([`ListHit`] → [`HitStat`]), which only a network in several lists
+/// has. The program adds a key at its first such hit; the daemon removes those of an id it
+/// frees. Pinned like [`HITS`]. When full, such hits are counted only per list.
+pub const LIST_HITS: &str = "LIST_HITS";
+pub const MAX_LIST_HITS: u32 = 65536;
+/// Each list number's name ([`ListName`]: NUL-padded, all NUL while the number is free),
+/// written before any mask holds the number. The program never reads it: it is pinned so
+/// that the next daemon gives each list the number it had, and [`HITS`] keeps counting each
+/// list's hits as its own across a handover.
+pub const LIST_NAMES: &str = "LIST_NAMES";
+/// A list's name as [`LIST_NAMES`] holds it (names are at most 32 bytes).
+pub type ListName = [u8; 32];
 /// The global (in the program's .rodata) holding `hit_slots`: entry ids + 1.
 pub const HIT_SLOTS: &str = "HIT_SLOTS";
 /// Ring buffer of [`BlockedEvent`]s for the daemon's "blocked sources" view.
@@ -380,14 +395,66 @@ impl Default for Counters {
     }
 }
 
-/// New connections an entry let in, per CPU.
+/// New connections an entry id's network let in for one list, per CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HitStat {
-    pub packets: u64,
+    /// The count, and in [`HITS`] the list it counts for in the top bits (see [`HitStat::list`]).
+    pub tagged: u64,
     /// CLOCK_MONOTONIC ns (bpf_ktime_get_ns(), read once a tick, so to a tick) of the
     /// latest one; 0 if none.
     pub last_seen_ns: u64,
+}
+
+impl HitStat {
+    const LIST_SHIFT: u32 = 58;
+    const COUNT: u64 = (1 << Self::LIST_SHIFT) - 1;
+
+    /// A count for `list` (None: untagged, as in [`LIST_HITS`]).
+    pub const fn new(list: Option<usize>, packets: u64, last_seen_ns: u64) -> HitStat {
+        let tag = match list {
+            Some(list) => (list as u64 + 1) << Self::LIST_SHIFT,
+            None => 0,
+        };
+        HitStat {
+            tagged: tag | (packets & Self::COUNT),
+            last_seen_ns,
+        }
+    }
+
+    pub const fn packets(&self) -> u64 {
+        self.tagged & Self::COUNT
+    }
+
+    /// The list a [`HITS`] slot counts for: None while it has counted nothing, and for
+    /// counts kept by a daemon from before lists were told apart.
+    pub const fn list(&self) -> Option<usize> {
+        match self.tagged >> Self::LIST_SHIFT {
+            0 => None,
+            tag => Some(tag as usize - 1),
+        }
+    }
+
+    /// Whether a hit for `list` is counted here: a [`HITS`] slot takes the first list that
+    /// counts in it and keeps it.
+    #[inline(always)]
+    pub const fn counts_for(&self, list: usize) -> bool {
+        self.tagged == 0 || self.tagged >> Self::LIST_SHIFT == list as u64 + 1
+    }
+
+    /// One more hit for `list`, at `now_ns`.
+    #[inline(always)]
+    pub fn count(&mut self, list: usize, now_ns: u64) {
+        *self = HitStat::new(Some(list), self.packets() + 1, now_ns);
+    }
+}
+
+/// The key of [`LIST_HITS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListHit {
+    pub id: u32,
+    pub list: u32,
 }
 
 /// One dropped connection attempt, as reported to the daemon.
@@ -448,6 +515,7 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::HitStat {}
+    unsafe impl aya::Pod for super::ListHit {}
     unsafe impl aya::Pod for super::BlockedEvent {}
     unsafe impl aya::Pod for super::EventBudget {}
     unsafe impl aya::Pod for super::CpuState {}
@@ -457,6 +525,27 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hit_slot_keeps_the_first_list_that_counts_in_it() {
+        let mut stat = HitStat::default();
+        assert_eq!((stat.list(), stat.packets()), (None, 0));
+        assert!(stat.counts_for(0) && stat.counts_for(31));
+        stat.count(31, 7);
+        stat.count(31, 9);
+        assert_eq!(
+            (stat.list(), stat.packets(), stat.last_seen_ns),
+            (Some(31), 2, 9)
+        );
+        assert!(stat.counts_for(31) && !stat.counts_for(0));
+        // A count kept by a daemon from before lists were told apart has no list.
+        let old = HitStat {
+            tagged: 5,
+            last_seen_ns: 0,
+        };
+        assert_eq!((old.list(), old.packets()), (None, 5));
+        assert!(!old.counts_for(0));
+    }
 
     #[test]
     fn a_slot_addresses_each_level_by_its_own_prefix() {

@@ -1,6 +1,6 @@
 //! Per-entry hits across a stop and a start: `<state_dir>/hits`, one line per entry with any
-//! (`CIDR HITS LAST`, the last hit in RFC 3339 UTC or `-`), written on every stop and every
-//! [`SAVE_INTERVAL`], read at start.
+//! (`CIDR HITS LAST LIST`, the last hit in RFC 3339 UTC or `-`; files from before lists
+//! have no LIST), written on every stop and every [`SAVE_INTERVAL`], read at start.
 //!
 //! The kernel stamps hits with CLOCK_MONOTONIC, which restarts at zero with each boot,
 //! so the file holds wall-clock times: they survive a reboot, and a hit from before this boot
@@ -17,6 +17,9 @@ use allowlist_config::edit::write_atomic;
 
 /// How often a running daemon saves the file: what a power loss can cost at most.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// An entry: its network and list (None: a count from before lists were told apart).
+pub type Entry = (IpNet, Option<String>);
 
 /// One entry's hits as the file keeps them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,9 +45,9 @@ pub fn wall_time(last_seen_ns: u64) -> Option<jiff::Timestamp> {
         .ok()
 }
 
-/// The saved hits, by network. A missing file is no hits; an unreadable line is skipped with
+/// The saved hits, by entry. A missing file is no hits; an unreadable line is skipped with
 /// a warning (hits are statistics: they never stop a start).
-pub fn load(state_dir: &Path) -> HashMap<IpNet, Saved> {
+pub fn load(state_dir: &Path) -> HashMap<Entry, Saved> {
     let path = path(state_dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -61,11 +64,11 @@ pub fn load(state_dir: &Path) -> HashMap<IpNet, Saved> {
             continue;
         }
         match parse_line(line) {
-            Some((net, entry)) => {
-                saved.insert(net, entry);
+            Some((entry, hits)) => {
+                saved.insert(entry, hits);
             }
             None => tracing::warn!(
-                "{}:{}: not `CIDR HITS LAST`; that entry's hits start from zero",
+                "{}:{}: not `CIDR HITS LAST LIST`; that entry's hits start from zero",
                 path.display(),
                 index + 1
             ),
@@ -74,7 +77,7 @@ pub fn load(state_dir: &Path) -> HashMap<IpNet, Saved> {
     saved
 }
 
-fn parse_line(line: &str) -> Option<(IpNet, Saved)> {
+fn parse_line(line: &str) -> Option<(Entry, Saved)> {
     let mut fields = line.split_whitespace();
     let net = fields.next()?.parse().ok()?;
     let hits = fields.next()?.parse().ok()?;
@@ -82,25 +85,28 @@ fn parse_line(line: &str) -> Option<(IpNet, Saved)> {
         "-" => None,
         time => Some(time.parse().ok()?),
     };
+    let list = fields.next().map(str::to_owned);
     fields
         .next()
         .is_none()
-        .then_some((net, Saved { hits, last }))
+        .then_some(((net, list), Saved { hits, last }))
 }
 
 /// Writes the hits of `entries` (those with none are left out), atomically.
 pub fn save<'a>(
     state_dir: &Path,
-    entries: impl Iterator<Item = (&'a IpNet, Saved)>,
+    entries: impl Iterator<Item = (&'a Entry, Saved)>,
 ) -> std::io::Result<()> {
     let mut text = String::from(
-        "# allowlistd: hits per entry (CIDR HITS LAST-HIT-UTC), kept across stops and reboots\n",
+        "# allowlistd: hits per entry (CIDR HITS LAST-HIT-UTC LIST), kept across stops and \
+         reboots\n",
     );
-    for (net, saved) in entries.filter(|(_, s)| s.hits > 0) {
+    for ((net, list), saved) in entries.filter(|(_, s)| s.hits > 0) {
         let last = saved
             .last
             .map_or_else(|| "-".to_owned(), allowlist_control::time::utc_millis);
-        let _ = writeln!(text, "{net} {} {last}", saved.hits);
+        let list = list.as_deref().unwrap_or_default();
+        let _ = writeln!(text, "{net} {} {last} {list}", saved.hits);
     }
     write_atomic(&path(state_dir), &text)
 }
@@ -112,40 +118,42 @@ mod tests {
     #[test]
     fn round_trips_and_skips_what_it_cannot_read() {
         let dir = tempfile::tempdir().unwrap();
-        let a: IpNet = "198.18.1.0/24".parse().unwrap();
-        let b: IpNet = "2001:db8::a/128".parse().unwrap();
-        let c: IpNet = "198.18.3.0/24".parse().unwrap();
+        let entry = |net: &str, list: Option<&str>| -> Entry {
+            (net.parse().unwrap(), list.map(str::to_owned))
+        };
         let long_ago: jiff::Timestamp = "2026-01-02T03:04:05.678Z".parse().unwrap();
         let entries = [
             (
-                a,
+                entry("198.18.1.0/24", Some("ssh")),
                 Saved {
                     hits: 5,
                     last: Some(long_ago),
                 },
             ),
             (
-                b,
+                entry("198.18.1.0/24", Some("api")),
                 Saved {
                     hits: 2,
                     last: None,
                 },
             ),
-            (c, Saved::default()),
+            (entry("198.18.3.0/24", Some("ssh")), Saved::default()),
         ];
         save(dir.path(), entries.iter().map(|(n, s)| (n, *s))).unwrap();
         let mut text = std::fs::read_to_string(path(dir.path())).unwrap();
         assert!(
-            text.contains("198.18.1.0/24 5 2026-01-02T03:04:05.678Z\n"),
+            text.contains("198.18.1.0/24 5 2026-01-02T03:04:05.678Z ssh\n"),
             "{text}"
         );
         assert!(!text.contains("198.18.3.0/24"), "no hits, no line: {text}");
-        text += "garbage line\n198.18.9.0/24 x -\n";
+        // A file from before lists, and what no version wrote.
+        text += "2001:db8::a/128 7 -\ngarbage line\n198.18.9.0/24 x -\n";
         std::fs::write(path(dir.path()), text).unwrap();
         let loaded = load(dir.path());
-        assert_eq!(loaded.len(), 2, "{loaded:?}");
-        assert_eq!(loaded[&a], entries[0].1);
-        assert_eq!(loaded[&b], entries[1].1);
+        assert_eq!(loaded.len(), 3, "{loaded:?}");
+        assert_eq!(loaded[&entries[0].0], entries[0].1);
+        assert_eq!(loaded[&entries[1].0], entries[1].1);
+        assert_eq!(loaded[&entry("2001:db8::a/128", None)].hits, 7);
         assert!(load(&dir.path().join("missing")).is_empty());
     }
 }

@@ -22,19 +22,19 @@ use core::{cell::Cell, mem::size_of};
 use allowlist_common::{
     maps::{
         BlockedEvent, CONFIRM_V6_WORDS, COUNTER_SLOTS, Counters, CpuState, EVENTS_PER_SEC_PER_CPU,
-        HOSTS_V4_WORDS, HitStat, MAX_LISTS, MAX_TIMED_IDS, PER16_BITS_V4_WORDS,
-        PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS, PORT_LISTS_WORDS,
-        PREFILTER_V6_WORDS, Settings, Slot24, TimedLists, V4_MAPPED_PREFIX, V4Slot, V6_CLASS_32,
-        V6_CLASS_48, V6Marks, host_v4_marks, port_list_mask, port_list_position, v6_marks,
-        v6_prefixes,
+        HOSTS_V4_WORDS, HitStat, ListHit, ListName, MAX_LIST_HITS, MAX_LISTS, MAX_TIMED_IDS,
+        PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS,
+        PORT_LISTS_WORDS, PREFILTER_V6_WORDS, Settings, Slot24, TimedLists, V4_MAPPED_PREFIX,
+        V4Slot, V6_CLASS_32, V6_CLASS_48, V6Marks, host_v4_marks, port_list_mask,
+        port_list_position, v6_marks, v6_prefixes,
     },
     verdict::{Family, ListMask, Lookups, Parsed, Proto, Reach, Reason, decide, deciding_list},
 };
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, xdp_action},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
     helpers::{bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_boot_ns, bpf_ktime_get_ns},
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 
@@ -88,6 +88,12 @@ static CPU_STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 /// Sized by the daemon: `HIT_SLOTS` per possible CPU.
 #[map]
 static HITS: Array<HitStat> = Array::with_max_entries(2049, 0);
+#[map]
+static LIST_HITS: PerCpuHashMap<ListHit, HitStat> =
+    PerCpuHashMap::with_max_entries(MAX_LIST_HITS, BPF_F_NO_PREALLOC);
+/// Read only by the daemon (see `maps::LIST_NAMES`).
+#[map]
+static LIST_NAMES: Array<ListName> = Array::with_max_entries(MAX_LISTS as u32, 0);
 /// Entry ids + 1, set by the daemon at load time (see `maps::HITS`).
 #[unsafe(no_mangle)]
 static HIT_SLOTS: u32 = 2049;
@@ -165,7 +171,12 @@ pub fn allowlist(ctx: XdpContext) -> u32 {
         *n += 1;
     }
     if matches!(reason, Reason::PassAllowedV4 | Reason::PassAllowedV6) {
-        count_hit(rules.entry.get(), state);
+        // The first list the frame could reach that covers it (the only one, but for a
+        // fragment hiding its port), masked for the verifier as `index` is.
+        let covered = rules.needed.get() & rules.covering.get();
+        // SAFETY: reads a local.
+        let hit_list = unsafe { core::ptr::read_volatile(&covered) }.trailing_zeros() as usize;
+        count_hit(rules.entry.get(), hit_list & (MAX_LISTS - 1), state);
     }
     if reason.is_drop() || reason.is_would_drop() {
         report_blocked(&ctx, &found, reason, list, state);
@@ -828,7 +839,7 @@ fn coarse_now(state: &mut CpuState) -> u64 {
 }
 
 #[inline(always)]
-fn count_hit(id: u32, state: &mut CpuState) {
+fn count_hit(id: u32, list: usize, state: &mut CpuState) {
     // SAFETY: reads a global the loader wrote; helpers without arguments.
     let (slots, cpu) = unsafe {
         (
@@ -836,11 +847,28 @@ fn count_hit(id: u32, state: &mut CpuState) {
             bpf_get_smp_processor_id(),
         )
     };
-    if let Some(stat) = HITS.get_ptr_mut(cpu * slots + id) {
-        // SAFETY: this CPU's block: no other program instance writes it concurrently.
-        unsafe {
-            (*stat).packets += 1;
-            (*stat).last_seen_ns = coarse_now(state);
+    let Some(stat) = HITS.get_ptr_mut(cpu * slots + id) else {
+        return;
+    };
+    let now = coarse_now(state);
+    // SAFETY: this CPU's block: no other program instance writes it concurrently.
+    unsafe {
+        if (*stat).counts_for(list) {
+            (*stat).count(list, now);
+            return;
+        }
+    }
+    // A network in several lists, let in for another list than its slot's.
+    let key = ListHit {
+        id,
+        list: list as u32,
+    };
+    match LIST_HITS.get_ptr_mut(&key) {
+        // SAFETY: this CPU's value of a per-CPU hash map.
+        Some(other) => unsafe { (*other).count(list, now) },
+        None => {
+            // When full, the hit is counted only in the list's counters.
+            let _ = LIST_HITS.insert(&key, &HitStat::new(Some(list), 1, now), BPF_NOEXIST.into());
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct ModelList {
     /// No entry of a list covers another of the same list (the config refuses or merges
     /// those); entries of different lists may be equal or nest.
     pub entries: Vec<IpNet>,
+    /// The number the kernel gave the list. A frame that could reach several lists (a
+    /// fragment hiding its port) counts its hit for the lowest-numbered one that covers it.
+    pub number: u8,
     /// The timed ones among `entries`, each with its end: nanoseconds on the clock [`expected`]
     /// is given its `now` on (the differential test's is the boot clock; a replay line's ends
     /// count from the frame's instant).
@@ -124,8 +127,10 @@ impl Setup {
 pub struct Expected {
     pub drop: bool,
     pub reason: Reason,
-    /// The network a frame passed as allowed counts a hit for.
-    pub entry: Option<IpNet>,
+    /// The entry a frame passed as allowed counts a hit for, and its list (an index into
+    /// `Setup::lists`): of the lists the frame could reach that cover its source, the one of
+    /// the lowest number, and its most specific entry holding the source.
+    pub entry: Option<(IpNet, usize)>,
 }
 
 /// Which protected ports a frame that hides its transport header could reach.
@@ -195,7 +200,7 @@ pub fn expected(frame: &[u8], setup: &Setup, now: i64) -> Option<Expected> {
     let v4 = src.is_ipv4();
     if missing.is_empty() {
         return Some(Expected {
-            entry: most_specific(setup, src),
+            entry: hit_entry(setup, kind, src, now),
             ..pass(if v4 {
                 Reason::PassAllowedV4
             } else {
@@ -249,12 +254,20 @@ fn reaches(list: &ModelList, kind: Kind) -> bool {
 }
 
 /// The longest entry of any list containing `src`, ended or not.
-fn most_specific(setup: &Setup, src: IpAddr) -> Option<IpNet> {
-    setup
-        .entries()
+fn hit_entry(setup: &Setup, kind: Kind, src: IpAddr, now: i64) -> Option<(IpNet, usize)> {
+    let (index, list) = setup
+        .lists
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| reaches(l, kind) && l.covers_at(src, now))
+        .min_by_key(|(index, l)| (l.number, *index))?;
+    // The config merges nested entries of a list, but the most specific would take it.
+    let entry = list
+        .entries
+        .iter()
         .filter(|net| covers(net, src))
-        .max_by_key(|net| net.prefix_len())
-        .copied()
+        .max_by_key(|net| net.prefix_len())?;
+    Some((*entry, index))
 }
 
 /// Prefix containment by plain integer masks (not `ipnet`'s, so that nothing is shared with
@@ -648,7 +661,7 @@ mod tests {
         let e = expected(&tcp4([198, 18, 9, 9], 443, 0x02), &s, 0).unwrap();
         assert_eq!(
             (e.reason, e.entry),
-            (Reason::PassAllowedV4, "198.18.0.0/16".parse().ok())
+            (Reason::PassAllowedV4, Some((net("198.18.0.0/16"), 1)))
         );
         assert_eq!(
             reason(&tcp4([198, 18, 9, 9], 22, 0x02), &s),
@@ -662,17 +675,24 @@ mod tests {
         );
     }
 
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn hits_go_to_the_most_specific_network_of_any_list() {
+    fn hits_go_to_the_entry_of_the_list_that_let_it_in() {
         let s = setup();
-        // 198.18.1.7 is in the enforcing list's /24, the monitor list's /16 and its /32.
+        // 198.18.1.7 is in the enforcing list's /24, the monitor list's /16 and its /32:
+        // the SSH port's list let it in through its /24, the monitor list through its /32.
         let e = expected(&tcp4([198, 18, 1, 7], 22, 0x02), &s, 0).unwrap();
         assert_eq!(
             (e.reason, e.entry),
-            (Reason::PassAllowedV4, "198.18.1.7/32".parse().ok())
+            (Reason::PassAllowedV4, Some((net("198.18.1.0/24"), 0)))
         );
+        let e = expected(&tcp4([198, 18, 1, 7], 443, 0x02), &s, 0).unwrap();
+        assert_eq!(e.entry, Some((net("198.18.1.7/32"), 1)));
         let e = expected(&tcp4([198, 18, 1, 8], 22, 0x02), &s, 0).unwrap();
-        assert_eq!(e.entry, "198.18.1.0/24".parse().ok());
+        assert_eq!(e.entry, Some((net("198.18.1.0/24"), 0)));
         assert_eq!(
             expected(&tcp4([198, 18, 2, 8], 22, 0x02), &s, 0)
                 .unwrap()
@@ -764,12 +784,12 @@ mod tests {
             at(&syn([198, 18, 3, 3], 22), 2000).reason,
             Reason::DropSynV4
         );
-        // The monitor list's lasting /16 is not ended by the timed /32 inside it, and the
-        // ended /32 still takes the hit of a frame the /16 lets in.
+        // The monitor list's lasting /16 is not ended by the timed /32 inside it, and takes
+        // the hit.
         let e = at(&syn([198, 18, 3, 3], 443), 5000);
         assert_eq!(
             (e.reason, e.entry),
-            (Reason::PassAllowedV4, "198.18.3.3/32".parse().ok())
+            (Reason::PassAllowedV4, Some((net("198.18.0.0/16"), 1)))
         );
         // An entry that ended before the clock's zero never covers; a timed entry inside
         // another list's timed one ends at its own end only.

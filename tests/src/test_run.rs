@@ -117,10 +117,12 @@ impl TestProgram {
         totals(&self.filter)
     }
 
-    /// Hits per entry, summed over CPUs.
-    pub fn hits(&self) -> HashMap<IpNet, u64> {
+    /// Hits per entry and list, summed over CPUs.
+    pub fn hits(&self) -> HashMap<(IpNet, Option<String>), u64> {
         let hits = self.filter.hits().expect("reading HITS");
-        hits.into_iter().map(|(net, h)| (net, h.packets)).collect()
+        hits.into_iter()
+            .map(|(key, h)| (key, h.packets()))
+            .collect()
     }
 }
 

@@ -159,6 +159,13 @@ impl Program {
     fn apply(&mut self, setup: &mut Setup, expired: bool) {
         let assumed = self.offset();
         self.test.apply(&rules(setup, assumed));
+        // A hit the model cannot place by list alone goes by the kernel's numbers.
+        for (index, list) in setup.lists.iter_mut().enumerate() {
+            let name = list_name(index);
+            if let Some(applied) = self.test.filter.lists().iter().find(|l| l.name == name) {
+                list.number = applied.number;
+            }
+        }
         if let Some(used) = self.test.filter.boot_offset()
             && used != assumed
         {
@@ -213,7 +220,7 @@ impl Program {
         )
     }
 
-    fn hits(&self) -> HashMap<IpNet, u64> {
+    fn hits(&self) -> HashMap<(IpNet, Option<String>), u64> {
         self.test.hits()
     }
 }
@@ -228,7 +235,7 @@ fn rules(setup: &Setup, offset: i128) -> Rules {
             .iter()
             .enumerate()
             .map(|(i, list)| ListRules {
-                name: format!("l{i}"),
+                name: list_name(i),
                 mode: list.mode,
                 tcp_ports: list.tcp_ports.clone(),
                 udp_ports: list.udp_ports.clone(),
@@ -241,6 +248,10 @@ fn rules(setup: &Setup, offset: i128) -> Rules {
             })
             .collect(),
     }
+}
+
+fn list_name(index: usize) -> String {
+    format!("l{index}")
 }
 
 fn agrees(expected: Option<&Expected>, outcome: &Outcome) -> bool {
@@ -407,7 +418,7 @@ struct Tally {
     /// Allowlists with a network in timed entries of the most ends a network may have.
     at_the_bound: u64,
     disagreements: Vec<String>,
-    want_hits: HashMap<IpNet, u64>,
+    want_hits: HashMap<(IpNet, Option<String>), u64>,
     problems: Vec<String>,
 }
 
@@ -433,8 +444,9 @@ impl Tally {
         if case.ambiguous() {
             self.ambiguous += 1;
         }
-        if let Some(entry) = matched.and_then(|e| e.entry) {
-            *self.want_hits.entry(entry).or_default() += 1;
+        if let Some((entry, list)) = matched.and_then(|e| e.entry) {
+            let key = (entry, Some(list_name(list)));
+            *self.want_hits.entry(key).or_default() += 1;
         }
         self.record_time(case, ends);
     }
@@ -471,24 +483,29 @@ impl Tally {
         }
     }
 
-    /// Each network's hits during one allowlist's frames must be the model's count of frames
-    /// it let in as allowed (counted for the most specific network holding the source, in
-    /// whichever list); starts the count for the next allowlist.
-    fn check_hits(&mut self, program: &Program, before: &HashMap<IpNet, u64>, setup: &Setup) {
+    /// Each entry's hits for its list during one allowlist's frames must be the model's
+    /// count of frames that list let in through it; starts the count for the next allowlist.
+    fn check_hits(
+        &mut self,
+        program: &Program,
+        before: &HashMap<(IpNet, Option<String>), u64>,
+        setup: &Setup,
+    ) {
         let hits = program.hits();
-        for (net, now) in &hits {
-            let got = now - before.get(net).copied().unwrap_or(0);
-            let want = self.want_hits.get(net).copied().unwrap_or(0);
+        for (key, now) in &hits {
+            let got = now - before.get(key).copied().unwrap_or(0);
+            let want = self.want_hits.get(key).copied().unwrap_or(0);
             if got != want {
+                let (net, list) = key;
                 self.problems.push(format!(
-                    "{net}: {got} hits, the model let in {want} (setup: {setup})"
+                    "{net} of {list:?}: {got} hits, the model let in {want} (setup: {setup})"
                 ));
             }
         }
-        for (net, want) in &self.want_hits {
-            if !hits.contains_key(net) {
+        for ((net, list), want) in &self.want_hits {
+            if !hits.contains_key(&(*net, list.clone())) {
                 self.problems.push(format!(
-                    "{net}: no hit counter, the model let in {want} (setup: {setup})"
+                    "{net} of {list:?}: no hit counter, the model let in {want} (setup: {setup})"
                 ));
             }
         }

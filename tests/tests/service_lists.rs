@@ -306,3 +306,103 @@ fn allowlistctl_changes_lists_live() {
     run.ctl(&["audit", "verify"]).ok();
     let _ = B6;
 }
+
+/// `ssh` holds the whole lab, `api` the office inside it; both hold the office's IPv6
+/// address. `first`: lists written before them.
+fn nested_config(config: &Config, first: &str) -> String {
+    let path = |p: &std::path::Path| format!("{:?}", p.to_string_lossy());
+    format!(
+        r#"interfaces = [{interface:?}]
+control_socket = {socket}
+state_dir = {state}
+audit_log = {audit}
+bpffs_dir = {bpffs}
+{first}
+[lists.ssh]
+tcp_ports = [{PROTECTED}]
+[[lists.ssh.entries]]
+cidr = "198.18.0.0/16"
+comment = "the lab"
+[[lists.ssh.entries]]
+cidr = "2001:db8::a"
+comment = "office host"
+
+[lists.api]
+tcp_ports = [{UNPROTECTED}]
+[[lists.api.entries]]
+cidr = "198.18.1.0/24"
+comment = "office"
+[[lists.api.entries]]
+cidr = "2001:db8::a"
+comment = "office host"
+"#,
+        interface = config.interfaces[0],
+        socket = path(&config.control_socket),
+        state = path(&config.state_dir),
+        audit = path(&config.audit_log),
+        bpffs = path(&config.bpffs_dir),
+    )
+}
+
+/// Hits of `cidr` in `list`, as `allowlistctl list --list` shows them.
+fn hits(run: &Running, list: &str, cidr: &str) -> u64 {
+    let out = run.ctl(&["--json", "list", "--list", list]).ok().json();
+    let entries = out["entries"].as_array().unwrap_or_else(|| panic!("{out}"));
+    let entry = entries
+        .iter()
+        .find(|e| e["cidr"] == cidr)
+        .unwrap_or_else(|| panic!("{cidr} in list {list}: {out}"));
+    entry["hits"].as_u64().unwrap_or_else(|| panic!("{entry}"))
+}
+
+#[test]
+fn hits_count_for_the_entry_of_the_list_that_let_it_in() {
+    if !require_root("hits_count_for_the_entry_of_the_list_that_let_it_in") {
+        return;
+    }
+    let mut lab_config = None;
+    let mut run = Running::start(|dir, iface| {
+        let config = Config::new(dir, iface);
+        let text = nested_config(&config, "");
+        lab_config = Some(config);
+        text
+    });
+    let connects = [
+        // The kernel finds api's /24 for the office, but ssh lets it in by its /16.
+        (A4, PROTECTED, 2),
+        (A4, UNPROTECTED, 1),
+        // One address, an entry of both lists.
+        (A6, PROTECTED, 1),
+        (A6, UNPROTECTED, 3),
+    ];
+    for (src, port, times) in connects {
+        for _ in 0..times {
+            assert_connects(run.client(), src, to(src, port), "listed");
+        }
+    }
+    let expected = [
+        ("ssh", "198.18.0.0/16", 2),
+        ("api", "198.18.1.0/24", 1),
+        ("ssh", "2001:db8::a/128", 1),
+        ("api", "2001:db8::a/128", 3),
+    ];
+    let shown = |run: &Running| expected.map(|(list, cidr, _)| (list, cidr, hits(run, list, cidr)));
+    assert_eq!(shown(&run), expected, "after the connects");
+    // Saved per list at a stop, and back at the next start.
+    run.daemon.signal(Signal::SIGTERM);
+    run.daemon
+        .wait_exit(RELOAD_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    run.restart();
+    assert_eq!(shown(&run), expected, "after a restart");
+    // A new list written first, taken up by a daemon that inherits the counters: each list
+    // keeps its number, so its hits stay its own.
+    let first =
+        "[lists.admin]\ntcp_ports = [9090]\n[[lists.admin.entries]]\ncidr = \"198.18.9.0/24\"\n";
+    let lab_config = lab_config.expect("written");
+    write_atomically(&run.path, &nested_config(&lab_config, first));
+    run.daemon.kill9();
+    run.restart();
+    assert_eq!(shown(&run), expected, "after a new list and a SIGKILL");
+    assert_eq!(hits(&run, "admin", "198.18.9.0/24"), 0);
+}

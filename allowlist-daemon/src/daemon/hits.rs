@@ -8,17 +8,20 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::Daemon;
-use crate::hit_history::{self, Saved};
+use crate::hit_history::{self, Entry, Saved};
 use allowlist_config::Config;
 use allowlist_loader::filter::Filter;
 
 /// At start, once the maps hold the config and before the program sees traffic: new counters
 /// get the saved counts back (inherited ones already have them). Returns the saved last-hit
 /// times, which the kernel's monotonic stamps cannot hold.
-pub(super) fn restore(filter: &mut Filter, config: &Config) -> HashMap<IpNet, jiff::Timestamp> {
+pub(super) fn restore(filter: &mut Filter, config: &Config) -> HashMap<Entry, jiff::Timestamp> {
     let saved = hit_history::load(&config.state_dir);
     if !filter.hits_inherited() && !saved.is_empty() {
-        match filter.restore_hits(saved.iter().map(|(net, s)| (*net, s.hits))) {
+        let counts = saved
+            .iter()
+            .map(|((net, list), s)| (*net, list.as_deref(), s.hits));
+        match filter.restore_hits(counts) {
             Ok(()) => info!(
                 "restored the hits of {} entries from {}",
                 saved.len(),
@@ -29,26 +32,42 @@ pub(super) fn restore(filter: &mut Filter, config: &Config) -> HashMap<IpNet, ji
     }
     saved
         .into_iter()
-        .filter_map(|(net, s)| Some((net, s.last?)))
+        .filter_map(|(entry, s)| Some((entry, s.last?)))
         .collect()
+}
+
+/// Hits by entry, as `list` shows them.
+#[derive(Default)]
+pub(super) struct EntryHits(HashMap<Entry, Saved>);
+
+impl EntryHits {
+    /// The hits of the entry `net` of `list`; with those counted before lists were told
+    /// apart, which belong to each list of the network.
+    pub(super) fn of(&self, net: IpNet, list: &str) -> Saved {
+        let own = self.0.get(&(net, Some(list.to_owned())));
+        let old = self.0.get(&(net, None));
+        own.into_iter()
+            .chain(old)
+            .fold(Saved::default(), |sum, s| Saved {
+                hits: sum.hits + s.hits,
+                last: sum.last.max(s.last),
+            })
+    }
 }
 
 impl Daemon {
     /// Hits per entry with any, and the wall-clock time of the latest.
-    pub(super) fn entry_hits(&self) -> Result<HashMap<IpNet, Saved>> {
-        Ok(self
-            .filter
-            .hits()?
-            .into_iter()
-            .map(|(net, stat)| {
-                // Counts restored at start carry no kernel stamp until the entry's next hit:
-                // until then, the saved time is the latest.
-                let last = hit_history::wall_time(stat.last_seen_ns)
-                    .or_else(|| self.earlier_hits.get(&net).copied());
-                let hits = stat.packets;
-                (net, Saved { hits, last })
-            })
-            .collect())
+    pub(super) fn entry_hits(&self) -> Result<EntryHits> {
+        let mut out: HashMap<Entry, Saved> = HashMap::new();
+        for (entry, stat) in self.filter.hits()? {
+            // Counts restored at start carry no kernel stamp until the entry's next hit:
+            // until then, the saved time is the latest.
+            let last = hit_history::wall_time(stat.last_seen_ns)
+                .or_else(|| self.earlier_hits.get(&entry).copied());
+            let hits = stat.packets();
+            out.insert(entry, Saved { hits, last });
+        }
+        Ok(EntryHits(out))
     }
 
     /// Saves the hits to `state_dir` (on stop, and every `SAVE_INTERVAL`).
@@ -56,7 +75,7 @@ impl Daemon {
         self.hits_saved = std::time::Instant::now();
         let state_dir = &self.config.state_dir;
         let saved = self.entry_hits().and_then(|hits| {
-            hit_history::save(state_dir, hits.iter().map(|(net, s)| (net, *s)))
+            hit_history::save(state_dir, hits.0.iter().map(|(entry, s)| (entry, *s)))
                 .map_err(anyhow::Error::from)
         });
         if let Err(e) = saved {

@@ -71,7 +71,7 @@ struct Daemon {
     sessions_seen: HashMap<(SocketAddr, SocketAddr, u32), jiff::Timestamp>,
     reloads: ReloadStats,
     /// Last-hit times saved by an earlier daemon (see `hits`).
-    earlier_hits: HashMap<ipnet::IpNet, jiff::Timestamp>,
+    earlier_hits: HashMap<crate::hit_history::Entry, jiff::Timestamp>,
     hits_saved: Instant,
     /// When to try again to take ended timed entries out, after a failure.
     expiry_retry: Option<tokio::time::Instant>,

@@ -13,7 +13,7 @@ impl Daemon {
     /// Takes what /metrics shows.
     pub(super) fn snapshot(&self) -> metrics::Snapshot {
         let counters = self.filter.counters().unwrap_or_default();
-        let hits = self.filter.hits().unwrap_or_default();
+        let hits = self.entry_hits().unwrap_or_default();
         let budget = self.filter.event_budget().unwrap_or_default();
         let list_counters = self.filter.list_counters().unwrap_or_default();
         let v4 = self
@@ -54,10 +54,14 @@ impl Daemon {
                 .config
                 .entries
                 .iter()
-                .map(|e| metrics::EntryHits {
-                    cidr: e.net,
-                    comment: e.comment.to_string(),
-                    hits: hits.get(&e.net).map_or(0, |h| h.packets),
+                .map(|e| {
+                    let list = super::changes::list_name(&self.config, e);
+                    metrics::EntryHits {
+                        cidr: e.net,
+                        list: list.to_owned(),
+                        comment: e.comment.to_string(),
+                        hits: hits.of(e.net, list).hits,
+                    }
                 })
                 .collect(),
             entries_v4: v4,

@@ -194,7 +194,7 @@ impl Daemon {
             .iter()
             .filter(|e| filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()));
         for entry in entries_kept {
-            let saved = hits.get(&entry.net).copied().unwrap_or_default();
+            let saved = hits.of(entry.net, super::changes::list_name(&self.config, entry));
             if let Some(limit) = unused_for_secs
                 && saved.last.is_some_and(|last| {
                     now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)

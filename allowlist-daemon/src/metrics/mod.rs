@@ -7,7 +7,7 @@
 //! | `allowlist_packets_total` | counter | `interface`, `reason`, `verdict` (`pass` or `drop`) | packets the XDP program judged on the interface, by reason (the names `allowlistctl status` shows) |
 //! | `allowlist_list_packets_total` | counter | `list`, `reason`, `verdict` | what each list judged (new connections, UDP datagrams, hidden fragments), by reason: `pass_allowed_*`, `drop_*`, `would_drop_*` (monitor mode), `pass_inactive`, `pass_emergency` |
 //! | `allowlist_list_mode` | gauge | `list`, `mode` | 1 for each list's mode (`enforce`, `monitor` or `off`) |
-//! | `allowlist_entry_hits_total` | counter | `cidr`, `comment` | new connections an entry let in; see below |
+//! | `allowlist_entry_hits_total` | counter | `cidr`, `list`, `comment` | new connections an entry let in for its list; see below |
 //! | `allowlist_entries` | gauge | `family` (`ipv4` or `ipv6`) | entries loaded |
 //! | `allowlist_capacity` | gauge | | capacity of each family's map (`max_entries`) |
 //! | `allowlist_active` | gauge | | 1 when the list is enforced, 0 when inactive |
@@ -25,7 +25,7 @@
 //! `allowlist_entry_hits_total` is bounded so that a list of many thousands of entries does
 //! not become as many series: only the `max_entry_series` entries with the most hits get a
 //! series of their own (ties go to the lower address), and the hits of all the others are
-//! summed into one series with `cidr="other"` and an empty comment, present only when some
+//! summed into one series with `cidr="other"` and an empty list and comment, present only when some
 //! entry is left out. As entries move in and out of the top, `other` can go down, which
 //! Prometheus takes for a counter reset: read trends of single entries from their own series.
 
@@ -93,6 +93,7 @@ pub struct ListCounters {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntryHits {
     pub cidr: IpNet,
+    pub list: String,
     pub comment: String,
     /// New connections the entry let in.
     pub hits: u64,
@@ -119,13 +120,17 @@ pub fn render(snapshot: &Snapshot, max_entry_series: usize) -> String {
     text
 }
 
-/// One `allowlist_entry_hits_total` series: (cidr label, comment label, hits).
-type EntrySeries = (String, String, u64);
+/// One `allowlist_entry_hits_total` series: (cidr label, list label, comment label, hits).
+type EntrySeries = (String, String, String, u64);
 
 /// The entries with the most hits, most first, then the sum of the rest as `other`.
 fn entry_series(entries: &[EntryHits], max: usize) -> Vec<EntrySeries> {
     // Ties go to the lower address, so that the same entries are shown from scrape to scrape.
-    let rank = |a: &&EntryHits, b: &&EntryHits| b.hits.cmp(&a.hits).then(a.cidr.cmp(&b.cidr));
+    let rank = |a: &&EntryHits, b: &&EntryHits| {
+        (b.hits.cmp(&a.hits))
+            .then(a.cidr.cmp(&b.cidr))
+            .then(a.list.cmp(&b.list))
+    };
     let mut ranked: Vec<&EntryHits> = entries.iter().collect();
     let other = (ranked.len() > max).then(|| {
         // Linear, where sorting a list of millions would hold up the scrape.
@@ -135,9 +140,16 @@ fn entry_series(entries: &[EntryHits], max: usize) -> Vec<EntrySeries> {
     ranked.sort_unstable_by(rank);
     let mut series: Vec<EntrySeries> = ranked
         .into_iter()
-        .map(|e| (e.cidr.to_string(), e.comment.clone(), e.hits))
+        .map(|e| {
+            (
+                e.cidr.to_string(),
+                e.list.clone(),
+                e.comment.clone(),
+                e.hits,
+            )
+        })
         .collect();
-    series.extend(other.map(|hits| ("other".to_owned(), String::new(), hits)));
+    series.extend(other.map(|hits| ("other".to_owned(), String::new(), String::new(), hits)));
     series
 }
 
@@ -217,8 +229,12 @@ impl Collector for Exposition {
                 None,
                 MetricType::Counter,
             )?;
-            for (cidr, comment, count) in &self.entry_series {
-                let labels = [("cidr", cidr.as_str()), ("comment", comment.as_str())];
+            for (cidr, list, comment, count) in &self.entry_series {
+                let labels = [
+                    ("cidr", cidr.as_str()),
+                    ("list", list.as_str()),
+                    ("comment", comment.as_str()),
+                ];
                 ConstCounter::new(*count).encode(hits.encode_family(&labels)?)?;
             }
         }
@@ -353,6 +369,7 @@ mod tests {
     fn entry(cidr: &str, comment: &str, hits: u64) -> EntryHits {
         EntryHits {
             cidr: cidr.parse().unwrap(),
+            list: "default".to_owned(),
             comment: comment.to_owned(),
             hits,
         }
@@ -452,6 +469,23 @@ mod tests {
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         series
+    }
+
+    #[test]
+    fn a_network_in_two_lists_has_a_series_per_list() {
+        let mut snapshot = sample();
+        let mut api = entry("10.0.0.0/8", "partners", 3);
+        api.list = "api".to_owned();
+        snapshot.entries.push(api);
+        let parsed = parse(&render(&snapshot, 10));
+        let hits = |list| {
+            value(
+                &parsed,
+                "allowlist_entry_hits",
+                &[("list", list), ("cidr", "10.0.0.0/8")],
+            )
+        };
+        assert_eq!((hits("default"), hits("api")), (5.0, 3.0));
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl Ids {
         })
     }
 
+    /// The lists whose lasting entries hold `net`, if it is held.
+    pub fn own(&self, net: &IpNet) -> Option<ListMask> {
+        self.find(net).map(|index| self.entries[index].2)
+    }
+
     pub fn entries(&self) -> &[Held] {
         &self.entries
     }

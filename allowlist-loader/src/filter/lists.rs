@@ -60,6 +60,24 @@ pub struct Numbers {
 }
 
 impl Numbers {
+    /// Starts from the numbers a previous daemon gave its lists.
+    pub fn inherit(named: Vec<(u8, String)>) -> Numbers {
+        Numbers {
+            by_name: named.into_iter().map(|(n, name)| (name, n)).collect(),
+        }
+    }
+
+    pub fn number(&self, name: &str) -> Option<u8> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn name(&self, number: u8) -> Option<&str> {
+        self.by_name
+            .iter()
+            .find(|(_, n)| **n == number)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Numbers for `names` (in order), keeping the ones held; new names get free numbers
     /// (listed in `fresh`). Held names not among `names` keep theirs until `release`.
     pub fn assign<'a>(
@@ -88,10 +106,18 @@ impl Numbers {
         Ok(numbers)
     }
 
-    /// Forgets every name but `names`, once no map refers to them.
-    pub fn release<'a>(&mut self, names: impl Iterator<Item = &'a str>) {
+    /// Forgets every name but `names`, once no map refers to them; returns the numbers freed.
+    pub fn release<'a>(&mut self, names: impl Iterator<Item = &'a str>) -> Vec<u8> {
         let keep: BTreeSet<&str> = names.collect();
-        self.by_name.retain(|name, _| keep.contains(name.as_str()));
+        let mut freed = Vec::new();
+        self.by_name.retain(|name, n| {
+            let kept = keep.contains(name.as_str());
+            if !kept {
+                freed.push(*n);
+            }
+            kept
+        });
+        freed
     }
 }
 

@@ -13,9 +13,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
 use allowlist_common::maps::{
-    self as names, CONFIRM_V6_WORDS, Counters, CpuState, EventBudget, HOSTS_V4_WORDS, HitStat,
-    MAX_LISTS, PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS,
-    PER24_STATES_V4_WORDS, PREFILTER_V6_WORDS, Settings, port_list_mask, port_list_position,
+    self as names, CONFIRM_V6_WORDS, Counters, CpuState, EventBudget, HOSTS_V4_WORDS, MAX_LISTS,
+    PER16_BITS_V4_WORDS, PER22_BITS_V4_WORDS, PER24_BITS_V4_WORDS, PER24_STATES_V4_WORDS,
+    PREFILTER_V6_WORDS, Settings, port_list_mask, port_list_position,
 };
 use allowlist_common::verdict::{self, ListMask, Parsed, Proto, Reason, Source};
 use anyhow::{Context, Result, anyhow, bail};
@@ -36,10 +36,12 @@ use crate::prefilter::{V4Prefilter, V4Words, V6Prefilter, V6Words, v4_slots};
 use allowlist_config::rules::{Mode, Protocol, Rules};
 
 mod batch;
+mod hits;
 mod ids;
 pub mod lists;
 mod timed;
 
+pub use hits::ListHits;
 use ids::{Held, Ids};
 pub use lists::{AppliedList, ListSpec};
 use lists::{Masks, Numbers};
@@ -58,7 +60,7 @@ const PREVIOUS_PIN_NAMES: [&str; 5] = [
     "PORTS",
 ];
 /// Every map, for pinning.
-pub const MAP_NAMES: [&str; 18] = [
+pub const MAP_NAMES: [&str; 20] = [
     names::ALLOW_V4,
     names::ALLOW_V6,
     names::EXACT_V4,
@@ -77,6 +79,8 @@ pub const MAP_NAMES: [&str; 18] = [
     names::SETTINGS,
     names::COUNTERS,
     names::HITS,
+    names::LIST_HITS,
+    names::LIST_NAMES,
 ];
 
 /// A memory-mapped BPF array of u64 words (created with BPF_F_MMAPABLE).
@@ -230,7 +234,7 @@ impl Filter {
             .map_max_entries(names::WHOLE_V4, whole_slots(max_entries))
             .override_global(names::HIT_SLOTS, &hit_slots, true);
         let mut inherited = HashMap::new();
-        let hits_pin;
+        let (hits_pin, list_hits_pin, list_names_pin);
         let counters_pin;
         let mut hits_inherited = false;
         if let Some(dir) = pin_dir {
@@ -252,6 +256,9 @@ impl Filter {
                 remove_pin(&hits_pin)?;
             }
             hits_inherited = hits_pin.exists();
+            hits::check_pins(&maps_dir, hits_inherited)?;
+            list_hits_pin = maps_dir.join(names::LIST_HITS);
+            list_names_pin = maps_dir.join(names::LIST_NAMES);
             counters_pin = maps_dir.join(names::COUNTERS);
             if let Ok(old) = MapData::from_pin(&counters_pin)
                 && old.info().ok().is_none_or(|i| {
@@ -264,6 +271,8 @@ impl Filter {
             }
             loader
                 .map_pin_path(names::HITS, hits_pin.as_path())
+                .map_pin_path(names::LIST_HITS, list_hits_pin.as_path())
+                .map_pin_path(names::LIST_NAMES, list_names_pin.as_path())
                 .map_pin_path(names::COUNTERS, counters_pin.as_path());
         }
         let mut ebpf = loader
@@ -287,6 +296,8 @@ impl Filter {
             first: MappedWords::new(map(&ebpf, names::PREFILTER_V6)?, PREFILTER_V6_WORDS)?,
             confirm: MappedWords::new(map(&ebpf, names::CONFIRM_V6)?, CONFIRM_V6_WORDS)?,
         };
+        // A previous daemon's numbers, so that its counts stay with their lists.
+        let numbers = Numbers::inherit(hits::read_names(&ebpf)?);
         Ok(Filter {
             ebpf,
             prefilter_v4,
@@ -294,7 +305,7 @@ impl Filter {
             v4: V4Prefilter::default(),
             v6: V6Prefilter::default(),
             lists: Vec::new(),
-            numbers: Numbers::default(),
+            numbers,
             list_baseline: [Counters::default(); MAX_LISTS],
             ids: Ids::new(id_capacity, inherited),
             timed: timed::Written::default(),
@@ -367,6 +378,12 @@ impl Filter {
         let numbers = self
             .numbers
             .assign(lists.iter().map(|l| l.name), &mut fresh)?;
+        hits::write_names(
+            &mut self.ebpf,
+            fresh
+                .iter()
+                .filter_map(|&n| Some((n, self.numbers.name(n)?))),
+        )?;
         // A number a removed list had counts for starts from zero for its new list.
         if !fresh.is_empty() {
             let now = self.list_counts()?;
@@ -441,6 +458,20 @@ impl Filter {
             }
         }
         self.write_entry_lists(&after)?;
+        // Networks that no longer lie in a list lose the hits they counted for it: they
+        // were its entry's, which is gone.
+        let mut narrowed: HashMap<u32, ListMask> = after.iter().copied().collect();
+        for t in &plan.timed {
+            if let Some(id) = self.ids.id(&t.net)
+                && !narrowed.contains_key(&id)
+            {
+                narrowed.insert(id, self.entry_lists(id)?);
+            }
+        }
+        for (id, mask) in narrowed.iter_mut() {
+            *mask |= self.timed.lists(*id);
+        }
+        self.clear_stale_hits(&narrowed)?;
         for (net, own) in plan.own {
             self.ids.set_own(&net, own);
         }
@@ -449,7 +480,8 @@ impl Filter {
             self.settings.timed = 0;
             self.write_settings()?;
         }
-        self.numbers.release(lists.iter().map(|l| l.name));
+        let released = self.numbers.release(lists.iter().map(|l| l.name));
+        hits::write_names(&mut self.ebpf, released.into_iter().map(|n| (n, "")))?;
         self.ids.forget_inherited();
         Ok(())
     }
@@ -615,6 +647,12 @@ impl Filter {
         Ok(plan)
     }
 
+    /// The lasting lists ENTRY_LISTS holds for `id`.
+    fn entry_lists(&self, id: u32) -> Result<ListMask> {
+        let masks: Array<_, ListMask> = Array::try_from(map(&self.ebpf, names::ENTRY_LISTS)?)?;
+        masks.get(&id, 0).context("reading ENTRY_LISTS")
+    }
+
     /// Writes entry ids' masks of lists (ENTRY_LISTS), in chunks.
     fn write_entry_lists(&self, masks: &[(u32, ListMask)]) -> Result<()> {
         let fd = map_fd(&self.ebpf, names::ENTRY_LISTS)?;
@@ -687,15 +725,6 @@ impl Filter {
         self.ids.record(assigned, &[]);
         self.v4.after_insert(self.prefilter_v4.words(), &v4);
         Ok(())
-    }
-
-    fn clear_hits(&self, ids: &[u32]) -> Result<()> {
-        let keys: Vec<u32> = (0..self.cpus)
-            .flat_map(|cpu| ids.iter().map(move |id| cpu * self.hit_slots + id))
-            .collect();
-        let zeros = vec![HitStat::default(); keys.len()];
-        batch::update(map_fd(&self.ebpf, names::HITS)?, &keys, &zeros)
-            .context("clearing the hit counters of new entries")
     }
 
     fn remove_entries(&mut self, nets: &[IpNet]) -> Result<()> {
@@ -888,50 +917,10 @@ impl Filter {
             }))
     }
 
-    /// Hits per entry with any: new connections let in, summed over CPUs, and the boot-time
-    /// ns of the latest.
-    pub fn hits(&self) -> Result<HashMap<IpNet, HitStat>> {
-        let mut by_id: HashMap<u32, HitStat> = HashMap::new();
-        batch::for_each_array(map_fd(&self.ebpf, names::HITS)?, |index, stat: &HitStat| {
-            if stat.packets != 0 {
-                let sum = by_id.entry(index % self.hit_slots).or_default();
-                sum.packets += stat.packets;
-                sum.last_seen_ns = sum.last_seen_ns.max(stat.last_seen_ns);
-            }
-        })
-        .context("reading the hit counters")?;
-        Ok(self
-            .ids
-            .entries()
-            .iter()
-            .filter_map(|(net, id, _)| Some((*net, *by_id.get(id)?)))
-            .collect())
-    }
-
     /// Whether the hit counters are a previous daemon's (a handover, a crash, or
     /// `detach_on_exit = false`), rather than new and empty.
     pub fn hits_inherited(&self) -> bool {
         self.hits_inherited
-    }
-
-    /// Puts saved hit counts back for entries the maps hold (others are skipped), without a
-    /// time: the kernel's clock cannot express one from before this boot, so the caller keeps
-    /// it. Only for new, empty counters, before the program sees traffic: the counts are
-    /// written, not added.
-    pub fn restore_hits(&mut self, counts: impl Iterator<Item = (IpNet, u64)>) -> Result<()> {
-        let (mut keys, mut values) = (Vec::new(), Vec::new());
-        for (net, packets) in counts {
-            if let Some(id) = self.ids.id(&net) {
-                // CPU 0's block: `hits` sums the CPUs.
-                keys.push(id);
-                values.push(HitStat {
-                    packets,
-                    last_seen_ns: 0,
-                });
-            }
-        }
-        batch::update(map_fd(&self.ebpf, names::HITS)?, &keys, &values)
-            .context("restoring the saved hit counts")
     }
 
     /// What the kernel would do now with a SYN (or a UDP datagram) from `ip` to `port`, read

@@ -122,6 +122,13 @@ impl Written {
         self.records.contains_key(&id)
     }
 
+    /// The lists `id` holds until a deadline, passed or not.
+    pub fn lists(&self, id: u32) -> ListMask {
+        self.records
+            .get(&id)
+            .map_or(0, |r| r.lists.iter().fold(0, |mask, lists| mask | lists))
+    }
+
     /// Makes id's record `ends` (none if empty), writing only what differs.
     pub fn set(
         &mut self,

@@ -169,7 +169,8 @@ fn hits_survive_a_stop_a_handover_a_reload_and_a_long_stop() {
             let t: jiff::Timestamp = fields[2].parse().unwrap();
             let earlier = t.checked_sub(forty_days).unwrap();
             last = Some(earlier);
-            text += &format!("{} {} {}\n", fields[0], fields[1], earlier);
+            let rest = fields[3..].join(" ");
+            text += &format!("{} {} {earlier} {rest}\n", fields[0], fields[1]);
         } else {
             text += &format!("{line}\n");
         }

@@ -280,38 +280,44 @@ impl Listed {
 #[derive(Default)]
 struct SetDigest {
     sha: Sha256,
+    /// Entries gathered for the hash: a million small updates cost more than the hashing.
+    pending: Vec<u8>,
     count: usize,
 }
 
 impl SetDigest {
+    const FLUSH_AT: usize = 1 << 16;
+
     fn add(&mut self, config: &Config, entry: &Entry) {
-        let mut head = [0u8; 18];
-        let len = match entry.net {
+        let pending = &mut self.pending;
+        match entry.net {
             ipnet::IpNet::V4(n) => {
-                head[0] = 4;
-                head[1..5].copy_from_slice(&n.network().octets());
-                head[5] = n.prefix_len();
-                6
+                pending.push(4);
+                pending.extend_from_slice(&n.network().octets());
+                pending.push(n.prefix_len());
             }
             ipnet::IpNet::V6(n) => {
-                head[0] = 6;
-                head[1..17].copy_from_slice(&n.network().octets());
-                head[17] = n.prefix_len();
-                18
+                pending.push(6);
+                pending.extend_from_slice(&n.network().octets());
+                pending.push(n.prefix_len());
             }
-        };
-        self.sha.update(&head[..len]);
-        self.sha.update(entry.comment.as_bytes());
+        }
+        pending.extend_from_slice(entry.comment.as_bytes());
         let list = list_name(config, entry);
         if list != DEFAULT_LIST {
-            self.sha.update(b"\t");
-            self.sha.update(list.as_bytes());
+            pending.push(b'\t');
+            pending.extend_from_slice(list.as_bytes());
         }
-        self.sha.update(b"\n");
+        pending.push(b'\n');
         self.count += 1;
+        if pending.len() >= Self::FLUSH_AT {
+            self.sha.update(&self.pending);
+            self.pending.clear();
+        }
     }
 
-    fn finish(self) -> String {
+    fn finish(mut self) -> String {
+        self.sha.update(&self.pending);
         allowlist_control::audit::hex(&self.sha.finalize())
     }
 }

@@ -130,11 +130,19 @@ impl Daemon {
 
     pub(super) fn reload_on_signal(&mut self) {
         notify::reloading();
-        match self.reload(Actor::daemon(Via::Signal)) {
-            Ok((summary, _)) => info!("reload applied: {summary}"),
-            Err(e) => error!("reload failed, still enforcing the previous config: {e}"),
-        }
+        let replaced = match self.reload(Actor::daemon(Via::Signal)) {
+            Ok((summary, replaced)) => {
+                info!("reload applied: {summary}");
+                replaced
+            }
+            Err(e) => {
+                error!("reload failed, still enforcing the previous config: {e}");
+                None
+            }
+        };
         notify::ready(&self.config, self.revision, self.emergency.as_ref());
+        // Freeing a million entries takes a while: the new ones are in force already.
+        drop(replaced);
     }
 
     pub(super) fn roll_back(&mut self) {

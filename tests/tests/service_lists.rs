@@ -20,14 +20,8 @@ const WG_UDP: u16 = 51820;
 /// `ssh` (TCP 2222) lets in the office (the lab's "allowed" clients), `api` (TCP 8080, UDP
 /// 5353) the partner (the "blocked" ones), `wg` (UDP 51820) nobody yet, in `wg_mode`.
 fn config(config: &Config, wg_mode: &str) -> String {
-    let path = |p: &std::path::Path| format!("{:?}", p.to_string_lossy());
     format!(
-        r#"interfaces = [{interface:?}]
-control_socket = {socket}
-state_dir = {state}
-audit_log = {audit}
-bpffs_dir = {bpffs}
-
+        r#"{settings}
 [lists.ssh]
 mode = "enforce"
 tcp_ports = [{PROTECTED}]
@@ -52,6 +46,16 @@ comment = "partner v6"
 mode = "{wg_mode}"
 udp_ports = [{WG_UDP}]
 "#,
+        settings = settings(config),
+    )
+}
+
+/// The lab's interface and the daemon's files, before any list.
+fn settings(config: &Config) -> String {
+    let path = |p: &std::path::Path| format!("{:?}", p.to_string_lossy());
+    format!(
+        "interfaces = [{interface:?}]\ncontrol_socket = {socket}\nstate_dir = {state}\n\
+         audit_log = {audit}\nbpffs_dir = {bpffs}\n",
         interface = config.interfaces[0],
         socket = path(&config.control_socket),
         state = path(&config.state_dir),
@@ -310,14 +314,8 @@ fn allowlistctl_changes_lists_live() {
 /// `ssh` holds the whole lab, `api` the office inside it; both hold the office's IPv6
 /// address. `first`: lists written before them.
 fn nested_config(config: &Config, first: &str) -> String {
-    let path = |p: &std::path::Path| format!("{:?}", p.to_string_lossy());
     format!(
-        r#"interfaces = [{interface:?}]
-control_socket = {socket}
-state_dir = {state}
-audit_log = {audit}
-bpffs_dir = {bpffs}
-{first}
+        r#"{settings}{first}
 [lists.ssh]
 tcp_ports = [{PROTECTED}]
 [[lists.ssh.entries]]
@@ -336,11 +334,7 @@ comment = "office"
 cidr = "2001:db8::a"
 comment = "office host"
 "#,
-        interface = config.interfaces[0],
-        socket = path(&config.control_socket),
-        state = path(&config.state_dir),
-        audit = path(&config.audit_log),
-        bpffs = path(&config.bpffs_dir),
+        settings = settings(config),
     )
 }
 

@@ -26,6 +26,11 @@ pub struct Cli {
     /// Print the daemon's answer as JSON (for scripts).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Name USER in the audit records of this change as the person it is made for (`root
+    /// for USER`): for front ends, such as the Cockpit page, that run allowlistctl as root
+    /// for a logged-in user. Only root may name another user.
+    #[arg(long, global = true, value_name = "USER")]
+    pub(crate) on_behalf_of: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Cmd,
 }

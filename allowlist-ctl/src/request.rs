@@ -53,6 +53,7 @@ impl ChangeArgs {
             force: self.force,
             caller: caller(self.current_ip),
             confirm_within_secs: self.confirm_within.map(|d| d.as_secs().max(1)),
+            on_behalf_of: None,
         }
     }
 }

@@ -196,6 +196,9 @@ fn request(rng: &mut Rng) -> Request {
             force: rng.bool(),
             caller,
             confirm_within_secs: maybe(rng, |r| r.u64(..)),
+            on_behalf_of: maybe(rng, |r| {
+                (0..r.usize(..12)).map(|_| r.alphanumeric()).collect()
+            }),
         },
     }
 }

@@ -16,7 +16,7 @@ use super::{Daemon, list_query, totals};
 use crate::server::Peer;
 use allowlist_config::rules::{DEFAULT_LIST, Protocol};
 use allowlist_config::{Entry, ListConfig};
-use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
+use allowlist_control::audit::{self, Action, Outcome};
 use allowlist_control::protocol::{
     AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryInfo, EntryList, ErrorKind,
     InterfaceStatus, KnockStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, SessionInfo,
@@ -509,7 +509,7 @@ impl Daemon {
         }
         let mut killed = 0;
         if kill {
-            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+            let actor = peer.actor();
             if let Some(caller) = options.caller
                 && !options.force
                 && infos

@@ -1,14 +1,17 @@
-// The page: the state at a glance above tabs. A tab is { title, node, load }: sessions,
-// blocked sources and the audit log join `tabs` below as modules of their own.
+// The page: the state at a glance above tabs. A tab is { title, node, load }, a module of
+// its own each.
 
 import { h, replace } from "./dom.js";
 import { ctl, currentIp } from "./ctl.js";
 import { renderState, fetchStatus } from "./state.js";
 import { entriesTab } from "./entries.js";
 import { testTab } from "./test_ip.js";
+import { sessionsTab } from "./sessions.js";
+import { blockedTab } from "./blocked.js";
+import { auditTab } from "./audit.js";
 
 /** The changes the lockout guard judges: they take the browser's address. */
-const GUARDED = ["add", "edit", "remove", "activate", "deactivate"];
+const GUARDED = ["add", "edit", "remove", "activate", "deactivate", "sessions"];
 
 const app = {
     status: null,
@@ -38,7 +41,7 @@ const app = {
 };
 
 const stateEl = h("div", { class: "alw-state" });
-const tabs = [entriesTab(app), testTab(app)];
+const tabs = [entriesTab(app), testTab(app), sessionsTab(app), blockedTab(app), auditTab(app)];
 let current = tabs[0];
 const panel = h("div", { class: "alw-panel" });
 const tabButtons = tabs.map(tab => h("li", { class: "pf-v5-c-tabs__item" + (tab === current ? " pf-m-current" : "") },

@@ -4,6 +4,7 @@
 
 import { h, replace, alert, button, label, duration } from "./dom.js";
 import { ctl } from "./ctl.js";
+import { openDialog, field } from "./dialog.js";
 
 const MODES = {
     enforce: ["Active", "green", "new connections to its ports need a matching entry"],
@@ -23,8 +24,11 @@ export function renderState(el, app, status, error) {
     replace(el,
             status.emergency ? emergency(app, status.emergency) : null,
             h("div", { class: "pf-v5-c-card pf-m-compact", "data-test": "state" },
-              h("div", { class: "pf-v5-c-card__title" },
-                h("h2", { class: "pf-v5-c-card__title-text" }, "State")),
+              h("div", { class: "pf-v5-c-card__header" },
+                h("div", { class: "pf-v5-c-card__actions" },
+                  status.emergency ? null : button("Emergency disable…", () => emergencyDialog(app), "secondary", { "data-test": "emergency-open" })),
+                h("div", { class: "pf-v5-c-card__title" },
+                  h("h2", { class: "pf-v5-c-card__title-text" }, "State"))),
               h("div", { class: "pf-v5-c-card__body" },
                 h("table", { class: "pf-v5-c-table pf-m-compact pf-m-grid-md", role: "grid" },
                   h("thead", { class: "pf-v5-c-table__thead" },
@@ -103,6 +107,32 @@ function emergency(app, e) {
                h("p", {}, "Ends in ", left, ` (at ${e.until_local}). Reason: `, h("q", {}, e.reason), `, by ${e.by}.`),
                errorSlot),
              h("div", { class: "pf-v5-c-alert__action-group" }, end));
+}
+
+const DURATIONS = ["15m", "1h", "4h", "8h", "24h"];
+
+function emergencyDialog(app) {
+    const reason = field("emergency-reason", "Reason (required, goes into the audit log)",
+                         { placeholder: "e.g. VPN concentrator down, ticket 4711", required: true });
+    const duration = h("select", { class: "alw-input", id: "emergency-for", name: "for" },
+                       DURATIONS.map(d => h("option", { value: d, selected: d === "1h" }, d)));
+    openDialog({
+        title: "Emergency disable",
+        body: h("form", { class: "pf-v5-c-form", novalidate: true },
+                h("p", {}, "For the time you choose, ", h("strong", {}, "new connections from any source are let in"),
+                  " on every port an enforcing list protects, as if no list enforced. Established connections are not touched. ",
+                  "It ends by itself at its deadline (at most 24 hours), even if allowlistd stops; ",
+                  "\"End now\" ends it earlier."),
+                reason.node,
+                h("div", { class: "pf-v5-c-form__group" },
+                  h("div", { class: "pf-v5-c-form__group-label" },
+                    h("label", { class: "pf-v5-c-form__label", for: "emergency-for" },
+                      h("span", { class: "pf-v5-c-form__label-text" }, "For"))),
+                  h("div", { class: "pf-v5-c-form__group-control" }, h("span", { class: "pf-v5-c-form-control" }, duration)))),
+        actionLabel: "Disable enforcement",
+        actionVariant: "danger",
+        action: () => app.change(["emergency-disable", "--reason", reason.input.value, "--for", duration.value]),
+    });
 }
 
 function unreachable(error) {

@@ -4,7 +4,7 @@
 //
 //   node driver.mjs URL PROFILE_DIR [FRAME_NAME]
 //   {"op": "click", "sel": "..."}            {"ok": true}
-//   {"op": "fill", "sel": "...", "text": "..."}
+//   {"op": "fill", "sel": "...", "text": "..."}  (and "select": the option of that value)
 //   {"op": "text", "sel": "..."}             {"ok": true, "value": "innerText"}
 //   {"op": "wait", "sel": "...", "text": "..."}  (visible, and containing text if given)
 //   {"op": "gone", "sel": "..."}             (no longer visible)
@@ -48,6 +48,9 @@ async function perform(cmd) {
         return null;
     case "fill":
         await at.fill(cmd.text);
+        return null;
+    case "select":
+        await at.selectOption(cmd.text);
         return null;
     case "text":
         await at.waitFor({ state: "visible" });

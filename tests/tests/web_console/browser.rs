@@ -222,6 +222,11 @@ impl Browser {
         self.send(json!({"op": "fill", "sel": sel, "text": text}));
     }
 
+    /// Picks the option of value `value` in the `<select>` at `sel`.
+    pub fn select(&mut self, sel: &str, value: &str) {
+        self.send(json!({"op": "select", "sel": sel, "text": value}));
+    }
+
     pub fn text(&mut self, sel: &str) -> String {
         let value = self.send(json!({"op": "text", "sel": sel}));
         value.as_str().unwrap_or_default().to_owned()

@@ -19,7 +19,7 @@ use allowlist_tests::daemon::{Config, RELOAD_TIMEOUT};
 use allowlist_tests::fixture::Running;
 use allowlist_tests::netns::{A4, ALLOWED_V4, B4, PROTECTED, SERVER_V4, to};
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{assert_connects, assert_times_out};
+use allowlist_tests::tcp::{self, ALLOWED_PROBE, assert_connects, assert_times_out};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -83,6 +83,19 @@ fn last_audit(run: &Running, action: &str, result: &str) -> Value {
         "newest audit record: {last:#}"
     );
     last
+}
+
+/// Polls `done` every 100 ms for up to 10 s; panics naming `what` if it never holds.
+#[track_caller]
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "not within 10 s: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn config_text(path: &Path) -> String {
@@ -227,6 +240,14 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     b.screenshot(&shots.join("test-ip.png"));
     b.click("[data-test=tab-Entries]");
 
+    // Two established sessions to the protected port: one from the browser's address, one
+    // from the network about to be deleted.
+    let mut listed = tcp::open(run.client(), A4, protected(), ALLOWED_PROBE)
+        .expect("the browser's address connects");
+    let mut unlisted = tcp::open(run.client(), B4, protected(), ALLOWED_PROBE)
+        .expect("198.18.2.0/24 is still listed");
+    let unlisted_peer = unlisted.local_addr().expect("a local address").to_string();
+
     // Delete, after a confirmation: the network is blocked at once.
     b.click("[data-cidr='198.18.2.0/24'] [data-test=delete]");
     b.wait(".pf-v5-c-modal-box", "will be blocked");
@@ -247,17 +268,58 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     b.wait("[data-test=verdict]", "Blocked");
     b.click("[data-test=tab-Entries]");
 
-    // An emergency disable (started from the CLI): its reason and a live countdown; End now.
-    run.ctl(&[
-        "emergency-disable",
-        "--reason",
-        "VPN down, ticket 4711",
-        "--for",
-        "1h",
-    ])
-    .ok();
-    b.reload();
+    // Blocked sources: the deleted network's attempt, as the daemon counted it.
+    wait_until("the daemon lists 198.18.2.2 as blocked", || {
+        run.ctl(&["--json", "blocked"]).ok().json()["sources"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["source"] == B4.to_string()))
+    });
+    b.click("[data-test=tab-Blocked]");
+    b.wait("[data-source='198.18.2.2']", &PROTECTED.to_string());
+
+    // Sessions: the one from the deleted network is NOT covered; ending the unlisted ones
+    // resets it and keeps the other.
+    wait_until("the daemon lists both sessions", || {
+        run.ctl(&["--json", "sessions"]).ok().json()["sessions"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2)
+    });
+    b.click("[data-test=tab-Sessions]");
+    b.wait(
+        &format!("[data-peer='{unlisted_peer}']"),
+        "NOT covered by any entry",
+    );
+    b.wait("[data-test=sessions]", "198.18.1.2/32");
+    b.screenshot(&shots.join("sessions.png"));
+    b.click("[data-test=kill-unlisted]");
+    b.wait("[data-test=sessions-summary]", "1 ended");
+    b.gone(&format!("[data-peer='{unlisted_peer}']"));
+    assert!(
+        tcp::exchange(&mut unlisted, b"still there?").is_err(),
+        "the unlisted session survived"
+    );
+    tcp::exchange(&mut listed, b"still there?").expect("the covered session was ended");
+    last_audit(&run, "kill-unlisted", "ok");
+
+    // The emergency dialog: a reason is required (refused in the dialog, in the daemon's
+    // words); with one, enforcement is lifted, shown with a live countdown; End now.
+    b.click("[data-test=emergency-open]");
+    b.click("[data-test=dialog-action]");
+    b.wait(".pf-v5-c-modal-box .pf-v5-c-alert", "a reason is required");
+    last_audit(&run, "emergency-start", "refused");
+    assert!(
+        status(&run)["emergency"].is_null(),
+        "an emergency without a reason started"
+    );
+    b.fill("#emergency-reason", "VPN down, ticket 4711");
+    b.select("#emergency-for", "1h");
+    b.screenshot(&shots.join("emergency-dialog.png"));
+    b.click("[data-test=dialog-action]");
+    b.gone(".pf-v5-c-modal-box");
     b.wait("[data-test=emergency]", "VPN down, ticket 4711");
+    assert_eq!(status(&run)["emergency"]["reason"], "VPN down, ticket 4711");
+    last_audit(&run, "emergency-start", "ok");
+    assert_connects(run.client(), B4, protected(), "enforcement is lifted");
     let first = b.text("[data-test=emergency-left]");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let later = b.text("[data-test=emergency-left]");
@@ -267,6 +329,21 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     b.gone("[data-test=emergency]");
     assert!(status(&run)["emergency"].is_null());
     last_audit(&run, "emergency-end", "ok");
+
+    // The audit log, newest first, by action; its chain verified.
+    b.click("[data-test='tab-Audit log']");
+    b.wait("[data-test=audit] tbody tr:first-child", "emergency-end");
+    b.select("[data-test=audit-action]", "add");
+    b.gone("[data-action=emergency-end]");
+    b.wait("[data-action=add]", "198.18.2.0/24");
+    b.click("[data-test=verify]");
+    let records = run.audit().len();
+    b.wait(
+        "[data-test=verify-result]",
+        &format!("Intact: {records} records"),
+    );
+    b.screenshot(&shots.join("audit.png"));
+    b.click("[data-test=tab-Entries]");
 
     // Deactivate: everything passes again.
     b.click("[data-test=deactivate-default]");

@@ -1,6 +1,7 @@
 // The entries: a filter box (the daemon filters, so a long list never crosses whole), the
-// table with a list column when there are several lists and an expiry column when an entry
-// is timed, Add and Edit in a dialog, Delete with a confirmation.
+// table, sorted by a click on a column's header, with a list column when there are several
+// lists and an expiry column when an entry is timed, Add and Edit in a dialog, Delete with
+// a confirmation.
 
 import { h, replace, alert, button, label } from "./dom.js";
 import { ctl } from "./ctl.js";
@@ -18,6 +19,13 @@ export function entriesTab(app) {
     const summary = h("span", { class: "alw-meta", "data-test": "entries-summary" });
     const body = h("div");
     let timer = null;
+    let shown = [];
+    /** The column sorted by and its direction (1 ascending, -1 descending); null: file order. */
+    let sort = null;
+    const render = () => replace(body, table(app, shown, sort, column => {
+        sort = sort && sort.column === column ? { column, dir: -sort.dir } : { column, dir: column === "Hits" || column === "Last hit" ? -1 : 1 };
+        render();
+    }));
     filter.addEventListener("input", () => {
         clearTimeout(timer);
         timer = setTimeout(load, 250);
@@ -41,13 +49,62 @@ export function entriesTab(app) {
             summary.textContent = text
                 ? `${list.matched} of ${list.total} entries match` + (list.matched > list.entries.length ? `, the first ${list.entries.length} shown` : "")
                 : `${list.total} entries` + (list.total > list.entries.length ? `, the first ${list.entries.length} shown: filter to find others` : "");
-            replace(body, table(app, list.entries));
+            shown = list.entries;
+            render();
         }).catch(err => replace(body, alert("danger", err.message)));
     }
     return { title: "Entries", node: root, load };
 }
 
-function table(app, entries) {
+/** What each sortable column compares. */
+const SORT_KEYS = {
+    Network: e => networkKey(e.cidr),
+    List: e => e.list,
+    Comment: e => e.comment.toLowerCase(),
+    Hits: e => e.hits,
+    "Last hit": e => e.last_hit || "",
+    "Written at": e => e.origin.replace(/\d+$/, n => n.padStart(10, "0")),
+    Expires: e => e.expires || "",
+};
+
+/** IPv4 before IPv6, then by address and prefix, as `list` orders networks. */
+function networkKey(cidr) {
+    const [addr, len] = cidr.split("/");
+    if (addr.includes(".") && !addr.includes(":"))
+        return "4" + addr.split(".").map(n => n.padStart(3, "0")).join(".") + "/" + len.padStart(3, "0");
+    const [head, tail = ""] = addr.split("::");
+    const groups = s => (s ? s.split(":") : []);
+    const missing = 8 - groups(head).length - groups(tail).length;
+    const full = [...groups(head), ...Array(addr.includes("::") ? missing : 0).fill("0"), ...groups(tail)];
+    return "6" + full.map(g => g.padStart(4, "0")).join(":") + "/" + len.padStart(3, "0");
+}
+
+function sorted(entries, sort) {
+    if (!sort)
+        return entries;
+    const key = SORT_KEYS[sort.column];
+    return entries.slice().sort((a, b) => {
+        const [x, y] = [key(a), key(b)];
+        return (x < y ? -1 : x > y ? 1 : 0) * sort.dir;
+    });
+}
+
+function header(column, sort, onSort) {
+    if (!column || !SORT_KEYS[column])
+        return h("th", { class: "pf-v5-c-table__th", scope: "col" }, column);
+    const current = sort && sort.column === column;
+    return h("th", {
+        class: "pf-v5-c-table__th pf-v5-c-table__sort" + (current ? " pf-m-selected" : ""),
+        scope: "col",
+        "aria-sort": current ? (sort.dir > 0 ? "ascending" : "descending") : "none",
+    },
+             h("button", { class: "pf-v5-c-table__button", type: "button", "data-sort": column, onclick: () => onSort(column) },
+               h("div", { class: "pf-v5-c-table__button-content" },
+                 h("span", { class: "pf-v5-c-table__text" }, column),
+                 h("span", { class: "pf-v5-c-table__sort-indicator" }, current ? (sort.dir > 0 ? "▲" : "▼") : "↕"))));
+}
+
+function table(app, entries, sort, onSort) {
     if (!entries.length)
         return h("div", { class: "pf-v5-c-empty-state pf-m-sm" },
                  h("div", { class: "pf-v5-c-empty-state__content" },
@@ -58,9 +115,9 @@ function table(app, entries) {
     return h("table", { class: "pf-v5-c-table pf-m-compact pf-m-grid-md", role: "grid", "aria-label": "Entries", "data-test": "entries-table" },
              h("thead", { class: "pf-v5-c-table__thead" },
                h("tr", { class: "pf-v5-c-table__tr" },
-                 columns.map(c => h("th", { class: "pf-v5-c-table__th", scope: "col" }, c)))),
+                 columns.map(c => header(c, sort, onSort)))),
              h("tbody", { class: "pf-v5-c-table__tbody" },
-               entries.map(e => row(app, e, lists, timed))));
+               sorted(entries, sort).map(e => row(app, e, lists, timed))));
 }
 
 /** An entry of a list file is edited in that file; a .toml (the config, a drop-in) here. */

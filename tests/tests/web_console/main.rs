@@ -228,6 +228,17 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     b.gone("[data-cidr='198.18.9.0/24']");
     b.fill("[data-test=filter]", "");
     b.wait("[data-cidr='198.18.9.0/24']", "backup site");
+    // Sorting by a column's header, both ways.
+    b.click("[data-sort=Network]");
+    b.wait(
+        "[data-test=entries-table] tbody tr:first-child",
+        "198.18.1.2/32",
+    );
+    b.click("[data-sort=Network]");
+    b.wait(
+        "[data-test=entries-table] tbody tr:first-child",
+        "198.18.9.0/24",
+    );
     b.screenshot(&shots.join("overview.png"));
 
     // Test IP: the live verdict and the deciding entry.

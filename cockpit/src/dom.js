@@ -58,6 +58,11 @@ export function label(text, color) {
              h("span", { class: "pf-v5-c-label__content" }, h("span", { class: "pf-v5-c-label__text" }, text)));
 }
 
+/** 1,000,001 */
+export function count(n) {
+    return Number(n).toLocaleString("en-US");
+}
+
 /** Durations as allowlistctl writes them: 1d 2h 3m 4s, zero units left out. */
 export function duration(secs) {
     secs = Math.max(0, Math.floor(secs));

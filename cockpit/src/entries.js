@@ -3,7 +3,7 @@
 // lists and an expiry column when an entry is timed, Add and Edit in a dialog, Delete with
 // a confirmation.
 
-import { h, replace, alert, button, label } from "./dom.js";
+import { h, replace, alert, button, label, count } from "./dom.js";
 import { ctl } from "./ctl.js";
 import { openDialog, field } from "./dialog.js";
 
@@ -47,8 +47,8 @@ export function entriesTab(app) {
             args.push(IP.test(text) ? "--contains" : "--comment", text);
         return ctl(args).then(list => {
             summary.textContent = text
-                ? `${list.matched} of ${list.total} entries match` + (list.matched > list.entries.length ? `, the first ${list.entries.length} shown` : "")
-                : `${list.total} entries` + (list.total > list.entries.length ? `, the first ${list.entries.length} shown: filter to find others` : "");
+                ? `${count(list.matched)} of ${count(list.total)} entries match` + (list.matched > list.entries.length ? `, the first ${list.entries.length} shown` : "")
+                : `${count(list.total)} entries` + (list.total > list.entries.length ? `, the first ${list.entries.length} shown: filter to find others` : "");
             shown = list.entries;
             render();
         }).catch(err => replace(body, alert("danger", err.message)));
@@ -141,7 +141,7 @@ function row(app, e, lists, timed) {
           td("Network", h("code", {}, e.cidr)),
           lists ? td("List", e.list) : null,
           td("Comment", e.comment),
-          td("Hits", String(e.hits)),
+          td("Hits", count(e.hits)),
           td("Last hit", e.last_hit || "never"),
           td("Written at", h("small", {}, e.origin)),
           timed ? td("Expires", e.expires || "") : null,

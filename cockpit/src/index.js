@@ -24,13 +24,15 @@ const app = {
         const user = app.user ? ["--on-behalf-of", app.user] : [];
         return ctl([...args, ...caller, ...user]).then(reply => app.refresh().then(() => reply));
     },
+    /** The state and the open tab, asked for at once (each is a round trip to the daemon). */
     refresh() {
+        const tab = current.load();
         return fetchStatus()
                 .then(status => {
                     app.status = status;
                     renderState(stateEl, app, status, null);
                     tabsEl.hidden = false;
-                    return current.load();
+                    return tab;
                 })
                 .catch(err => {
                     app.status = null;

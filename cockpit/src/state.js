@@ -2,7 +2,7 @@
 // applies, the browser's address being the current IP), an emergency disable with a live
 // countdown, or the daemon unreachable, said plainly with what to do.
 
-import { h, replace, alert, button, label, duration } from "./dom.js";
+import { h, replace, alert, button, label, duration, count } from "./dom.js";
 import { ctl } from "./ctl.js";
 import { openDialog, field } from "./dialog.js";
 
@@ -39,7 +39,7 @@ export function renderState(el, app, status, error) {
                     lists(status).map(l => listRow(app, l)))),
                 h("p", { class: "alw-meta" },
                   `Revision ${status.revision} of ${status.config}; `,
-                  `${status.entries} entries (${status.entries_v4} IPv4, ${status.entries_v6} IPv6) of ${status.capacity} per address family; `,
+                  `${count(status.entries)} entries (${count(status.entries_v4)} IPv4, ${count(status.entries_v6)} IPv6) of ${count(status.capacity)} per address family; `,
                   status.interfaces.map(i => `${i.name} (XDP ${i.xdp_mode})`).join(", ") || "no interface", "; ",
                   app.currentIp ? `your address: ${app.currentIp}` : "your address: unknown (not a remote login)"))));
 }
@@ -78,9 +78,9 @@ function listRow(app, list) {
           h("td", { class: "pf-v5-c-table__td", "data-label": "List" }, list.name),
           h("td", { class: "pf-v5-c-table__td", "data-label": "Mode" }, label(word, color), " ", h("small", {}, meaning)),
           h("td", { class: "pf-v5-c-table__td", "data-label": "Ports" }, ports),
-          h("td", { class: "pf-v5-c-table__td", "data-label": "Entries" }, list.entries),
+          h("td", { class: "pf-v5-c-table__td", "data-label": "Entries" }, count(list.entries)),
           h("td", { class: "pf-v5-c-table__td", "data-label": "New connections" },
-            `allowed ${list.allowed}, dropped ${list.dropped}` + (list.would_drop ? `, would drop ${list.would_drop}` : "")),
+            `allowed ${count(list.allowed)}, dropped ${count(list.dropped)}` + (list.would_drop ? `, would drop ${count(list.would_drop)}` : "")),
           h("td", { class: "pf-v5-c-table__td alw-actions" }, actions)),
         errorRow,
     ];

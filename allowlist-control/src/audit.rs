@@ -63,6 +63,8 @@ pub enum Action {
     EmergencyEnd,
     EmergencyExpiry,
     KillUnlisted,
+    // One established connection ended on request (`sessions --end`).
+    EndSession,
     Start,
     Stop,
     AddList,
@@ -91,6 +93,7 @@ impl Action {
             Action::EmergencyEnd => "emergency-end",
             Action::EmergencyExpiry => "emergency-expiry",
             Action::KillUnlisted => "kill-unlisted",
+            Action::EndSession => "end-session",
             Action::Start => "start",
             Action::Stop => "stop",
             Action::AddList => "add-list",

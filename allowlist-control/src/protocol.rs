@@ -167,6 +167,9 @@ pub enum Command {
         port: Option<u16>,
         /// End those from sources no entry covers.
         kill_unlisted: bool,
+        /// End the one connection from this peer (address and port), covered or not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<std::net::SocketAddr>,
         /// Only to that list's ports.
         #[serde(default)]
         list: Option<String>,

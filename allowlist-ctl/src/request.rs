@@ -230,6 +230,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
         Cmd::Sessions {
             port,
             kill_unlisted,
+            end,
             current_ip,
             force,
             list,
@@ -237,6 +238,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             Command::Sessions {
                 port,
                 kill_unlisted,
+                end,
                 list,
             },
             ChangeOptions {

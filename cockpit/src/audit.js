@@ -6,7 +6,7 @@ import { table, empty } from "./table.js";
 
 const ACTIONS = ["add", "edit", "remove", "activate", "deactivate", "reload", "confirm", "rollback",
     "emergency-start", "emergency-replace", "emergency-extend", "emergency-end", "emergency-expiry",
-    "kill-unlisted", "start", "stop", "add-list", "remove-list", "set-ports", "expire"];
+    "kill-unlisted", "end-session", "start", "stop", "add-list", "remove-list", "set-ports", "expire"];
 
 export function auditTab() {
     const action = h("select", { class: "alw-input", "aria-label": "Action", "data-test": "audit-action" },

@@ -1,6 +1,6 @@
-// Sessions: established connections to protected ports, covered by an entry or NOT, and
-// ending the ones no entry covers (`sessions --kill-unlisted`, audited; the daemon refuses to
-// end the browser's own connection).
+// Sessions: established connections to protected ports, covered by an entry or NOT, "End"
+// for one (`sessions --end PEER`) and for all no entry covers (`sessions --kill-unlisted`);
+// both audited, and refused by the daemon for the browser's own address.
 
 import { h, replace, alert, button, label } from "./dom.js";
 import { ctl } from "./ctl.js";
@@ -25,13 +25,19 @@ export function sessionsTab(app) {
                    errorSlot, body);
     const load = () => ctl(["sessions"]).then(report => {
         replace(body, report.sessions.length
-            ? table("Sessions", ["From", "To", "Covered", "Since", "Idle"],
+            ? table("Sessions", ["From", "To", "Covered", "Since", "Idle", ""],
                     report.sessions.map(s => [
                         h("code", {}, s.peer), h("code", {}, s.local),
                         s.covered_by
                             ? [label("covered", "green"), " by ", h("code", {}, s.covered_by.cidr), s.covered_by.comment ? ` (${s.covered_by.comment})` : ""]
                             : label("NOT covered by any entry", "red"),
                         s.since, s.idle_ms === null ? "" : `${Math.round(s.idle_ms / 1000)}s`,
+                        h("span", { class: "alw-actions" }, button("End", () => {
+                            replace(errorSlot);
+                            app.change(["sessions", "--end", s.peer])
+                                    .then(() => replace(summary, `ended ${s.peer}`))
+                                    .catch(err => replace(errorSlot, alert("danger", err.message)));
+                        }, "secondary", { "data-test": "end-session" })),
                     ]),
                     i => ({ "data-peer": report.sessions[i].peer }))
             : empty("No established connections to protected ports."));

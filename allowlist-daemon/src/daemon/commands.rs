@@ -94,7 +94,14 @@ impl Daemon {
             }
             Command::Sessions {
                 port,
+                end: Some(target),
+                list,
+                ..
+            } => self.end_session(port, target, list.as_deref(), &options, peer),
+            Command::Sessions {
+                port,
                 kill_unlisted,
+                end: None,
                 list,
             } => self.sessions(port, kill_unlisted, list.as_deref(), &options, peer),
             Command::Activate {

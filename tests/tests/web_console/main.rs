@@ -258,6 +258,10 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     let mut unlisted = tcp::open(run.client(), B4, protected(), ALLOWED_PROBE)
         .expect("198.18.2.0/24 is still listed");
     let unlisted_peer = unlisted.local_addr().expect("a local address").to_string();
+    let mut chosen = tcp::open(run.client(), B4, protected(), ALLOWED_PROBE)
+        .expect("198.18.2.0/24 is still listed");
+    let chosen_peer = chosen.local_addr().expect("a local address").to_string();
+    let listed_peer = listed.local_addr().expect("a local address").to_string();
 
     // Delete, after a confirmation: the network is blocked at once.
     b.click("[data-cidr='198.18.2.0/24'] [data-test=delete]");
@@ -290,10 +294,10 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
 
     // Sessions: the one from the deleted network is NOT covered; ending the unlisted ones
     // resets it and keeps the other.
-    wait_until("the daemon lists both sessions", || {
+    wait_until("the daemon lists the three sessions", || {
         run.ctl(&["--json", "sessions"]).ok().json()["sessions"]
             .as_array()
-            .is_some_and(|s| s.len() == 2)
+            .is_some_and(|s| s.len() == 3)
     });
     b.click("[data-test=tab-Sessions]");
     b.wait(
@@ -302,6 +306,24 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     );
     b.wait("[data-test=sessions]", "198.18.1.2/32");
     b.screenshot(&shots.join("sessions.png"));
+    // End on one: refused for the browser's own address, done for another.
+    b.click(&format!(
+        "[data-peer='{listed_peer}'] [data-test=end-session]"
+    ));
+    b.wait(
+        "[data-test=sessions] .pf-v5-c-alert",
+        "comes from your own address 198.18.1.2",
+    );
+    last_audit(&run, "end-session", "refused");
+    b.click(&format!(
+        "[data-peer='{chosen_peer}'] [data-test=end-session]"
+    ));
+    b.gone(&format!("[data-peer='{chosen_peer}']"));
+    assert!(
+        tcp::exchange(&mut chosen, b"still there?").is_err(),
+        "the chosen session survived"
+    );
+    last_audit(&run, "end-session", "ok");
     b.click("[data-test=kill-unlisted]");
     b.wait("[data-test=sessions-summary]", "1 ended");
     b.gone(&format!("[data-peer='{unlisted_peer}']"));

@@ -385,6 +385,19 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     last_audit(&run, "deactivate", "ok");
     assert_connects(run.client(), B4, protected(), "inactive again");
 
+    // A timed entry brings the expiry column.
+    run.ctl(&["add", "198.18.7.7", "--for", "8h", "--comment", "vendor"])
+        .ok();
+    let list = run.ctl(&["--json", "list", "--timed"]).ok().json();
+    let expires = list["entries"][0]["expires"]
+        .as_str()
+        .expect("the timed entry's end")
+        .to_owned();
+    b.click("[data-test='tab-Test IP']");
+    b.click("[data-test=tab-Entries]");
+    b.wait("[data-test=entries-table] thead", "Expires");
+    b.wait("[data-cidr='198.18.7.7/32']", &expires);
+
     // The daemon gone: said plainly, with what to do.
     run.daemon.signal(Signal::SIGTERM);
     run.daemon

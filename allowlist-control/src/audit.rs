@@ -63,6 +63,8 @@ pub enum Action {
     EmergencyEnd,
     EmergencyExpiry,
     KillUnlisted,
+    // One established connection ended on request (`sessions --end`).
+    EndSession,
     Start,
     Stop,
     AddList,
@@ -91,6 +93,7 @@ impl Action {
             Action::EmergencyEnd => "emergency-end",
             Action::EmergencyExpiry => "emergency-expiry",
             Action::KillUnlisted => "kill-unlisted",
+            Action::EndSession => "end-session",
             Action::Start => "start",
             Action::Stop => "stop",
             Action::AddList => "add-list",
@@ -131,6 +134,10 @@ pub struct Actor {
     pub user: String,
     pub pid: Option<i32>,
     pub via: Via,
+    /// Whom root acted for (`allowlistctl --on-behalf-of`, as the Cockpit page passes its
+    /// logged-in user): absent otherwise, so older records hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 impl Actor {
@@ -152,6 +159,14 @@ impl Actor {
         }
     }
 
+    /// The user as people read it: `root for alice` when root acted on behalf of alice.
+    pub fn who(&self) -> String {
+        match &self.on_behalf_of {
+            Some(name) => format!("{} for {name}", self.user),
+            None => self.user.clone(),
+        }
+    }
+
     pub fn new(uid: u32, pid: Option<i32>, via: Via) -> Actor {
         let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
@@ -162,6 +177,7 @@ impl Actor {
             user,
             pid,
             via,
+            on_behalf_of: None,
         }
     }
 }

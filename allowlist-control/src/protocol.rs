@@ -35,6 +35,11 @@ pub struct ChangeOptions {
     pub caller: Option<Caller>,
     /// Roll the change back unless `confirm` arrives within this many seconds.
     pub confirm_within_secs: Option<u64>,
+    /// The person a front end (the Cockpit page) acts for, named in audit records beside the
+    /// socket peer's own user. Only root may name someone else: from any other peer a name
+    /// other than its own is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +167,9 @@ pub enum Command {
         port: Option<u16>,
         /// End those from sources no entry covers.
         kill_unlisted: bool,
+        /// End the one connection from this peer (address and port), covered or not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<std::net::SocketAddr>,
         /// Only to that list's ports.
         #[serde(default)]
         list: Option<String>,

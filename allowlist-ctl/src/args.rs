@@ -26,6 +26,11 @@ pub struct Cli {
     /// Print the daemon's answer as JSON (for scripts).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Name USER in the audit records of this change as the person it is made for (`root
+    /// for USER`): for front ends, such as the Cockpit page, that run allowlistctl as root
+    /// for a logged-in user. Only root may name another user.
+    #[arg(long, global = true, value_name = "USER")]
+    pub(crate) on_behalf_of: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Cmd,
 }
@@ -254,6 +259,10 @@ pub(crate) enum Cmd {
         /// End the connections from sources no entry covers (audited).
         #[arg(long)]
         kill_unlisted: bool,
+        /// End the one connection from PEER, as `sessions` lists it (e.g. 198.18.2.2:53551 or
+        /// [2001:db8::b]:40022), covered or not (audited).
+        #[arg(long, value_name = "PEER", conflicts_with = "kill_unlisted")]
+        end: Option<std::net::SocketAddr>,
         /// Your address, when not in an SSH session: --kill-unlisted refuses to end your own
         /// connection unless --force.
         #[arg(long, value_name = "IP")]

@@ -139,7 +139,14 @@ pub fn main() -> ExitCode {
     }
     let count = matches!(cli.command, Cmd::List { count: true, .. });
     let lists = matches!(cli.command, Cmd::Lists);
-    let response = match request(cli.command).and_then(|r| exchange(&socket, &r)) {
+    let on_behalf_of = cli.on_behalf_of;
+    let response = match request(cli.command)
+        .map(|mut r| {
+            r.options.on_behalf_of = on_behalf_of;
+            r
+        })
+        .and_then(|r| exchange(&socket, &r))
+    {
         Ok(response) => response,
         Err(failure) => return failure.report(json),
     };

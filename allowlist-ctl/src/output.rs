@@ -200,7 +200,7 @@ pub fn render(reply: &Reply) -> String {
                     "#{} {} {} (uid {}, pid {}, {}) {} {} rev {}: {} -> {}",
                     r.seq,
                     r.time,
-                    r.event.actor.user,
+                    r.event.actor.who(),
                     r.event.actor.uid,
                     r.event.actor.pid.map_or("-".to_owned(), |p| p.to_string()),
                     serde_json::to_string(&r.event.actor.via)

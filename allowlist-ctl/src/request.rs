@@ -53,6 +53,7 @@ impl ChangeArgs {
             force: self.force,
             caller: caller(self.current_ip),
             confirm_within_secs: self.confirm_within.map(|d| d.as_secs().max(1)),
+            on_behalf_of: None,
         }
     }
 }
@@ -229,6 +230,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
         Cmd::Sessions {
             port,
             kill_unlisted,
+            end,
             current_ip,
             force,
             list,
@@ -236,6 +238,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             Command::Sessions {
                 port,
                 kill_unlisted,
+                end,
                 list,
             },
             ChangeOptions {

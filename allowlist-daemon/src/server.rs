@@ -16,6 +16,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use allowlist_control::audit::{Actor, Via};
 use allowlist_control::protocol::{self, ErrorKind, Request, Response};
 
 /// A client has this long to send its whole request.
@@ -30,6 +31,49 @@ pub const MAX_CONNECTIONS: usize = 1024;
 pub struct Peer {
     pub uid: u32,
     pub pid: Option<i32>,
+    /// Whom root acts for (`--on-behalf-of`), checked by [`on_behalf_of`].
+    pub on_behalf_of: Option<String>,
+}
+
+impl Peer {
+    /// The actor of an audit record for this peer's request.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            on_behalf_of: self.on_behalf_of.clone(),
+            ..Actor::new(self.uid, self.pid, Via::Cli)
+        }
+    }
+}
+
+/// The longest name `--on-behalf-of` may give (a login name, perhaps with a realm).
+const MAX_NAME: usize = 128;
+
+/// Whom the request acts for, as the audit log will name them: only root may name another
+/// user (a front end running as root for its logged-in user); anyone else may name only
+/// themselves, which says nothing more than their uid, so it is dropped.
+fn on_behalf_of(uid: u32, claimed: Option<String>) -> Result<Option<String>, String> {
+    let Some(name) = claimed else {
+        return Ok(None);
+    };
+    if name.is_empty()
+        || name.len() > MAX_NAME
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "--on-behalf-of {name:?}: a user name is 1 to {MAX_NAME} bytes without spaces or control characters"
+        ));
+    }
+    let own = Actor::new(uid, None, Via::Cli).user;
+    if name == own {
+        return Ok(None);
+    }
+    if uid == 0 {
+        return Ok(Some(name));
+    }
+    Err(format!(
+        "permission denied: --on-behalf-of {name}: only root may act on behalf of another user \
+         (this request comes from {own}, uid {uid})"
+    ))
 }
 
 pub struct Incoming {
@@ -196,10 +240,15 @@ async fn handle(stream: &mut UnixStream, gid: Gid, tx: mpsc::Sender<Incoming>) -
         Ok(request) => request,
         Err((kind, message)) => return Some(Response::error(kind, message)),
     };
+    let on_behalf_of = match on_behalf_of(cred.uid(), request.options.on_behalf_of.clone()) {
+        Ok(name) => name,
+        Err(message) => return Some(Response::error(ErrorKind::PermissionDenied, message)),
+    };
     let (reply, answer) = oneshot::channel();
     let peer = Peer {
         uid: cred.uid(),
         pid: cred.pid(),
+        on_behalf_of,
     };
     if tx
         .send(Incoming {

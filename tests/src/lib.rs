@@ -16,6 +16,21 @@ pub mod test_run;
 pub mod tmpfs;
 pub mod udp;
 
+/// The path `cargo xtask test` names in `var` after setting up what a test needs (`what`, as
+/// in "installs kubernetes-validate"), or `None`: outside it a visible skip, under CI=true a
+/// failure.
+pub fn path_from_xtask(test: &str, var: &str, what: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return Some(path.into());
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "{test}: {var} is not set; under CI=true a skip is a failure (`cargo xtask test` {what} and sets it)"
+    );
+    eprintln!("SKIPPED {test}: run through `cargo xtask test`, which {what}");
+    None
+}
+
 /// Privileged tests call this first. Outside CI a non-root run skips visibly; under CI=true a
 /// skip would hide a failure, so it panics instead.
 pub fn require_root(test: &str) -> bool {

@@ -177,6 +177,9 @@ fn request(rng: &mut Rng) -> Request {
         _ => Command::Sessions {
             port: maybe(rng, |r| r.u16(..)),
             kill_unlisted: rng.bool(),
+            end: maybe(rng, |r| {
+                std::net::SocketAddr::from(([198, 18, r.u8(..), r.u8(..)], r.u16(..)))
+            }),
             list: maybe(rng, list),
         },
     };
@@ -196,6 +199,9 @@ fn request(rng: &mut Rng) -> Request {
             force: rng.bool(),
             caller,
             confirm_within_secs: maybe(rng, |r| r.u64(..)),
+            on_behalf_of: maybe(rng, |r| {
+                (0..r.usize(..12)).map(|_| r.alphanumeric()).collect()
+            }),
         },
     }
 }

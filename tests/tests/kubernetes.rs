@@ -16,16 +16,11 @@ fn manifests() -> PathBuf {
 /// The validator, or `None` (a visible skip) outside `cargo xtask test`; under CI=true a
 /// missing validator is a failure.
 fn validator(test: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ALLOWLIST_KUBERNETES_VALIDATE") {
-        return Some(PathBuf::from(path));
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "{test}: ALLOWLIST_KUBERNETES_VALIDATE is not set; under CI=true a skip is a failure \
-         (`cargo xtask test` installs kubernetes-validate and sets it)"
-    );
-    eprintln!("SKIPPED {test}: run through `cargo xtask test`, which installs kubernetes-validate");
-    None
+    allowlist_tests::path_from_xtask(
+        test,
+        "ALLOWLIST_KUBERNETES_VALIDATE",
+        "installs kubernetes-validate",
+    )
 }
 
 /// The oldest Kubernetes the manifests are for (a DaemonSet's maxSurge is stable from 1.25)

@@ -9,13 +9,16 @@ use anyhow::{Result, bail};
 
 use crate::build::{self, userspace_cargo};
 use crate::exec::run;
-use crate::{kubernetes, vm};
+use crate::{cockpit, kubernetes, vm};
 
 /// Builds, then runs every check even after one fails, so one run reports all of them.
 pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     let built = build::build(root, false)?;
     // The manifests' test validates deploy/kubernetes/ with it.
     let kubernetes_validate = kubernetes::validator(root)?;
+    // The browser test serves the built page with cockpit-ws to Chromium.
+    let cockpit_dist = cockpit::build(root)?;
+    cockpit::test_tools()?;
 
     let mut clippy = userspace_cargo(root, "clippy", &built.ebpf_object);
     clippy.args(["--all-targets", "--", "-D", "warnings"]);
@@ -27,6 +30,7 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     tests
         .env("ALLOWLIST_BIN_DIR", &built.bin_dir)
         .env("ALLOWLIST_KUBERNETES_VALIDATE", &kubernetes_validate)
+        .env("ALLOWLIST_COCKPIT_DIST", &cockpit_dist)
         .env("RUST_BACKTRACE", "1")
         .args(test_args);
 

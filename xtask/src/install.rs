@@ -1,6 +1,7 @@
 //! `cargo xtask install`: the binaries, the systemd unit, the default config (only where none
-//! exists: an admin's config is never overwritten), man pages and shell completions, under a
-//! prefix and optionally a staging directory (`--destdir`, which `cargo xtask package` uses).
+//! exists: an admin's config is never overwritten), man pages, shell completions and the
+//! Cockpit page, under a prefix and optionally a staging directory (`--destdir`, which
+//! `cargo xtask package` uses).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{build, exec};
+use crate::{build, cockpit, exec};
 
 /// The unit as shipped names the Debian package's paths; an install elsewhere rewrites them.
 const UNIT_SBIN: &str = "/usr/sbin/";
@@ -110,6 +111,21 @@ pub fn stage(root: &Path, bin_dir: &Path, layout: &Layout, options: &Options) ->
 
     install_config(root, layout)?;
     install_docs(root, bin_dir, layout, options)?;
+    install_cockpit_page(root, layout)
+}
+
+/// The built page, where Cockpit looks for its packages (`share/cockpit/NAME`).
+fn install_cockpit_page(root: &Path, layout: &Layout) -> Result<()> {
+    let dist = cockpit::build(root)?;
+    let to = layout.staged(&layout.prefixed("share/cockpit/allowlist"));
+    if to.is_dir() {
+        // What an older build left (files since renamed) must not linger.
+        fs::remove_dir_all(&to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    for entry in fs::read_dir(&dist).with_context(|| format!("listing {}", dist.display()))? {
+        let entry = entry?;
+        copy(&entry.path(), &to.join(entry.file_name()), 0o644)?;
+    }
     Ok(())
 }
 

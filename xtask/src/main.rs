@@ -5,6 +5,7 @@
 mod bench;
 mod build;
 mod checks;
+mod cockpit;
 mod demo;
 mod exec;
 mod fuzz;
@@ -60,8 +61,9 @@ enum Cmd {
     /// Long fuzz runs in release mode (the XDP program against the reference model, the config
     /// parser, the control protocol), and replays of what they report
     Fuzz(fuzz::FuzzArgs),
-    /// Build release binaries, then install them with the systemd unit, the default config
-    /// (only if none exists), man pages and shell completions
+    /// Build release binaries and the Cockpit page, then install them with the systemd unit,
+    /// the default config (only if none exists), man pages, shell completions and the page
+    /// (PREFIX/share/cockpit/allowlist)
     Install {
         /// Where the files are used from: PREFIX/sbin/allowlistd, PREFIX/bin/allowlistctl,
         /// PREFIX/lib/systemd/system, PREFIX/share/man, ...

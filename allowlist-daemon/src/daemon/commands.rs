@@ -17,7 +17,7 @@ use allowlist_config::edit::ConfigDoc;
 use allowlist_config::rules::{DEFAULT_LIST, Mode, Protocol};
 use allowlist_config::words;
 use allowlist_config::{Config, Entry, check_comment, parse_net};
-use allowlist_control::audit::{Action, Actor, Outcome, Via};
+use allowlist_control::audit::{Action, Actor, Outcome};
 use allowlist_control::protocol::{
     ChangeOptions, Changed, Command, EntryInfo, ErrorKind, RELOAD_SHOWN_EACH_WAY,
     RELOAD_SUMMARY_ABOVE, ReloadReport, Reply, Response,
@@ -94,7 +94,14 @@ impl Daemon {
             }
             Command::Sessions {
                 port,
+                end: Some(target),
+                list,
+                ..
+            } => self.end_session(port, target, list.as_deref(), &options, peer),
+            Command::Sessions {
+                port,
                 kill_unlisted,
+                end: None,
                 list,
             } => self.sessions(port, kill_unlisted, list.as_deref(), &options, peer),
             Command::Activate {
@@ -138,7 +145,7 @@ impl Daemon {
             let summary = format!("would apply {}", changes::summary(&self.config, &new));
             (added, removed, summary, changes::merged_files(&new))
         } else {
-            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+            let actor = peer.actor();
             let (summary, old) = self.reload(actor).map_err(invalid)?;
             info!(uid = peer.uid, pid = peer.pid, "reload applied: {summary}");
             let (added, removed) = old
@@ -161,7 +168,7 @@ impl Daemon {
     }
 
     fn confirm(&mut self, peer: &Peer) -> Result<Reply, Refusal> {
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let actor = peer.actor();
         let Some(description) = self.pending.as_ref().map(|p| p.description.clone()) else {
             self.record_refusal(actor, Action::Confirm, "nothing awaits confirmation");
             return Err(invalid("nothing awaits confirmation"));
@@ -190,7 +197,7 @@ impl Daemon {
         options: &ChangeOptions,
         peer: &Peer,
     ) -> Result<Changed, Refusal> {
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let actor = peer.actor();
         self.change_as(command, options, actor)
     }
 
@@ -796,7 +803,7 @@ impl Daemon {
     }
 
     fn emergency_end(&mut self, peer: &Peer) -> Result<Changed, Refusal> {
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let actor = peer.actor();
         let Some(current) = self.emergency.clone() else {
             self.record_refusal(
                 actor,

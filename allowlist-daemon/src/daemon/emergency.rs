@@ -30,7 +30,7 @@ impl Daemon {
         in_force: InForce,
         peer: &Peer,
     ) -> Result<Changed, Refusal> {
-        let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
+        let actor = peer.actor();
         let duration = Duration::from_secs(for_secs);
         // One past its deadline whose expiry is not recorded yet is over.
         let current = self.emergency.clone().filter(|e| e.remaining().is_some());
@@ -113,7 +113,7 @@ impl Daemon {
         duration: Duration,
         reason: &str,
     ) -> Result<Emergency, String> {
-        let new = Emergency::start(duration, reason, &actor.user);
+        let new = Emergency::start(duration, reason, &actor.who());
         self.record(
             actor,
             action,

@@ -15,6 +15,7 @@ mod list_query;
 mod lockout;
 mod observe;
 mod reload;
+mod sessions_view;
 mod set_files;
 mod views;
 

@@ -7,26 +7,23 @@ use std::net::IpAddr;
 
 use allowlist_common::maps::Counters;
 use allowlist_common::verdict::Reason;
-use serde_json::json;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::changes::entry_info;
 use super::commands::{Refusal, invalid};
 use super::{Daemon, list_query, totals};
-use crate::server::Peer;
 use allowlist_config::rules::{DEFAULT_LIST, Protocol};
 use allowlist_config::{Entry, ListConfig};
-use allowlist_control::audit::{self, Action, Actor, Outcome, Via};
+use allowlist_control::audit::{self, Action};
 use allowlist_control::protocol::{
-    AuditReport, BlockedReport, ChangeOptions, EmergencyStatus, EntryInfo, EntryList, ErrorKind,
-    InterfaceStatus, KnockStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, SessionInfo,
-    SessionsReport, Status, TestReport,
+    AuditReport, BlockedReport, EmergencyStatus, EntryInfo, EntryList, ErrorKind, InterfaceStatus,
+    KnockStatus, ListQuery, ListStatus, Pending, PortVerdict, Reply, Status, TestReport,
 };
 
 impl Daemon {
     /// The list protecting `port`, and its most specific entry covering `ip`: the one that
     /// lets it in.
-    fn deciding(
+    pub(super) fn deciding(
         &self,
         ip: IpAddr,
         protocol: Protocol,
@@ -465,104 +462,6 @@ impl Daemon {
             events_received: self.blocked.events(),
             events_sent: budget.sent,
             events_suppressed: budget.suppressed,
-        }))
-    }
-
-    /// Established connections to protected ports with the entry covering each peer; with
-    /// `kill`, ends (and audits) those no entry covers.
-    pub(super) fn sessions(
-        &mut self,
-        port: Option<u16>,
-        kill: bool,
-        list: Option<&str>,
-        options: &ChangeOptions,
-        peer: &Peer,
-    ) -> Result<Reply, Refusal> {
-        let only = list
-            .map(|name| super::commands::list_named(&self.config, name).map(|(_, l)| l))
-            .transpose()?;
-        let ports = match port {
-            Some(p) => std::collections::BTreeSet::from([p]),
-            None => self
-                .config
-                .lists
-                .iter()
-                .filter(|l| only.is_none_or(|o| o.name == l.name))
-                .flat_map(|l| l.tcp_ports.iter().copied())
-                .collect(),
-        };
-        let found = crate::sessions::established(&ports)
-            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
-        self.note_sessions(&found);
-        let mut infos = Vec::new();
-        for session in &found {
-            let (_, entry) = self.deciding(session.peer.ip(), Protocol::Tcp, session.local.port());
-            let covered_by = entry.map(|e| entry_info(&self.config, e));
-            infos.push(SessionInfo {
-                local: session.local,
-                peer: session.peer,
-                since: self.session_since(session),
-                idle_ms: session.idle_ms,
-                covered_by,
-                killed: false,
-            });
-        }
-        let mut killed = 0;
-        if kill {
-            let actor = Actor::new(peer.uid, peer.pid, Via::Cli);
-            if let Some(caller) = options.caller
-                && !options.force
-                && infos
-                    .iter()
-                    .any(|i| i.covered_by.is_none() && i.peer.ip() == caller.ip)
-            {
-                let why = format!(
-                    "refused: your own connection from {} is not covered by any entry and would be ended; run `allowlistctl add {}` first, or pass --force",
-                    caller.ip,
-                    super::lockout::own_net(caller.ip)
-                );
-                self.record_refusal(actor, Action::KillUnlisted, &why);
-                return Err((ErrorKind::Lockout, why));
-            }
-            let unlisted: Vec<serde_json::Value> = infos
-                .iter()
-                .filter(|i| i.covered_by.is_none())
-                .map(|i| json!({ "peer": i.peer.to_string(), "local": i.local.to_string() }))
-                .collect();
-            if !unlisted.is_empty() {
-                self.record(
-                    actor,
-                    Action::KillUnlisted,
-                    json!({ "sessions": unlisted }),
-                    json!({ "sessions": [] }),
-                    Outcome::Ok,
-                    self.revision,
-                )
-                .map_err(|m| (ErrorKind::Internal, m))?;
-            }
-            for (session, info) in found.iter().zip(infos.iter_mut()) {
-                if info.covered_by.is_some() {
-                    continue;
-                }
-                match crate::sessions::destroy(session) {
-                    Ok(()) => {
-                        info.killed = true;
-                        killed += 1;
-                    }
-                    // Ended meanwhile by itself: nothing left to do.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err((ErrorKind::Internal, e.to_string())),
-                }
-            }
-            info!(
-                uid = peer.uid,
-                "ended {} from unlisted sources",
-                allowlist_config::words::count(killed, "connection", "connections")
-            );
-        }
-        Ok(Reply::Sessions(SessionsReport {
-            sessions: infos,
-            killed,
         }))
     }
 }

@@ -72,3 +72,51 @@ fn ctl_unauthorized_large_request_still_gets_permission_denied() {
     out.refused("permission denied");
     fx.assert_unchanged(&before, "large requests");
 }
+
+/// `--on-behalf-of`: root (a front end such as the Cockpit page, running allowlistctl for its
+/// logged-in user) names the person in the audit record; a member of control_group may not
+/// claim anyone else's name, and naming itself adds nothing to its uid.
+#[test]
+fn ctl_on_behalf_of_names_the_user_only_from_root() {
+    if !require_root("ctl_on_behalf_of_names_the_user_only_from_root") {
+        return;
+    }
+    // nobody's group may use the socket.
+    let fx = Fx::start(|dir, iface| {
+        with_top_level(
+            &standard(dir, iface).render(),
+            "control_group = \"nogroup\"\n",
+        )
+    });
+    let last = |fx: &Fx| fx.audit().last().cloned().expect("an audit record");
+
+    fx.ctl(&["add", "198.18.4.0/24", "--on-behalf-of", "alice"])
+        .ok();
+    let record = last(&fx);
+    assert_eq!(record["actor"]["user"], "root", "{record:#}");
+    assert_eq!(record["actor"]["uid"], 0, "{record:#}");
+    assert_eq!(record["actor"]["on_behalf_of"], "alice", "{record:#}");
+    fx.ctl(&["audit", "--action", "add"])
+        .ok()
+        .stdout_has("root for alice (uid 0, pid ");
+
+    let before = fx.snapshot();
+    let records = fx.audit().len();
+    run(&mut fx.cmd_as_nobody(&["add", "198.18.5.0/24", "--on-behalf-of", "root"])).refused(
+        "only root may act on behalf of another user (this request comes from nobody, uid 65534)",
+    );
+    fx.assert_unchanged(&before, "a claim of another user's name");
+    assert_eq!(
+        fx.audit().len(),
+        records,
+        "a refused claim reached the audit log"
+    );
+    run(&mut fx.cmd_as_nobody(&["add", "198.18.5.0/24", "--on-behalf-of", "bad name"]))
+        .refused("a user name is 1 to 128 bytes without spaces or control characters");
+
+    run(&mut fx.cmd_as_nobody(&["add", "198.18.5.0/24", "--on-behalf-of", "nobody"])).ok();
+    let record = last(&fx);
+    assert_eq!(record["actor"]["user"], "nobody", "{record:#}");
+    assert_eq!(record["actor"]["uid"], 65534, "{record:#}");
+    assert!(record["actor"].get("on_behalf_of").is_none(), "{record:#}");
+}

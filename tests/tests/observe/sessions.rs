@@ -119,3 +119,46 @@ fn sessions_show_who_is_connected_and_kill_unlisted_ends_only_the_unlisted() {
     );
     assert_eq!(fx.audit_records("activate").len(), 1);
 }
+
+#[test]
+fn sessions_end_ends_the_one_chosen_connection_covered_or_not() {
+    if !require_root("sessions_end_ends_the_one_chosen_connection_covered_or_not") {
+        return;
+    }
+    let fx = Fx::start(&[("198.18.1.0/24", "lab A")], "");
+    let mut chosen = open_echoing(fx.client(), A4);
+    let mut other = open_echoing(fx.client(), A4);
+    let peer = chosen.local_addr().unwrap().to_string();
+    let server = to(A4, PROTECTED).to_string();
+
+    // Not a session, or the caller's own address: refused, audited, nothing ended.
+    fx.ctl(&["sessions", "--end", "198.18.1.2:1"]).refused(
+        "no established connection from 198.18.1.2:1 to a protected port; `allowlistctl sessions` lists them",
+    );
+    fx.ctl(&["sessions", "--end", &peer, "--current-ip", "198.18.1.2"])
+        .refused(&format!("the connection from {peer} comes from your own address 198.18.1.2; ending it may end your own session; pass --force"));
+    fx.ctl(&["sessions", "--end", "198.18.1.2:1", "--kill-unlisted"])
+        .code(2)
+        .stderr_has("cannot be used with");
+    tcp::exchange(&mut chosen, b"still here").expect("a refused end ended nothing");
+    let refused = fx.audit_records("end-session");
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+
+    // The chosen one ends though an entry covers it; the other stays.
+    let ended = fx.json(&["sessions", "--end", &peer]);
+    assert_eq!(ended["killed"].as_u64(), Some(1), "{ended:#}");
+    assert_eq!(session_of(&ended, &chosen)["killed"].as_bool(), Some(true));
+    assert_ended(&mut chosen, "the session chosen by sessions --end");
+    tcp::exchange(&mut other, b"other").expect("the other connection should stay");
+    let records = fx.audit_records("end-session");
+    let record = records.last().unwrap();
+    assert_eq!(record["result"]["status"].as_str(), Some("ok"), "{record}");
+    assert_eq!(
+        record["before"]["sessions"],
+        serde_json::json!([{ "peer": peer, "local": server, "covered_by": "198.18.1.0/24" }]),
+        "{record}"
+    );
+    fx.ctl(&["audit", "--action", "end-session"])
+        .ok()
+        .stdout_has(" end-session ok ");
+}

@@ -40,6 +40,8 @@ fn installed_unit_verifies_and_install_keeps_an_existing_config() {
         "share/zsh/site-functions/_allowlistd",
         "share/fish/vendor_completions.d/allowlistctl.fish",
         "share/fish/vendor_completions.d/allowlistd.fish",
+        "share/cockpit/allowlist/manifest.json",
+        "share/cockpit/allowlist/index.html",
     ];
     for file in expected {
         assert!(prefix.join(file).is_file(), "{file} was not installed");

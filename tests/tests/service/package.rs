@@ -44,6 +44,11 @@ fn package_has_the_files_a_conffile_and_scripts_that_never_start_enforcing() {
         "./usr/share/doc/allowlist/README.md",
         "./usr/share/doc/allowlist/copyright",
         "./usr/share/doc/allowlist/changelog.gz",
+        // The Cockpit page, built (no sources, no npm packages).
+        "./usr/share/cockpit/allowlist/manifest.json",
+        "./usr/share/cockpit/allowlist/index.html",
+        "./usr/share/cockpit/allowlist/index.js",
+        "./usr/share/cockpit/allowlist/index.css",
     ] {
         assert!(
             contents.lines().any(|l| l.ends_with(&format!(" {file}"))),

@@ -34,3 +34,19 @@ pub fn require_root(test: &str) -> bool {
     );
     false
 }
+
+/// The tool `cargo xtask test` installs and names in the variable `var` (e.g. a validator in a
+/// venv), or `None` (a visible skip) when run otherwise; under CI=true a missing one is a
+/// failure.
+pub fn tool_from_xtask(test: &str, var: &str, tool: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return Some(path.into());
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "{test}: {var} is not set; under CI=true a skip is a failure (`cargo xtask test` \
+         installs {tool} and sets it)"
+    );
+    eprintln!("SKIPPED {test}: run through `cargo xtask test`, which installs {tool}");
+    None
+}

@@ -82,6 +82,17 @@ pub fn wrong(probes: &[Probe]) -> Vec<String> {
         .collect()
 }
 
+/// How many probes ended between `from` and `to` (a window without a daemon), and how many
+/// of those came from blocked clients.
+pub fn between(probes: &[Probe], from: Duration, to: Duration) -> (usize, usize) {
+    let within: Vec<&Probe> = probes
+        .iter()
+        .filter(|p| p.at >= from && p.at <= to)
+        .collect();
+    let blocked = within.iter().filter(|p| is_blocked(p.src)).count();
+    (within.len(), blocked)
+}
+
 /// How many probes came from blocked clients (`blocked`) or allowed ones.
 pub fn count(probes: &[Probe], blocked: bool) -> usize {
     probes

@@ -18,7 +18,7 @@ use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::config_map::{ConfigMap, in_force};
 use allowlist_tests::daemon::{Config, READY_TIMEOUT, RELOAD_TIMEOUT, bin_dir};
 use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, next_id, to};
-use allowlist_tests::probe::{self, Probe};
+use allowlist_tests::probe;
 use allowlist_tests::require_root;
 use allowlist_tests::tcp::{Listener, assert_connects, assert_times_out};
 
@@ -289,13 +289,7 @@ fn container_enforces_and_a_rolling_update_leaves_no_gap() {
         (old_exit, stopped_at, started.elapsed())
     });
     let wrong = probe::wrong(&probes);
-    let between = |p: &&Probe| p.at >= stopped_at && p.at <= ready_at;
-    let daemonless = probes.iter().filter(between).count();
-    let daemonless_blocked = probes
-        .iter()
-        .filter(between)
-        .filter(|p| probe::is_blocked(p.src))
-        .count();
+    let (daemonless, daemonless_blocked) = probe::between(&probes, stopped_at, ready_at);
     assert!(
         wrong.is_empty() && daemonless_blocked > 0,
         "{} probes during the rolling update ({daemonless} with no daemon running, from \

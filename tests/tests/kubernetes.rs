@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use allowlist_tests::tool_from_xtask;
+
 fn manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -13,19 +15,9 @@ fn manifests() -> PathBuf {
         .join("deploy/kubernetes")
 }
 
-/// The validator, or `None` (a visible skip) outside `cargo xtask test`; under CI=true a
-/// missing validator is a failure.
+/// The validator `cargo xtask test` installs.
 fn validator(test: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ALLOWLIST_KUBERNETES_VALIDATE") {
-        return Some(PathBuf::from(path));
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "{test}: ALLOWLIST_KUBERNETES_VALIDATE is not set; under CI=true a skip is a failure \
-         (`cargo xtask test` installs kubernetes-validate and sets it)"
-    );
-    eprintln!("SKIPPED {test}: run through `cargo xtask test`, which installs kubernetes-validate");
-    None
+    tool_from_xtask(test, "ALLOWLIST_KUBERNETES_VALIDATE", "kubernetes-validate")
 }
 
 /// The oldest Kubernetes the manifests are for (a DaemonSet's maxSurge is stable from 1.25)

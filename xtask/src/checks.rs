@@ -9,13 +9,15 @@ use anyhow::{Result, bail};
 
 use crate::build::{self, userspace_cargo};
 use crate::exec::run;
-use crate::{kubernetes, vm};
+use crate::{ansible, kubernetes, vm};
 
 /// Builds, then runs every check even after one fails, so one run reports all of them.
 pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     let built = build::build(root, false)?;
     // The manifests' test validates deploy/kubernetes/ with it.
     let kubernetes_validate = kubernetes::validator(root)?;
+    // The Ansible role's test runs its example playbook with it.
+    let ansible_playbook = ansible::playbook(root)?;
 
     let mut clippy = userspace_cargo(root, "clippy", &built.ebpf_object);
     clippy.args(["--all-targets", "--", "-D", "warnings"]);
@@ -27,6 +29,7 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     tests
         .env("ALLOWLIST_BIN_DIR", &built.bin_dir)
         .env("ALLOWLIST_KUBERNETES_VALIDATE", &kubernetes_validate)
+        .env("ALLOWLIST_ANSIBLE_PLAYBOOK", &ansible_playbook)
         .env("RUST_BACKTRACE", "1")
         .args(test_args);
 

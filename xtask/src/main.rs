@@ -2,6 +2,7 @@
 //!
 //! Depends on no other workspace crate: it has to build before the XDP object exists.
 
+mod ansible;
 mod bench;
 mod build;
 mod checks;

@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use allowlist_tests::daemon::write_atomically;
 use allowlist_tests::netns::{A4, B4, PROTECTED, to};
 use allowlist_tests::package::{self, Machine, NAME};
-use allowlist_tests::probe::{self, Probe};
+use allowlist_tests::probe;
 use allowlist_tests::tcp::{Listener, assert_connects, assert_times_out};
 
 use super::*;
@@ -134,12 +134,7 @@ fn install_upgrade_remove_and_purge_on_this_machine() {
         new.log()
     );
     let wrong = probe::wrong(&probes);
-    let between = |p: &&Probe| p.at >= handed_at && p.at <= ready_at;
-    let daemonless_blocked = probes
-        .iter()
-        .filter(between)
-        .filter(|p| probe::is_blocked(p.src))
-        .count();
+    let (_, daemonless_blocked) = probe::between(&probes, handed_at, ready_at);
     assert!(
         wrong.is_empty() && daemonless_blocked > 0,
         "{} probes during the upgrade ({daemonless_blocked} blocked ones with no daemon \

@@ -24,8 +24,9 @@ use allowlist_tests::tcp::{assert_connects, assert_times_out};
 use allowlist_tests::{require_root, tool_from_xtask};
 use serde_json::{Value, json};
 
-/// ansible-playbook's settings for these runs: its home, temporary files and inventory
-/// under `dir`, so nothing is left in root's home.
+/// ansible-playbook's settings for these runs: its home (`HOME` too: a module may fall back
+/// to `~/.ansible`), temporary files and inventory under `dir`, so nothing is left in root's
+/// home.
 struct Ansible {
     bin: PathBuf,
     dir: tempfile::TempDir,
@@ -68,6 +69,7 @@ impl Ansible {
             .arg(format!("@{}", vars_file.display()))
             .arg(workspace_root().join("deploy/ansible/playbook.yml"))
             .current_dir(self.dir.path())
+            .env("HOME", &home)
             .env("ANSIBLE_HOME", &home)
             .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
             .env("ANSIBLE_REMOTE_TMP", home.join("remote-tmp"))

@@ -157,7 +157,70 @@ fn summary(c: &Config, path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
+
+    const MAIN: &str = "interfaces = [\"lo\"]\nprotected_tcp_ports = [22]\n\
+        include = [\"conf.d/*.toml\"]\n\n[[entries]]\ncidr = \"198.18.1.0/24\"\n";
+
+    /// A set (the main file, an empty conf.d) and a candidate's text, in a directory of
+    /// their own.
+    fn set(candidate: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        let main = dir.path().join("allowlist.toml");
+        std::fs::write(&main, MAIN).unwrap();
+        let new = dir.path().join("new.toml");
+        std::fs::write(&new, candidate).unwrap();
+        (dir, main, new)
+    }
+
+    fn candidate(file: PathBuf, new: &Path) -> Candidate {
+        Candidate {
+            file,
+            new: new.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn a_drop_in_candidate_is_checked_with_the_set_and_only_where_include_reads() {
+        let (dir, main, new) = set("[[entries]]\ncidr = \"198.18.1.7\"\n");
+        let team = dir.path().join("conf.d/20-team.toml");
+        let err = with_candidates(&main, &[candidate(team.clone(), &new)], 50).unwrap_err();
+        assert!(
+            err.contains(&format!("{}:2: key `entries`", team.display()))
+                && err.contains(&format!(
+                    "already covered by `198.18.1.0/24` ({}:6)",
+                    main.display()
+                )),
+            "{err}"
+        );
+        std::fs::write(&new, "[[entries]]\ncidr = \"198.18.2.2\"\n").unwrap();
+        let c = with_candidates(&main, &[candidate(team.clone(), &new)], 50).unwrap();
+        assert_eq!(c.entries.len(), 2);
+        assert!(!team.exists(), "nothing is written");
+        let elsewhere = dir.path().join("team.toml");
+        let err = with_candidates(&main, &[candidate(elsewhere, &new)], 50).unwrap_err();
+        assert!(
+            err.contains("no `include` pattern matches it (include = [\"conf.d/*.toml\"])"),
+            "{err}"
+        );
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let err = with_candidates(&main, &[candidate(team, &new)], 50).unwrap_err();
+        assert!(err.contains("is writable by others"), "{err}");
+    }
+
+    #[test]
+    fn a_main_file_candidate_replaces_it_even_before_it_exists() {
+        let (dir, main, new) = set(&MAIN.replace("198.18.1.0/24", "198.18.9.0/24"));
+        let c = with_candidates(&main, &[candidate(main.clone(), &new)], 50).unwrap();
+        assert_eq!(c.entries[0].net.to_string(), "198.18.9.0/24");
+        let absent = dir.path().join("absent.toml");
+        let c = with_candidates(&absent, &[candidate(absent.clone(), &new)], 50).unwrap();
+        assert_eq!(c.entries.len(), 1);
+    }
 
     #[test]
     fn a_candidate_is_file_equals_new() {

@@ -7,8 +7,8 @@
 //! on it before the first run, reloads. PID 1 is not systemd here, so the role's fact-based
 //! fallback, `allowlistctl reload`, is what reloads.
 //!
-//! The first run changes things and its entries are in force with one audited reload; the
-//! second changes nothing and reloads nothing; a bad entry fails at `validate` with
+//! The first run changes things (a drop-in removed too) and its entries are in force with one
+//! audited reload; the second changes nothing and reloads nothing; a bad entry fails at `validate` with
 //! allowlistd's own words and changes nothing on disk or in the daemon.
 
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use allowlist_tests::daemon::{Config, with_top_level};
 use allowlist_tests::fixture::Running;
-use allowlist_tests::netns::{A4, B4, PROTECTED, to};
+use allowlist_tests::netns::{A4, B4, B6, PROTECTED, to};
 use allowlist_tests::package::{self, Machine, workspace_root};
 use allowlist_tests::tcp::{assert_connects, assert_times_out};
 use allowlist_tests::{require_root, tool_from_xtask};
@@ -156,15 +156,21 @@ fn the_role_installs_writes_checked_files_and_reloads_only_on_change() {
     let built = begun.elapsed();
     let ansible = Ansible::new(bin);
 
-    // Running before the role, on a config of its own: no entries, the drop-ins included.
+    // Running before the role, on a config of its own: no entries in the main file, and a
+    // drop-in the role is told to remove.
     let run = Running::start(|dir, iface| {
+        std::fs::create_dir(dir.join("conf.d")).expect("conf.d");
+        let old = "[[entries]]\ncidr = \"2001:db8::b\"\ncomment = \"old team\"\n";
+        std::fs::write(dir.join("conf.d/10-old.toml"), old).expect("a drop-in");
         let text = Config::new(dir, iface).render();
         with_top_level(&text, "include = [\"conf.d/*.toml\"]\n")
     });
     let client = run.client();
     assert_times_out(client, B4, to(B4, PROTECTED), "not listed yet");
+    assert_connects(client, B6, to(B6, PROTECTED), "the old drop-in");
     let team = json!({"20-team": {"entries": [{"cidr": "198.18.2.2", "comment": "team B"}]}});
-    let good = vars(&run, &deb, debs.path(), team);
+    let mut good = vars(&run, &deb, debs.path(), team);
+    good["allowlist_drop_ins_absent"] = json!(["10-old"]);
     let audited = run.audit().len();
 
     // First run: the package installed, the files written, one reload, the entries in force.
@@ -184,12 +190,15 @@ fn the_role_installs_writes_checked_files_and_reloads_only_on_change() {
     );
     assert_connects(client, B4, to(B4, PROTECTED), "the drop-in's entry");
     assert_connects(client, A4, to(A4, PROTECTED), "the main file's entry");
+    assert_times_out(client, B6, to(B6, PROTECTED), "the old drop-in removed");
+    assert!(!run.dir.join("conf.d/10-old.toml").exists());
     let records = run.audit();
     let new: Vec<&Value> = records[audited..].iter().collect();
-    assert_eq!(new.len(), 1, "one reload for two files: {new:#?}");
+    assert_eq!(new.len(), 1, "one reload for three files: {new:#?}");
     assert_eq!(new[0]["action"], "reload");
     assert_eq!(new[0]["actor"]["via"], "cli");
     assert_eq!(new[0]["result"]["status"], "ok");
+    assert_eq!(new[0]["before"]["entries"][0]["cidr"], "2001:db8::b/128");
     let drop_in = run.dir.join("conf.d/20-team.toml");
     run.ctl(&["list"])
         .ok()

@@ -340,7 +340,8 @@ impl Config {
     }
 
     /// [`Config::parse_checked`] with some drop-ins taken from `drop_ins` (path, text)
-    /// rather than from disk: a change to a drop-in, checked before it is written.
+    /// rather than from disk: a change to a drop-in, checked before it is written, or a new
+    /// drop-in at a path an `include` pattern matches.
     pub fn parse_checked_with(
         path: &Path,
         text: &str,

@@ -302,3 +302,36 @@ fn a_list_defined_in_a_later_drop_in_takes_earlier_additions() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_given_drop_in_not_written_yet_is_read_where_include_matches() -> TestResult {
+    let main = MAIN.replace("eth0", "lo");
+    let (dir, path) = set(
+        &main,
+        &[("30-db.toml", "[[entries]]\ncidr = \"192.0.2.9\"\n")],
+    )?;
+    let conf_d = dir.path().join("conf.d");
+    let new = conf_d.join("20-new.toml");
+    let outside = dir.path().join("elsewhere.toml");
+    let given = [
+        (new.as_path(), "[[entries]]\ncidr = \"192.0.2.1\"\n"),
+        (outside.as_path(), "[[entries]]\ncidr = \"192.0.2.2\"\n"),
+    ];
+    let config = Config::parse_checked_with(&path, &main, &given, MAX_PROBLEMS)?;
+    let read: Vec<&Path> = config.drop_ins.iter().map(|d| d.path.as_path()).collect();
+    assert_eq!(read, [new.as_path(), conf_d.join("30-db.toml").as_path()]);
+    let nets: Vec<String> = config.entries.iter().map(|e| e.net.to_string()).collect();
+    assert!(nets.contains(&"192.0.2.1/32".to_owned()), "{nets:?}");
+    assert!(!nets.contains(&"192.0.2.2/32".to_owned()), "{nets:?}");
+    assert!(!new.exists(), "nothing is written");
+
+    // A given drop-in conflicting with one on disk is refused with both named.
+    let given = [(new.as_path(), "[[entries]]\ncidr = \"192.0.2.9\"\n")];
+    let err = Config::parse_checked_with(&path, &main, &given, MAX_PROBLEMS).unwrap_err();
+    let said = err.to_string();
+    assert!(
+        said.contains(&new.display().to_string()) && said.contains("30-db.toml"),
+        "{said}"
+    );
+    Ok(())
+}

@@ -8,13 +8,15 @@ use clap::Parser;
 
 use allowlist_config as config;
 
+use crate::check::Candidate;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "allowlistd",
     version,
     about = "Drops new TCP connections to protected ports from sources outside the allowlist (XDP).",
     override_usage = "allowlistd [--config <CONFIG>]\n       \
-        allowlistd --check [--all-problems] [--config <CONFIG>]\n       \
+        allowlistd --check [--all-problems] [--config <CONFIG>] [--candidate <FILE=NEW>]...\n       \
         allowlistd --emergency-disable-on-start --reason <REASON> [--for <DURATION>] [--config <CONFIG>]"
 )]
 pub struct Args {
@@ -28,6 +30,12 @@ pub struct Args {
     /// With --check: print every problem, not only the first 50 (the rest are counted).
     #[arg(long, requires = "check")]
     pub all_problems: bool,
+    /// With --check: check the set as it would be with NEW's text in FILE (the config file, or
+    /// a drop-in an `include` pattern matches, written yet or not); repeatable. For a config
+    /// management tool's validate step, which holds the new text in a temporary file, e.g.
+    /// `allowlistd --check --candidate /etc/allowlist/conf.d/20-team.toml=%s`.
+    #[arg(long, requires = "check", value_name = "FILE=NEW")]
+    pub candidate: Vec<Candidate>,
     /// Break glass: start with enforcement lifted for --for (at most 24h), audited. Ends by
     /// itself.
     #[arg(long, requires = "reason")]

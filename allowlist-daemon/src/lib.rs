@@ -5,6 +5,7 @@
 //! messages and the audit log).
 
 pub mod blocked;
+pub mod check;
 pub mod daemon;
 pub mod daemon_args;
 pub mod docs;

@@ -11,6 +11,8 @@ pub mod fuzz;
 pub mod generate;
 pub mod model;
 pub mod netns;
+pub mod package;
+pub mod probe;
 pub mod tcp;
 pub mod test_run;
 pub mod tmpfs;
@@ -47,3 +49,4 @@ pub fn require_root(test: &str) -> bool {
     );
     false
 }
+

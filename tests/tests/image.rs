@@ -8,19 +8,19 @@
 //! The image is built from the binaries the suite already built (`--bin-dir`, stripped), so
 //! it costs a podman build of a few seconds, not a release build.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::config_map::{ConfigMap, in_force};
 use allowlist_tests::daemon::{Config, READY_TIMEOUT, RELOAD_TIMEOUT, bin_dir};
 use allowlist_tests::netns::{A4, A6, B4, B6, Lab, PROTECTED, next_id, to};
+use allowlist_tests::probe;
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, Listener, Outcome, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{Listener, assert_connects, assert_times_out};
 
 /// The tag the tests build, apart from the one `cargo xtask image` makes by default.
 const TAG: &str = "localhost/allowlist-test:latest";
@@ -232,58 +232,6 @@ impl Drop for Container {
     }
 }
 
-/// What a probe from `src` saw, and when.
-struct Probe {
-    /// When it ended, from the start of the update.
-    at: Duration,
-    took: Duration,
-    src: IpAddr,
-    outcome: Outcome,
-}
-
-/// Connects from `sources` in turn until `stop` (at most 5,000 probes): a blocked probe waits
-/// 100 ms for an answer that must not come, an allowed one must connect.
-fn probe_until(lab: &Lab, sources: [IpAddr; 2], stop: &AtomicBool, started: Instant) -> Vec<Probe> {
-    let mut probes = Vec::new();
-    while !stop.load(Ordering::Relaxed) && probes.len() < 5000 {
-        let src = sources[probes.len() % sources.len()];
-        // As long as the other tests give an allowed connect: the slow ones (a SYN sent
-        // again after a second) are reported with their times.
-        let timeout = if is_blocked(src) {
-            Duration::from_millis(100)
-        } else {
-            tcp::ALLOWED_PROBE
-        };
-        let begun = Instant::now();
-        let outcome = tcp::connect(&lab.client, src, to(src, PROTECTED), timeout);
-        probes.push(Probe {
-            at: started.elapsed(),
-            took: begun.elapsed(),
-            src,
-            outcome,
-        });
-    }
-    probes
-}
-
-fn is_blocked(src: IpAddr) -> bool {
-    src == B4 || src == B6
-}
-
-fn wrong(probes: &[Probe]) -> Vec<String> {
-    probes
-        .iter()
-        .filter(|p| {
-            if is_blocked(p.src) {
-                !p.outcome.is_timed_out()
-            } else {
-                !p.outcome.is_connected()
-            }
-        })
-        .map(|p| format!("{:?} {}: {}", p.at, p.src, p.outcome))
-        .collect()
-}
-
 #[test]
 fn container_enforces_and_a_rolling_update_leaves_no_gap() {
     if !require_root("container_enforces_and_a_rolling_update_leaves_no_gap") {
@@ -333,31 +281,15 @@ fn container_enforces_and_a_rolling_update_leaves_no_gap() {
     // the pins. Probes from both clients run from before the stop until after the new one is
     // ready.
     let second = Container::create(&lab, &dir, &config_path);
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let (probes, old_exit, stopped_at, ready_at) = std::thread::scope(|s| {
-        let blocked = s.spawn(|| probe_until(&lab, [B4, B6], &stop, started));
-        let allowed = s.spawn(|| probe_until(&lab, [A4, A6], &stop, started));
-        std::thread::sleep(Duration::from_millis(300));
+    let (probes, (old_exit, stopped_at, ready_at)) = probe::during(&lab, |started| {
         let old_exit = first.stop();
         let stopped_at = started.elapsed();
         second.start();
         second.wait_for_log("allowlistd ready", READY_TIMEOUT);
-        let ready_at = started.elapsed();
-        std::thread::sleep(Duration::from_millis(500));
-        stop.store(true, Ordering::Relaxed);
-        let mut probes = blocked.join().expect("the blocked clients' prober");
-        probes.extend(allowed.join().expect("the allowed clients' prober"));
-        (probes, old_exit, stopped_at, ready_at)
+        (old_exit, stopped_at, started.elapsed())
     });
-    let wrong = wrong(&probes);
-    let between = |p: &&Probe| p.at >= stopped_at && p.at <= ready_at;
-    let daemonless = probes.iter().filter(between).count();
-    let daemonless_blocked = probes
-        .iter()
-        .filter(between)
-        .filter(|p| is_blocked(p.src))
-        .count();
+    let wrong = probe::wrong(&probes);
+    let (daemonless, daemonless_blocked) = probe::between(&probes, stopped_at, ready_at);
     assert!(
         wrong.is_empty() && daemonless_blocked > 0,
         "{} probes during the rolling update ({daemonless} with no daemon running, from \
@@ -367,31 +299,15 @@ fn container_enforces_and_a_rolling_update_leaves_no_gap() {
         first.logs(),
         second.logs()
     );
-    let slowest = probes
-        .iter()
-        .filter(|p| !is_blocked(p.src))
-        .map(|p| p.took)
-        .max()
-        .unwrap_or_default();
-    let slow: Vec<String> = probes
-        .iter()
-        .filter(|p| !is_blocked(p.src) && p.took >= Duration::from_millis(900))
-        .map(|p| format!("{} ended at {:?} after {:?}", p.src, p.at, p.took))
-        .collect();
-    let count = |blocked: bool| {
-        probes
-            .iter()
-            .filter(|p| is_blocked(p.src) == blocked)
-            .count()
-    };
+    let (slowest, slow) = probe::slow_allowed(&probes);
     eprintln!(
         "rolling update: {} probes from the blocked clients (all dropped) and {} from the \
          allowed ones (all connected); old stopped at {stopped_at:?} (exit {old_exit}), new \
          ready at {ready_at:?}: {:?} without a daemon, {daemonless} probes then \
          ({daemonless_blocked} blocked), the pinned filter enforcing; slowest allowed \
          connect {slowest:?}; allowed connects that needed a second SYN: {slow:?}",
-        count(true),
-        count(false),
+        probe::count(&probes, true),
+        probe::count(&probes, false),
         ready_at.saturating_sub(stopped_at)
     );
     assert_eq!(old_exit, 0, "the old container's log:\n{}", first.logs());

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::build::{self, userspace_cargo};
 use crate::exec::run;
-use crate::{cockpit, kubernetes, vm};
+use crate::{ansible, cockpit, kubernetes, vm};
 
 /// Builds, then runs every check even after one fails, so one run reports all of them.
 pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
@@ -19,6 +19,8 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     // The browser test serves the built page with cockpit-ws to Chromium.
     let cockpit_dist = cockpit::build(root)?;
     cockpit::test_tools()?;
+    // The Ansible role's test runs its example playbook with it.
+    let ansible_playbook = ansible::playbook(root)?;
 
     let mut clippy = userspace_cargo(root, "clippy", &built.ebpf_object);
     clippy.args(["--all-targets", "--", "-D", "warnings"]);
@@ -31,6 +33,7 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
         .env("ALLOWLIST_BIN_DIR", &built.bin_dir)
         .env("ALLOWLIST_KUBERNETES_VALIDATE", &kubernetes_validate)
         .env("ALLOWLIST_COCKPIT_DIST", &cockpit_dist)
+        .env("ALLOWLIST_ANSIBLE_PLAYBOOK", &ansible_playbook)
         .env("RUST_BACKTRACE", "1")
         .args(test_args);
 

@@ -2,6 +2,7 @@
 //!
 //! Depends on no other workspace crate: it has to build before the XDP object exists.
 
+mod ansible;
 mod bench;
 mod build;
 mod checks;
@@ -90,6 +91,10 @@ enum Cmd {
         /// Where the .deb and its staging tree go (default target/debian)
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+        /// Say this version in the package instead of the workspace's, e.g. 0.1.0~rc1 (sorts
+        /// before 0.1.0): a previous release to test an upgrade from
+        #[arg(long, value_name = "VERSION")]
+        deb_version: Option<String>,
     },
     /// Build release binaries, then an OCI image with podman (FROM scratch: the two binaries
     /// and the shared libraries they need); installs podman and runc when missing. Needs root.
@@ -138,9 +143,19 @@ fn main() -> ExitCode {
             )
         }
         Cmd::VmTest(args) => ("vm-test", vm::vm_test(root, args)),
-        Cmd::Package { bin_dir, out_dir } => (
+        Cmd::Package {
+            bin_dir,
+            out_dir,
+            deb_version,
+        } => (
             "package",
-            package::package(root, bin_dir.as_deref(), out_dir.as_deref()).map(drop),
+            package::package(
+                root,
+                bin_dir.as_deref(),
+                out_dir.as_deref(),
+                deb_version.as_deref(),
+            )
+            .map(drop),
         ),
         Cmd::Image {
             bin_dir,

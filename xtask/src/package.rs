@@ -25,15 +25,34 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const PACKAGES: &[&str] = &["debhelper", "lintian"];
 
 /// Builds the .deb and returns its path. Release binaries are built unless `bin_dir` names
-/// binaries already built (the tests package debug ones that way, to stay fast).
-pub fn package(root: &Path, bin_dir: Option<&Path>, out_dir: Option<&Path>) -> Result<PathBuf> {
+/// binaries already built (the tests package debug ones that way, to stay fast). With
+/// `deb_version`, the package says that version instead of the workspace's (the newest
+/// changelog entry is rewritten in the staged copy): a previous release to upgrade from.
+pub fn package(
+    root: &Path,
+    bin_dir: Option<&Path>,
+    out_dir: Option<&Path>,
+    deb_version: Option<&str>,
+) -> Result<PathBuf> {
     toolchain::install_packages(PACKAGES)?;
     let source = root.join("packaging/debian");
-    let changelog_version = changelog_version(&read(&source.join("changelog"))?)?;
+    let changelog = read(&source.join("changelog"))?;
+    let changelog_version = changelog_version(&changelog)?;
     if changelog_version != VERSION {
         bail!(
             "packaging/debian/changelog's newest entry is {changelog_version}, the workspace is \
              {VERSION}: add an entry for {VERSION} (dch -v {VERSION}, or by hand)"
+        );
+    }
+    let version = deb_version.unwrap_or(VERSION);
+    if !version.starts_with(|c: char| c.is_ascii_digit())
+        || !version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~-".contains(c))
+    {
+        bail!(
+            "--deb-version `{version}` is not a Debian version: a digit first, then letters, \
+             digits and . + ~ - (e.g. 0.1.0~rc1, which sorts before 0.1.0)"
         );
     }
     let bin_dir = match bin_dir {
@@ -42,7 +61,7 @@ pub fn package(root: &Path, bin_dir: Option<&Path>, out_dir: Option<&Path>) -> R
     };
     let out_dir = out_dir.map_or_else(|| root.join("target/debian"), Path::to_path_buf);
     let arch = architecture()?;
-    let name = format!("allowlist_{VERSION}_{arch}");
+    let name = format!("allowlist_{version}_{arch}");
     // dh builds in `tree` and writes the .deb to its parent, `out_dir`.
     let tree = out_dir.join(&name);
     if tree.exists() {
@@ -59,6 +78,13 @@ pub fn package(root: &Path, bin_dir: Option<&Path>, out_dir: Option<&Path>) -> R
     };
     install::stage(root, &bin_dir, &layout, &options)?;
     copy_debian_dir(&source, &tree.join("debian"))?;
+    if version != VERSION {
+        let first = changelog.lines().next().unwrap_or_default();
+        let renamed = first.replacen(&format!("({VERSION})"), &format!("({version})"), 1);
+        let staged = tree.join("debian/changelog");
+        fs::write(&staged, changelog.replacen(first, &renamed, 1))
+            .with_context(|| format!("writing {}", staged.display()))?;
+    }
 
     let deb = out_dir.join(format!("{name}.deb"));
     if deb.exists() {

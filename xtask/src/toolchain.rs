@@ -243,13 +243,22 @@ fn cargo_home() -> Result<PathBuf> {
 /// (under target/, so the system's Python is left alone) when missing or of another version.
 pub fn pypi_tool(venv: &Path, requirement: &str, bin: &str) -> Result<PathBuf> {
     install_packages(&["python3-venv"])?;
-    let version = requirement
+    let (name, version) = requirement
         .split_once("==")
-        .map_or(requirement, |(_, version)| version);
+        .unwrap_or((requirement, requirement));
     let path = venv.join("bin").join(bin);
     if path.is_file() {
-        let output = query(Command::new(&path).arg("--version"))?;
-        if output.status.success() && String::from_utf8_lossy(&output.stdout).contains(version) {
+        // pip's record rather than the tool's --version: running a tool may write to the
+        // user's home (ansible-playbook makes ~/.ansible).
+        let output = query(Command::new(venv.join("bin/python3")).args([
+            "-m",
+            "pip",
+            "show",
+            "--disable-pip-version-check",
+            name,
+        ]))?;
+        let shown = String::from_utf8_lossy(&output.stdout);
+        if output.status.success() && shown.lines().any(|l| l == format!("Version: {version}")) {
             eprintln!("xtask: {requirement} present: {}", path.display());
             return Ok(path);
         }

@@ -59,19 +59,33 @@ impl Reader<'_> {
         let mut seen = BTreeSet::from([self.path.to_path_buf()]);
         for (pattern, line) in include {
             let text = pattern.to_str().unwrap_or_default();
-            let Ok(found) = glob::glob_with(text, GLOB) else {
+            let (Ok(found), Ok(matcher)) = (glob::glob_with(text, GLOB), glob::Pattern::new(text))
+            else {
                 continue; // reported by `include`
             };
+            let mut files = Vec::new();
             for file in found {
-                let file = match file {
-                    Ok(file) => file,
+                match file {
+                    Ok(file) => files.push(file),
                     Err(e) => {
                         let message = format!("reading {}: {}", e.path().display(), e.error());
                         self.report
                             .push(Problem::new(self.path, *line, message).key("include"));
-                        continue;
                     }
-                };
+                }
+            }
+            // A drop-in given but not on disk yet (`allowlistd --check --candidate`, a config
+            // management tool's validate step) is read where it is going to be.
+            let unwritten: Vec<PathBuf> = given
+                .iter()
+                .map(|(path, _)| path.to_path_buf())
+                .filter(|path| matcher.matches_path_with(path, GLOB) && !files.contains(path))
+                .collect();
+            if !unwritten.is_empty() {
+                files.extend(unwritten);
+                files.sort();
+            }
+            for file in files {
                 if file.is_dir() || !seen.insert(file.clone()) {
                     continue;
                 }

@@ -2,8 +2,9 @@
 //! `systemd-analyze verify` on an installed tree, the exposure score), the sd_notify protocol
 //! of the real daemon (READY, STATUS, RELOADING, WATCHDOG, STOPPING) under exactly the unit's
 //! capabilities, `cargo xtask install` and `cargo xtask package` (.deb contents, conffile,
-//! maintainer scripts), the package's prerm detaching a running daemon, and the generated man
-//! pages and completions.
+//! maintainer scripts), the package's prerm detaching a running daemon, the package installed,
+//! upgraded (the handover without a gap), removed and purged on this machine (`lifecycle`),
+//! and the generated man pages and completions.
 //!
 //! PID 1 is not systemd on the machines these run on, so the unit is never started for real:
 //! it is checked with `systemd-analyze verify` and `systemd-analyze security --offline=true`,
@@ -26,6 +27,7 @@ use allowlist_tests::daemon::{
     Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT, SpawnOptions, bin_dir,
 };
 use allowlist_tests::netns::{Lab, Netns};
+use allowlist_tests::package::{run_ok, workspace_root, xtask};
 use allowlist_tests::require_root;
 use nix::sys::signal::Signal;
 
@@ -34,13 +36,6 @@ const MAX_EXPOSURE: f64 = 2.5;
 
 /// What the daemon needs, and all the unit grants (CAP_CHOWN: the control socket's group).
 const UNIT_CAPABILITIES: [&str; 4] = ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_CHOWN"];
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .to_path_buf()
-}
 
 fn unit_path() -> PathBuf {
     workspace_root().join("packaging/systemd/allowlistd.service")
@@ -71,38 +66,8 @@ fn require_tool(test: &str, name: &str) -> bool {
     false
 }
 
-#[track_caller]
-fn run_ok(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `cargo xtask ARGS...` (through `cargo run`, as the alias does).
-#[track_caller]
-fn xtask(args: &[&str]) -> Output {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = workspace_root();
-    run_ok(
-        Command::new(cargo)
-            .current_dir(&root)
-            .args(["run", "--quiet", "--package", "xtask", "--"])
-            .args(args),
-    )
 }
 
 /// The unit's `Key=value` lines, each key with its values in order.
@@ -157,6 +122,7 @@ fn exposure(unit: &Path) -> f64 {
 mod as_systemd_runs_it;
 mod docs;
 mod install;
+mod lifecycle;
 mod package;
 mod prerm;
 mod unit;

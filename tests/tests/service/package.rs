@@ -9,25 +9,12 @@ fn package_has_the_files_a_conffile_and_scripts_that_never_start_enforcing() {
         return;
     }
     let tmp = tempfile::tempdir().expect("creating a temporary directory");
-    let bins = bin_dir();
-    xtask(&[
-        "package",
-        "--bin-dir",
-        bins.to_str().expect("utf-8 bin dir"),
-        "--out-dir",
-        tmp.path().to_str().expect("utf-8 temp path"),
-    ]);
-    let debs: Vec<PathBuf> = std::fs::read_dir(tmp.path())
-        .expect("listing the output directory")
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-        .collect();
-    let [deb] = &debs[..] else {
-        panic!(
-            "expected one .deb in {}, found {debs:?}",
-            tmp.path().display()
-        );
-    };
+    let deb = &allowlist_tests::package::build(tmp.path(), None);
+    assert_eq!(
+        deb.parent(),
+        Some(tmp.path()),
+        "the .deb is written to --out-dir"
+    );
 
     let contents = stdout(&run_ok(Command::new("dpkg-deb").arg("--contents").arg(deb)));
     for file in [

@@ -49,4 +49,3 @@ pub fn require_root(test: &str) -> bool {
     );
     false
 }
-

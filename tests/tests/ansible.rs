@@ -146,7 +146,8 @@ fn the_role_installs_writes_checked_files_and_reloads_only_on_change() {
     if !require_root(test) {
         return;
     }
-    let Some(bin) = path_from_xtask(test, "ALLOWLIST_ANSIBLE_PLAYBOOK", "installs ansible-core") else {
+    let Some(bin) = path_from_xtask(test, "ALLOWLIST_ANSIBLE_PLAYBOOK", "installs ansible-core")
+    else {
         return;
     };
     let machine = Machine::take();

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-
 fn manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -302,9 +302,17 @@ fn daemon_run(settings: &Settings, size: usize, out: &mut Outcome) -> Result<()>
             settings.ctl_runs,
         )?;
         let status = ctl_latency(&socket, &["status"], settings.ctl_runs)?;
+        // What the web console's first screen asks for.
+        let first_page = ctl_latency(
+            &socket,
+            &["--json", "list", "--limit", "500"],
+            settings.ctl_runs.min(20),
+        )?;
         out.ctl.push(("test (allowed)".into(), size, test));
         out.ctl.push(("test (blocked)".into(), size, blocked));
         out.ctl.push(("status".into(), size, status));
+        out.ctl
+            .push(("list --limit 500 --json".into(), size, first_page));
 
         // 1%: that many removed and as many added, per family in proportion; each reload a
         // new 1%.

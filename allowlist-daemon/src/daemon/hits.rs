@@ -36,38 +36,50 @@ pub(super) fn restore(filter: &mut Filter, config: &Config) -> HashMap<Entry, ji
         .collect()
 }
 
-/// Hits by entry, as `list` shows them.
+/// Hits by entry, as `list` shows them: by network, then list (a few at most).
 #[derive(Default)]
-pub(super) struct EntryHits(HashMap<Entry, Saved>);
+pub(super) struct EntryHits(HashMap<IpNet, Vec<(Option<String>, Saved)>>);
 
 impl EntryHits {
     /// The hits of the entry `net` of `list`; with those counted before lists were told
     /// apart, which belong to each list of the network.
     pub(super) fn of(&self, net: IpNet, list: &str) -> Saved {
-        let own = self.0.get(&(net, Some(list.to_owned())));
-        let old = self.0.get(&(net, None));
-        own.into_iter()
-            .chain(old)
-            .fold(Saved::default(), |sum, s| Saved {
+        let lists = self.0.get(&net).map_or(&[][..], Vec::as_slice);
+        lists
+            .iter()
+            .filter(|(l, _)| l.as_deref().is_none_or(|l| l == list))
+            .fold(Saved::default(), |sum, (_, s)| Saved {
                 hits: sum.hits + s.hits,
                 last: sum.last.max(s.last),
             })
+    }
+
+    fn each(&self) -> impl Iterator<Item = (Entry, Saved)> + '_ {
+        self.0.iter().flat_map(|(net, lists)| {
+            lists
+                .iter()
+                .map(move |(list, saved)| ((*net, list.clone()), *saved))
+        })
     }
 }
 
 impl Daemon {
     /// Hits per entry with any, and the wall-clock time of the latest.
     pub(super) fn entry_hits(&self) -> Result<EntryHits> {
-        let mut out: HashMap<Entry, Saved> = HashMap::new();
+        let mut out = EntryHits::default();
         for (entry, stat) in self.filter.hits()? {
             // Counts restored at start carry no kernel stamp until the entry's next hit:
             // until then, the saved time is the latest.
             let last = hit_history::wall_time(stat.last_seen_ns)
                 .or_else(|| self.earlier_hits.get(&entry).copied());
             let hits = stat.packets();
-            out.insert(entry, Saved { hits, last });
+            let (net, list) = entry;
+            out.0
+                .entry(net)
+                .or_default()
+                .push((list, Saved { hits, last }));
         }
-        Ok(EntryHits(out))
+        Ok(out)
     }
 
     /// Saves the hits to `state_dir` (on stop, and every `SAVE_INTERVAL`).
@@ -75,7 +87,8 @@ impl Daemon {
         self.hits_saved = std::time::Instant::now();
         let state_dir = &self.config.state_dir;
         let saved = self.entry_hits().and_then(|hits| {
-            hit_history::save(state_dir, hits.0.iter().map(|(entry, s)| (entry, *s)))
+            let each: Vec<(Entry, Saved)> = hits.each().collect();
+            hit_history::save(state_dir, each.iter().map(|(entry, s)| (entry, *s)))
                 .map_err(anyhow::Error::from)
         });
         if let Err(e) = saved {

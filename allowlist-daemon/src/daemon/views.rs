@@ -191,9 +191,9 @@ impl Daemon {
             .iter()
             .filter(|e| filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()));
         for entry in entries_kept {
-            let saved = hits.of(entry.net, super::changes::list_name(&self.config, entry));
+            let saved = || hits.of(entry.net, super::changes::list_name(&self.config, entry));
             if let Some(limit) = unused_for_secs
-                && saved.last.is_some_and(|last| {
+                && saved().last.is_some_and(|last| {
                     now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)
                 })
             {
@@ -203,6 +203,7 @@ impl Daemon {
             if query.count || query.limit.is_some_and(|n| entries.len() as u64 >= n) {
                 continue;
             }
+            let saved = saved();
             let mut info = entry_info(&self.config, entry);
             info.hits = saved.hits;
             info.last_hit = saved

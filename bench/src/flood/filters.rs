@@ -215,17 +215,19 @@ pub fn install(
             };
             let rule = match family {
                 Family::V4 => format!(
-                    "meta protocol ip ip protocol tcp tcp dport {port} tcp flags & (syn | ack) == syn ip saddr != @allow4 counter drop"
+                    "meta protocol ip ip protocol tcp tcp dport {port} tcp flags & (syn | ack) == syn ip saddr != @allow4 counter name \"drops\" drop"
                 ),
                 Family::V6 => format!(
-                    "meta protocol ip6 ip6 nexthdr tcp tcp dport {port} tcp flags & (syn | ack) == syn ip6 saddr != @allow6 counter drop"
+                    "meta protocol ip6 ip6 nexthdr tcp tcp dport {port} tcp flags & (syn | ack) == syn ip6 saddr != @allow6 counter name \"drops\" drop"
                 ),
             };
+            // The row's own counter, new with the chain, so that one reading after the flood
+            // is its count: every nft command dumps the sets' million elements first (seconds).
             nft(
                 lab,
                 dir,
                 &format!(
-                    "table {table_family} bench {{\n  chain flood {{\n    {hook}\n    {rule}\n  }}\n}}\n"
+                    "table {table_family} bench {{\n  counter drops {{\n    packets 0 bytes 0\n  }}\n  chain flood {{\n    {hook}\n    {rule}\n  }}\n}}\n"
                 ),
             )?;
             (
@@ -320,6 +322,13 @@ fn nft(lab: &Lab, dir: &Path, script: &str) -> Result<String> {
     )
 }
 
+impl Installed {
+    /// Whether the filter's count starts at zero with the row (no reading before the flood).
+    pub fn counts_from_zero(&self) -> bool {
+        matches!(self, Installed::Nft(_))
+    }
+}
+
 /// The filter's own count of dropped SYNs of `family`.
 pub fn drops(lab: &Lab, loaded: &Loaded, installed: &Installed, family: Family) -> Result<u64> {
     Ok(match installed {
@@ -343,12 +352,12 @@ pub fn drops(lab: &Lab, loaded: &Loaded, installed: &Installed, family: Family) 
                 lab.recv.name(),
                 "nft",
                 "list",
-                "chain",
+                "counter",
                 table_family,
                 "bench",
-                "flood",
+                "drops",
             ]))?;
-            counter_after(&text, "counter packets")
+            counter_after(&text, "packets")
         }
         Installed::Iptables(tool) => {
             let text = run_cmd(Command::new("ip").args([
@@ -393,7 +402,7 @@ pub fn uninstall(lab: &Lab, loaded: &mut Loaded, installed: Installed, dir: &Pat
                 lab,
                 dir,
                 &format!(
-                    "flush chain {table_family} bench flood\ndelete chain {table_family} bench flood\n"
+                    "flush chain {table_family} bench flood\ndelete chain {table_family} bench flood\ndelete counter {table_family} bench drops\n"
                 ),
             )?;
         }

@@ -178,7 +178,11 @@ fn flood_once(
     };
     let stop = AtomicBool::new(false);
     let stop_connects = AtomicBool::new(false);
-    let dropped_before = filters::drops(lab, loaded, installed, family)?;
+    let dropped_before = if installed.counts_from_zero() {
+        0
+    } else {
+        filters::drops(lab, loaded, installed, family)?
+    };
     let lost_before = lab.ring_lost()?;
     let arrived_before = lab.arrivals()?;
     let (cpu0, napi0) = (cpu_busy(RECV_CPU)?, thread_cpu(napi));
@@ -371,6 +375,7 @@ fn run_in_lab(settings: &Settings) -> Result<Outcome> {
                 out.loads = handle
                     .join()
                     .map_err(|_| anyhow::anyhow!("set loader panicked"))??;
+                eprintln!("bench: flood: sets loaded: {:?}", out.loads);
             }
             let pool = &pools[usize::from(*family == Family::V6)];
             let row = run_row(

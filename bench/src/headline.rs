@@ -33,12 +33,19 @@ impl Headline {
     }
 
     pub fn line(&self) -> String {
-        let value = self.value.map_or_else(|| "n/a".to_owned(), format_value);
+        let shown = |v: f64| {
+            if v.is_nan() {
+                "n/a".to_owned()
+            } else {
+                format_value(v)
+            }
+        };
+        let value = self.value.map_or_else(|| "n/a".to_owned(), shown);
         format!(
             "headline: {} = {value} (goal {} {})",
             self.name,
             self.relation(),
-            format_value(self.goal)
+            shown(self.goal)
         )
     }
 

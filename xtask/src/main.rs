@@ -51,7 +51,7 @@ enum Cmd {
     /// Measure the data path, a SYN flood against nftables/iptables/xdp-filter and the control
     /// plane; write BENCHMARKS.md, benchmarks/ (raw results, plots). Needs root.
     Bench {
-        /// A smaller run (under 5 minutes) into target/bench/quick
+        /// A shorter run (about 10 minutes; the flood still at 1M entries) into target/bench/quick
         #[arg(long)]
         quick: bool,
         /// Only these parts, comma-separated (testrun, control, flood, knock). Their report goes to

@@ -162,7 +162,7 @@ impl Drop for Netns {
 ///
 /// Server side `alsv<n>` has [`SERVER_V4`]/16 and [`SERVER_V6`]/64; client side `alcl<n>` has
 /// [`ALLOWED_V4`], [`BLOCKED_V4`] (/16) and [`ALLOWED_V6`], [`BLOCKED_V6`] (/64). IPv6
-/// addresses are added `nodad` so they work at once. Each lab is independent: two labs can
+/// addresses are added `nodad`, and DAD is off on both ends, so every address works at once. Each lab is independent: two labs can
 /// exist side by side with the same addresses, as their namespaces differ.
 #[derive(Debug)]
 pub struct Lab {
@@ -241,6 +241,12 @@ impl Lab {
             ])?;
         }
         for (ns, dev) in [(&self.server, sv), (&self.client, cl)] {
+            // Without DAD the link-local address, made as the link comes up, is usable at
+            // once too: an address leaving its tentative state later is a network change a
+            // browser aborts its loads on (ERR_NETWORK_CHANGED).
+            let dad = format!("/proc/sys/net/ipv6/conf/{dev}/accept_dad");
+            ns.run_in(|| std::fs::write(&dad, "0"))
+                .with_context(|| format!("writing 0 to {dad} in {}", ns.name()))?;
             ns.ip(&["link", "set", "lo", "up"])?;
             ns.ip(&["link", "set", dev, "up"])?;
         }

@@ -124,6 +124,17 @@ impl TestProgram {
             .map(|(key, h)| (key, h.packets()))
             .collect()
     }
+
+    /// [`Program::hits`] of just these entries, read as a page of `list` reads them.
+    pub fn hits_of(&self, entries: &[(IpNet, String)]) -> HashMap<(IpNet, Option<String>), u64> {
+        let hits = self
+            .filter
+            .hits_of(entries.iter().map(|(net, list)| (*net, list.as_str())))
+            .expect("reading HITS");
+        hits.into_iter()
+            .map(|(key, h)| (key, h.packets()))
+            .collect()
+    }
 }
 
 /// `filter`'s counters summed over CPUs and interfaces.

@@ -223,6 +223,10 @@ impl Program {
     fn hits(&self) -> HashMap<(IpNet, Option<String>), u64> {
         self.test.hits()
     }
+
+    fn hits_of(&self, entries: &[(IpNet, String)]) -> HashMap<(IpNet, Option<String>), u64> {
+        self.test.hits_of(entries)
+    }
 }
 
 /// The setup as the config would give it: lists named `l0`, `l1`, ... in order, each timed
@@ -492,6 +496,29 @@ impl Tally {
         setup: &Setup,
     ) {
         let hits = program.hits();
+        // A page of `list` reads only its entries' counters, and must read the same.
+        let listed: Vec<(IpNet, String)> = hits
+            .keys()
+            .filter_map(|(net, list)| Some((*net, list.clone()?)))
+            .collect();
+        let paged = program.hits_of(&listed);
+        for (key, now) in &paged {
+            if hits.get(key) != Some(now) {
+                let (net, list) = key;
+                self.problems.push(format!(
+                    "{net} of {list:?}: {now} hits read alone, {:?} read with all (setup: {setup})",
+                    hits.get(key)
+                ));
+            }
+        }
+        if let Some(missed) = listed.iter().find(|(net, list)| {
+            hits[&(*net, Some(list.clone()))] != 0
+                && !paged.contains_key(&(*net, Some(list.clone())))
+        }) {
+            self.problems.push(format!(
+                "{missed:?}: hits read with all, none read alone (setup: {setup})"
+            ));
+        }
         for (key, now) in &hits {
             let got = now - before.get(key).copied().unwrap_or(0);
             let want = self.want_hits.get(key).copied().unwrap_or(0);

@@ -66,8 +66,20 @@ impl EntryHits {
 impl Daemon {
     /// Hits per entry with any, and the wall-clock time of the latest.
     pub(super) fn entry_hits(&self) -> Result<EntryHits> {
+        Ok(self.with_times(self.filter.hits()?))
+    }
+
+    /// [`Daemon::entry_hits`] of just `entries`, reading only their counters.
+    pub(super) fn entry_hits_of(&self, entries: &[&allowlist_config::Entry]) -> Result<EntryHits> {
+        let asked = entries
+            .iter()
+            .map(|e| (e.net, super::changes::list_name(&self.config, e)));
+        Ok(self.with_times(self.filter.hits_of(asked)?))
+    }
+
+    fn with_times(&self, hits: allowlist_loader::filter::ListHits) -> EntryHits {
         let mut out = EntryHits::default();
-        for (entry, stat) in self.filter.hits()? {
+        for (entry, stat) in hits {
             // Counts restored at start carry no kernel stamp until the entry's next hit:
             // until then, the saved time is the latest.
             let last = hit_history::wall_time(stat.last_seen_ns)
@@ -79,7 +91,7 @@ impl Daemon {
                 .or_default()
                 .push((list, Saved { hits, last }));
         }
-        Ok(out)
+        out
     }
 
     /// Saves the hits to `state_dir` (on stop, and every `SAVE_INTERVAL`).

@@ -179,18 +179,28 @@ impl Daemon {
         if let Some(within) = query.expired_within_secs {
             return self.expired(within, &filter);
         }
-        let hits = self
-            .entry_hits()
-            .map_err(|e| (ErrorKind::Internal, format!("{e:#}")))?;
+        let entries_kept = || {
+            self.config
+                .entries
+                .iter()
+                .filter(|e| filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()))
+        };
+        let internal = |e: anyhow::Error| (ErrorKind::Internal, format!("{e:#}"));
+        // Without --unused only the entries shown need their counters: a page reads those.
+        let hits = match unused_for_secs {
+            None if !query.count => {
+                let shown: Vec<_> = entries_kept()
+                    .take(query.limit.map_or(usize::MAX, |n| n as usize))
+                    .collect();
+                self.entry_hits_of(&shown).map_err(internal)?
+            }
+            None => Default::default(),
+            Some(_) => self.entry_hits().map_err(internal)?,
+        };
         let now = jiff::Timestamp::now();
         let mut entries = Vec::new();
         let mut matched = 0;
-        let entries_kept = self
-            .config
-            .entries
-            .iter()
-            .filter(|e| filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()));
-        for entry in entries_kept {
+        for entry in entries_kept() {
             let saved = || hits.of(entry.net, super::changes::list_name(&self.config, entry));
             if let Some(limit) = unused_for_secs
                 && saved().last.is_some_and(|last| {

@@ -13,6 +13,10 @@ use ipnet::IpNet;
 use super::{Filter, batch, lists_of, map, map_fd, map_mut, remove_pin};
 use allowlist_common::verdict::ListMask;
 
+/// Above this many networks `hits_of` reads every counter in batches rather than theirs one
+/// lookup at a time (a few per network: one per CPU, and one in `LIST_HITS`).
+const READ_ONE_BY_ONE: usize = 8192;
+
 /// One network's hits for each list that let a connection in through it (`None`: counts kept
 /// before lists were told apart, or for a list gone since).
 pub type ListHits = HashMap<(IpNet, Option<String>), HitStat>;
@@ -81,6 +85,12 @@ pub(super) fn check_pins(maps_dir: &std::path::Path, hits_kept: bool) -> Result<
     Ok(())
 }
 
+/// Adds `stat`'s packets and latest time to `sum` (whose count is untagged).
+fn add_to(sum: &mut HitStat, stat: &HitStat) {
+    sum.tagged += stat.packets();
+    sum.last_seen_ns = sum.last_seen_ns.max(stat.last_seen_ns);
+}
+
 impl Filter {
     /// Hits with any, per network and list: new connections let in, summed over CPUs, and the
     /// boot-time ns of the latest.
@@ -88,9 +98,7 @@ impl Filter {
         // By id, then by list.
         let mut by_id: HashMap<u32, HashMap<Option<usize>, HitStat>> = HashMap::new();
         let mut add = |id, list, stat: &HitStat| {
-            let sum = by_id.entry(id).or_default().entry(list).or_default();
-            sum.tagged += stat.packets();
-            sum.last_seen_ns = sum.last_seen_ns.max(stat.last_seen_ns);
+            add_to(by_id.entry(id).or_default().entry(list).or_default(), stat);
         };
         batch::for_each_array(map_fd(&self.ebpf, names::HITS)?, |index, stat: &HitStat| {
             if stat.packets() != 0 {
@@ -116,9 +124,69 @@ impl Filter {
                     Some(n) => self.entry_of(net, 1 << n).unwrap_or(net),
                     None => net,
                 };
-                let sum = out.entry((entry, name.map(str::to_owned))).or_default();
-                sum.tagged += stat.tagged;
-                sum.last_seen_ns = sum.last_seen_ns.max(stat.last_seen_ns);
+                add_to(
+                    out.entry((entry, name.map(str::to_owned))).or_default(),
+                    stat,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// What `hits` says of these entries (network, list name), and maybe of others: a page of
+    /// `list` at a million entries reads only the counters of the networks inside its
+    /// entries, unless they are so many that reading every slot of every CPU at once is
+    /// cheaper.
+    pub fn hits_of<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (IpNet, &'a str)>,
+    ) -> Result<ListHits> {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let networks: usize = entries.iter().map(|(e, _)| self.ids.within(*e).len()).sum();
+        if networks > READ_ONE_BY_ONE {
+            return self.hits();
+        }
+        let slots: Array<_, HitStat> = Array::try_from(map(&self.ebpf, names::HITS)?)?;
+        let list_hits: PerCpuHashMap<_, ListHit, HitStat> =
+            PerCpuHashMap::try_from(map(&self.ebpf, names::LIST_HITS)?)?;
+        let mut out = ListHits::new();
+        let mut untagged_read = HashSet::new();
+        for (entry, name) in entries {
+            let Some(n) = self.numbers.number(name).map(usize::from) else {
+                continue;
+            };
+            // A network inside the entry counts for it unless an entry of the same list
+            // between them holds it (`entry_of`, as `hits` attributes).
+            for &(net, id, _) in self.ids.within(entry) {
+                let (mut tagged, mut untagged) = (HitStat::default(), HitStat::default());
+                for cpu in 0..self.cpus {
+                    let stat = slots
+                        .get(&(cpu * self.hit_slots + id), 0)
+                        .context("reading the hit counters")?;
+                    match stat.list() {
+                        Some(list) if list == n => add_to(&mut tagged, &stat),
+                        None if net == entry => add_to(&mut untagged, &stat),
+                        _ => {}
+                    }
+                }
+                match list_hits.get(&ListHit { id, list: n as u32 }, 0) {
+                    Ok(per_cpu) => per_cpu.iter().for_each(|stat| add_to(&mut tagged, stat)),
+                    Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => {
+                        return Err(e).context("reading the hit counters of shared networks");
+                    }
+                }
+                if tagged.tagged != 0 && self.entry_of(net, 1 << n) == Some(entry) {
+                    add_to(
+                        out.entry((entry, Some(name.to_owned()))).or_default(),
+                        &tagged,
+                    );
+                }
+                // Counts from before lists were told apart belong to each list of the
+                // network: read once however many of its lists are asked for.
+                if untagged.tagged != 0 && untagged_read.insert(id) {
+                    add_to(out.entry((entry, None)).or_default(), &untagged);
+                }
             }
         }
         Ok(out)

@@ -201,6 +201,17 @@ impl Ids {
     pub fn entries(&self) -> &[Held] {
         &self.entries
     }
+
+    /// The held networks inside `net`, itself included: sorted by address then prefix,
+    /// they lie together from `net` on.
+    pub fn within(&self, net: IpNet) -> &[Held] {
+        let start = self.entries.partition_point(|(held, _, _)| *held < net);
+        let len = self.entries[start..]
+            .iter()
+            .take_while(|(held, _, _)| net.contains(held))
+            .count();
+        &self.entries[start..start + len]
+    }
 }
 
 #[cfg(test)]
@@ -304,6 +315,58 @@ mod tests {
         assert!(add(&mut ids, "198.18.3.0/24").is_none());
         ids.forget_inherited();
         assert_eq!(add(&mut ids, "198.18.3.0/24"), Some((1, true)));
+    }
+
+    #[test]
+    fn within_is_every_held_network_inside_one() {
+        let mut ids = Ids::new(64, HashMap::new());
+        let held = [
+            "198.18.0.0/15",
+            "198.18.0.0/16",
+            "198.18.0.0/24",
+            "198.18.0.7/32",
+            "198.18.1.0/24",
+            "198.18.255.255/32",
+            "198.19.0.0/16",
+            "198.20.0.0/24",
+            "2001:db8::/32",
+            "2001:db8::1/128",
+            "2001:db9::/32",
+        ];
+        for n in held {
+            add(&mut ids, n).unwrap();
+        }
+        let within = |s: &str| -> Vec<String> {
+            ids.within(net(s))
+                .iter()
+                .map(|(n, _, _)| n.to_string())
+                .collect()
+        };
+        assert_eq!(
+            within("198.18.0.0/16"),
+            [
+                "198.18.0.0/16",
+                "198.18.0.0/24",
+                "198.18.0.7/32",
+                "198.18.1.0/24",
+                "198.18.255.255/32"
+            ]
+        );
+        assert_eq!(within("198.18.0.0/15").len(), 7);
+        assert_eq!(within("198.18.1.0/24"), ["198.18.1.0/24"]);
+        assert_eq!(
+            within("2001:db8::/32"),
+            ["2001:db8::/32", "2001:db8::1/128"]
+        );
+        assert!(
+            within("198.18.2.0/24").is_empty(),
+            "not held, nothing inside"
+        );
+        assert_eq!(
+            within("0.0.0.0/0").len(),
+            8,
+            "every IPv4 network, no IPv6 one"
+        );
     }
 
     #[test]

@@ -431,6 +431,9 @@ pub struct EntryInfo {
     /// RFC 3339 time a timed entry ends (or ended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// Written in a list file: changed by editing that file, not by `edit` or `delete`.
+    #[serde(default)]
+    pub in_list_file: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

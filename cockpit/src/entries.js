@@ -120,17 +120,12 @@ function table(app, entries, sort, onSort) {
                sorted(entries, sort).map(e => row(app, e, lists, timed))));
 }
 
-/** An entry of a list file is edited in that file; a .toml (the config, a drop-in) here. */
-function inListFile(entry) {
-    const file = entry.origin.replace(/:\d+$/, "");
-    return !file.endsWith(".toml");
-}
-
 function row(app, e, lists, timed) {
     const errorCell = h("td", { class: "pf-v5-c-table__td alw-row-error", colspan: "8" });
     const errorRow = h("tr", { class: "pf-v5-c-table__tr", hidden: true }, errorCell);
     const td = (labelText, ...content) => h("td", { class: "pf-v5-c-table__td", "data-label": labelText }, ...content);
-    const readOnly = inListFile(e);
+    // An entry of a list file is edited in that file, as `allowlistctl edit` says.
+    const readOnly = e.in_list_file;
     const listArgs = e.list && e.list !== "default" ? ["--list", e.list] : [];
     const actions = readOnly
         ? label("in a list file: edit it there", "blue")

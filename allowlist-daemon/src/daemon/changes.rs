@@ -18,6 +18,7 @@ pub fn entry_info(config: &Config, entry: &Entry) -> EntryInfo {
         last_hit: None,
         list: list_name(config, entry).to_owned(),
         expires: config.end_of(entry).map(super::expiry::rfc3339),
+        in_list_file: config.file_number(&entry.file).is_none(),
     }
 }
 

@@ -258,6 +258,7 @@ impl Daemon {
                     last_hit: None,
                     list: value["list"].as_str().unwrap_or(DEFAULT_LIST).to_owned(),
                     expires: value["expires"].as_str().map(str::to_owned),
+                    in_list_file: false,
                 };
                 if filter.keeps_info(&info) {
                     entries.push(info);

@@ -111,10 +111,24 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     let Some(dist) = dist(test) else { return };
     let shots = screenshots();
     // Inactive, with one entry that does not cover the browser's address (ALLOWED_V4).
+    // A list file's line, edited in that file; a drop-in's entry, edited here whatever the
+    // drop-in's name.
     let mut run = Running::start(|dir, iface| {
         let mut config = Config::new(dir, iface).entry("198.18.9.0/24", "backup site");
         config.active = false;
-        config.render()
+        allowlist_tests::daemon::write_atomically(
+            &dir.join("partners.list"),
+            "198.18.5.0/24  # partner VPN\n",
+        );
+        std::fs::create_dir(dir.join("conf.d")).expect("creating conf.d");
+        allowlist_tests::daemon::write_atomically(
+            &dir.join("conf.d/office.conf"),
+            "[[entries]]\ncidr = \"198.18.6.0/24\"\ncomment = \"office\"\n",
+        );
+        allowlist_tests::daemon::with_top_level(
+            &config.render(),
+            "list_files = [\"partners.list\"]\ninclude = [\"conf.d/*.conf\"]\n",
+        )
     });
     let socket = run.socket.to_string_lossy().into_owned();
     let bin_dir = allowlist_tests::daemon::bin_dir();
@@ -146,6 +160,16 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     b.wait("[data-test=state]", &format!("your address: {browser_ip}"));
     b.wait("[data-cidr='198.18.9.0/24']", "backup site");
     b.wait("[data-cidr='198.18.9.0/24']", "allowlist.toml:");
+    // The list file's line: no Edit or Delete, where to edit it instead.
+    b.wait(
+        "[data-cidr='198.18.5.0/24']",
+        "in a list file: edit it there",
+    );
+    b.wait("[data-cidr='198.18.5.0/24']", "partners.list:1");
+    b.gone("[data-cidr='198.18.5.0/24'] [data-test=edit]");
+    b.gone("[data-cidr='198.18.5.0/24'] [data-test=delete]");
+    b.wait("[data-cidr='198.18.6.0/24'] [data-test=edit]", "Edit");
+    b.wait("[data-cidr='198.18.6.0/24']", "office.conf:");
 
     // Add, with a comment: in the daemon, the file and the audit log.
     b.click("[data-test=add]");
@@ -224,7 +248,7 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
 
     // The filter: the daemon filters by comment.
     b.fill("[data-test=filter]", "2nd floor");
-    b.wait("[data-test=entries-summary]", "1 of 3 entries match");
+    b.wait("[data-test=entries-summary]", "1 of 5 entries match");
     b.gone("[data-cidr='198.18.9.0/24']");
     b.fill("[data-test=filter]", "");
     b.wait("[data-cidr='198.18.9.0/24']", "backup site");

@@ -213,8 +213,9 @@ fn check_dry_run_and_timed_entries_cover_the_drop_ins() {
     let run = start_with("", true);
     let client = run.client();
     let vendor = run.dir.join("conf.d/vendor.toml");
-    let ends = Instant::now() + Duration::from_secs(5);
-    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(5);
+    // Far enough ahead for two `--check` runs, two dry runs and a reload on a busy machine.
+    let ends = Instant::now() + Duration::from_secs(10);
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(10);
     write_atomically(
         &vendor,
         &format!(
@@ -344,8 +345,8 @@ fn a_timed_entry_of_a_config_map_ends_in_the_kernel_and_stays_in_its_file() {
     let run = start();
     let client = run.client();
     let mut volume = ConfigMap::new(&run.dir.join("conf.d"));
-    let ends = Instant::now() + Duration::from_secs(4);
-    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    let ends = Instant::now() + Duration::from_secs(6);
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(6);
     let since = Instant::now();
     volume.publish(&[(
         "vendor.toml",

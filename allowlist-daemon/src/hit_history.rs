@@ -95,17 +95,17 @@ fn parse_line(line: &str) -> Option<(Entry, Saved)> {
 /// Writes the hits of `entries` (those with none are left out), atomically.
 pub fn save<'a>(
     state_dir: &Path,
-    entries: impl Iterator<Item = (&'a Entry, Saved)>,
+    entries: impl Iterator<Item = (IpNet, Option<&'a str>, Saved)>,
 ) -> std::io::Result<()> {
     let mut text = String::from(
         "# allowlistd: hits per entry (CIDR HITS LAST-HIT-UTC LIST), kept across stops and \
          reboots\n",
     );
-    for ((net, list), saved) in entries.filter(|(_, s)| s.hits > 0) {
+    for (net, list, saved) in entries.filter(|(_, _, s)| s.hits > 0) {
         let last = saved
             .last
             .map_or_else(|| "-".to_owned(), allowlist_control::time::utc_millis);
-        let list = list.as_deref().unwrap_or_default();
+        let list = list.unwrap_or_default();
         let _ = writeln!(text, "{net} {} {last} {list}", saved.hits);
     }
     write_atomic(&path(state_dir), &text)
@@ -139,7 +139,11 @@ mod tests {
             ),
             (entry("198.18.3.0/24", Some("ssh")), Saved::default()),
         ];
-        save(dir.path(), entries.iter().map(|(n, s)| (n, *s))).unwrap();
+        save(
+            dir.path(),
+            entries.iter().map(|((n, l), s)| (*n, l.as_deref(), *s)),
+        )
+        .unwrap();
         let mut text = std::fs::read_to_string(path(dir.path())).unwrap();
         assert!(
             text.contains("198.18.1.0/24 5 2026-01-02T03:04:05.678Z ssh\n"),

@@ -54,11 +54,11 @@ impl EntryHits {
             })
     }
 
-    fn each(&self) -> impl Iterator<Item = (Entry, Saved)> + '_ {
+    fn each(&self) -> impl Iterator<Item = (IpNet, Option<&str>, Saved)> + '_ {
         self.0.iter().flat_map(|(net, lists)| {
             lists
                 .iter()
-                .map(move |(list, saved)| ((*net, list.clone()), *saved))
+                .map(move |(list, saved)| (*net, list.as_deref(), *saved))
         })
     }
 }
@@ -99,9 +99,7 @@ impl Daemon {
         self.hits_saved = std::time::Instant::now();
         let state_dir = &self.config.state_dir;
         let saved = self.entry_hits().and_then(|hits| {
-            let each: Vec<(Entry, Saved)> = hits.each().collect();
-            hit_history::save(state_dir, each.iter().map(|(entry, s)| (entry, *s)))
-                .map_err(anyhow::Error::from)
+            hit_history::save(state_dir, hits.each()).map_err(anyhow::Error::from)
         });
         if let Err(e) = saved {
             warn!(

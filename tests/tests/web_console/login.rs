@@ -3,10 +3,11 @@
 //! page in limited access saying that it needs administrative access, then Cockpit's
 //! "superuser" through sudo and a change whose audit record names the Cockpit user.
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
+
+use allowlist_tests::package::run_ok;
 
 use super::*;
 
@@ -20,32 +21,6 @@ struct Admin {
     tools: tempfile::TempDir,
 }
 
-/// Runs `cmd`, panicking with its stderr if it fails.
-fn must(cmd: &mut Command, input: &str) {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(input.as_bytes())
-        .unwrap_or_else(|e| panic!("writing to {what}: {e}"));
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Admin {
     /// `alw-<pid>`, whose login sessions talk to the daemon at `socket` (through pam_env,
     /// which Debian's /etc/pam.d/cockpit reads from the user's ~/.pam_environment, and sudo,
@@ -57,32 +32,37 @@ impl Admin {
             .duration_since(SystemTime::UNIX_EPOCH)
             .expect("the clock is after 1970")
             .as_nanos();
-        must(
-            Command::new("useradd").args([
-                "--create-home",
-                "--shell",
-                "/bin/sh",
-                "--comment",
-                "allowlist web console test",
-                &name,
-            ]),
-            "",
-        );
         let tools = tempfile::Builder::new()
             .prefix("allowlist-cockpit-bin-")
             .tempdir()
             .expect("a directory for allowlistctl");
+        let home = PathBuf::from("/home").join(&name);
+        run_ok(
+            Command::new("useradd")
+                .args(["--create-home", "--home-dir"])
+                .arg(&home)
+                .args([
+                    "--shell",
+                    "/bin/sh",
+                    "--comment",
+                    "allowlist web console test",
+                    &name,
+                ]),
+        );
         let admin = Admin {
             sudoers: PathBuf::from("/etc/sudoers.d").join(&name),
             password: format!("{name}-{nanos:x}"),
             name,
             tools,
         };
-        must(
-            &mut Command::new("chpasswd"),
-            &format!("{}:{}\n", admin.name, admin.password),
-        );
-        let home = PathBuf::from("/home").join(&admin.name);
+        // chpasswd reads `name:password` lines on stdin.
+        run_ok(Command::new("sh").args([
+            "-c",
+            "printf '%s:%s\\n' \"$1\" \"$2\" | chpasswd",
+            "sh",
+            &admin.name,
+            &admin.password,
+        ]));
         std::fs::write(
             home.join(".pam_environment"),
             format!("ALLOWLIST_SOCKET DEFAULT={}\n", socket.display()),
@@ -95,11 +75,10 @@ impl Admin {
             std::fs::copy(&file, page.join(file.file_name().expect("a file name")))
                 .unwrap_or_else(|e| panic!("copying {}: {e}", file.display()));
         }
-        must(
+        run_ok(
             Command::new("chown")
                 .args(["-R", &format!("{0}:{0}", admin.name)])
                 .arg(home.join(".local")),
-            "",
         );
         let open = std::fs::Permissions::from_mode(0o755);
         std::fs::set_permissions(admin.tools.path(), open.clone()).expect("chmod the tools");
@@ -124,7 +103,7 @@ impl Admin {
         .expect("writing the sudoers drop-in");
         std::fs::set_permissions(&draft, std::fs::Permissions::from_mode(0o440))
             .expect("chmod the sudoers drop-in");
-        must(Command::new("visudo").arg("-cf").arg(&draft), "");
+        run_ok(Command::new("visudo").arg("-cf").arg(&draft));
         std::fs::rename(&draft, &admin.sudoers).expect("installing the sudoers drop-in");
         admin
     }

@@ -28,7 +28,7 @@ impl Drop for Group {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
-        eprintln!("web_console: {} stopped", self.what);
+        eprintln!("cockpit: {} stopped", self.what);
     }
 }
 
@@ -58,7 +58,8 @@ pub enum Session {
 }
 
 /// cockpit-ws without systemd on `addr:port` inside `ns`, with the page found through
-/// XDG_DATA_DIRS.
+/// XDG_DATA_DIRS (by the local session's bridge: a login's bridge has the user's environment
+/// and finds it among the user's packages).
 pub struct CockpitWs {
     _process: Group,
     _data: tempfile::TempDir,

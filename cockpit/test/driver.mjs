@@ -15,7 +15,8 @@
 //   {"op": "load", "sel": "..."}             {"ok": true, "value": ms}: URL navigated to
 //                                            again, until sel is visible (the bench)
 //   {"op": "screenshot", "path": "..."}      (the whole window, Cockpit's shell included)
-//   {"op": "superuser", "text": "PASSWORD"}  (administrative access through Cockpit's shell)
+//   {"op": "superuser", "text": "PASSWORD"}  (administrative access through Cockpit's shell,
+//                                            as Debian 12's Cockpit 287 draws it)
 // Every wait is bounded by TIMEOUT, a navigation and the page getting ready by 30 s; a failure
 // answers {"ok": false, "error": "..."}.
 import { chromium } from "playwright-core";

@@ -83,7 +83,7 @@ impl Outcome {
     }
 }
 
-fn split(size: usize) -> (usize, usize) {
+pub fn split(size: usize) -> (usize, usize) {
     let v4 = ((size as f64) * V4_SHARE).round() as usize;
     (v4.max(1), (size - v4).max(1))
 }
@@ -226,44 +226,81 @@ fn ctl_latency(socket: &Path, args: &[&str], runs: usize) -> Result<Summary> {
     Ok(Summary::of(&ms))
 }
 
+/// `max_entries` for `n4` IPv4 and `n6` IPv6 entries, with 2% to spare for the reloads.
+fn capacity(n4: usize, n6: usize) -> usize {
+    (n4.max(n6) + n4.max(n6) / 50).max(1024)
+}
+
+/// A daemon [`start`] made; fields drop in order, the daemon first.
+pub struct Started {
+    pub daemon: Daemon,
+    pub notify: UnixDatagram,
+    pub dir: TestDir,
+    pub lab: Lab,
+    /// From the spawn to its READY=1.
+    pub seconds: f64,
+}
+
+/// The release allowlistd in a fresh lab and directory on list files of `v4` and `v6`
+/// (`size` in all), ready.
+pub fn start(size: usize, v4: &[IpNet], v6: &[IpNet]) -> Result<Started> {
+    let capacity = capacity(v4.len(), v6.len());
+    let lab = Lab::new();
+    let dir = TestDir::new();
+    write_lists(dir.path(), v4, v6)?;
+    let config = Config::new(&dir, lab.server_if());
+    let text = with_top_level(
+        &config.render(),
+        &format!("max_entries = {capacity}\nlist_files = [\"v4.list\", \"v6.list\"]\n"),
+    );
+    let config_path = dir.join("allowlist.toml");
+    fs::write(&config_path, text)?;
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path)?;
+    let mut cmd = Daemon::command(&config_path);
+    cmd.env("NOTIFY_SOCKET", &notify_path);
+    let spawned = Instant::now();
+    let daemon = Daemon::spawn_command(
+        &lab.server,
+        cmd,
+        &SpawnOptions {
+            tag: Some(format!("allowlistd-{size}")),
+            echo: false,
+        },
+    );
+    let ready = wait_notify(&notify, "READY=1", Duration::from_secs(300))
+        .with_context(|| format!("daemon log:\n{}", daemon.log()))?;
+    Ok(Started {
+        daemon,
+        notify,
+        dir,
+        lab,
+        seconds: (ready - spawned).as_secs_f64(),
+    })
+}
+
 fn daemon_run(settings: &Settings, size: usize, out: &mut Outcome) -> Result<()> {
     let (n4, n6) = split(size);
     let mut v4 = List::v4(n4, settings.seed);
     let mut v6 = List::v6(n6, settings.seed);
-    let capacity = (n4.max(n6) + n4.max(n6) / 50).max(1024);
+    let capacity = capacity(n4, n6);
     // Each start in a fresh namespace and directory, so that none adopts the last one's maps;
     // the last daemon stays for the rest.
     let mut applies = Vec::new();
-    let (_lab, dir, notify, mut daemon) = loop {
-        let lab = Lab::new();
-        let dir = TestDir::new();
-        write_lists(dir.path(), &v4.nets, &v6.nets)?;
-        let config = Config::new(&dir, lab.server_if());
-        let text = with_top_level(
-            &config.render(),
-            &format!("max_entries = {capacity}\nlist_files = [\"v4.list\", \"v6.list\"]\n"),
-        );
-        let config_path = dir.join("allowlist.toml");
-        fs::write(&config_path, text)?;
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path)?;
-        let mut cmd = Daemon::command(&config_path);
-        cmd.env("NOTIFY_SOCKET", &notify_path);
-        let started = Instant::now();
-        let mut daemon = Daemon::spawn_command(
-            &lab.server,
-            cmd,
-            &SpawnOptions {
-                tag: Some(format!("allowlistd-{size}")),
-                echo: false,
-            },
-        );
-        let ready = wait_notify(&notify, "READY=1", Duration::from_secs(300))
-            .with_context(|| format!("daemon log:\n{}", daemon.log()))?;
-        applies.push((ready - started).as_secs_f64());
+    // Bound in this order so that the daemon drops first, the lab last.
+    let Started {
+        lab: _lab,
+        dir,
+        notify,
+        mut daemon,
+        ..
+    } = loop {
+        let started = start(size, &v4.nets, &v6.nets)?;
+        applies.push(started.seconds);
         if applies.len() >= settings.repeats {
-            break (lab, dir, notify, daemon);
+            break started;
         }
+        let mut daemon = started.daemon;
         daemon.signal(Signal::SIGTERM);
         daemon.wait_exit(Duration::from_secs(60))?;
     };

@@ -16,6 +16,7 @@ mod knock;
 mod lists;
 mod stats;
 mod testrun;
+mod web;
 
 use headline::Headline;
 
@@ -37,6 +38,7 @@ fn args() -> Result<Args> {
         "control".to_owned(),
         "flood".to_owned(),
         "knock".to_owned(),
+        "web".to_owned(),
     ];
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -354,6 +356,35 @@ fn main() -> Result<()> {
                 "seconds": t.elapsed().as_secs_f64(),
             }),
         );
+    }
+
+    if args.parts.iter().any(|p| p == "web") {
+        let dist = std::env::var_os("ALLOWLIST_COCKPIT_DIST").context(
+            "ALLOWLIST_COCKPIT_DIST is not set: run `cargo xtask bench`, which builds the page",
+        )?;
+        let settings = web::Settings {
+            entries: 1 << 20,
+            loads: if args.quick { 5 } else { 9 },
+            seed: 2,
+        };
+        let t = Instant::now();
+        let out = web::run(&settings, std::path::Path::new(&dist))?;
+        let listed: Vec<String> = out.loads_ms.iter().map(|ms| format!("{ms:.0}")).collect();
+        println!(
+            "\n== 6. web console: navigation to the first row of entries at {} entries\nms: {} (median {:.0})",
+            out.entries,
+            listed.join(", "),
+            out.median_ms
+        );
+        let mut web = out.json();
+        web["seconds"] = json!(t.elapsed().as_secs_f64());
+        results.insert("web".into(), web);
+        headlines.push(Headline {
+            name: "web-console-first-screen-1m-ms",
+            value: Some(out.median_ms),
+            goal: 2000.0,
+            at_least: false,
+        });
     }
 
     results.insert(

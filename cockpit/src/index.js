@@ -18,6 +18,8 @@ const app = {
     currentIp: null,
     /** The Cockpit user: the audit records name them (`root for alice`). */
     user: null,
+    /** Whether this session has administrative access (null until Cockpit has said). */
+    admin: null,
     /** A change, then a refresh. */
     change(args) {
         const caller = app.currentIp && GUARDED.includes(args[0]) ? ["--current-ip", app.currentIp] : [];
@@ -69,6 +71,15 @@ replace(document.getElementById("app"),
 replace(panel, current.node);
 
 cockpit.translate();
+// Administrative access ("superuser", sudo behind it) is what lets allowlistctl reach the
+// daemon's socket as root. Asking for it also makes Cockpit reload the page when the admin
+// turns it on or off; until it has answered, a failed read may be shown without the hint.
+const admin = cockpit.permission({ admin: true });
+admin.addEventListener("changed", () => {
+    app.admin = admin.allowed;
+    if (!app.status)
+        app.refresh();
+});
 Promise.all([currentIp(), cockpit.user().catch(() => null)]).then(([ip, user]) => {
     app.currentIp = ip;
     app.user = user && user.name ? user.name : null;

@@ -18,7 +18,7 @@ let countdown = null;
 export function renderState(el, app, status, error) {
     clearInterval(countdown);
     if (error) {
-        replace(el, unreachable(error));
+        replace(el, unreachable(app, error));
         return;
     }
     replace(el,
@@ -135,7 +135,15 @@ function emergencyDialog(app) {
     });
 }
 
-function unreachable(error) {
+function unreachable(app, error) {
+    // The socket is root's (and control_group's): a session without administrative access
+    // is refused before the daemon sees the request.
+    if (app.admin === false && (error.kind === "unreachable" || error.kind === "permission-denied"))
+        return alert("warning", "Administrative access is needed to manage the allowlist",
+                     h("p", { "data-test": "needs-admin" },
+                       "The allowlist daemon answers only root and members of its control_group, and this session has limited access. ",
+                       "Turn on administrative access (\"Limited access\" at the top of the page); the page reloads with it."),
+                     h("p", {}, "allowlistctl said: ", error.message));
     if (error.kind === "unreachable")
         return alert("danger", "The allowlist daemon cannot be reached",
                      h("p", { "data-test": "unreachable" }, error.message),

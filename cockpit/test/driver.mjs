@@ -1,16 +1,24 @@
-// Drives Debian's Chromium with playwright-core for tests/tests/web_console.rs: one JSON
-// command a line on stdin, one JSON answer a line on stdout, so the Rust test checks the
-// daemon, the config, the audit log and real connections between the clicks.
+// Drives Debian's Chromium with playwright-core for tests/tests/web_console/ and the bench
+// (through tests/src/cockpit.rs): one JSON command a line on stdin, one JSON answer a line on
+// stdout, so the Rust test checks the daemon, the config, the audit log and real connections
+// between the clicks.
 //
 //   node driver.mjs URL PROFILE_DIR [FRAME_NAME]
+// With COCKPIT_USER and COCKPIT_PASSWORD in its environment it logs in through Cockpit's
+// login form first.
 //   {"op": "click", "sel": "..."}            {"ok": true}
 //   {"op": "fill", "sel": "...", "text": "..."}  (and "select": the option of that value)
 //   {"op": "text", "sel": "..."}             {"ok": true, "value": "innerText"}
 //   {"op": "wait", "sel": "...", "text": "..."}  (visible, and containing text if given)
 //   {"op": "gone", "sel": "..."}             (no longer visible)
 //   {"op": "reload"}                         (and wait for the page to be ready)
+//   {"op": "load", "sel": "..."}             {"ok": true, "value": ms}: URL navigated to
+//                                            again, until sel is visible (the bench)
 //   {"op": "screenshot", "path": "..."}      (the whole window, Cockpit's shell included)
-// Every wait is bounded by TIMEOUT; a failure answers {"ok": false, "error": "..."}.
+//   {"op": "superuser", "text": "PASSWORD"}  (administrative access through Cockpit's shell,
+//                                            as Debian 12's Cockpit 287 draws it)
+// Every wait is bounded by TIMEOUT, a navigation and the page getting ready by 30 s; a failure
+// answers {"ok": false, "error": "..."}.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
@@ -36,8 +44,9 @@ function root() {
     return frameName ? page.frameLocator(`iframe[name="${frameName}"]`) : page;
 }
 
+/** The page has shown its first answer (a login and a session's start may come first). */
 async function ready() {
-    await root().locator("body[data-ready]").waitFor({ state: "attached" });
+    await root().locator("body[data-ready]").waitFor({ state: "attached", timeout: 30000 });
 }
 
 async function perform(cmd) {
@@ -68,6 +77,19 @@ async function perform(cmd) {
         await page.reload();
         await ready();
         return null;
+    case "load": {
+        const started = Date.now();
+        await page.goto(url, { timeout: 30000 });
+        await at.waitFor({ state: "visible" });
+        return Date.now() - started;
+    }
+    case "superuser":
+        await page.click("#super-user-indicator button");
+        await page.fill("#switch-to-admin-access-password", cmd.text);
+        await page.click(".pf-c-modal-box button.pf-m-primary");
+        await page.locator("#super-user-indicator", { hasText: "Administrative access" }).waitFor();
+        await ready();
+        return null;
     case "screenshot":
         await page.screenshot({ path: cmd.path });
         return null;
@@ -79,6 +101,11 @@ async function perform(cmd) {
 const answer = obj => process.stdout.write(JSON.stringify(obj) + "\n");
 try {
     await page.goto(url, { timeout: 30000 });
+    if (process.env.COCKPIT_USER) {
+        await page.fill("#login-user-input", process.env.COCKPIT_USER);
+        await page.fill("#login-password-input", process.env.COCKPIT_PASSWORD);
+        await page.click("#login-button");
+    }
     await ready();
     answer({ ok: true, value: "ready" });
 } catch (e) {

@@ -2,6 +2,7 @@
 //! real daemon as a child process, `allowlistctl` runs, a private bpffs, and crafted frames.
 
 pub mod bpffs;
+pub mod cockpit;
 pub mod config_map;
 pub mod ctl;
 pub mod daemon;

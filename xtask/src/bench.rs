@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 
 use crate::build::{self, build_ebpf_package};
+use crate::cockpit;
 use crate::exec::{self, run};
 use crate::report;
 use crate::toolchain;
@@ -58,6 +59,11 @@ pub fn bench(root: &Path, quick: bool, parts: Option<&str>) -> Result<()> {
         .arg(&floor)
         .arg("--random-object")
         .arg(&random);
+    // The web console's part: the built page, cockpit-ws and Chromium, as its test has them.
+    if parts.is_none_or(|p| p.split(',').any(|p| p == "web")) {
+        cmd.env("ALLOWLIST_COCKPIT_DIST", cockpit::build(root)?);
+        cockpit::test_tools()?;
+    }
     if quick {
         cmd.arg("--quick");
     }

@@ -14,8 +14,15 @@ use crate::toolchain;
 const BUILD_PACKAGES: &[&str] = &["nodejs", "npm"];
 /// cockpit-ws serves the page in the browser test, cockpit-bridge runs allowlistctl for it,
 /// cockpit-system brings Cockpit's shell (the menu and frame around the page), Chromium is
-/// the browser.
-const TEST_PACKAGES: &[&str] = &["cockpit-ws", "cockpit-bridge", "cockpit-system", "chromium"];
+/// the browser, sudo gives the test's non-root admin Cockpit's administrative access (the
+/// login itself needs only useradd and chpasswd, which every Debian has).
+const TEST_PACKAGES: &[&str] = &[
+    "cockpit-ws",
+    "cockpit-bridge",
+    "cockpit-system",
+    "chromium",
+    "sudo",
+];
 
 /// Builds the page and returns its directory (`cockpit/dist`).
 pub fn build(root: &Path) -> Result<PathBuf> {

@@ -54,8 +54,9 @@ enum Cmd {
         /// A shorter run (about 10 minutes; the flood still at 1M entries) into target/bench/quick
         #[arg(long)]
         quick: bool,
-        /// Only these parts, comma-separated (testrun, control, flood, knock). Their report goes to
-        /// target/bench/quick, or target/bench/parts: never over the whole run's BENCHMARKS.md
+        /// Only these parts, comma-separated (testrun, control, flood, knock, web). Their report
+        /// goes to target/bench/quick, or target/bench/parts: never over the whole run's
+        /// BENCHMARKS.md
         #[arg(long)]
         parts: Option<String>,
     },

@@ -495,6 +495,18 @@ pub fn write(
         }
         std::fs::write(out_dir.join("knock.csv"), csv)?;
     }
+    let web = &results["web"];
+    if web.is_object() {
+        let loads: Vec<String> = arr(&web["loads_ms"]).iter().map(|v| num(f(v))).collect();
+        let _ = writeln!(
+            md,
+            "\n## 6. Web console first screen\n\n{WEB_METHOD}\n\nAt {} entries: median {} ms \
+             (loads, ms: {}).",
+            web["entries"],
+            num(f(&web["median_ms"])),
+            loads.join(", ")
+        );
+    }
     let _ = &null;
     std::fs::write(md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(lines)
@@ -518,6 +530,10 @@ fn headline_method(name: &str) -> &'static str {
         "udp-allowed-path" => {
             "`udp_allowed_v4`: datagrams to the protected UDP port from a covered source \
              (fixed), at 1000 entries, x empty"
+        }
+        "web-console-first-screen-1m-ms" => {
+            "the Cockpit page navigated to, until its entries table shows a row, at 1048576 \
+             entries (median)"
         }
         "apply-1m-seconds" => "allowlistd's start to READY=1 with 1048576 entries (median)",
         "reload-1pct-1m-ms" => "SIGHUP to READY=1 after 1% of 1048576 entries changed (median)",
@@ -621,6 +637,13 @@ falls behind by its set lookup and the hooks before it. veth is not a NIC: its r
 come from the other core's cache rather than from DMA, and a dropped frame goes back to the generator's page \
 pool on the other core, so the nic path's floor is higher than a real NIC's (the XDP paper measured about 24 \
 Mpps on one core, ~42 ns a frame); the ratios within one path and one run are what carry over.\n";
+
+const WEB_METHOD: &str = "The release `allowlistd` started as in part 3 (list files, 80% IPv4), the built \
+page under Debian's cockpit-ws (the local session, no login) in the server's namespace, and Debian's Chromium \
+driven by playwright-core (`cockpit/test/driver.mjs`, as the page's browser test) in the client's. After the \
+first open, each load navigates to the shell's URL again (the browser's cache warm) and is timed by the driver \
+until the entries table shows its first row: the shell, the page, `allowlistctl --json status` and \
+`list --limit 500` through the bridge. 9 loads (5 in `--quick`).";
 
 const CONTROL_METHOD: &str = "The release `allowlistd` in a lab namespace with a private bpffs, reading its \
 entries from two list files (80% IPv4, the rest IPv6; `max_entries` just above the larger family). Start = \

@@ -4,17 +4,19 @@
 //! browser's address is a lab client's) clicking through every action of the page. Each
 //! action is checked against the daemon (`allowlistctl --json`), the config file, the audit
 //! log and, for activation and entries, real connects from the client's namespace. The
-//! screenshots land in docs/web-console/, which the README shows.
+//! screenshots land in docs/web-console/, which the README shows. `login`: a real login
+//! through Cockpit's login form as a non-root admin, who needs administrative access.
 //!
 //! `cargo xtask test` builds the page (`npm ci`, esbuild), installs cockpit-ws,
-//! cockpit-bridge, cockpit-system and chromium, and names the built page in
+//! cockpit-bridge, cockpit-system, chromium and sudo, and names the built page in
 //! `ALLOWLIST_COCKPIT_DIST`.
 
-mod browser;
+mod login;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use allowlist_tests::cockpit::{self, Browser, CockpitWs, Session};
 use allowlist_tests::daemon::{Config, RELOAD_TIMEOUT};
 use allowlist_tests::fixture::Running;
 use allowlist_tests::netns::{A4, ALLOWED_V4, B4, PROTECTED, SERVER_V4, to};
@@ -22,8 +24,6 @@ use allowlist_tests::require_root;
 use allowlist_tests::tcp::{self, ALLOWED_PROBE, assert_connects, assert_times_out};
 use nix::sys::signal::Signal;
 use serde_json::Value;
-
-use browser::{Browser, CockpitWs};
 
 /// cockpit-ws's port on the server: not protected, like Cockpit's 9090 on a real host.
 const COCKPIT_PORT: u16 = 9090;
@@ -39,7 +39,7 @@ fn dist(test: &str) -> Option<PathBuf> {
 }
 
 fn screenshots() -> PathBuf {
-    let dir = browser::module_dir()
+    let dir = cockpit::module_dir()
         .parent()
         .expect("the workspace")
         .join("docs/web-console");
@@ -141,6 +141,7 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     // A login through cockpit-session hands the browser's address to the session as
     // COCKPIT_REMOTE_PEER; the local session has no login, so the test hands it over.
     let ws = CockpitWs::start(
+        Session::Local,
         &run.lab.server,
         &SERVER_V4.to_string(),
         COCKPIT_PORT,

@@ -1,7 +1,7 @@
-//! The processes of the browser test, each in a process group of its own that is killed when
-//! it drops (even on a failed assertion): cockpit-ws serving the local session in the
-//! server's namespace, and Debian's Chromium, driven by playwright-core through
-//! `cockpit/test/driver.mjs`, in the client's.
+//! The Cockpit page's processes, for its browser test and the bench, each in a process group
+//! of its own that is killed when it drops (even on a failed assertion): cockpit-ws in one
+//! namespace, and Debian's Chromium, driven by playwright-core through
+//! `cockpit/test/driver.mjs`, in another.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use allowlist_tests::netns::Netns;
+use crate::netns::Netns;
 use serde_json::{Value, json};
 
 /// A browser command may wait this long itself (the driver's own bound is 10 s).
@@ -28,7 +28,7 @@ impl Drop for Group {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
-        eprintln!("web_console: {} stopped", self.what);
+        eprintln!("cockpit: {} stopped", self.what);
     }
 }
 
@@ -48,8 +48,18 @@ pub fn module_dir() -> PathBuf {
         .join("cockpit")
 }
 
-/// cockpit-ws without systemd, serving the local session (a bridge as this user, no login)
-/// on `addr:port` inside `ns`, with the page found through XDG_DATA_DIRS.
+/// How cockpit-ws starts a session.
+pub enum Session {
+    /// No login: a bridge as this user (root).
+    Local,
+    /// Cockpit's login form: cockpit-session authenticates through PAM and starts the bridge
+    /// as the user who logged in.
+    Login,
+}
+
+/// cockpit-ws without systemd on `addr:port` inside `ns`, with the page found through
+/// XDG_DATA_DIRS (by the local session's bridge: a login's bridge has the user's environment
+/// and finds it among the user's packages).
 pub struct CockpitWs {
     _process: Group,
     _data: tempfile::TempDir,
@@ -57,8 +67,10 @@ pub struct CockpitWs {
 }
 
 impl CockpitWs {
-    /// `env` is handed to the bridge, and so to every allowlistctl the page runs.
+    /// `env` is handed to the local session's bridge, and so to every allowlistctl the page
+    /// runs; cockpit-session clears it for a login.
     pub fn start(
+        session: Session,
         ns: &Netns,
         addr: &str,
         port: u16,
@@ -80,7 +92,10 @@ impl CockpitWs {
             "/usr/lib/cockpit/cockpit-ws",
             "--no-tls",
         ])
-        .arg("--local-session=cockpit-bridge")
+        .args(match session {
+            Session::Local => Some("--local-session=cockpit-bridge"),
+            Session::Login => None,
+        })
         .args(["--address", addr, "--port", &port.to_string()])
         .env(
             "XDG_DATA_DIRS",
@@ -162,6 +177,15 @@ impl Browser {
     /// Opens `url` in a fresh profile inside `ns`; `frame`: the page's iframe in Cockpit's
     /// shell, if `url` is the shell.
     pub fn open(ns: &Netns, url: &str, frame: Option<&str>) -> Browser {
+        Browser::start(ns, url, frame, None)
+    }
+
+    /// Opens the shell's `url` and logs in through Cockpit's login form as `(user, password)`.
+    pub fn log_in(ns: &Netns, url: &str, frame: &str, login: (&str, &str)) -> Browser {
+        Browser::start(ns, url, Some(frame), Some(login))
+    }
+
+    fn start(ns: &Netns, url: &str, frame: Option<&str>, login: Option<(&str, &str)>) -> Browser {
         let profile = tempfile::Builder::new()
             .prefix("allowlist-chromium-")
             .tempdir()
@@ -170,6 +194,9 @@ impl Browser {
         cmd.args(["netns", "exec", ns.name(), "node", "test/driver.mjs", url])
             .arg(profile.path())
             .args(frame)
+            .envs(login.into_iter().flat_map(|(user, password)| {
+                [("COCKPIT_USER", user), ("COCKPIT_PASSWORD", password)]
+            }))
             .current_dir(module_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -241,8 +268,22 @@ impl Browser {
         self.send(json!({"op": "gone", "sel": sel}));
     }
 
+    /// Navigates to the page's URL again; the milliseconds until `sel` is visible.
+    pub fn load_ms(&mut self, sel: &str) -> f64 {
+        let value = self.send(json!({"op": "load", "sel": sel}));
+        value
+            .as_f64()
+            .expect("the driver answers load with milliseconds")
+    }
+
     pub fn reload(&mut self) {
         self.send(json!({"op": "reload"}));
+    }
+
+    /// Turns on administrative access in Cockpit's shell (sudo, with `password`), which
+    /// reloads the page.
+    pub fn superuser(&mut self, password: &str) {
+        self.send(json!({"op": "superuser", "text": password}));
     }
 
     pub fn screenshot(&mut self, path: &Path) {

@@ -20,6 +20,7 @@ use allowlist_tests::tcp::{Listener, assert_connects, assert_times_out};
 use super::*;
 
 const DAEMON: &str = "/usr/sbin/allowlistd";
+const COCKPIT_PAGE: &str = "/usr/share/cockpit/allowlist";
 const CONFIG: &str = "/etc/allowlist/allowlist.toml";
 /// The default state and audit directories, which purge removes.
 const STATE_DIR: &str = "/var/lib/allowlist";
@@ -74,6 +75,10 @@ fn install_upgrade_remove_and_purge_on_this_machine() {
     for binary in [DAEMON, "/usr/bin/allowlistctl"] {
         assert_eq!(mode(binary), 0o755, "{binary}");
     }
+    // The web console's page, where Cockpit finds its packages.
+    let manifest = read(&Path::new(COCKPIT_PAGE).join("manifest.json"));
+    assert!(manifest.contains("\"IP allowlist\""), "{manifest}");
+    assert!(Path::new(COCKPIT_PAGE).join("index.html").is_file());
 
     // The admin's config, at the conffile's path, with the default state and audit paths.
     let lab = Lab::new();
@@ -173,6 +178,10 @@ fn install_upgrade_remove_and_purge_on_this_machine() {
     );
     assert_eq!(machine.state(), "config-files");
     assert!(!Path::new(DAEMON).exists(), "{DAEMON} left after dpkg -r");
+    assert!(
+        !Path::new(COCKPIT_PAGE).exists(),
+        "{COCKPIT_PAGE} left after dpkg -r"
+    );
     assert_eq!(read(Path::new(CONFIG)), admin_text, "the config is kept");
     assert!(Path::new(STATE_DIR).is_dir() && Path::new(AUDIT_LOG).is_file());
 

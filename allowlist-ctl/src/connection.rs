@@ -3,7 +3,7 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use allowlist_control::protocol::{self, Request, Response};
+use allowlist_control::protocol::{self, ErrorKind, Request, Response};
 
 use crate::failure::Failure;
 use crate::socket;
@@ -15,8 +15,16 @@ pub(crate) fn exchange(target: &socket::Target, request: &Request) -> Result<Res
     let socket = &target.path;
     let unreachable = |e: std::io::Error| {
         let hint = match e.kind() {
+            // The socket's mode refused us, as the daemon would have: the same answer.
             std::io::ErrorKind::PermissionDenied => {
-                " (only root and members of control_group may use it)".to_owned()
+                return Failure::refused(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: {} is open only to root and members of \
+                         control_group; run as root (sudo) or join that group",
+                        socket.display()
+                    ),
+                );
             }
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
                 " (is allowlistd running? this socket is {}; --socket, --config or ${} name another)",

@@ -17,12 +17,17 @@ fn ctl_unauthorized_users_are_refused() {
     // The test directory is opened to everyone, so that the socket's own mode decides.
     let as_nobody = |args: &[&str]| run(&mut fx.cmd_as_nobody(args));
 
+    // Refused as the daemon refuses (exit 2, permission-denied), saying what to do.
     for args in [&["status"][..], &["add", "198.18.4.0/24"]] {
         as_nobody(args)
-            .code(3)
-            .stderr_has("Permission denied")
-            .stderr_has("only root and members of control_group");
+            .code(2)
+            .stderr_has("permission denied")
+            .stderr_has("only to root and members of control_group; run as root (sudo)");
     }
+    assert_eq!(
+        error_kind(&as_nobody(&["--json", "status"])),
+        "permission-denied"
+    );
     fx.assert_unchanged(&before, "refused connections");
 
     // Test only: open the socket's mode, so that SO_PEERCRED is what refuses.

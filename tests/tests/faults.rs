@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use allowlist_common::maps as names;
@@ -494,15 +494,21 @@ fn a_burst_of_1000_sighups_is_coalesced_and_ends_on_the_final_config() {
         .iter()
         .filter(|r| r["action"] == "reload")
         .count();
+    let answered_so_far = AtomicUsize::new(0);
     let slowest = std::thread::scope(|s| {
         let burst = s.spawn(|| {
             for i in 0..1000 {
                 if i == 500 {
                     final_config.write(&fx.path);
                 }
+                // Each quarter after the first waits for a status answered during the burst
+                // (at once on the host; a slower machine's statuses may outlast the pacing).
+                let due = Instant::now() + patient(RELOAD_TIMEOUT);
+                while answered_so_far.load(Ordering::Relaxed) < i / 250 && Instant::now() < due {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 kill(pid, Signal::SIGHUP).expect("sending SIGHUP");
-                // Spread over about half a second (longer on a slower machine, whose
-                // statuses take longer), so that statuses run in the middle.
+                // Spread over about half a second, so that statuses run in the middle.
                 if i % 10 == 0 {
                     std::thread::sleep(patient(Duration::from_millis(5)));
                 }
@@ -514,6 +520,7 @@ fn a_burst_of_1000_sighups_is_coalesced_and_ends_on_the_final_config() {
             fx.ctl(&["status"]).ok();
             slowest = slowest.max(t0.elapsed());
             answered += 1;
+            answered_so_far.store(answered, Ordering::Relaxed);
         }
         burst.join().expect("the SIGHUP sender");
         assert!(

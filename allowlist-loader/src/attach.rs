@@ -68,6 +68,21 @@ struct Link {
     _fd: FdLink,
 }
 
+/// Whether an attach failed because the device's driver has no native XDP (a VLAN, bridge or
+/// bond device, or a NIC driver without it), rather than for a reason generic mode shares.
+fn no_native_xdp(error: &aya::programs::ProgramError) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::EOPNOTSUPP)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The interfaces the program is attached to, by name.
 pub struct Attachments {
     links_dir: PathBuf,
@@ -124,17 +139,24 @@ impl Attachments {
     fn attach(&mut self, program: &mut Xdp, name: &str, setting: XdpModeSetting) -> Result<()> {
         let ifindex = ifindex(name).with_context(|| format!("interface {name} does not exist"))?;
         let mut failures = Vec::new();
+        let mut lacks_native = false;
         for &mode in Mode::candidates(setting) {
             match program.attach_to_if_index(ifindex, mode.xdp()) {
                 Ok(id) => {
                     let link = FdLink::try_from(program.take_link(id)?).context(
                         "the kernel gave a netlink XDP attachment, which cannot be pinned",
                     )?;
-                    let pin = self.links_dir.join(format!("{name}@{mode}"));
+                    let pin = self.links_dir.join(pin_name(name, mode));
                     let pinned = link
                         .pin(&pin)
                         .with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
-                    info!(interface = %name, mode = %mode, "attached");
+                    if failures.is_empty() {
+                        info!(interface = %name, mode = %mode, "attached");
+                    } else {
+                        // A warning: generic mode judges frames only after the kernel has built
+                        // a socket buffer for them, which is slower under a flood.
+                        warn!(interface = %name, mode = %mode, "attached in generic mode: {}", failures.join("; "));
+                    }
                     self.links.insert(
                         name.to_string(),
                         Link {
@@ -146,11 +168,26 @@ impl Attachments {
                     );
                     return Ok(());
                 }
-                Err(e) => failures.push(format!("{mode} mode: {e}")),
+                Err(e) => {
+                    let no_driver = mode == Mode::Driver && no_native_xdp(&e);
+                    lacks_native |= no_driver;
+                    // With the OS error: the syscall's own message names only the call.
+                    let e = anyhow::Error::from(e);
+                    failures.push(if no_driver {
+                        format!("{name} has no native XDP (driver mode: {e:#})")
+                    } else {
+                        format!("{mode} mode: {e:#}")
+                    });
+                }
             }
         }
+        let hint = if setting == XdpModeSetting::Driver && lacks_native {
+            "; xdp_mode = \"generic\" or \"auto\" attaches it in generic mode"
+        } else {
+            "; is another XDP program attached to it?"
+        };
         bail!(
-            "cannot attach XDP to {name} ({}); is another XDP program attached to it?",
+            "cannot attach XDP to {name} ({}){hint}",
             failures.join("; ")
         )
     }
@@ -247,6 +284,13 @@ fn adopt(program: &mut Xdp, name: &str, mode: Mode, pin: &Path) -> Result<Link> 
 }
 
 /// Pins are named `<interface>@<mode>`; anything else there is not ours and is left alone.
+/// The file name of an interface's pinned link. bpffs refuses names with a dot, which VLAN
+/// devices usually have (`eth0.100`), so a dot is written as a colon, which no interface name
+/// holds.
+fn pin_name(interface: &str, mode: Mode) -> String {
+    format!("{}@{mode}", interface.replace('.', ":"))
+}
+
 fn pinned_links(dir: &Path) -> Result<BTreeMap<String, (Mode, PathBuf)>> {
     let mut found = BTreeMap::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -256,7 +300,7 @@ fn pinned_links(dir: &Path) -> Result<BTreeMap<String, (Mode, PathBuf)>> {
             continue;
         };
         if let Some(mode) = Mode::parse(mode) {
-            found.insert(name.to_string(), (mode, entry.path()));
+            found.insert(name.replace(':', "."), (mode, entry.path()));
         }
     }
     Ok(found)

@@ -44,7 +44,7 @@ impl Tally {
     fn probe(&mut self, lab: &Lab, src: IpAddr, label: &str, port: u16, expect_connect: bool) {
         let dst = to(src, port);
         let timeout = if expect_connect {
-            tcp::ALLOWED_PROBE
+            tcp::allowed_probe()
         } else {
             tcp::BLOCKED_PROBE
         };

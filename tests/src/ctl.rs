@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::daemon::bin_dir;
+use crate::pace::patient;
 
 /// No single `allowlistctl` may take longer than this (it has no timeout of its own).
 pub const CTL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -191,7 +192,7 @@ pub fn run(cmd: &mut Command) -> Out {
         s
     });
     let status = wait_child(&mut child, CTL_TIMEOUT)
-        .unwrap_or_else(|| panic!("`{shown}` did not finish within {CTL_TIMEOUT:?}"));
+        .unwrap_or_else(|| panic!("`{shown}` did not finish within {:?}", patient(CTL_TIMEOUT)));
     Out {
         shown,
         pid,
@@ -201,9 +202,9 @@ pub fn run(cmd: &mut Command) -> Out {
     }
 }
 
-/// Waits for `child` to exit; on timeout kills and reaps it and returns `None`.
+/// Waits for `child` to exit (`timeout` as [`patient`] scales it); on timeout kills and reaps it and returns `None`.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + patient(timeout);
     loop {
         if let Some(status) = child.try_wait().expect("polling a child") {
             return Some(status);

@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 
 use crate::bpffs::TestDir;
 use crate::netns::{Netns, PROTECTED, next_id, show_command};
+use crate::pace::patient;
 
 /// How long a daemon may take to load, attach and fill its maps.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -208,7 +209,8 @@ impl Daemon {
         out
     }
 
-    /// Waits for a log line containing `needle` and returns it. Only lines after the one the
+    /// Waits for a log line containing `needle` and returns it (`timeout` as
+    /// [`patient`] scales it). Only lines after the one the
     /// previous successful wait returned are searched, so waiting twice for `reload applied`
     /// waits for two reloads. Fails early if the daemon closes its output (exits); the error
     /// carries the whole log.
@@ -223,6 +225,7 @@ impl Daemon {
         needles: &[&str],
         timeout: Duration,
     ) -> anyhow::Result<(usize, String)> {
+        let timeout = patient(timeout);
         let deadline = Instant::now() + timeout;
         let mut state = self.log.lock();
         loop {
@@ -307,9 +310,10 @@ impl Daemon {
         self.status
     }
 
-    /// Waits up to `timeout` for the daemon to exit; the error carries the log. Once it has
+    /// Waits up to `timeout` ([`patient`]) for the daemon to exit; the error carries the log. Once it has
     /// exited, also waits briefly for its last output to be captured.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let timeout = patient(timeout);
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.try_status() {

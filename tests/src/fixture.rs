@@ -57,7 +57,16 @@ impl Running {
     }
 
     pub fn start_with(start: &Start, build: impl FnOnce(&TestDir, &str) -> String) -> Running {
-        let lab = Lab::new();
+        Running::start_in(Lab::new(), start, build)
+    }
+
+    /// [`Running::start_with`] on a lab the test built, e.g. with devices of its own on top of
+    /// the veth pair (which must exist before the daemon, as a listed interface must).
+    pub fn start_in(
+        lab: Lab,
+        start: &Start,
+        build: impl FnOnce(&TestDir, &str) -> String,
+    ) -> Running {
         let dir = TestDir::new();
         let listeners = [PROTECTED, UNPROTECTED].map(|port| {
             // `[::]` takes IPv4 connections too.

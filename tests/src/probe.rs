@@ -49,7 +49,7 @@ fn probe_until(lab: &Lab, sources: [IpAddr; 2], stop: &AtomicBool, started: Inst
         let timeout = if is_blocked(src) {
             Duration::from_millis(100)
         } else {
-            tcp::ALLOWED_PROBE
+            tcp::allowed_probe()
         };
         let begun = Instant::now();
         let outcome = tcp::connect(&lab.client, src, to(src, PROTECTED), timeout);

@@ -22,12 +22,16 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 
 use crate::netns::Netns;
+use crate::pace::patient;
 
 /// How long a probe that is expected to be dropped waits: one SYN and no retransmission
 /// beyond the first second, so a blocked verdict costs 1.5 s.
 pub const BLOCKED_PROBE: Duration = Duration::from_millis(1500);
-/// How long a probe that is expected to connect may take before it counts as a failure.
-pub const ALLOWED_PROBE: Duration = Duration::from_secs(3);
+/// How long a probe that is expected to connect may take before it counts as a failure
+/// (3 s on the host, [`patient`] on a slower machine).
+pub fn allowed_probe() -> Duration {
+    patient(Duration::from_secs(3))
+}
 
 /// What a client saw when it tried to connect.
 #[derive(Debug)]
@@ -83,10 +87,10 @@ pub fn connect(ns: &Netns, src: IpAddr, dst: SocketAddr, timeout: Duration) -> O
     Outcome::from_result(&open(ns, src, dst, timeout))
 }
 
-/// Panics unless `src` can connect to `dst` (within [`ALLOWED_PROBE`]).
+/// Panics unless `src` can connect to `dst` (within [`allowed_probe`]).
 #[track_caller]
 pub fn assert_connects(ns: &Netns, src: IpAddr, dst: SocketAddr, why: &str) {
-    let outcome = connect(ns, src, dst, ALLOWED_PROBE);
+    let outcome = connect(ns, src, dst, allowed_probe());
     assert!(
         outcome.is_connected(),
         "{src} -> {dst} should connect ({why}), but {outcome}"
@@ -106,7 +110,7 @@ pub fn assert_times_out(ns: &Netns, src: IpAddr, dst: SocketAddr, why: &str) {
 
 /// Sends `payload` over `stream` and reads it back from the echoing [`Listener`].
 pub fn exchange(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
-    stream.set_read_timeout(Some(ALLOWED_PROBE))?;
+    stream.set_read_timeout(Some(allowed_probe()))?;
     stream.write_all(payload)?;
     let mut back = vec![0; payload.len()];
     stream.read_exact(&mut back)?;

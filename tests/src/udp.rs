@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::netns::Netns;
-use crate::tcp::{ALLOWED_PROBE, BLOCKED_PROBE};
+use crate::tcp::{BLOCKED_PROBE, allowed_probe};
 
 /// Echoes every datagram back to its sender, until dropped. Bind `[::]:PORT` for both
 /// families.
@@ -83,7 +83,7 @@ pub fn echoed(ns: &Netns, src: IpAddr, dst: SocketAddr, timeout: Duration) -> io
 #[track_caller]
 pub fn assert_echoed(ns: &Netns, src: IpAddr, dst: SocketAddr, why: &str) {
     let echoed =
-        echoed(ns, src, dst, ALLOWED_PROBE).unwrap_or_else(|e| panic!("{src} -> {dst}: {e}"));
+        echoed(ns, src, dst, allowed_probe()).unwrap_or_else(|e| panic!("{src} -> {dst}: {e}"));
     assert!(
         echoed,
         "UDP {src} -> {dst} should be echoed ({why}), but nothing came back"

@@ -15,6 +15,7 @@ use allowlist_tests::netns::{
     A4, A6, ALLOWED_V4, ALLOWED_V6, B4, B6, BLOCKED_V4, BLOCKED_V6, Lab, Netns, PROTECTED,
     SERVER_V4, SERVER_V6, UNPROTECTED, next_id, to,
 };
+use allowlist_tests::pace::patient;
 use allowlist_tests::tcp::{self, assert_connects, assert_times_out};
 use allowlist_tests::{require_root, running_fixture};
 use nix::sys::signal::Signal;
@@ -104,7 +105,7 @@ fn filters_v4_and_v6_by_source_and_port_and_spares_icmp_and_established() {
         assert_times_out(client, src, to(src, PROTECTED), "unlisted source");
         assert_connects(client, src, to(src, UNPROTECTED), "unprotected port");
         let dst = Lab::server_addr_for(src);
-        let answered = tcp::ping(client, src, dst, Duration::from_secs(1))
+        let answered = tcp::ping(client, src, dst, patient(Duration::from_secs(1)))
             .unwrap_or_else(|e| panic!("ping {src} -> {dst}: {e}"));
         assert!(answered, "ICMP echo {src} -> {dst} must pass the filter");
     }
@@ -113,7 +114,7 @@ fn filters_v4_and_v6_by_source_and_port_and_spares_icmp_and_established() {
     let mut established: Vec<_> = [A4, A6]
         .into_iter()
         .map(|src| {
-            let mut stream = tcp::open(client, src, to(src, PROTECTED), tcp::ALLOWED_PROBE)
+            let mut stream = tcp::open(client, src, to(src, PROTECTED), tcp::allowed_probe())
                 .unwrap_or_else(|e| panic!("{src} -> {PROTECTED}: {e}"));
             tcp::exchange(&mut stream, b"before reload").expect("echo before the reload");
             (src, stream)

@@ -14,7 +14,7 @@ use allowlist_tests::netns::{
     ALLOWED_V4, ALLOWED_V6, BLOCKED_V4, BLOCKED_V6, Lab, SERVER_V4, SERVER_V6,
 };
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, ALLOWED_PROBE, Listener};
+use allowlist_tests::tcp::{self, Listener, allowed_probe};
 
 const PROTECTED: u16 = 2222;
 const OTHER: u16 = 8080;
@@ -49,7 +49,7 @@ impl Fixture {
         .map(|addr| Listener::start(&lab.server, addr));
         let connect = |src: IpAddr, port: u16| {
             let dst = SocketAddr::new(Lab::server_addr_for(src), port);
-            let mut stream = tcp::open(&lab.client, src, dst, ALLOWED_PROBE)
+            let mut stream = tcp::open(&lab.client, src, dst, allowed_probe())
                 .unwrap_or_else(|e| panic!("{src} -> {dst}: {e}"));
             // Once the echo came back the server has accepted: its side is established.
             tcp::exchange(&mut stream, b"hello")
@@ -105,7 +105,7 @@ fn ends(client: &TcpStream) -> (SocketAddr, SocketAddr) {
 /// the reset, or end of file) instead of waiting.
 #[track_caller]
 fn assert_ended(client: &mut TcpStream) {
-    client.set_read_timeout(Some(ALLOWED_PROBE)).unwrap();
+    client.set_read_timeout(Some(allowed_probe())).unwrap();
     match client.read(&mut [0; 16]) {
         Ok(0) => {}
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
@@ -242,7 +242,7 @@ fn destroying_an_ended_session_fails_and_leaves_the_listener_alone() {
 
     // The listener still takes connections.
     let src = IpAddr::V4(ALLOWED_V4);
-    let mut again = tcp::open(&fx.lab.client, src, victim.local, ALLOWED_PROBE)
+    let mut again = tcp::open(&fx.lab.client, src, victim.local, allowed_probe())
         .unwrap_or_else(|e| panic!("{src} -> {}: {e}", victim.local));
     tcp::exchange(&mut again, b"hello").unwrap();
 }

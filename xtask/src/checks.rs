@@ -24,6 +24,10 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
 
     let mut clippy = userspace_cargo(root, "clippy", &built.ebpf_object);
     clippy.args(["--all-targets", "--", "-D", "warnings"]);
+    // `--all-targets` leaves out `test = false` targets, and ignores a `--test` beside it: the
+    // VM-only suite is linted on its own.
+    let mut clippy_vm = userspace_cargo(root, "clippy", &built.ebpf_object);
+    clippy_vm.args(["--test", "vm_devices", "--", "-D", "warnings"]);
     let mut fmt = Command::new("cargo");
     fmt.current_dir(root)
         .args(["fmt", "--all", "--", "--check"]);
@@ -38,7 +42,12 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
         .args(test_args);
 
     let mut failed = Vec::new();
-    for (name, mut cmd) in [("clippy", clippy), ("rustfmt", fmt), ("cargo test", tests)] {
+    for (name, mut cmd) in [
+        ("clippy", clippy),
+        ("clippy (vm_devices)", clippy_vm),
+        ("rustfmt", fmt),
+        ("cargo test", tests),
+    ] {
         if let Err(err) = run(&mut cmd) {
             eprintln!("xtask: {err:#}");
             failed.push(name);

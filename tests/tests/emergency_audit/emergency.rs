@@ -13,7 +13,14 @@ fn emergency_disable_lets_everyone_in_and_ends_by_itself() {
     fx.assert_no_emergency("before the emergency disable");
 
     let before_ms = now_ms();
-    let out = fx.ctl(&["emergency-disable", "--reason", "vpn down", "--for", "4s"]);
+    let four = span(4);
+    let out = fx.ctl(&[
+        "emergency-disable",
+        "--reason",
+        "vpn down",
+        "--for",
+        &format!("{}s", four.as_secs()),
+    ]);
     let started = Instant::now();
     let after_ms = now_ms();
     out.ok()
@@ -27,12 +34,12 @@ fn emergency_disable_lets_everyone_in_and_ends_by_itself() {
     let until_ms = rfc3339_utc_ms(until)
         .unwrap_or_else(|| panic!("emergency.until is not an RFC 3339 UTC time: {s:?}"));
     assert!(
-        (before_ms + 4000 - 2..=after_ms + 4000 + 2).contains(&until_ms),
-        "emergency.until {until} should be 4 s after the command (between {before_ms} and {after_ms} + 4000 ms)"
+        (before_ms + ms(four) - 2..=after_ms + ms(four) + 2).contains(&until_ms),
+        "emergency.until {until} should be {four:?} after the command (between {before_ms} and {after_ms} + that)"
     );
     let remaining = e["remaining_secs"].as_u64().unwrap();
     assert!(
-        (1..=4).contains(&remaining),
+        (1..=four.as_secs()).contains(&remaining),
         "remaining_secs {remaining}: {s:?}"
     );
     assert_eq!(e["reason"].as_str(), Some("vpn down"));
@@ -52,10 +59,10 @@ fn emergency_disable_lets_everyone_in_and_ends_by_itself() {
         .stdout_has("allowed by 198.18.1.0/24");
 
     // Still in force a second before its end...
-    sleep_until(started + Duration::from_secs(3));
+    sleep_until(started + four - span(1));
     fx.assert_let_in("3 s into a 4 s emergency disable");
     // ... and over right after it, with nothing done.
-    sleep_until(started + Duration::from_secs(4) + AFTER_DEADLINE);
+    sleep_until(started + four + AFTER_DEADLINE);
     fx.assert_blocked("the 4 s emergency disable ended by itself");
     fx.assert_no_emergency("after the emergency disable ended");
     fx.ctl(&["test", "198.18.2.2"])
@@ -97,8 +104,15 @@ fn emergency_disable_ends_in_the_kernel_with_the_daemon_dead() {
         return;
     }
     let mut fx = Fx::start("");
-    fx.ctl(&["emergency-disable", "--reason", "vpn down", "--for", "4s"])
-        .ok();
+    let four = span(4);
+    fx.ctl(&[
+        "emergency-disable",
+        "--reason",
+        "vpn down",
+        "--for",
+        &format!("{}s", four.as_secs()),
+    ])
+    .ok();
     let started = Instant::now();
     let until = fx.status()["emergency"]["until"]
         .as_str()
@@ -111,7 +125,7 @@ fn emergency_disable_ends_in_the_kernel_with_the_daemon_dead() {
         fx.dir.join("state/emergency.json").exists(),
         "the emergency disable should be kept in state_dir"
     );
-    sleep_until(started + Duration::from_secs(4) + AFTER_DEADLINE);
+    sleep_until(started + four + AFTER_DEADLINE);
     fx.assert_blocked("the kernel ended the emergency disable with no allowlistd running");
     assert!(
         fx.records_of("emergency-expiry").is_empty(),
@@ -252,7 +266,7 @@ fn a_restart_keeps_the_emergency_deadline() {
         "--reason",
         "restart test",
         "--for",
-        "6s",
+        &format!("{}s", span(6).as_secs()),
     ])
     .ok();
     let started = Instant::now();
@@ -273,14 +287,14 @@ fn a_restart_keeps_the_emergency_deadline() {
     );
     assert_eq!(s["emergency"]["reason"].as_str(), Some("restart test"));
     assert!(
-        s["emergency"]["remaining_secs"].as_u64().unwrap() <= 6,
+        s["emergency"]["remaining_secs"].as_u64().unwrap() <= span(6).as_secs(),
         "{s:?}"
     );
     fx.assert_let_in("the emergency disable continues after the restart");
 
-    sleep_until(started + Duration::from_secs(5));
+    sleep_until(started + span(5));
     fx.assert_let_in("5 s into a 6 s emergency disable");
-    sleep_until(started + Duration::from_secs(6) + AFTER_DEADLINE);
+    sleep_until(started + span(6) + AFTER_DEADLINE);
     fx.assert_blocked("6 s after the emergency-disable, not 6 s after the restart");
     fx.assert_no_emergency("after the deadline");
     let expiry = fx
@@ -321,7 +335,7 @@ fn emergency_disable_on_start_breaks_glass_from_the_console() {
         "--reason",
         "console",
         "--for",
-        "3s",
+        &format!("{}s", span(3).as_secs()),
     ]);
     let daemon = Daemon::spawn_command(&lab.server, cmd, &SpawnOptions::default());
     daemon.wait_ready();
@@ -362,7 +376,7 @@ fn emergency_disable_on_start_breaks_glass_from_the_console() {
     );
 
     // The deadline was set before `ready`: 3 s after it at the latest.
-    sleep_until(ready + Duration::from_secs(3) + AFTER_DEADLINE);
+    sleep_until(ready + span(3) + AFTER_DEADLINE);
     tcp::assert_times_out(
         &lab.client,
         B4,

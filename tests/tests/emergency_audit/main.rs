@@ -32,6 +32,7 @@ use allowlist_tests::daemon::{
 };
 use allowlist_tests::fixture::{Running, Start};
 use allowlist_tests::netns::{A4, B4, Lab, PROTECTED, to};
+use allowlist_tests::pace::patient;
 use allowlist_tests::tcp::{self, Listener};
 use allowlist_tests::tmpfs::fill;
 use allowlist_tests::{require_root, running_fixture};
@@ -49,6 +50,16 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970");
     i64::try_from(since.as_millis()).expect("milliseconds fit in i64")
+}
+
+/// An emergency disable's length in these tests: `secs` on the host, longer on a slower
+/// machine ([`patient`]), so that what a test does inside it fits.
+fn span(secs: u64) -> Duration {
+    patient(Duration::from_secs(secs))
+}
+
+fn ms(span: Duration) -> i64 {
+    i64::try_from(span.as_millis()).expect("milliseconds fit in i64")
 }
 
 fn sleep_until(deadline: Instant) {

@@ -22,7 +22,7 @@ use allowlist_tests::daemon::{Config, RELOAD_TIMEOUT, with_top_level, write_atom
 use allowlist_tests::fixture::Running;
 use allowlist_tests::frames::Frame;
 use allowlist_tests::netns::{A4, A6, B4, Lab, Netns, PROTECTED, SERVER_V4, to};
-use allowlist_tests::tcp::{self, ALLOWED_PROBE, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{self, allowed_probe, assert_connects, assert_times_out};
 use allowlist_tests::{require_root, running_fixture};
 use nix::sys::signal::Signal;
 use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
@@ -130,7 +130,7 @@ fn assert_recent(what: &str, time: &Value, within: Duration) {
 /// or end of file) instead of waiting.
 #[track_caller]
 fn assert_ended(client: &mut TcpStream, what: &str) {
-    client.set_read_timeout(Some(ALLOWED_PROBE)).unwrap();
+    client.set_read_timeout(Some(allowed_probe())).unwrap();
     match client.read(&mut [0; 16]) {
         Ok(0) => {}
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
@@ -141,7 +141,7 @@ fn assert_ended(client: &mut TcpStream, what: &str) {
 /// Opens a connection and waits for one echo, so the server side is established.
 #[track_caller]
 fn open_echoing(ns: &Netns, src: IpAddr) -> TcpStream {
-    let mut stream = tcp::open(ns, src, to(src, PROTECTED), ALLOWED_PROBE)
+    let mut stream = tcp::open(ns, src, to(src, PROTECTED), allowed_probe())
         .unwrap_or_else(|e| panic!("{src} -> {}: {e}", to(src, PROTECTED)));
     tcp::exchange(&mut stream, b"hello").unwrap_or_else(|e| panic!("{src}: echo: {e}"));
     stream

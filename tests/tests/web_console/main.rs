@@ -21,7 +21,7 @@ use allowlist_tests::daemon::{Config, RELOAD_TIMEOUT};
 use allowlist_tests::fixture::Running;
 use allowlist_tests::netns::{A4, ALLOWED_V4, B4, PROTECTED, SERVER_V4, to};
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{self, ALLOWED_PROBE, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{self, allowed_probe, assert_connects, assert_times_out};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -278,12 +278,12 @@ fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
 
     // Two established sessions to the protected port: one from the browser's address, one
     // from the network about to be deleted.
-    let mut listed = tcp::open(run.client(), A4, protected(), ALLOWED_PROBE)
+    let mut listed = tcp::open(run.client(), A4, protected(), allowed_probe())
         .expect("the browser's address connects");
-    let mut unlisted = tcp::open(run.client(), B4, protected(), ALLOWED_PROBE)
+    let mut unlisted = tcp::open(run.client(), B4, protected(), allowed_probe())
         .expect("198.18.2.0/24 is still listed");
     let unlisted_peer = unlisted.local_addr().expect("a local address").to_string();
-    let mut chosen = tcp::open(run.client(), B4, protected(), ALLOWED_PROBE)
+    let mut chosen = tcp::open(run.client(), B4, protected(), allowed_probe())
         .expect("198.18.2.0/24 is still listed");
     let chosen_peer = chosen.local_addr().expect("a local address").to_string();
     let listed_peer = listed.local_addr().expect("a local address").to_string();

@@ -179,48 +179,49 @@ impl Daemon {
         if let Some(within) = query.expired_within_secs {
             return self.expired(within, &filter);
         }
-        let entries_kept = || {
-            self.config
-                .entries
-                .iter()
-                .filter(|e| filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()))
-        };
         let internal = |e: anyhow::Error| (ErrorKind::Internal, format!("{e:#}"));
-        // Without --unused only the entries shown need their counters: a page reads those.
-        let hits = match unused_for_secs {
-            None if !query.count => {
-                let shown: Vec<_> = entries_kept()
-                    .take(query.limit.map_or(usize::MAX, |n| n as usize))
-                    .collect();
-                self.entry_hits_of(&shown).map_err(internal)?
-            }
-            None => Default::default(),
-            Some(_) => self.entry_hits().map_err(internal)?,
-        };
+        // --unused judges every entry by its hits; otherwise only the shown ones need theirs.
+        let all_hits = unused_for_secs
+            .map(|_| self.entry_hits())
+            .transpose()
+            .map_err(internal)?;
         let now = jiff::Timestamp::now();
-        let mut entries = Vec::new();
-        let mut matched = 0;
-        for entry in entries_kept() {
-            let saved = || hits.of(entry.net, super::changes::list_name(&self.config, entry));
-            if let Some(limit) = unused_for_secs
-                && saved().last.is_some_and(|last| {
-                    now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)
-                })
-            {
-                continue;
-            }
-            matched += 1;
-            if query.count || query.limit.is_some_and(|n| entries.len() as u64 >= n) {
-                continue;
-            }
-            let saved = saved();
-            let mut info = entry_info(&self.config, entry);
-            info.hits = saved.hits;
-            info.last_hit = saved
+        let unused = |entry: &Entry| match (&all_hits, unused_for_secs) {
+            (Some(hits), Some(limit)) => !hits
+                .of(entry.net, super::changes::list_name(&self.config, entry))
                 .last
-                .and_then(|t| Some(t.round(jiff::Unit::Second).ok()?.to_string()));
-            entries.push(info);
+                .is_some_and(|last| {
+                    now.duration_since(last) < jiff::SignedDuration::from_secs(limit as i64)
+                }),
+            _ => true,
+        };
+        let mut matched = 0;
+        let mut shown = Vec::new();
+        let kept = self.config.entries.iter().filter(|e| {
+            filter.keeps(e) && (!query.timed || self.config.end_of(e).is_some()) && unused(e)
+        });
+        for entry in kept {
+            matched += 1;
+            if !query.count && query.limit.is_none_or(|n| (shown.len() as u64) < n) {
+                shown.push(entry);
+            }
         }
+        let hits = match all_hits {
+            Some(hits) => hits,
+            None => self.entry_hits_of(&shown).map_err(internal)?,
+        };
+        let entries = shown
+            .into_iter()
+            .map(|entry| {
+                let saved = hits.of(entry.net, super::changes::list_name(&self.config, entry));
+                let mut info = entry_info(&self.config, entry);
+                info.hits = saved.hits;
+                info.last_hit = saved
+                    .last
+                    .and_then(|t| Some(t.round(jiff::Unit::Second).ok()?.to_string()));
+                info
+            })
+            .collect();
         Ok(Reply::List(EntryList {
             revision: self.revision,
             active: self.config.active,

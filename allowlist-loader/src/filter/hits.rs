@@ -141,8 +141,11 @@ impl Filter {
         &self,
         entries: impl IntoIterator<Item = (IpNet, &'a str)>,
     ) -> Result<ListHits> {
-        let entries: Vec<_> = entries.into_iter().collect();
-        let networks: usize = entries.iter().map(|(e, _)| self.ids.within(*e).len()).sum();
+        let entries: Vec<_> = entries
+            .into_iter()
+            .map(|(entry, name)| (entry, name, self.ids.within(entry)))
+            .collect();
+        let networks: usize = entries.iter().map(|(_, _, inside)| inside.len()).sum();
         if networks > READ_ONE_BY_ONE {
             return self.hits();
         }
@@ -151,13 +154,13 @@ impl Filter {
             PerCpuHashMap::try_from(map(&self.ebpf, names::LIST_HITS)?)?;
         let mut out = ListHits::new();
         let mut untagged_read = HashSet::new();
-        for (entry, name) in entries {
+        for (entry, name, inside) in entries {
             let Some(n) = self.numbers.number(name).map(usize::from) else {
                 continue;
             };
             // A network inside the entry counts for it unless an entry of the same list
             // between them holds it (`entry_of`, as `hits` attributes).
-            for &(net, id, _) in self.ids.within(entry) {
+            for &(net, id, _) in inside {
                 let (mut tagged, mut untagged) = (HitStat::default(), HitStat::default());
                 for cpu in 0..self.cpus {
                     let stat = slots

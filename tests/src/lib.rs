@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod generate;
 pub mod model;
 pub mod netns;
+pub mod outside;
 pub mod pace;
 pub mod package;
 pub mod probe;

@@ -87,6 +87,11 @@ pub fn connect(ns: &Netns, src: IpAddr, dst: SocketAddr, timeout: Duration) -> O
     Outcome::from_result(&open(ns, src, dst, timeout))
 }
 
+/// [`connect`] from the calling thread's own namespace.
+pub fn connect_here(src: IpAddr, dst: SocketAddr, timeout: Duration) -> Outcome {
+    Outcome::from_result(&open_here(src, dst, timeout))
+}
+
 /// Panics unless `src` can connect to `dst` (within [`allowed_probe`]).
 #[track_caller]
 pub fn assert_connects(ns: &Netns, src: IpAddr, dst: SocketAddr, why: &str) {

@@ -4,17 +4,22 @@
 //! 802.1Q inside) on the lab's veth pair, carrying real TCP connects from the client namespace
 //! through the filter attached to the parent veth (driver mode, the tags in the frames it
 //! judges) and, separately, to the VLAN devices themselves (generic mode: a VLAN device has
-//! no native XDP, and the daemon says so).
+//! no native XDP, and the daemon says so); and native XDP on the VM's own virtio-net NIC,
+//! several queues, judging connects from outside the VM (`allowlist_tests::outside`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
 
 use allowlist_tests::bpffs::TestDir;
+use allowlist_tests::ctl::{ctl_command, run};
 use allowlist_tests::daemon::{Config, Daemon, READY_TIMEOUT};
 use allowlist_tests::fixture::{Running, Start};
 use allowlist_tests::netns::{A4, A6, B4, B6, Lab, Netns, PROTECTED, run_cmd, to};
+use allowlist_tests::outside::{self, Outside};
 use allowlist_tests::require_root;
-use allowlist_tests::tcp::{Listener, assert_connects, assert_times_out};
+use allowlist_tests::tcp::{
+    BLOCKED_PROBE, Listener, Outcome, allowed_probe, assert_connects, assert_times_out,
+};
 
 /// A VLAN network on top of the lab's veth pair: the devices on both ends and its addresses,
 /// 198.19.`net`.0/24 and 2001:db8:`net`::/64 (server .1 and ::1, the allowed client .2 and
@@ -283,4 +288,185 @@ fn driver_mode_on_a_vlan_device_is_refused_naming_it() {
     );
     // Nothing stays attached: the VLAN is open as before.
     dot1q.assert_unfiltered(&lab.client, "the daemon refused to start");
+}
+
+/// The guest's virtio-net NIC, which `cargo xtask vm-test` puts on a multiqueue tap.
+fn virtio_nic() -> String {
+    let nics = std::fs::read_dir("/sys/class/net").expect("/sys/class/net");
+    nics.filter_map(Result::ok)
+        .find(|nic| {
+            std::fs::read_link(nic.path().join("device/driver"))
+                .is_ok_and(|driver| driver.ends_with("virtio_net"))
+        })
+        .map(|nic| nic.file_name().to_string_lossy().into_owned())
+        .expect("a virtio-net NIC: run this with `cargo xtask vm-test vm_devices`, which adds one")
+}
+
+/// `ethtool -S`'s per-queue counters named `rx_queue_<n>_<name>`, by queue.
+fn per_queue(ns: &Netns, nic: &str, name: &str) -> Vec<u64> {
+    let out = ns.exec("ethtool", &["-S", nic]).expect("ethtool -S");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut counts = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.trim().split_once(": ") else {
+            continue;
+        };
+        let Some(queue) = key
+            .strip_prefix("rx_queue_")
+            .and_then(|rest| rest.strip_suffix(&format!("_{name}")))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        counts.resize(counts.len().max(queue + 1), 0);
+        counts[queue] = value.parse().expect("a counter");
+    }
+    assert!(
+        !counts.is_empty(),
+        "ethtool -S {nic} has no rx_queue_<n>_{name}:\n{text}"
+    );
+    counts
+}
+
+#[test]
+fn native_xdp_on_the_multiqueue_virtio_nic_judges_connects_from_outside_the_vm() {
+    if !require_root("native_xdp_on_the_multiqueue_virtio_nic_judges_connects_from_outside_the_vm")
+    {
+        return;
+    }
+    let nic = virtio_nic();
+    // The NIC moves into a namespace of the test's, and back when the namespace goes.
+    let server = Netns::new();
+    run_cmd(Command::new("ip").args(["link", "set", &nic, "netns", server.name()]))
+        .unwrap_or_else(|e| panic!("moving {nic} into the test's namespace: {e:#}"));
+    let dad = format!("/proc/sys/net/ipv6/conf/{nic}/accept_dad");
+    server
+        .run_in(|| std::fs::write(&dad, "0"))
+        .unwrap_or_else(|e| panic!("{dad}: {e}"));
+    for args in [
+        vec![
+            "addr",
+            "add",
+            &format!("{}/{}", outside::GUEST_V4, outside::PREFIX_V4),
+            "dev",
+            &nic,
+        ],
+        vec![
+            "addr",
+            "add",
+            &format!("{}/{}", outside::GUEST_V6, outside::PREFIX_V6),
+            "dev",
+            &nic,
+            "nodad",
+        ],
+        vec!["link", "set", &nic, "up"],
+        vec!["link", "set", "lo", "up"],
+    ] {
+        server.ip(&args).unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    let _listener = Listener::start(&server, SocketAddr::new("::".parse().unwrap(), PROTECTED));
+    let dir = TestDir::new();
+    let mut config = Config::new(&dir, &nic)
+        .entry(
+            &format!("{}/32", outside::ALLOWED_V4),
+            "outside client, IPv4",
+        )
+        .entry(
+            &format!("{}/128", outside::ALLOWED_V6),
+            "outside client, IPv6",
+        );
+    config.xdp_mode = Some("driver".to_owned());
+    let path = dir.join("allowlist.toml");
+    config.write(&path);
+    let daemon = Daemon::spawn(&server, &path);
+    daemon.wait_ready();
+    let socket = dir.join("control.sock");
+    run(&mut ctl_command(&socket, &["status"]))
+        .ok()
+        .stdout_has(&format!("interface:  {nic} (XDP driver)"));
+
+    // Several queues, each judged by the program: a tap spreads flows over the queues by
+    // their hash, so the blocked connects' SYNs (each from another port) reach more than one.
+    let drops_before = per_queue(&server, &nic, "xdp_drops");
+    assert!(
+        drops_before.len() >= 2,
+        "{nic} has {} receive queue(s); vm-test gives it several",
+        drops_before.len()
+    );
+    let mut outside = Outside::reach(&server);
+    let guest = |src: IpAddr| {
+        let dst = if src.is_ipv4() {
+            IpAddr::V4(outside::GUEST_V4)
+        } else {
+            IpAddr::V6(outside::GUEST_V6)
+        };
+        SocketAddr::new(dst, PROTECTED)
+    };
+    let allowed = [
+        IpAddr::V4(outside::ALLOWED_V4),
+        IpAddr::V6(outside::ALLOWED_V6),
+    ];
+    let blocked = [
+        IpAddr::V4(outside::BLOCKED_V4),
+        IpAddr::V6(outside::BLOCKED_V6),
+    ];
+    const ROUNDS: u64 = 6;
+    for round in 0..ROUNDS {
+        for src in allowed {
+            let seen = outside.connect(src, guest(src), allowed_probe());
+            assert_eq!(
+                seen,
+                Outcome::Connected.to_string(),
+                "round {round}: {src} (listed, outside the VM) -> {}",
+                guest(src)
+            );
+        }
+        for src in blocked {
+            let seen = outside.connect(src, guest(src), BLOCKED_PROBE);
+            assert_eq!(
+                seen,
+                Outcome::TimedOut.to_string(),
+                "round {round}: {src} (unlisted, outside the VM) -> {}",
+                guest(src)
+            );
+        }
+    }
+    let drops_after = per_queue(&server, &nic, "xdp_drops");
+    let dropped: Vec<u64> = drops_after
+        .iter()
+        .zip(&drops_before)
+        .map(|(after, before)| after - before)
+        .collect();
+    eprintln!("XDP drops per receive queue of {nic}: {dropped:?}");
+    assert!(
+        dropped.iter().sum::<u64>() >= ROUNDS * 2,
+        "the driver counts at least one XDP drop per blocked connect; per queue: {dropped:?}"
+    );
+    assert!(
+        dropped.iter().filter(|&&n| n > 0).count() >= 2,
+        "the blocked connects' SYNs were dropped on more than one queue: {dropped:?}"
+    );
+    let listed = run(&mut ctl_command(&socket, &["--json", "list"]))
+        .ok()
+        .json();
+    for src in allowed {
+        let entry = listed["entries"]
+            .as_array()
+            .and_then(|entries| {
+                entries.iter().find(|e| {
+                    e["cidr"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with(&format!("{src}/")))
+                })
+            })
+            .unwrap_or_else(|| panic!("no entry for {src} in {listed}"));
+        assert!(
+            entry["hits"].as_u64().is_some_and(|hits| hits >= ROUNDS),
+            "each connect from {src} counts a hit: {entry}"
+        );
+    }
+    run(&mut ctl_command(&socket, &["blocked"]))
+        .ok()
+        .stdout_has(&outside::BLOCKED_V4.to_string())
+        .stdout_has(&outside::BLOCKED_V6.to_string());
 }

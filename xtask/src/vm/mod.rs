@@ -4,9 +4,11 @@
 //! the ones `cargo test --no-run` builds here; the guest runs them with its runtime files on
 //! a tmpfs (9p can hold neither sockets nor a bpffs) and writes each suite's log and exit
 //! status into a directory shared read-write, which is what is judged: virtme-ng's own exit
-//! status does not carry the guest's.
+//! status does not carry the guest's. Every guest has a virtio-net NIC with several queues
+//! whose other end is outside the VM (`outside`), for `vm_devices`' native XDP test.
 
 mod kernel;
+mod outside;
 mod tools;
 
 use std::env;
@@ -115,7 +117,7 @@ fn run_plan(root: &Path, plan: &[(Kernel, Vec<String>)]) -> Result<()> {
             wanted.push(suite.clone());
         }
     }
-    let binaries = test_binaries(root, &built.ebpf_object, &wanted)?;
+    let (binaries, peer) = test_binaries(root, &built.ebpf_object, &wanted)?;
 
     let mut report = String::new();
     let mut failed = false;
@@ -128,7 +130,7 @@ fn run_plan(root: &Path, plan: &[(Kernel, Vec<String>)]) -> Result<()> {
             .filter(|(suite, _)| suites.contains(suite))
             .cloned()
             .collect();
-        let outcomes = boot_and_run(root, &vng, kernel, &unpacked, &these, &built.bin_dir)?;
+        let outcomes = boot_and_run(root, &vng, kernel, &unpacked, &these, &built.bin_dir, &peer)?;
         let _ = writeln!(
             report,
             "{} ({}, {}, {} s in the VM):",
@@ -163,12 +165,13 @@ fn run_plan(root: &Path, plan: &[(Kernel, Vec<String>)]) -> Result<()> {
     Ok(())
 }
 
-/// The test binaries `cargo test --no-run` builds for `suites`, by suite.
+/// The test binaries `cargo test --no-run` builds for `suites`, by suite, and the tests
+/// crate's `vm-peer`, which it builds with them.
 fn test_binaries(
     root: &Path,
     ebpf_object: &Path,
     suites: &[String],
-) -> Result<Vec<(String, PathBuf)>> {
+) -> Result<(Vec<(String, PathBuf)>, PathBuf)> {
     let mut cmd = userspace_cargo(root, "test", ebpf_object);
     cmd.args(["--no-run", "--message-format=json-render-diagnostics"]);
     for suite in suites {
@@ -183,25 +186,33 @@ fn test_binaries(
         bail!("`cargo test --no-run` failed: {}", output.status);
     }
     let mut binaries = Vec::new();
+    let mut peer = None;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
         let Ok(message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        let is_test = message["target"]["kind"]
-            .as_array()
-            .is_some_and(|kinds| kinds.iter().any(|kind| kind == "test"));
-        if message["reason"] != "compiler-artifact" || !is_test {
+        let kind_is = |wanted: &str| {
+            message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|kind| kind == wanted))
+        };
+        if message["reason"] != "compiler-artifact" {
             continue;
         }
         if let (Some(name), Some(executable)) = (
             message["target"]["name"].as_str(),
             message["executable"].as_str(),
         ) {
-            binaries.push((name.to_owned(), PathBuf::from(executable)));
+            if kind_is("test") {
+                binaries.push((name.to_owned(), PathBuf::from(executable)));
+            } else if kind_is("bin") && name == "vm-peer" {
+                peer = Some(PathBuf::from(executable));
+            }
         }
     }
+    let peer = peer.context("cargo built no vm-peer (the tests crate's outside peer)")?;
     // In the order asked for.
-    suites
+    let binaries = suites
         .iter()
         .map(|suite| {
             binaries
@@ -210,7 +221,8 @@ fn test_binaries(
                 .cloned()
                 .with_context(|| format!("cargo built no test binary named {suite}"))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((binaries, peer))
 }
 
 fn boot_and_run(
@@ -220,6 +232,7 @@ fn boot_and_run(
     unpacked: &kernel::Unpacked,
     binaries: &[(String, PathBuf)],
     bin_dir: &Path,
+    peer: &Path,
 ) -> Result<Vec<Outcome>> {
     let run_dir = root.join("target/vm/run").join(kernel.name());
     if run_dir.exists() {
@@ -240,14 +253,18 @@ fn boot_and_run(
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let outside = outside::Outside::create(peer)?;
     let mut cmd = Command::new("timeout");
     cmd.current_dir(root)
         .args(["--kill-after=10", &GUEST_TIMEOUT_SECS.to_string()])
+        .args(["ip", "netns", "exec", outside.netns()])
         .arg(vng)
         .arg("--disable-kvm")
         .arg("--run")
         .arg(&unpacked.vmlinuz)
         .args(["--memory", "2G", "--cpus", "2"])
+        // One argument: argparse takes a separate value starting with '-' for an option.
+        .arg(format!("--qemu-opts={}", outside::Outside::qemu_opts()))
         .arg("--rwdir")
         .arg(&out)
         .arg("--exec")
@@ -255,6 +272,7 @@ fn boot_and_run(
         .stdin(Stdio::null());
     let console = run_dir.join("console.log");
     let status = run_teed(&mut cmd, &console)?;
+    drop(outside);
     // Judged by the status files below, not by this (see the module's comment).
     if !status.success() {
         eprintln!(

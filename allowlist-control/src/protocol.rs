@@ -121,6 +121,9 @@ pub enum Command {
         tcp_ports: Vec<u16>,
         #[serde(default)]
         udp_ports: Vec<u16>,
+        /// The file of the config set to write it in: a drop-in (none: the config file).
+        #[serde(default)]
+        file: Option<String>,
     },
     RemoveList {
         list: String,

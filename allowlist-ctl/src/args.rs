@@ -180,6 +180,10 @@ pub(crate) enum Cmd {
         /// enforce, monitor (count what it would drop, drop nothing) or off.
         #[arg(long, default_value = "monitor", value_parser = ["enforce", "monitor", "off"])]
         mode: String,
+        /// Write it in FILE, a drop-in of the config (`include`), rather than the config file
+        /// (on a node whose config file is a read-only ConfigMap, a writable drop-in).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         change: ChangeArgs,
     },

@@ -159,6 +159,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
             tcp,
             udp,
             mode,
+            file,
             change,
         } => (
             Command::AddList {
@@ -166,6 +167,7 @@ pub(crate) fn request(command: Cmd) -> Result<Request, Failure> {
                 mode,
                 tcp_ports: tcp,
                 udp_ports: udp,
+                file: file.map(|f| list_file_arg(&f)),
             },
             change.options(),
         ),

@@ -186,10 +186,7 @@ impl Attachments {
         } else {
             "; is another XDP program attached to it?"
         };
-        bail!(
-            "cannot attach XDP to {name} ({}){hint}",
-            failures.join("; ")
-        )
+        bail!("cannot attach XDP to {name}: {}{hint}", failures.join("; "))
     }
 
     /// Reload: attach to newly listed interfaces, detach from unlisted ones.

@@ -181,13 +181,19 @@ impl Lab {
         reason = "creates kernel objects; a `Default` would hide that"
     )]
     pub fn new() -> Lab {
+        Lab::with_server_suffix("")
+    }
+
+    /// [`Lab::new`] with `suffix` after the server's interface name, e.g. ".100" for a name
+    /// like a VLAN device's.
+    pub fn with_server_suffix(suffix: &str) -> Lab {
         let server = Netns::new();
         let client = Netns::new();
         let id = next_id();
         let lab = Lab {
             server,
             client,
-            server_if: format!("alsv{id}"),
+            server_if: format!("alsv{id}{suffix}"),
             client_if: format!("alcl{id}"),
         };
         lab.configure()

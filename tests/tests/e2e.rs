@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use allowlist_tests::bpffs::TestDir;
 use allowlist_tests::daemon::{self, Config, Daemon, READY_TIMEOUT, RELOAD_TIMEOUT};
-use allowlist_tests::fixture::Running;
+use allowlist_tests::fixture::{Running, Start};
 use allowlist_tests::netns::{
     A4, A6, ALLOWED_V4, ALLOWED_V6, B4, B6, BLOCKED_V4, BLOCKED_V6, Lab, Netns, PROTECTED,
     SERVER_V4, SERVER_V6, UNPROTECTED, next_id, to,
@@ -254,6 +254,48 @@ fn sigkill_keeps_enforcing_and_a_restart_adopts_the_pins() {
     fx.stop(Signal::SIGTERM);
     fx.assert_bpffs_empty("after SIGTERM");
     assert_connects(fx.client(), B4, to(B4, PROTECTED), "filter detached");
+}
+
+/// VLAN devices are usually named `<parent>.<vid>`; bpffs refuses a dot in a pin's name, which
+/// once made the daemon fail to attach to such a device at all.
+#[test]
+fn an_interface_named_like_a_vlan_device_is_pinned_and_adopted_after_a_crash() {
+    if !require_root("an_interface_named_like_a_vlan_device_is_pinned_and_adopted_after_a_crash") {
+        return;
+    }
+    let mut run = Running::start_in(
+        Lab::with_server_suffix(".100"),
+        &Start::default(),
+        |dir, iface| allow_allowed_clients(Config::new(dir, iface)).render(),
+    );
+    let iface = run.lab.server_if().to_owned();
+    assert!(iface.ends_with(".100"), "{iface}");
+    run.ctl(&["status"])
+        .ok()
+        .stdout_has(&format!("interface:  {iface} (XDP driver)"));
+    assert_times_out(
+        run.client(),
+        B4,
+        to(B4, PROTECTED),
+        &format!("unlisted, on {iface}"),
+    );
+    assert_connects(
+        run.client(),
+        A4,
+        to(A4, PROTECTED),
+        &format!("listed, on {iface}"),
+    );
+
+    run.daemon.kill9();
+    assert_times_out(run.client(), B6, to(B6, PROTECTED), "pinned after SIGKILL");
+    run.restart();
+    let log = run.daemon.log();
+    assert!(
+        log.contains("adopted the pinned XDP link") && log.contains(&iface),
+        "the new daemon adopts the link pinned for {iface}; log:\n{log}"
+    );
+    assert_times_out(run.client(), B4, to(B4, PROTECTED), "after adoption");
+    assert_connects(run.client(), A6, to(A6, PROTECTED), "after adoption");
 }
 
 /// SIGUSR2 is the handover for restarts and upgrades: the daemon exits with status 75 and

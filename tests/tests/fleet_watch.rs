@@ -178,13 +178,27 @@ fn a_burst_of_writes_makes_one_reload_and_own_writes_none() {
         &drop_in.display().to_string(),
     ])
     .ok();
+    // A list too, where the config file is a read-only ConfigMap's.
+    run.ctl(&[
+        "add-list",
+        "api",
+        "--tcp",
+        "8443",
+        "--file",
+        &drop_in.display().to_string(),
+    ])
+    .ok();
     let text = std::fs::read_to_string(&drop_in).unwrap();
-    assert!(text.contains("198.18.7.7"), "added to the drop-in:\n{text}");
+    assert!(
+        text.contains("198.18.7.7") && text.contains("[lists.api]"),
+        "the entry and the list added to the drop-in:\n{text}"
+    );
     let main = std::fs::read_to_string(&run.path).unwrap();
     assert!(
-        main.contains("2001:db8::b") && !main.contains("198.18.7.7"),
+        main.contains("2001:db8::b") && !main.contains("198.18.7.7") && !main.contains("api"),
         "{main}"
     );
+    run.ctl(&["lists"]).ok().stdout_has("api");
     assert_connects(client, B6, to(B6, PROTECTED), "added through allowlistctl");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(

@@ -143,6 +143,7 @@ fn request(rng: &mut Rng) -> Request {
             mode: ["enforce", "monitor", "off", "audit"][rng.usize(0..4)].into(),
             tcp_ports: ports(rng),
             udp_ports: ports(rng),
+            file: maybe(rng, text),
         },
         18 => Command::RemoveList { list: list(rng) },
         19 => Command::SetPorts {

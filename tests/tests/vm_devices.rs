@@ -282,7 +282,7 @@ fn driver_mode_on_a_vlan_device_is_refused_naming_it() {
     let dev = &dot1q.server_dev;
     assert!(
         log.contains(&format!(
-            "cannot attach XDP to {dev} ({dev} has no native XDP (driver mode: "
+            "cannot attach XDP to {dev}: {dev} has no native XDP (driver mode: "
         )) && log.contains(r#"xdp_mode = "generic" or "auto" attaches it in generic mode"#),
         "the refusal names the device, what it lacks and the fix; log:\n{log}"
     );
@@ -302,7 +302,7 @@ fn virtio_nic() -> String {
         .expect("a virtio-net NIC: run this with `cargo xtask vm-test vm_devices`, which adds one")
 }
 
-/// `ethtool -S`'s per-queue counters named `rx_queue_<n>_<name>`, by queue.
+/// `ethtool -S`'s per-queue receive counters named `<name>`, by queue.
 fn per_queue(ns: &Netns, nic: &str, name: &str) -> Vec<u64> {
     let out = ns.exec("ethtool", &["-S", nic]).expect("ethtool -S");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -311,8 +311,10 @@ fn per_queue(ns: &Netns, nic: &str, name: &str) -> Vec<u64> {
         let Some((key, value)) = line.trim().split_once(": ") else {
             continue;
         };
+        // `rx_queue_3_xdp_drops` on 5.10 and 6.1, `rx3_xdp_drops` on 6.12.
         let Some(queue) = key
             .strip_prefix("rx_queue_")
+            .or_else(|| key.strip_prefix("rx"))
             .and_then(|rest| rest.strip_suffix(&format!("_{name}")))
             .and_then(|n| n.parse::<usize>().ok())
         else {
@@ -323,7 +325,7 @@ fn per_queue(ns: &Netns, nic: &str, name: &str) -> Vec<u64> {
     }
     assert!(
         !counts.is_empty(),
-        "ethtool -S {nic} has no rx_queue_<n>_{name}:\n{text}"
+        "ethtool -S {nic} has no per-queue {name}:\n{text}"
     );
     counts
 }

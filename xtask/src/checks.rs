@@ -58,7 +58,7 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     let whole = test_args.is_empty();
     if whole && let Err(err) = vm::ci(root) {
         eprintln!("xtask: vm-test: {err:#}");
-        failed.push("vm-test (Debian 12's and 11's kernels)");
+        failed.push("vm-test (Debian 11's, 12's and 13's kernels)");
     }
     if !failed.is_empty() {
         bail!("{} did not pass", failed.join(", "));
@@ -66,7 +66,7 @@ pub fn test(root: &Path, test_args: &[String]) -> Result<()> {
     if whole {
         eprintln!(
             "xtask: test passed: clippy, rustfmt, cargo test and the kernel-facing suites in \
-             VMs (Debian 12's and 11's kernels) all succeeded"
+             VMs (Debian 11's, 12's and 13's kernels) all succeeded"
         );
     } else {
         eprintln!("xtask: test passed: clippy, rustfmt and cargo test all succeeded");

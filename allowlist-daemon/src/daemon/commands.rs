@@ -470,19 +470,7 @@ impl Daemon {
             } => {
                 let net = parse_cidr(cidr)?;
                 if let Some(named) = named {
-                    let drop_in = super::list_query::file_named(named, &self.config)?;
-                    if self.config.drop_in(&drop_in).is_none() && drop_in != file {
-                        return Err(invalid(format!(
-                            "--file {}: new entries go to the config file or one of its drop-ins \
-                             (`include`); {} is a list file: edit it and run `allowlistctl reload`",
-                            drop_in.display(),
-                            drop_in.display()
-                        )));
-                    }
-                    if drop_in != file {
-                        doc = self.doc_of(&drop_in, &Edits::new()).map_err(invalid)?;
-                        file = drop_in;
-                    }
+                    self.named_file(named, "entries", &mut doc, &mut file)?;
                 }
                 let end = ends.as_ref().map(expiry::end_time).transpose()?.flatten();
                 if let Some(comment) = comment {
@@ -611,7 +599,11 @@ impl Daemon {
                 mode,
                 tcp_ports,
                 udp_ports,
+                file: named,
             } => {
+                if let Some(named) = named {
+                    self.named_file(named, "lists", &mut doc, &mut file)?;
+                }
                 if self.config.list(list).is_some() {
                     return Err(invalid(format!(
                         "list `{list}` exists already; `allowlistctl set-ports {list}` changes its ports"
@@ -776,6 +768,31 @@ impl Daemon {
 
     /// Switches `doc` and `file` to the drop-in defining `target` (its mode and ports), if a
     /// drop-in does.
+    /// Switches `doc` and `file` to the file `--file` names: the config file or one of its
+    /// drop-ins, where new `what` (entries, lists) may be written; a list file is refused.
+    fn named_file(
+        &self,
+        named: &str,
+        what: &str,
+        doc: &mut ConfigDoc,
+        file: &mut std::path::PathBuf,
+    ) -> Result<(), Refusal> {
+        let drop_in = super::list_query::file_named(named, &self.config)?;
+        if self.config.drop_in(&drop_in).is_none() && drop_in != *file {
+            return Err(invalid(format!(
+                "--file {}: new {what} go to the config file or one of its drop-ins \
+                 (`include`); {} is a list file: edit it and run `allowlistctl reload`",
+                drop_in.display(),
+                drop_in.display()
+            )));
+        }
+        if drop_in != *file {
+            *doc = self.doc_of(&drop_in, &Edits::new()).map_err(invalid)?;
+            *file = drop_in;
+        }
+        Ok(())
+    }
+
     fn defining_file(
         &self,
         target: &Target,

@@ -208,19 +208,9 @@ fn tagged_connects_are_filtered_by_the_program_on_the_parent_veth() {
     let listed = run.ctl(&["--json", "list"]).ok().json();
     for vlan in [&dot1q, &qinq] {
         let [a4, _] = vlan.allowed();
-        let entry = listed["entries"]
-            .as_array()
-            .and_then(|entries| {
-                entries.iter().find(|e| {
-                    e["cidr"]
-                        .as_str()
-                        .is_some_and(|c| c.starts_with(&a4.to_string()))
-                })
-            })
-            .unwrap_or_else(|| panic!("no entry {a4}/32 in {listed}"));
         assert!(
-            entry["hits"].as_u64().is_some_and(|hits| hits >= 1),
-            "the tagged connect from {a4} counts a hit for its entry: {entry}"
+            hits_of(&listed, a4) >= 1,
+            "the tagged connect from {a4} counts a hit for its entry: {listed}"
         );
     }
 }
@@ -288,6 +278,20 @@ fn driver_mode_on_a_vlan_device_is_refused_naming_it() {
     );
     // Nothing stays attached: the VLAN is open as before.
     dot1q.assert_unfiltered(&lab.client, "the daemon refused to start");
+}
+
+/// The hits `list --json` shows for the entry of the single address `src`.
+fn hits_of(listed: &serde_json::Value, src: IpAddr) -> u64 {
+    let cidr = format!("{src}/");
+    listed["entries"]
+        .as_array()
+        .and_then(|entries| {
+            entries
+                .iter()
+                .find(|e| e["cidr"].as_str().is_some_and(|c| c.starts_with(&cidr)))
+        })
+        .and_then(|entry| entry["hits"].as_u64())
+        .unwrap_or_else(|| panic!("no entry for {src} with hits in {listed}"))
 }
 
 /// The guest's virtio-net NIC, which `cargo xtask vm-test` puts on a multiqueue tap.
@@ -452,19 +456,9 @@ fn native_xdp_on_the_multiqueue_virtio_nic_judges_connects_from_outside_the_vm()
         .ok()
         .json();
     for src in allowed {
-        let entry = listed["entries"]
-            .as_array()
-            .and_then(|entries| {
-                entries.iter().find(|e| {
-                    e["cidr"]
-                        .as_str()
-                        .is_some_and(|c| c.starts_with(&format!("{src}/")))
-                })
-            })
-            .unwrap_or_else(|| panic!("no entry for {src} in {listed}"));
         assert!(
-            entry["hits"].as_u64().is_some_and(|hits| hits >= ROUNDS),
-            "each connect from {src} counts a hit: {entry}"
+            hits_of(&listed, src) >= ROUNDS,
+            "each connect from {src} counts a hit: {listed}"
         );
     }
     run(&mut ctl_command(&socket, &["blocked"]))

@@ -195,6 +195,10 @@ impl Listener {
         let listener = ns
             .run_in(|| TcpListener::bind(addr))
             .unwrap_or_else(|e| panic!("listening on {addr} in {}: {e}", ns.name()));
+        // The longest accept queue the namespace allows (net.core.somaxconn): the probes of a
+        // handover connect back to back while the machine is busy starting a daemon.
+        sock::listen(&listener, sock::Backlog::MAXALLOWABLE)
+            .expect("enlarging the listener's accept queue");
         listener
             .set_nonblocking(true)
             .expect("making the listener non-blocking");
@@ -240,7 +244,12 @@ fn accept_loop(listener: &TcpListener, stop: &Arc<AtomicBool>, accepted: &Atomic
                 let stop = Arc::clone(stop);
                 connections.push(std::thread::spawn(move || echo(stream, &stop)));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(POLL_STEP),
+            // Woken at once by the next connection, or after a step to look at `stop`.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+                let step = PollTimeout::try_from(POLL_STEP).unwrap_or(PollTimeout::MAX);
+                let _ = poll(&mut fds, step);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 eprintln!("listener: accept failed: {e}");

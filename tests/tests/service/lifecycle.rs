@@ -147,7 +147,7 @@ fn install_upgrade_remove_and_purge_on_this_machine() {
         probes.len(),
         wrong.len()
     );
-    let (slowest, _) = probe::slow_allowed(&probes);
+    let slowest = probe::slowest_allowed(&probes);
     eprintln!(
         "upgrade: {} probes from the blocked clients (all dropped), {} from the allowed ones \
          (all connected); no daemon from {handed_at:?} to {ready_at:?} ({daemonless_blocked} \

@@ -255,6 +255,14 @@ pub fn write(
         if quick { " --quick" } else { "" },
         seconds
     );
+    // The reading guide is written by hand about a run it names: carried over, not lost.
+    if let Some(guide) = std::fs::read_to_string(md_path)
+        .ok()
+        .as_deref()
+        .and_then(reading_guide)
+    {
+        let _ = writeln!(md, "{guide}\n");
+    }
     let _ = writeln!(
         md,
         "## Headlines\n\n| headline | value | goal | met | measured as |\n|---|---|---|---|---|"
@@ -510,6 +518,14 @@ pub fn write(
     let _ = &null;
     std::fs::write(md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(lines)
+}
+
+/// The hand-written "## Read this first" section of a BENCHMARKS.md, up to the next section.
+fn reading_guide(md: &str) -> Option<&str> {
+    let start = md.find("## Read this first\n")?;
+    let rest = &md[start..];
+    let end = rest[1..].find("\n## ").map_or(rest.len(), |i| i + 2);
+    Some(rest[..end].trim_end())
 }
 
 /// How each headline is measured, in one line (the sections below have the details).
@@ -804,4 +820,22 @@ fn bar_plot(title: &str, bars: &[(String, f64)]) -> String {
         H - PAD
     );
     svg + "</svg>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reading_guide;
+
+    #[test]
+    fn the_hand_written_guide_is_found_up_to_the_next_section() {
+        let md = "# Benchmarks\n\nWritten by ...\n\n## Read this first\n\nThis run (code of \
+                  86d4f38) ...\n- NIC path ...\n\n## Headlines\n\n| headline |\n";
+        assert_eq!(
+            reading_guide(md),
+            Some("## Read this first\n\nThis run (code of 86d4f38) ...\n- NIC path ...")
+        );
+        assert_eq!(reading_guide("# Benchmarks\n\n## Headlines\n"), None);
+        let last = "## Read this first\n\nonly this\n";
+        assert_eq!(reading_guide(last), Some("## Read this first\n\nonly this"));
+    }
 }

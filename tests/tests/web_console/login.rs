@@ -176,10 +176,9 @@ impl Drop for Admin {
 #[test]
 fn a_non_root_admin_logs_in_and_the_audit_names_them() {
     let test = "a_non_root_admin_logs_in_and_the_audit_names_them";
-    if !require_root(test) {
+    let Some(dist) = root_and_page(test) else {
         return;
-    }
-    let Some(dist) = dist(test) else { return };
+    };
     let desk = format!("{ALLOWED_V4}/32");
     let run =
         Running::start(|dir, iface| Config::new(dir, iface).entry(&desk, "admin desk").render());

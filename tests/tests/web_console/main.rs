@@ -28,9 +28,12 @@ use serde_json::Value;
 /// cockpit-ws's port on the server: not protected, like Cockpit's 9090 on a real host.
 const COCKPIT_PORT: u16 = 9090;
 
-/// The built page, or `None` (a visible skip) outside `cargo xtask test`; under CI=true a
-/// skip is a failure.
-fn dist(test: &str) -> Option<PathBuf> {
+/// What a browser test needs first: root, and the built page, which it returns. `None` is a
+/// visible skip (not root, or outside `cargo xtask test`); under CI=true a skip is a failure.
+fn root_and_page(test: &str) -> Option<PathBuf> {
+    if !require_root(test) {
+        return None;
+    }
     allowlist_tests::path_from_xtask(
         test,
         "ALLOWLIST_COCKPIT_DIST",
@@ -105,10 +108,9 @@ fn config_text(path: &Path) -> String {
 #[test]
 fn every_action_of_the_page_reaches_the_daemon_and_the_network() {
     let test = "every_action_of_the_page_reaches_the_daemon_and_the_network";
-    if !require_root(test) {
+    let Some(dist) = root_and_page(test) else {
         return;
-    }
-    let Some(dist) = dist(test) else { return };
+    };
     let shots = screenshots();
     // Inactive, with one entry that does not cover the browser's address (ALLOWED_V4).
     // A list file's line, edited in that file; a drop-in's entry, edited here whatever the
